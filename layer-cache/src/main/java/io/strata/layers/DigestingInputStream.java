@@ -1,0 +1,81 @@
+package io.strata.layers;
+
+import java.io.FilterInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.security.MessageDigest;
+
+/** Hashes and counts every byte read through it, so one pass both extracts and verifies. */
+final class DigestingInputStream extends FilterInputStream {
+  private final MessageDigest sha256 = Digest.newSha256();
+  private final Progress progress;
+  private long count;
+
+  DigestingInputStream(InputStream in, Progress progress) {
+    super(in);
+    this.progress = progress;
+  }
+
+  @Override
+  public int read() throws IOException {
+    int b = in.read();
+    if (b >= 0) {
+      sha256.update((byte) b);
+      advance(1);
+    }
+    return b;
+  }
+
+  @Override
+  public int read(byte[] b, int off, int len) throws IOException {
+    int n = in.read(b, off, len);
+    if (n > 0) {
+      sha256.update(b, off, n);
+      advance(n);
+    }
+    return n;
+  }
+
+  @Override
+  public long skip(long n) throws IOException {
+    // Skipped bytes must still be hashed, so skip by reading.
+    byte[] buf = new byte[(int) Math.min(n, 65536)];
+    long done = 0;
+    while (done < n) {
+      int r = read(buf, 0, (int) Math.min(buf.length, n - done));
+      if (r < 0) {
+        break;
+      }
+      done += r;
+    }
+    return done;
+  }
+
+  @Override
+  public boolean markSupported() {
+    return false;
+  }
+
+  /** Reads to the end so the digest covers the whole stream, padding after the tar included. */
+  void drain() throws IOException {
+    byte[] buf = new byte[65536];
+    while (read(buf, 0, buf.length) >= 0) {
+      // hashing happens in read
+    }
+  }
+
+  long count() {
+    return count;
+  }
+
+  Digest digest() {
+    return Digest.fromBytes(sha256.digest());
+  }
+
+  private void advance(long n) {
+    count += n;
+    if (progress != null) {
+      progress.bytesRead(n);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+package io.strata.layers;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Reads what the store needs from an OCI image config, and writes one for a bare layer. */
+final class ImageConfig {
+  private ImageConfig() {}
+
+  /** The config's rootfs.diff_ids, bottom layer first, each a well-formed sha256 digest. */
+  static List<Digest> diffIds(byte[] config, String what) {
+    JsonNode root = Json.parse(config, what);
+    JsonNode rootfs = root.get("rootfs");
+    if (rootfs == null || !rootfs.isObject()) {
+      throw new BadInputException(what + ": no rootfs");
+    }
+    if (!"layers".equals(rootfs.path("type").asText())) {
+      throw new BadInputException(what + ": rootfs.type is not \"layers\"");
+    }
+    JsonNode ids = rootfs.get("diff_ids");
+    if (ids == null || !ids.isArray()) {
+      throw new BadInputException(what + ": no rootfs.diff_ids");
+    }
+    List<Digest> out = new ArrayList<>();
+    for (JsonNode id : ids) {
+      try {
+        out.add(Digest.parse(id.asText()));
+      } catch (IllegalArgumentException e) {
+        throw new BadInputException(what + ": rootfs.diff_ids[" + out.size() + "]: " + e.getMessage());
+      }
+    }
+    return out;
+  }
+
+  /** A minimal config for an image made of bare layers, so every image has one. */
+  static byte[] forLayers(List<Digest> diffIds, String created) throws IOException {
+    ObjectNode c = Json.MAPPER.createObjectNode();
+    c.put("created", created);
+    c.put("architecture", goArch());
+    c.put("os", "linux");
+    ObjectNode cfg = c.putObject("config");
+    cfg.putArray("Env").add("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    cfg.putArray("Cmd").add("/bin/sh");
+    ObjectNode rootfs = c.putObject("rootfs");
+    rootfs.put("type", "layers");
+    ArrayNode ids = rootfs.putArray("diff_ids");
+    diffIds.forEach(d -> ids.add(d.toString()));
+    return Json.MAPPER.writer().withoutFeatures(
+        com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(c);
+  }
+
+  /** This machine's architecture in the Go spelling that OCI platforms use. */
+  static String goArch() {
+    String arch = System.getProperty("os.arch");
+    switch (arch) {
+      case "amd64":
+      case "x86_64":
+        return "amd64";
+      case "aarch64":
+        return "arm64";
+      default:
+        return arch;
+    }
+  }
+}

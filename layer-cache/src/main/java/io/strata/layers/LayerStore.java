@@ -1,0 +1,470 @@
+package io.strata.layers;
+
+import com.fasterxml.jackson.core.type.TypeReference;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.DirectoryNotEmptyException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.UUID;
+import java.util.function.Consumer;
+
+/**
+ * The local store of read-only layers and the images made of them.
+ *
+ * <p>Layout under the root:
+ * <pre>
+ *   layers/HEX/diff/…        a layer's extracted tree (OCI whiteouts kept), HEX its DiffID
+ *   layers/HEX/layer.json    its {@link LayerRecord}
+ *   images/HEX/config.json   an image's config, HEX = sha256 of it (the image id)
+ *   images/HEX/image.json    its {@link ImageRecord}, names left out
+ *   images/HEX/manifest.json the manifest it came with, if any
+ *   repositories.json        NAME:TAG → image id
+ *   tmp/                     staging; whatever is here when nobody holds store.lock is garbage
+ *   store.lock, meta.lock    see below
+ * </pre>
+ *
+ * <p>Locking: {@code store.lock} is held shared by every import for its whole run and
+ * exclusively by {@code gc} and by the start-up cleaner, so gc never removes a layer an import
+ * has just put in place, and the cleaner never removes a running import's staging area.
+ * {@code meta.lock} is held exclusively, briefly, by whoever rewrites {@code repositories.json}
+ * or removes an image directory. Every directory that appears under {@code layers/} or
+ * {@code images/} got there by one rename of a complete, verified staging directory.
+ */
+public final class LayerStore {
+  /** The default root when neither {@code --root} nor {@code $STRATA_ROOT} says otherwise. */
+  public static final Path DEFAULT_ROOT = Path.of("/var/lib/strata");
+
+  private final Path root;
+  private final Path layers;
+  private final Path images;
+  private final Path tmp;
+  private final FileMutex storeLock;
+  private final FileMutex metaLock;
+  private final Consumer<String> log;
+
+  private LayerStore(Path root, Consumer<String> log) {
+    this.root = root;
+    this.layers = root.resolve("layers");
+    this.images = root.resolve("images");
+    this.tmp = root.resolve("tmp");
+    this.storeLock = FileMutex.at(root.resolve("store.lock"));
+    this.metaLock = FileMutex.at(root.resolve("meta.lock"));
+    this.log = log;
+  }
+
+  /**
+   * Opens (creating if needed) the store at {@code root} and removes what an interrupted
+   * command left in its staging area.
+   *
+   * @param log receives one line for each thing the store does that a person should know
+   */
+  public static LayerStore open(Path root, Consumer<String> log) {
+    Path abs = root.toAbsolutePath().normalize();
+    LayerStore store = new LayerStore(abs, log);
+    try {
+      Files.createDirectories(store.layers);
+      Files.createDirectories(store.images);
+      Files.createDirectories(store.tmp);
+    } catch (IOException e) {
+      throw new StoreException("cannot create the store at " + abs + ": " + e.getMessage()
+          + " (choose another with --root or $STRATA_ROOT)", e);
+    }
+    store.cleanStaleStaging();
+    return store;
+  }
+
+  /** Picks the store root from an explicit option, then $STRATA_ROOT, then the default. */
+  public static Path rootFrom(Path option) {
+    if (option != null) {
+      return option;
+    }
+    String env = System.getenv("STRATA_ROOT");
+    return env != null && !env.isBlank() ? Path.of(env) : DEFAULT_ROOT;
+  }
+
+  public Path root() {
+    return root;
+  }
+
+  /**
+   * Imports an OCI image layout (directory or tar), a docker-archive, or a bare layer tar
+   * (plain, gzip or zstd). Everything is verified before anything is stored.
+   *
+   * @param name the NAME[:TAG] to give the image; null keeps the source's own names
+   * @param ref which image of a multi-image source to take; null when there is one
+   */
+  public ImageRecord importImage(Path source, String name, String ref, Progress progress) {
+    String tag = name == null ? null : normalizeName(name);
+    Path staging = tmp.resolve("import-" + UUID.randomUUID());
+    try (FileMutex.Held held = storeLock.shared()) {
+      Files.createDirectory(staging);
+      return new Importer(this, staging, progress).run(source, tag, ref);
+    } catch (IOException e) {
+      throw new StoreException("import of " + source + " failed: " + e.getMessage(), e);
+    } finally {
+      try {
+        Trees.deleteRecursively(staging);
+      } catch (IOException e) {
+        log.accept("could not remove staging area " + staging + ": " + e.getMessage()
+            + " (the next strata command will)");
+      }
+    }
+  }
+
+  /** All images, newest first. */
+  public List<ImageRecord> images() {
+    Map<Digest, List<String>> names = namesByImage();
+    List<ImageRecord> out = new ArrayList<>();
+    for (Path dir : list(images)) {
+      Digest id = hexDir(dir);
+      if (id == null) {
+        continue;
+      }
+      try {
+        ImageRecord r = Json.read(dir.resolve("image.json"), ImageRecord.class);
+        out.add(r.withNames(names.getOrDefault(id, List.of())));
+      } catch (NoSuchFileException gone) {
+        // removed while we listed
+      } catch (IOException e) {
+        throw new StoreException("unreadable image record " + dir + ": " + e.getMessage(), e);
+      }
+    }
+    out.sort(Comparator.comparing(ImageRecord::importedAt).reversed()
+        .thenComparing(ImageRecord::id));
+    return out;
+  }
+
+  /** All stored layers, by DiffID. */
+  public List<LayerRecord> layers() {
+    List<LayerRecord> out = new ArrayList<>();
+    for (Path dir : list(layers)) {
+      if (hexDir(dir) == null) {
+        continue;
+      }
+      try {
+        out.add(Json.read(dir.resolve("layer.json"), LayerRecord.class));
+      } catch (NoSuchFileException gone) {
+        // removed while we listed
+      } catch (IOException e) {
+        throw new StoreException("unreadable layer record " + dir + ": " + e.getMessage(), e);
+      }
+    }
+    out.sort(Comparator.comparing(LayerRecord::diffId));
+    return out;
+  }
+
+  /** Whether the layer with this DiffID is stored whole. */
+  public boolean hasLayer(Digest diffId) {
+    return Files.isRegularFile(layers.resolve(diffId.hex()).resolve("layer.json"));
+  }
+
+  /** The read-only tree of a stored layer, or an error if the store does not hold it. */
+  public Path layerTree(Digest diffId) {
+    if (!hasLayer(diffId)) {
+      throw new NotFoundException("layer " + diffId + " is not in the store " + root);
+    }
+    return layers.resolve(diffId.hex()).resolve("diff");
+  }
+
+  /**
+   * Finds an image by NAME[:TAG] (":latest" when no tag is given), by full id
+   * ({@code sha256:HEX} or HEX), or by a unique id prefix of at least 4 hex digits.
+   */
+  public ImageRecord resolve(String ref) {
+    if (ref == null || ref.isBlank()) {
+      throw new NotFoundException("no image named");
+    }
+    Map<String, Digest> repos = repositories();
+    Digest byName = repos.get(normalizeNameOrNull(ref));
+    if (byName != null) {
+      return image(byName);
+    }
+    String hex = ref.startsWith("sha256:") ? ref.substring(7) : ref;
+    if (hex.matches("[0-9a-f]{4,64}")) {
+      List<ImageRecord> matches = new ArrayList<>();
+      for (ImageRecord r : images()) {
+        if (r.id().hex().startsWith(hex)) {
+          matches.add(r);
+        }
+      }
+      if (matches.size() == 1) {
+        return matches.get(0);
+      }
+      if (matches.size() > 1) {
+        throw new NotFoundException("image id prefix " + ref + " is ambiguous: " + matches.size()
+            + " images match; give more digits");
+      }
+    }
+    throw new NotFoundException("no image " + ref + " in " + root
+        + " (see `strata images`)");
+  }
+
+  /** The raw config of an image, as imported (or as written for a bare layer). */
+  public byte[] config(ImageRecord image) {
+    try {
+      return Files.readAllBytes(images.resolve(image.id().hex()).resolve("config.json"));
+    } catch (IOException e) {
+      throw new StoreException("cannot read the config of " + image.id() + ": " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * Removes a name; the image goes when its last name does. An id removes every name of that
+   * image and the image. Layers stay until {@link #gc}. Returns the names removed.
+   */
+  public List<String> removeImage(String ref) {
+    ImageRecord image = resolve(ref);
+    String asName = normalizeNameOrNull(ref);
+    try (FileMutex.Held held = metaLock.exclusive(log)) {
+      Map<String, Digest> repos = new TreeMap<>(repositories());
+      List<String> removed = new ArrayList<>();
+      boolean byName = asName != null && image.id().equals(repos.get(asName));
+      repos.entrySet().removeIf(e -> {
+        boolean drop = byName ? e.getKey().equals(asName) : e.getValue().equals(image.id());
+        if (drop) {
+          removed.add(e.getKey());
+        }
+        return drop;
+      });
+      Json.writeAtomically(root.resolve("repositories.json"), repos);
+      if (!repos.containsValue(image.id())) {
+        retire(images.resolve(image.id().hex()));
+        removed.add(image.id().toString());
+      }
+      return removed;
+    } catch (IOException e) {
+      throw new StoreException("cannot remove " + ref + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** What {@link #gc} did. */
+  public record GcResult(List<Digest> removedLayers, long freedBytes, int removedImages) {}
+
+  /**
+   * Removes every layer that no image uses, and every image record without a name (such as
+   * one whose import was killed after its layers were in place). Waits for running imports.
+   */
+  public GcResult gc() {
+    try (FileMutex.Held held = storeLock.exclusive(log)) {
+      int removedImages = 0;
+      try (FileMutex.Held meta = metaLock.exclusive(log)) {
+        Set<Digest> named = new HashSet<>(repositories().values());
+        for (Path dir : list(images)) {
+          Digest id = hexDir(dir);
+          if (id != null && !named.contains(id)) {
+            retire(dir);
+            removedImages++;
+          }
+        }
+      }
+      Set<Digest> used = new HashSet<>();
+      for (ImageRecord r : images()) {
+        used.addAll(r.diffIds());
+      }
+      List<Digest> removed = new ArrayList<>();
+      long freed = 0;
+      for (LayerRecord l : layers()) {
+        if (!used.contains(l.diffId())) {
+          retire(layers.resolve(l.diffId().hex()));
+          removed.add(l.diffId());
+          freed += l.contentSize();
+        }
+      }
+      return new GcResult(removed, freed, removedImages);
+    } catch (IOException e) {
+      throw new StoreException("gc failed: " + e.getMessage(), e);
+    }
+  }
+
+  /** Which images use each layer, for showing how layers are shared. */
+  public Map<Digest, List<ImageRecord>> layerUsage() {
+    Map<Digest, List<ImageRecord>> usage = new LinkedHashMap<>();
+    for (ImageRecord r : images()) {
+      for (Digest d : new java.util.LinkedHashSet<>(r.diffIds())) {
+        usage.computeIfAbsent(d, k -> new ArrayList<>()).add(r);
+      }
+    }
+    return usage;
+  }
+
+  // ---- used by Importer ----
+
+  Path tmp() {
+    return tmp;
+  }
+
+  Consumer<String> log() {
+    return log;
+  }
+
+  /**
+   * Puts a verified staging directory in place as layer {@code diffId}. Returns false when the
+   * layer was already there (another import won the race); the staging copy is then left for
+   * the caller's cleanup.
+   */
+  boolean publishLayer(Path staged, Digest diffId) throws IOException {
+    return publish(staged, layers.resolve(diffId.hex()));
+  }
+
+  boolean publishImage(Path staged, Digest id) throws IOException {
+    return publish(staged, images.resolve(id.hex()));
+  }
+
+  /** Points each name at {@code id}, taking it from whichever image had it. */
+  void tag(Digest id, List<String> names) throws IOException {
+    if (names.isEmpty()) {
+      return;
+    }
+    try (FileMutex.Held held = metaLock.exclusive(log)) {
+      Map<String, Digest> repos = new TreeMap<>(repositories());
+      for (String n : names) {
+        repos.put(n, id);
+      }
+      Json.writeAtomically(root.resolve("repositories.json"), repos);
+    }
+  }
+
+  private boolean publish(Path staged, Path target) throws IOException {
+    try {
+      Files.move(staged, target, StandardCopyOption.ATOMIC_MOVE);
+      return true;
+    } catch (FileAlreadyExistsException | DirectoryNotEmptyException exists) {
+      return false;
+    } catch (AtomicMoveNotSupportedException e) {
+      throw new StoreException("the store's tmp and data directories must be on one filesystem: "
+          + e.getMessage(), e);
+    }
+  }
+
+  /** Moves a directory out of sight in one rename, then deletes it at leisure. */
+  private void retire(Path dir) throws IOException {
+    Path grave = tmp.resolve("removed-" + UUID.randomUUID());
+    try {
+      Files.move(dir, grave, StandardCopyOption.ATOMIC_MOVE);
+    } catch (NoSuchFileException gone) {
+      return;
+    }
+    Trees.deleteRecursively(grave);
+  }
+
+  private Map<String, Digest> repositories() {
+    Path file = root.resolve("repositories.json");
+    if (!Files.exists(file)) {
+      return Map.of();
+    }
+    try {
+      return Json.MAPPER.readValue(file.toFile(), new TypeReference<TreeMap<String, Digest>>() {});
+    } catch (IOException e) {
+      throw new StoreException("unreadable " + file + ": " + e.getMessage(), e);
+    }
+  }
+
+  private Map<Digest, List<String>> namesByImage() {
+    Map<Digest, List<String>> out = new LinkedHashMap<>();
+    repositories().forEach((n, id) -> out.computeIfAbsent(id, k -> new ArrayList<>()).add(n));
+    return out;
+  }
+
+  private void cleanStaleStaging() {
+    FileMutex.Held held = storeLock.tryExclusive();
+    if (held == null) {
+      return; // an import or gc is running; its staging is not ours to touch
+    }
+    try (held) {
+      for (Path p : list(tmp)) {
+        log.accept("removing " + p.getFileName() + " left by an interrupted strata command");
+        Trees.deleteRecursively(p);
+      }
+      try (DirectoryStream<Path> ds = Files.newDirectoryStream(root, ".*.tmp-*")) {
+        for (Path p : ds) {
+          Files.deleteIfExists(p);
+        }
+      }
+    } catch (IOException e) {
+      log.accept("could not clean " + tmp + ": " + e.getMessage());
+    }
+  }
+
+  private static List<Path> list(Path dir) {
+    List<Path> out = new ArrayList<>();
+    try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
+      ds.forEach(out::add);
+    } catch (NoSuchFileException e) {
+      return out;
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot list " + dir, e);
+    }
+    return out;
+  }
+
+  private static Digest hexDir(Path dir) {
+    String n = dir.getFileName().toString();
+    if (!n.matches("[0-9a-f]{64}") || !Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS)) {
+      return null;
+    }
+    return new Digest(n);
+  }
+
+  /**
+   * Checks and completes an image name: lowercase repository path components as the
+   * distribution spec allows, then ":latest" if no tag. Throws on a bad name.
+   */
+  public static String normalizeName(String name) {
+    String n = normalizeNameOrNull(name);
+    if (n == null) {
+      throw new IllegalArgumentException("invalid image name '" + name
+          + "': expected NAME[:TAG], NAME of lowercase letters, digits, '.', '_', '-' and '/'"
+          + " (with an optional registry host[:port]/), TAG of up to 128 letters, digits, '.', '_', '-'");
+    }
+    return n;
+  }
+
+  private static final java.util.regex.Pattern NAME = java.util.regex.Pattern.compile(
+      "(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+          + "(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*");
+  private static final java.util.regex.Pattern TAG =
+      java.util.regex.Pattern.compile("[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
+
+  private static String normalizeNameOrNull(String name) {
+    if (name == null || name.length() > 255 || name.contains("@")) {
+      return null;
+    }
+    int slash = name.lastIndexOf('/');
+    int colon = name.lastIndexOf(':');
+    String repo = name;
+    String tag = "latest";
+    if (colon > slash) {
+      repo = name.substring(0, colon);
+      tag = name.substring(colon + 1);
+    }
+    if (!NAME.matcher(repo).matches() || !TAG.matcher(tag).matches()) {
+      return null;
+    }
+    return repo + ":" + tag;
+  }
+
+  private ImageRecord image(Digest id) {
+    try {
+      ImageRecord r = Json.read(images.resolve(id.hex()).resolve("image.json"), ImageRecord.class);
+      return r.withNames(namesByImage().getOrDefault(id, List.of()));
+    } catch (IOException e) {
+      throw new NotFoundException("image " + id + " is named but its record is missing ("
+          + e.getMessage() + "); `strata rmi " + id.shortHex() + "` removes the name");
+    }
+  }
+}

@@ -1,0 +1,203 @@
+package io.strata.layers;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import jnr.ffi.LibraryLoader;
+import jnr.ffi.Runtime;
+import jnr.ffi.annotations.SaveError;
+
+/**
+ * The few libc calls that java.nio has no API for: ownership and mode bits of links and setuid
+ * files, device nodes, every xattr namespace, and nanosecond times on symlinks.
+ *
+ * <p>Every call works on the path itself and never follows a final symlink.
+ */
+public final class Posix {
+
+  /** The subset of libc that strata binds; jnr-ffi fills it in at load time. */
+  public interface LibC {
+    @SaveError int lchown(String path, int uid, int gid);
+
+    @SaveError int chmod(String path, int mode);
+
+    @SaveError int mknod(String path, int mode, long dev);
+
+    @SaveError int lsetxattr(String path, String name, byte[] value, long size, int flags);
+
+    @SaveError long lgetxattr(String path, String name, byte[] value, long size);
+
+    @SaveError long llistxattr(String path, byte[] list, long size);
+
+    @SaveError int lremovexattr(String path, String name);
+
+    @SaveError int utimensat(int dirfd, String path, long[] times, int flags);
+
+    int geteuid();
+
+    String strerror(int errnum);
+  }
+
+  public static final int S_IFMT = 0170000;
+  public static final int S_IFSOCK = 0140000;
+  public static final int S_IFLNK = 0120000;
+  public static final int S_IFREG = 0100000;
+  public static final int S_IFBLK = 0060000;
+  public static final int S_IFDIR = 0040000;
+  public static final int S_IFCHR = 0020000;
+  public static final int S_IFIFO = 0010000;
+
+  public static final int ENOENT = 2;
+  public static final int ENODATA = 61;
+  public static final int ERANGE = 34;
+  public static final int EPERM = 1;
+  public static final int ENOTSUP = 95;
+
+  private static final int AT_FDCWD = -100;
+  private static final int AT_SYMLINK_NOFOLLOW = 0x100;
+  private static final long UTIME_OMIT = (1L << 30) - 2L;
+
+  private static final LibC LIBC = LibraryLoader.create(LibC.class).load("c");
+  private static final Runtime RUNTIME = Runtime.getRuntime(LIBC);
+
+  private Posix() {}
+
+  /** Whether this process runs as root, and so may chown and mknod. */
+  public static boolean isRoot() {
+    return LIBC.geteuid() == 0;
+  }
+
+  public static void lchown(Path path, int uid, int gid) throws IOException {
+    check(LIBC.lchown(path.toString(), uid, gid), "lchown", path);
+  }
+
+  /** Sets all twelve mode bits, setuid, setgid and sticky included. */
+  public static void chmod(Path path, int mode) throws IOException {
+    check(LIBC.chmod(path.toString(), mode & 07777), "chmod", path);
+  }
+
+  /** Makes a device node, fifo or socket; {@code mode} carries the file type bits. */
+  public static void mknod(Path path, int mode, int major, int minor) throws IOException {
+    check(LIBC.mknod(path.toString(), mode, makedev(major, minor)), "mknod", path);
+  }
+
+  /** Sets the access and modification times of the path itself, in nanoseconds since 1970. */
+  public static void lutimes(Path path, long atimeNanos, long mtimeNanos) throws IOException {
+    long[] times = {
+      atimeNanos < 0 ? 0 : Math.floorDiv(atimeNanos, 1_000_000_000L),
+      atimeNanos < 0 ? UTIME_OMIT : Math.floorMod(atimeNanos, 1_000_000_000L),
+      Math.floorDiv(mtimeNanos, 1_000_000_000L),
+      Math.floorMod(mtimeNanos, 1_000_000_000L)
+    };
+    check(LIBC.utimensat(AT_FDCWD, path.toString(), times, AT_SYMLINK_NOFOLLOW), "utimensat", path);
+  }
+
+  public static void lsetxattr(Path path, String name, byte[] value) throws IOException {
+    check(LIBC.lsetxattr(path.toString(), name, value, value.length, 0), "lsetxattr " + name, path);
+  }
+
+  /** Returns the value of an xattr, or null when the path has none of that name. */
+  public static byte[] lgetxattr(Path path, String name) throws IOException {
+    String p = path.toString();
+    for (int attempt = 0; attempt < 4; attempt++) {
+      long size = LIBC.lgetxattr(p, name, null, 0);
+      if (size < 0) {
+        int errno = errno();
+        if (errno == ENODATA || errno == ENOTSUP) {
+          return null;
+        }
+        throw failure("lgetxattr " + name, path, errno);
+      }
+      byte[] buf = new byte[(int) size];
+      long got = LIBC.lgetxattr(p, name, buf, buf.length);
+      if (got >= 0) {
+        return got == buf.length ? buf : java.util.Arrays.copyOf(buf, (int) got);
+      }
+      if (errno() != ERANGE) { // ERANGE: it grew between the two calls; ask again
+        throw failure("lgetxattr " + name, path, errno());
+      }
+    }
+    throw new IOException("lgetxattr " + name + " " + path + ": value keeps changing");
+  }
+
+  /** Lists the names of the path's xattrs, in every namespace this process may read. */
+  public static List<String> llistxattr(Path path) throws IOException {
+    String p = path.toString();
+    for (int attempt = 0; attempt < 4; attempt++) {
+      long size = LIBC.llistxattr(p, null, 0);
+      if (size < 0) {
+        if (errno() == ENOTSUP) {
+          return List.of();
+        }
+        throw failure("llistxattr", path, errno());
+      }
+      if (size == 0) {
+        return List.of();
+      }
+      byte[] buf = new byte[(int) size];
+      long got = LIBC.llistxattr(p, buf, buf.length);
+      if (got >= 0) {
+        List<String> names = new ArrayList<>();
+        int start = 0;
+        for (int i = 0; i < got; i++) {
+          if (buf[i] == 0) {
+            if (i > start) {
+              names.add(new String(buf, start, i - start, StandardCharsets.UTF_8));
+            }
+            start = i + 1;
+          }
+        }
+        return names;
+      }
+      if (errno() != ERANGE) {
+        throw failure("llistxattr", path, errno());
+      }
+    }
+    throw new IOException("llistxattr " + path + ": list keeps changing");
+  }
+
+  public static void lremovexattr(Path path, String name) throws IOException {
+    check(LIBC.lremovexattr(path.toString(), name), "lremovexattr " + name, path);
+  }
+
+  /** The errno of the last bound call made on this thread. */
+  public static int errno() {
+    return jnr.ffi.LastError.getLastError(RUNTIME);
+  }
+
+  public static String strerror(int errno) {
+    return LIBC.strerror(errno);
+  }
+
+  static long makedev(int major, int minor) {
+    long ma = major & 0xffffffffL;
+    long mi = minor & 0xffffffffL;
+    return ((ma & 0xfffff000L) << 32) | ((ma & 0xfffL) << 8) | ((mi & 0xffffff00L) << 12) | (mi & 0xffL);
+  }
+
+  private static void check(long rc, String op, Path path) throws IOException {
+    if (rc < 0) {
+      throw failure(op, path, errno());
+    }
+  }
+
+  private static PosixException failure(String op, Path path, int errno) {
+    return new PosixException(op, path, errno);
+  }
+
+  /** A failed libc call, carrying its errno so callers can map it onward. */
+  public static final class PosixException extends IOException {
+    private final int errno;
+
+    PosixException(String op, Path path, int errno) {
+      super(op + " " + path + ": " + strerror(errno));
+      this.errno = errno;
+    }
+
+    public int errno() {
+      return errno;
+    }
+  }
+}

@@ -1,0 +1,16 @@
+package io.strata.layers;
+
+/** Receives progress of long store work; the command line draws it on a terminal. */
+public interface Progress {
+  Progress NONE = new Progress() {};
+
+  /** Layer {@code index} (1-based) of {@code count} starts; {@code label} names it for people. */
+  default void layerStarted(int index, int count, String label, long expectedBytes) {}
+
+  /** {@code bytes} more input bytes of the current layer were read. */
+  default void bytesRead(long bytes) {}
+
+  default void layerDone(int index, int count, String label, boolean alreadyStored) {}
+
+  default void message(String text) {}
+}

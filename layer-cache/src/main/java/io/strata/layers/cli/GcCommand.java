@@ -1,0 +1,27 @@
+package io.strata.layers.cli;
+
+import io.strata.layers.Digest;
+import io.strata.layers.LayerStore;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+
+/** {@code strata gc}: removes layers that no image uses. */
+@Command(name = "gc", mixinStandardHelpOptions = true,
+    description = {"Remove layers that no image uses.",
+        "Also removes unnamed images left by interrupted imports. Waits for running imports."})
+public final class GcCommand implements Callable<Integer> {
+  @Mixin StoreOptions store;
+
+  @Override
+  public Integer call() {
+    LayerStore s = store.open();
+    LayerStore.GcResult r = s.gc();
+    for (Digest d : r.removedLayers()) {
+      System.out.println("removed layer " + d);
+    }
+    System.out.printf("removed %d layers (%s) and %d unnamed images%n", r.removedLayers().size(),
+        Output.size(r.freedBytes()), r.removedImages());
+    return 0;
+  }
+}

@@ -1,0 +1,80 @@
+package io.strata.cli;
+
+import io.strata.layers.BadInputException;
+import io.strata.layers.NotFoundException;
+import io.strata.layers.StoreException;
+import io.strata.layers.cli.StoreCommands;
+import java.io.PrintWriter;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/**
+ * The {@code strata} command line: gathers the subcommands each module defines and maps
+ * failures onto exit codes that mean something.
+ */
+@Command(name = "strata", mixinStandardHelpOptions = true, version = "strata 0.1.0",
+    description = "Container images as copy-on-write filesystems.",
+    footer = {"", "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 not found, 4 bad or hostile input.",
+        "Store root: --root, else $STRATA_ROOT, else /var/lib/strata."})
+public final class Main implements Runnable {
+  public static final int FAILED = 1;
+  public static final int USAGE = 2;
+  public static final int NOT_FOUND = 3;
+  public static final int BAD_INPUT = 4;
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  @Override
+  public void run() {
+    spec.commandLine().usage(System.out);
+  }
+
+  public static void main(String[] args) {
+    System.exit(run(args));
+  }
+
+  /** Runs the command line and returns its exit code (the tests call this). */
+  public static int run(String... args) {
+    CommandLine cl = commandLine();
+    return cl.execute(args);
+  }
+
+  static CommandLine commandLine() {
+    CommandLine cl = new CommandLine(new Main());
+    for (Object sub : StoreCommands.all()) {
+      cl.addSubcommand(sub);
+    }
+    cl.setExitCodeExceptionMapper(Main::exitCode);
+    cl.setExecutionExceptionHandler((ex, line, parsed) -> {
+      PrintWriter err = line.getErr();
+      err.println("strata " + line.getCommandName() + ": " + message(ex));
+      if (exitCode(ex) == FAILED && System.getenv("STRATA_DEBUG") != null) {
+        ex.printStackTrace(err);
+      }
+      err.flush();
+      return exitCode(ex);
+    });
+    return cl;
+  }
+
+  static int exitCode(Throwable t) {
+    if (t instanceof BadInputException) {
+      return BAD_INPUT;
+    }
+    if (t instanceof NotFoundException) {
+      return NOT_FOUND;
+    }
+    if (t instanceof IllegalArgumentException || t instanceof CommandLine.ParameterException) {
+      return USAGE;
+    }
+    return FAILED;
+  }
+
+  private static String message(Throwable t) {
+    if (t instanceof StoreException || t instanceof IllegalArgumentException) {
+      return t.getMessage();
+    }
+    return t.getClass().getSimpleName() + ": " + t.getMessage()
+        + " (set STRATA_DEBUG=1 for a stack trace)";
+  }
+}
