@@ -10,6 +10,7 @@ final class DigestingInputStream extends FilterInputStream {
   private final MessageDigest sha256 = Digest.newSha256();
   private final Progress progress;
   private long count;
+  private Digest result;
 
   DigestingInputStream(InputStream in, Progress progress) {
     super(in);
@@ -68,8 +69,12 @@ final class DigestingInputStream extends FilterInputStream {
     return count;
   }
 
+  /** The digest of everything read; once asked, the stream must not be read further. */
   Digest digest() {
-    return Digest.fromBytes(sha256.digest());
+    if (result == null) {
+      result = Digest.fromBytes(sha256.digest());
+    }
+    return result;
   }
 
   private void advance(long n) {

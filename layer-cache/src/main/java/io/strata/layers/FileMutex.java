@@ -160,7 +160,8 @@ final class FileMutex {
   }
 
   private void open() throws IOException {
-    channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+    channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
+        StandardOpenOption.WRITE);
   }
 
   private void release() {

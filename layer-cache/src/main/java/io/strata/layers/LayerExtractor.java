@@ -62,9 +62,14 @@ final class LayerExtractor {
    * @param freeBytesLimit entries larger than this are refused before a byte is written
    */
   LayerExtractor(String layer, Path root, long freeBytesLimit) {
+    this(layer, root, freeBytesLimit, Posix.isRoot());
+  }
+
+  /** @param asRoot whether to restore owners and device nodes, as only root may */
+  LayerExtractor(String layer, Path root, long freeBytesLimit, boolean asRoot) {
     this.layer = layer;
     this.root = root;
-    this.asRoot = Posix.isRoot();
+    this.asRoot = asRoot;
     this.freeBytesLimit = freeBytesLimit;
   }
 
@@ -94,6 +99,10 @@ final class LayerExtractor {
 
   private void extractEntry(TarArchiveInputStream in, TarArchiveEntry e) throws IOException {
     String rawName = e.getName();
+    if (!e.isCheckSumOK()) {
+      // commons-compress reads on past a bad checksum; a corrupt header must stop the import.
+      throw BadInputException.entry(layer, rawName, "corrupt tar header (checksum mismatch)");
+    }
     String name = normalize(rawName);
     if (name.isEmpty()) {
       if (!e.isDirectory()) {
@@ -300,7 +309,10 @@ final class LayerExtractor {
     if (raw.indexOf('\0') >= 0) {
       throw BadInputException.entry(layer, raw, "name contains a NUL byte");
     }
-    if (raw.startsWith("/")) {
+    if (raw.startsWith("/") && !raw.chars().allMatch(c -> c == '/')) {
+      // "/" alone names the layer root (umoci writes it); anything else absolute is refused,
+      // although GNU tar and containerd would strip the slash: a layer tool that writes
+      // absolute names is broken or hostile.
       throw BadInputException.entry(layer, raw, "absolute name escapes the layer");
     }
     if (raw.getBytes(StandardCharsets.UTF_8).length > MAX_PATH_BYTES) {

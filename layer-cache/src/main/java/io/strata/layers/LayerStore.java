@@ -343,11 +343,17 @@ public final class LayerStore {
     try {
       Files.move(staged, target, StandardCopyOption.ATOMIC_MOVE);
       return true;
-    } catch (FileAlreadyExistsException | DirectoryNotEmptyException exists) {
-      return false;
     } catch (AtomicMoveNotSupportedException e) {
       throw new StoreException("the store's tmp and data directories must be on one filesystem: "
           + e.getMessage(), e);
+    } catch (FileAlreadyExistsException | DirectoryNotEmptyException exists) {
+      return false;
+    } catch (java.nio.file.FileSystemException e) {
+      // rename(2) onto a non-empty directory says ENOTEMPTY, which the JDK reports generically.
+      if (Files.exists(target, LinkOption.NOFOLLOW_LINKS)) {
+        return false;
+      }
+      throw e;
     }
   }
 
