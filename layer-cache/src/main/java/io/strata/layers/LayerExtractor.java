@@ -9,14 +9,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Base64;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
-import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
 
 /**
  * Extracts one uncompressed layer tar into an empty directory, refusing anything hostile.
@@ -44,7 +40,6 @@ final class LayerExtractor {
   static final int MAX_PATH_BYTES = 4095;
   private static final String WHITEOUT_PREFIX = ".wh.";
   private static final String OPAQUE_MARKER = ".wh..wh..opq";
-  private static final int BLOCK = 4096;
 
   private final String layer;
   private final Path root;
@@ -76,39 +71,36 @@ final class LayerExtractor {
   /** Extracts the tar read from {@code tar}, hashing it whole, and returns its DiffID. */
   Result extract(InputStream tar) throws IOException {
     DigestingInputStream hashed = new DigestingInputStream(tar, null);
-    String current = "(archive header)";
+    String current = "(first header)";
     try {
-      TarArchiveInputStream in = new TarArchiveInputStream(hashed, 512 * 20, 512, "UTF-8", false);
-      TarArchiveEntry entry;
-      while ((entry = in.getNextEntry()) != null) {
-        current = entry.getName();
+      TarReader in = new TarReader(hashed);
+      TarReader.Entry entry;
+      while ((entry = in.next()) != null) {
+        current = entry.name;
         entries++;
         extractEntry(in, entry);
+        current = "(header after '" + entry.name + "')";
       }
       current = "(end of archive)";
       hashed.drain();
     } catch (BadInputException e) {
       throw e;
-    } catch (IOException | IllegalArgumentException | IllegalStateException e) {
-      // commons-compress reports truncated, corrupt and oversized input this way.
+    } catch (IOException | ArithmeticException e) {
+      // TarReader and the decompressors report truncated, corrupt and oversized input this way.
       throw BadInputException.entry(layer, current, "corrupt or truncated tar: " + e.getMessage());
     }
     applyDirectoryMetadata();
     return new Result(hashed.digest(), hashed.count(), entries, diskBytes);
   }
 
-  private void extractEntry(TarArchiveInputStream in, TarArchiveEntry e) throws IOException {
-    String rawName = e.getName();
-    if (!e.isCheckSumOK()) {
-      // commons-compress reads on past a bad checksum; a corrupt header must stop the import.
-      throw BadInputException.entry(layer, rawName, "corrupt tar header (checksum mismatch)");
-    }
+  private void extractEntry(TarReader in, TarReader.Entry e) throws IOException {
+    String rawName = e.name;
     String name = normalize(rawName);
     if (name.isEmpty()) {
       if (!e.isDirectory()) {
         throw BadInputException.entry(layer, rawName, "the layer root must be a directory");
       }
-      dirs.put("", new DirMeta(root, (int) e.getMode(), mtimeNanos(e)));
+      dirs.put("", new DirMeta(root, e.mode, e.mtimeNanos));
       chown(root, e);
       return;
     }
@@ -128,15 +120,15 @@ final class LayerExtractor {
       seen.put(name, Kind.DIR);
       chown(target, e);
       applyXattrs(target, e, rawName);
-      dirs.put(name, new DirMeta(target, (int) e.getMode(), mtimeNanos(e)));
+      dirs.put(name, new DirMeta(target, e.mode, e.mtimeNanos));
       return;
     }
-    if (e.isLink()) {
+    if (e.type == '1') {
       extractHardLink(e, rawName, name, target);
       return;
     }
-    if (e.isSymbolicLink()) {
-      String linkTarget = e.getLinkName();
+    if (e.type == '2') {
+      String linkTarget = e.linkName;
       if (linkTarget == null || linkTarget.isEmpty()) {
         throw BadInputException.entry(layer, rawName, "symlink with an empty target");
       }
@@ -147,36 +139,33 @@ final class LayerExtractor {
       seen.put(name, Kind.SYMLINK);
       chown(target, e);
       applyXattrs(target, e, rawName);
-      Posix.lutimes(target, -1, mtimeNanos(e));
+      Posix.lutimes(target, -1, e.mtimeNanos);
       return;
     }
-    if (e.isCharacterDevice() || e.isBlockDevice()) {
-      if (e.isCharacterDevice() && e.getDevMajor() == 0 && e.getDevMinor() == 0) {
+    if (e.type == '3' || e.type == '4') {
+      if (e.type == '3' && e.devMajor == 0 && e.devMinor == 0) {
         // An overlay-style whiteout: the store keeps the OCI form, .wh.NAME.
         writeWhiteout(rawName, name);
         return;
       }
       if (!asRoot) {
         throw BadInputException.entry(layer, rawName,
-            "device node " + e.getDevMajor() + ":" + e.getDevMinor()
+            "device node " + e.devMajor + ":" + e.devMinor
                 + " can only be imported as root");
       }
-      int type = e.isCharacterDevice() ? Posix.S_IFCHR : Posix.S_IFBLK;
-      Posix.mknod(target, type | 0600, e.getDevMajor(), e.getDevMinor());
+      int type = e.type == '3' ? Posix.S_IFCHR : Posix.S_IFBLK;
+      Posix.mknod(target, type | 0600, e.devMajor, e.devMinor);
       finishNode(target, e, rawName, name);
       return;
     }
-    if (e.isFIFO()) {
+    if (e.type == '6') {
       Posix.mknod(target, Posix.S_IFIFO | 0600, 0, 0);
       finishNode(target, e, rawName, name);
       return;
     }
-    if (e.isFile()) {
-      if (e.getRealSize() < 0) {
-        throw BadInputException.entry(layer, rawName, "negative size");
-      }
-      if (e.getRealSize() > freeBytesLimit) {
-        throw BadInputException.entry(layer, rawName, "size " + e.getRealSize()
+    if (e.isRegular()) {
+      if (e.size > freeBytesLimit) {
+        throw BadInputException.entry(layer, rawName, "size " + e.size
             + " bytes exceeds the free space of the store (" + freeBytesLimit + " bytes)");
       }
       writeFile(in, e, target);
@@ -184,12 +173,12 @@ final class LayerExtractor {
       return;
     }
     throw BadInputException.entry(layer, rawName,
-        "unsupported entry type '" + (char) e.getLinkFlag() + "'");
+        "unsupported entry type '" + e.type + "'");
   }
 
-  private void extractHardLink(TarArchiveEntry e, String rawName, String name, Path target)
+  private void extractHardLink(TarReader.Entry e, String rawName, String name, Path target)
       throws IOException {
-    String rawTarget = e.getLinkName();
+    String rawTarget = e.linkName;
     String to;
     try {
       to = normalize(rawTarget);
@@ -222,60 +211,54 @@ final class LayerExtractor {
     Files.createFile(root.resolve(wh));
   }
 
-  private void finishNode(Path target, TarArchiveEntry e, String rawName, String name)
+  private void finishNode(Path target, TarReader.Entry e, String rawName, String name)
       throws IOException {
-    seen.put(name, e.isFile() ? Kind.FILE : Kind.OTHER);
+    seen.put(name, e.isRegular() ? Kind.FILE : Kind.OTHER);
     chown(target, e);
     // chown clears setuid and setgid, so the mode comes after it.
-    Posix.chmod(target, (int) e.getMode());
+    Posix.chmod(target, e.mode);
     applyXattrs(target, e, rawName);
-    Posix.lutimes(target, -1, mtimeNanos(e));
+    Posix.lutimes(target, -1, e.mtimeNanos);
   }
 
-  private void writeFile(TarArchiveInputStream in, TarArchiveEntry e, Path target)
-      throws IOException {
-    long size = e.getRealSize();
-    boolean sparse = e.isSparse();
+  private void writeFile(TarReader in, TarReader.Entry e, Path target) throws IOException {
     try (FileChannel out = FileChannel.open(target,
         StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-      long pos = 0;
-      int n;
-      while ((n = in.read(buffer, 0, buffer.length)) > 0) {
-        if (sparse) {
-          writeSkippingZeroBlocks(out, pos, n);
-        } else {
-          ByteBuffer bb = ByteBuffer.wrap(buffer, 0, n);
-          while (bb.hasRemaining()) {
-            out.write(bb);
-          }
-        }
-        pos += n;
-      }
-      if (pos != size) {
-        throw new IOException("expected " + size + " bytes of content, got " + pos);
-      }
-      if (sparse && out.size() < size) {
-        // Trailing holes: extend the file without writing zeros.
-        out.write(ByteBuffer.wrap(new byte[1]), size - 1);
+      if (e.sparse != null) {
+        writeSparse(in, e, out);
+      } else {
+        copy(in, out, 0, e.size);
       }
     }
-    diskBytes += size;
+    diskBytes += e.realSize;
   }
 
-  /** Leaves all-zero blocks of a sparse entry as holes, as {@code tar --sparse} does. */
-  private void writeSkippingZeroBlocks(FileChannel out, long pos, int n) throws IOException {
-    byte[] zero = new byte[BLOCK];
-    int off = 0;
-    while (off < n) {
-      int len = Math.min(BLOCK, n - off);
-      if (Arrays.mismatch(buffer, off, off + len, zero, 0, len) >= 0) {
-        ByteBuffer bb = ByteBuffer.wrap(buffer, off, len);
-        long at = pos + off;
-        while (bb.hasRemaining()) {
-          at += out.write(bb, at);
-        }
+  /**
+   * Writes only the data regions of a sparse entry at their offsets and leaves the rest as
+   * holes, as {@code tar --sparse} does, so a 100 GiB sparse file costs what its data costs.
+   */
+  private void writeSparse(TarReader in, TarReader.Entry e, FileChannel out) throws IOException {
+    for (TarReader.Region region : e.sparse) {
+      copy(in, out, region.offset(), region.length());
+    }
+    if (out.size() < e.realSize) {
+      // A trailing hole: writing its last byte, a zero, sets the size and allocates one block.
+      out.write(ByteBuffer.wrap(new byte[1]), e.realSize - 1);
+    }
+  }
+
+  /** Copies exactly {@code length} bytes of content to {@code out} at {@code at}. */
+  private void copy(TarReader in, FileChannel out, long at, long length) throws IOException {
+    long done = 0;
+    while (done < length) {
+      int n = in.read(buffer, 0, (int) Math.min(buffer.length, length - done));
+      if (n < 0) {
+        throw new java.io.EOFException("entry content ends " + (length - done) + " bytes early");
       }
-      off += len;
+      ByteBuffer bb = ByteBuffer.wrap(buffer, 0, n);
+      while (bb.hasRemaining()) {
+        done += out.write(bb, at + done);
+      }
     }
   }
 
@@ -336,38 +319,18 @@ final class LayerExtractor {
     return String.join("/", parts);
   }
 
-  private void chown(Path target, TarArchiveEntry e) throws IOException {
+  private void chown(Path target, TarReader.Entry e) throws IOException {
     if (asRoot) {
-      Posix.lchown(target, (int) e.getLongUserId(), (int) e.getLongGroupId());
+      Posix.lchown(target, (int) e.uid, (int) e.gid);
     }
   }
 
-  private void applyXattrs(Path target, TarArchiveEntry e, String rawName) throws IOException {
-    Map<String, String> pax = e.getExtraPaxHeaders();
-    if (pax.isEmpty()) {
-      return;
-    }
-    for (Map.Entry<String, String> h : pax.entrySet()) {
-      String key = h.getKey();
-      String attr;
-      byte[] value;
-      if (key.startsWith("SCHILY.xattr.")) {
-        attr = key.substring("SCHILY.xattr.".length());
-        value = h.getValue().getBytes(StandardCharsets.UTF_8);
-      } else if (key.startsWith("LIBARCHIVE.xattr.")) {
-        attr = java.net.URLDecoder.decode(key.substring("LIBARCHIVE.xattr.".length()),
-            StandardCharsets.UTF_8);
-        try {
-          value = Base64.getDecoder().decode(h.getValue());
-        } catch (IllegalArgumentException bad) {
-          throw BadInputException.entry(layer, rawName, "xattr " + attr + " is not base64");
-        }
-      } else {
-        continue;
-      }
+  private void applyXattrs(Path target, TarReader.Entry e, String rawName) throws IOException {
+    for (Map.Entry<String, byte[]> x : e.xattrs.entrySet()) {
+      String attr = x.getKey();
       if (attr.equals("trusted.overlay.opaque") || attr.equals("user.overlay.opaque")) {
         // Overlay-style opaque marker: the store keeps the OCI form.
-        if (Files.isDirectory(target, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+        if (e.isDirectory()) {
           Path marker = target.resolve(OPAQUE_MARKER);
           if (!Files.exists(marker, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             Files.createFile(marker);
@@ -379,7 +342,7 @@ final class LayerExtractor {
         continue; // only root may set trusted.* and security.*; a user import keeps user.*
       }
       try {
-        Posix.lsetxattr(target, attr, value);
+        Posix.lsetxattr(target, attr, x.getValue());
       } catch (Posix.PosixException failed) {
         throw BadInputException.entry(layer, rawName, "cannot set xattr " + attr + ": "
             + failed.getMessage());
@@ -395,15 +358,6 @@ final class LayerExtractor {
       Posix.chmod(d.path(), d.mode());
       Posix.lutimes(d.path(), -1, d.mtimeNanos());
     }
-  }
-
-  private static long mtimeNanos(TarArchiveEntry e) {
-    java.nio.file.attribute.FileTime t = e.getLastModifiedTime();
-    if (t == null) {
-      return 0;
-    }
-    java.time.Instant i = t.toInstant();
-    return Math.addExact(Math.multiplyExact(i.getEpochSecond(), 1_000_000_000L), i.getNano());
   }
 
   private static String abbreviate(String s) {

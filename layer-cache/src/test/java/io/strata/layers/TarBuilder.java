@@ -23,7 +23,7 @@ import org.apache.commons.compress.archivers.tar.TarConstants;
  * would refuse to write: absolute names, '..', links that leave, duplicates.
  */
 final class TarBuilder {
-  static final Instant MTIME = Instant.parse("2021-03-04T05:06:07.123456789Z");
+  static final Instant MTIME = Instant.parse("2021-03-04T05:06:07.1234567Z");
 
   private record Item(TarArchiveEntry entry, byte[] data) {}
 
