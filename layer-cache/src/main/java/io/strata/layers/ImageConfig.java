@@ -36,10 +36,12 @@ final class ImageConfig {
     return out;
   }
 
-  /** A minimal config for an image made of bare layers, so every image has one. */
-  static byte[] forLayers(List<Digest> diffIds, String created) throws IOException {
+  /**
+   * A minimal config for an image made of bare layers, so every image has one. It has no
+   * timestamp, so importing the same layers twice gives the same image id.
+   */
+  static byte[] forLayers(List<Digest> diffIds) throws IOException {
     ObjectNode c = Json.MAPPER.createObjectNode();
-    c.put("created", created);
     c.put("architecture", goArch());
     c.put("os", "linux");
     ObjectNode cfg = c.putObject("config");

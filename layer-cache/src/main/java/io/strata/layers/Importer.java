@@ -130,7 +130,7 @@ final class Importer {
       progress.layerDone(i + 1, count, layer.label(), staged.get(i) == null);
     }
 
-    byte[] config = image.config() != null ? image.config() : ImageConfig.forLayers(diffIds, now);
+    byte[] config = image.config() != null ? image.config() : ImageConfig.forLayers(diffIds);
     Digest id = image.configDigest() != null ? image.configDigest() : Digest.of(config);
     List<String> names = new ArrayList<>();
     if (name != null) {
