@@ -24,6 +24,10 @@ public final class Main implements Runnable {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
+  @CommandLine.Option(names = "--root", paramLabel = "DIR",
+      description = "Store root for every command (default: $STRATA_ROOT, else /var/lib/strata).")
+  java.nio.file.Path root;
+
   @Override
   public void run() {
     spec.commandLine().usage(System.out);

@@ -86,6 +86,15 @@ class CliTest {
   }
 
   @Test
+  void rootMayComeBeforeTheSubcommand() throws Exception {
+    Path other = tmp.resolve("other");
+    var cl = Main.commandLine();
+    assertThat(cl.execute("--root", other.toString(), "import", layer("x", "y").toString()))
+        .isZero();
+    assertThat(other.resolve("repositories.json")).exists();
+  }
+
+  @Test
   void exitCodesMeanSomething() throws Exception {
     Result missing = strata("inspect", "nope:1");
     assertThat(missing.code()).isEqualTo(Main.NOT_FOUND);
