@@ -272,7 +272,7 @@ public final class LayerStore {
           }
         }
       }
-      Set<Digest> used = new HashSet<>();
+      Set<Digest> used = new HashSet<>(pinned());
       for (ImageRecord r : images()) {
         used.addAll(r.diffIds());
       }
@@ -300,6 +300,49 @@ public final class LayerStore {
       }
     }
     return usage;
+  }
+
+  /**
+   * Keeps layers from {@link #gc} while something outside the store (a mount) uses them, even
+   * if their image is removed. {@code owner} names the user, such as a mount id.
+   */
+  public void pin(String owner, List<Digest> diffIds) {
+    checkOwner(owner);
+    try {
+      Path pins = Files.createDirectories(root.resolve("pins"));
+      Json.writeAtomically(pins.resolve(owner + ".json"), diffIds);
+    } catch (IOException e) {
+      throw new StoreException("cannot pin layers for " + owner + ": " + e.getMessage(), e);
+    }
+  }
+
+  public void unpin(String owner) {
+    checkOwner(owner);
+    try {
+      Files.deleteIfExists(root.resolve("pins").resolve(owner + ".json"));
+    } catch (IOException e) {
+      throw new StoreException("cannot unpin " + owner + ": " + e.getMessage(), e);
+    }
+  }
+
+  private static void checkOwner(String owner) {
+    if (!owner.matches("[A-Za-z0-9._-]{1,128}")) {
+      throw new IllegalArgumentException("bad pin owner '" + owner + "'");
+    }
+  }
+
+  private Set<Digest> pinned() throws IOException {
+    Set<Digest> out = new HashSet<>();
+    for (Path p : list(root.resolve("pins"))) {
+      if (p.getFileName().toString().endsWith(".json")) {
+        try {
+          out.addAll(Json.MAPPER.readValue(p.toFile(), new TypeReference<List<Digest>>() {}));
+        } catch (NoSuchFileException gone) {
+          // unpinned while we read
+        }
+      }
+    }
+    return out;
   }
 
   // ---- used by Importer ----

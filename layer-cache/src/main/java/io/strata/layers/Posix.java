@@ -35,6 +35,24 @@ public final class Posix {
 
     @SaveError int utimensat(int dirfd, String path, long[] times, int flags);
 
+    @SaveError int mkdir(String path, int mode);
+
+    @SaveError int rmdir(String path);
+
+    @SaveError int unlink(String path);
+
+    @SaveError int rename(String from, String to);
+
+    @SaveError int renameat2(int olddirfd, String from, int newdirfd, String to, int flags);
+
+    @SaveError int link(String from, String to);
+
+    @SaveError int symlink(String target, String path);
+
+    @SaveError int truncate(String path, long length);
+
+    @SaveError int access(String path, int mode);
+
     int geteuid();
 
     String strerror(int errnum);
@@ -54,6 +72,23 @@ public final class Posix {
   public static final int ERANGE = 34;
   public static final int EPERM = 1;
   public static final int ENOTSUP = 95;
+  public static final int EIO = 5;
+  public static final int EBUSY = 16;
+  public static final int EEXIST = 17;
+  public static final int EXDEV = 18;
+  public static final int ENOTDIR = 20;
+  public static final int EISDIR = 21;
+  public static final int EINVAL = 22;
+  public static final int ENOSPC = 28;
+  public static final int EROFS = 30;
+  public static final int EMLINK = 31;
+  public static final int ENAMETOOLONG = 36;
+  public static final int ENOTEMPTY = 39;
+  public static final int ELOOP = 40;
+  public static final int EACCES = 13;
+  public static final int EBADF = 9;
+  public static final int ENOSYS = 38;
+  public static final int EOPNOTSUPP = 95;
 
   private static final int AT_FDCWD = -100;
   private static final int AT_SYMLINK_NOFOLLOW = 0x100;
@@ -162,6 +197,44 @@ public final class Posix {
     check(LIBC.lremovexattr(path.toString(), name), "lremovexattr " + name, path);
   }
 
+  public static void mkdir(Path path, int mode) throws IOException {
+    check(LIBC.mkdir(path.toString(), mode), "mkdir", path);
+  }
+
+  public static void rmdir(Path path) throws IOException {
+    check(LIBC.rmdir(path.toString()), "rmdir", path);
+  }
+
+  public static void unlink(Path path) throws IOException {
+    check(LIBC.unlink(path.toString()), "unlink", path);
+  }
+
+  public static void rename(Path from, Path to) throws IOException {
+    check(LIBC.rename(from.toString(), to.toString()), "rename", from);
+  }
+
+  public static final int RENAME_NOREPLACE = 1;
+  public static final int RENAME_EXCHANGE = 2;
+  public static final int RENAME_WHITEOUT = 4;
+
+  /** rename(2) with flags (RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT). */
+  public static void renameat2(Path from, Path to, int flags) throws IOException {
+    check(LIBC.renameat2(AT_FDCWD, from.toString(), AT_FDCWD, to.toString(), flags),
+        "renameat2", from);
+  }
+
+  public static void link(Path existing, Path link) throws IOException {
+    check(LIBC.link(existing.toString(), link.toString()), "link", link);
+  }
+
+  public static void symlink(String target, Path link) throws IOException {
+    check(LIBC.symlink(target, link.toString()), "symlink", link);
+  }
+
+  public static void truncate(Path path, long length) throws IOException {
+    check(LIBC.truncate(path.toString(), length), "truncate", path);
+  }
+
   /** The errno of the last bound call made on this thread. */
   public static int errno() {
     return jnr.ffi.LastError.getLastError(RUNTIME);
@@ -191,7 +264,7 @@ public final class Posix {
   public static final class PosixException extends IOException {
     private final int errno;
 
-    PosixException(String op, Path path, int errno) {
+    public PosixException(String op, Path path, int errno) {
       super(op + " " + path + ": " + strerror(errno));
       this.errno = errno;
     }

@@ -34,6 +34,7 @@ public final class Main implements Runnable {
   }
 
   public static void main(String[] args) {
+    System.setProperty(io.strata.union.Daemon.MAIN_PROPERTY, Main.class.getName());
     System.exit(run(args));
   }
 
@@ -46,6 +47,9 @@ public final class Main implements Runnable {
   static CommandLine commandLine() {
     CommandLine cl = new CommandLine(new Main());
     for (Object sub : StoreCommands.all()) {
+      cl.addSubcommand(sub);
+    }
+    for (Object sub : io.strata.union.cli.UnionCommands.all()) {
       cl.addSubcommand(sub);
     }
     cl.setExitCodeExceptionMapper(Main::exitCode);

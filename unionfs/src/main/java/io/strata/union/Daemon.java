@@ -1,0 +1,91 @@
+package io.strata.union;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Runs a mount in the background the way a JVM can: it starts the same command line again in
+ * the foreground as a new session (setsid), with its output in a log file, and returns once the
+ * mount answers, or fails with the end of that log.
+ */
+public final class Daemon {
+  /** System property naming the class whose main() runs the command line. */
+  public static final String MAIN_PROPERTY = "strata.main";
+
+  private Daemon() {}
+
+  /** The command that runs the strata command line with {@code args} in a new JVM. */
+  public static List<String> command(List<String> args) {
+    String main = System.getProperty(MAIN_PROPERTY);
+    if (main == null) {
+      throw new IllegalStateException("cannot relaunch: " + MAIN_PROPERTY + " is not set");
+    }
+    List<String> cmd = new ArrayList<>();
+    cmd.add("setsid");
+    cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    cmd.add("-XX:+UseSerialGC");
+    cmd.add("-D" + MAIN_PROPERTY + "=" + main);
+    cmd.add("-cp");
+    cmd.add(System.getProperty("java.class.path"));
+    cmd.add(main);
+    cmd.addAll(args);
+    return cmd;
+  }
+
+  /**
+   * Starts {@code args} (a foreground mount command) in the background and waits until
+   * {@code mountpoint} is a FUSE mount.
+   */
+  public static void startAndWait(List<String> args, Path mountpoint, Path logFile,
+      Duration timeout) throws IOException {
+    Files.createDirectories(logFile.getParent());
+    ProcessBuilder pb = new ProcessBuilder(command(args))
+        .redirectErrorStream(true)
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
+        .redirectInput(ProcessBuilder.Redirect.from(Path.of("/dev/null").toFile()));
+    Process p = pb.start();
+    long deadline = System.nanoTime() + timeout.toNanos();
+    Path mp = mountpoint.toAbsolutePath().normalize();
+    while (true) {
+      if (Mounts.isFuseMountpoint(mp)) {
+        return;
+      }
+      if (!p.isAlive()) {
+        throw new IOException("the mount daemon exited with status " + p.exitValue() + ":\n"
+            + tail(logFile));
+      }
+      if (System.nanoTime() > deadline) {
+        p.destroy();
+        throw new IOException("the mount at " + mp + " did not answer within " + timeout
+            + "; log:\n" + tail(logFile));
+      }
+      try {
+        Thread.sleep(10);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        p.destroy();
+        throw new IOException("interrupted");
+      }
+    }
+  }
+
+  private static String tail(Path log) {
+    try {
+      List<String> lines = Files.readAllLines(log, StandardCharsets.UTF_8);
+      return String.join("\n", lines.subList(Math.max(0, lines.size() - 15), lines.size()));
+    } catch (IOException e) {
+      return "(no log at " + log + ")";
+    }
+  }
+
+  /** Where background mounts log: /run/strata as root, else the temporary directory. */
+  public static Path logDir() {
+    return io.strata.layers.Posix.isRoot() ? Path.of("/run/strata/logs")
+        : Path.of(System.getProperty("java.io.tmpdir"), "strata-" + System.getProperty("user.name"));
+  }
+}

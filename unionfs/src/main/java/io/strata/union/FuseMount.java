@@ -1,0 +1,162 @@
+package io.strata.union;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Consumer;
+
+/**
+ * A live FUSE mount of a {@link UnionView}: mounting returns only once the kernel lists the
+ * mount and it answers a stat; closing unmounts synchronously and waits for the FUSE loop to
+ * end. (jnr-fuse's own mount() sleeps two seconds and its umount() does not wait.)
+ */
+public final class FuseMount implements AutoCloseable {
+  /** Kernel-facing settings: timeouts and the name the mount shows in /proc/mounts. */
+  public record Settings(double entryTimeout, double attrTimeout, double negativeTimeout,
+      String fsName, boolean allowOther, List<String> extraOptions) {
+
+    public static Settings defaults(String fsName) {
+      // Lower layers never change and the upper changes only through this mount, so the
+      // kernel may keep entries and attributes for long; one second for names that are absent.
+      return new Settings(60, 60, 1, fsName, true, List.of());
+    }
+
+    List<String> args() {
+      List<String> o = new ArrayList<>(List.of("fsname=" + fsName.replace(",", "_"),
+          "subtype=strata", "default_permissions", "use_ino", "readdir_ino", "hard_remove",
+          "big_writes", "max_write=131072", "kernel_cache",
+          "entry_timeout=" + entryTimeout, "attr_timeout=" + attrTimeout,
+          "negative_timeout=" + negativeTimeout));
+      if (allowOther) {
+        o.add("allow_other");
+      }
+      o.addAll(extraOptions);
+      return List.of("-o", String.join(",", o));
+    }
+  }
+
+  private final UnionFuse fuse;
+  private final Path mountpoint;
+  private final Thread loop;
+  private final Consumer<String> log;
+  private volatile Throwable loopFailure;
+  private volatile boolean closed;
+
+  private FuseMount(UnionFuse fuse, Path mountpoint, Thread loop, Consumer<String> log) {
+    this.fuse = fuse;
+    this.mountpoint = mountpoint;
+    this.loop = loop;
+    this.log = log;
+  }
+
+  /**
+   * Mounts {@code view} on {@code mountpoint} and waits until the mount answers.
+   *
+   * @throws IOException naming what went wrong when the mount does not come up
+   */
+  public static FuseMount mount(UnionView view, Path mountpoint, Settings settings,
+      Consumer<String> log, Duration timeout) throws IOException {
+    Path mp = mountpoint.toAbsolutePath().normalize();
+    if (!Files.isDirectory(mp)) {
+      throw new IOException("mountpoint " + mp + " is not a directory");
+    }
+    mp = mp.toRealPath();
+    for (Path layer : layersOf(view)) {
+      if (layer.startsWith(mp)) {
+        throw new IOException("layer " + layer + " is inside the mountpoint " + mp
+            + ": the mount would hide it and could deadlock on itself");
+      }
+    }
+    if (Mounts.isMountpoint(mp)) {
+      throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
+    }
+    UnionFuse fuse = new UnionFuse(view, log);
+    String[] args = settings.args().toArray(new String[0]);
+    final Path target = mp;
+    FuseMount[] self = new FuseMount[1];
+    Thread loop = new Thread(() -> {
+      try {
+        fuse.mount(target, true, false, args);
+      } catch (Throwable t) {
+        if (self[0] != null) {
+          self[0].loopFailure = t;
+        }
+      }
+    }, "fuse-loop " + mp);
+    FuseMount m = new FuseMount(fuse, mp, loop, log);
+    self[0] = m;
+    loop.setDaemon(true);
+    loop.start();
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (true) {
+      if (Mounts.isFuseMountpoint(mp) && Files.isDirectory(mp)) {
+        return m;
+      }
+      if (!loop.isAlive()) {
+        throw new IOException("mounting " + mp + " failed"
+            + (m.loopFailure != null ? ": " + m.loopFailure.getMessage() : "")
+            + " (is /dev/fuse there, libfuse2 installed, and are you root?)");
+      }
+      if (System.nanoTime() > deadline) {
+        m.close();
+        throw new IOException("the mount at " + mp + " did not answer within " + timeout);
+      }
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        m.close();
+        throw new IOException("interrupted while mounting " + mp);
+      }
+    }
+  }
+
+  private static List<Path> layersOf(UnionView v) {
+    List<Path> out = new ArrayList<>(v.lowers());
+    if (v.upper() != null) {
+      out.add(v.upper());
+    }
+    return out;
+  }
+
+  public Path mountpoint() {
+    return mountpoint;
+  }
+
+  public UnionView view() {
+    return fuse.view();
+  }
+
+  /** Blocks until the mount goes away (unmounted from outside, or closed). */
+  public void awaitUnmount() throws InterruptedException {
+    loop.join();
+  }
+
+  public boolean isAlive() {
+    return loop.isAlive();
+  }
+
+  /** Unmounts and waits for the FUSE loop to end; safe to call twice. */
+  @Override
+  public void close() throws IOException {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    if (Mounts.isFuseMountpoint(mountpoint)) {
+      Mounts.unmount(mountpoint, false);
+    }
+    try {
+      loop.join(Duration.ofSeconds(30).toMillis());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    if (loop.isAlive()) {
+      log.accept("the FUSE loop for " + mountpoint + " did not end after unmount");
+    }
+    fuse.view().close();
+  }
+}

@@ -1,0 +1,26 @@
+package io.strata.union;
+
+import io.strata.layers.Posix;
+import java.io.IOException;
+import java.nio.file.Path;
+
+/** utimensat(2) with UTIME_NOW and UTIME_OMIT, on the path itself. */
+final class Times {
+  /** Passed for a time that should not change. */
+  static final long OMIT = -1;
+  /** Passed for a time that should become the current time. */
+  static final long NOW = -2;
+
+  private Times() {}
+
+  static void set(Path p, long atimeNanos, long mtimeNanos) throws IOException {
+    long now = System.currentTimeMillis() * 1_000_000L;
+    Attr cur = null;
+    if (atimeNanos == OMIT || mtimeNanos == OMIT) {
+      cur = Stat.lstat(p);
+    }
+    long a = atimeNanos == NOW ? now : atimeNanos == OMIT ? cur.atimeNanos() : atimeNanos;
+    long m = mtimeNanos == NOW ? now : mtimeNanos == OMIT ? cur.mtimeNanos() : mtimeNanos;
+    Posix.lutimes(p, a, m);
+  }
+}

@@ -1,0 +1,1204 @@
+package io.strata.union;
+
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import io.strata.layers.Posix;
+import io.strata.layers.Trees;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+import jnr.ffi.Pointer;
+
+/**
+ * The union of read-only lower layers and one writable upper layer, as plain Java: every
+ * operation a FUSE adapter needs, by path, with errors as {@link FsException}s.
+ *
+ * <p>Lookup: one place, {@link #resolve}, walks a path: the upper layer is consulted live (it
+ * changes only through this view), the lower layers through {@link LowerTree}'s cache of merged
+ * directories (they never change while mounted). An upper whiteout hides a name; an opaque
+ * upper directory hides everything below it.
+ *
+ * <p>Identity: every node has an inode number the view owns: (layer index << 48) | st_ino of
+ * the real file it came from, the upper layer being index 0. A copy-up records the lower
+ * number in the upper file ({@code *.strata.origin}), so numbers survive copy-up and hard links
+ * in a layer share one.
+ *
+ * <p>Locking: {@code namespace} is held for writing by every operation that changes the upper
+ * layer (copy-up included) and for reading by every lookup, so a lookup never sees a half-done
+ * change. Reads and writes on open files take no lock: they go straight to the file
+ * descriptor. No lock is held across a call into the FUSE kernel module: the view never calls
+ * it. This class is long on purpose: it is the hot path, kept in one place.
+ */
+public final class UnionView implements AutoCloseable {
+  /** Mount-time choices; see {@link OverlayOptions} for how the command line sets them. */
+  public record Options(WhiteoutForm whiteoutForm, boolean metacopy, boolean xattrs,
+      boolean fsync, IdMap uids, IdMap gids, boolean squashToRoot, long cacheEntries) {
+
+    public static Options defaults() {
+      return new Options(Posix.isRoot() ? WhiteoutForm.DEVICE : WhiteoutForm.FILE, true, true,
+          true, IdMap.IDENTITY, IdMap.IDENTITY, false, 1_000_000);
+    }
+  }
+
+  /** A directory entry as readdir reports it: name, inode number and file type bits. */
+  public record DirEntry(String name, long ino, int type) {}
+
+  /** Filesystem statistics for statfs. */
+  public record FsStats(long blockSize, long blocks, long blocksFree, long blocksAvailable,
+      long files, long filesFree, long nameMax) {}
+
+  /** What a path resolves to: its upper file (if any) and its topmost lower entry (if any). */
+  private record Node(String path, Path upper, Attr upperAttr, LowerTree.Entry lower,
+      boolean lowerDirVisible) {
+    boolean isDir() {
+      return upperAttr != null ? upperAttr.isDirectory() : lower.isDir();
+    }
+
+    Path real() {
+      return upper != null ? upper : lower.path();
+    }
+
+    /** The path of this node's merged lower directory, or null if no lower directory shows. */
+    String lowerDirPath() {
+      return lowerDirVisible ? path : null;
+    }
+  }
+
+  private static final String ORIGIN_TRUSTED = "trusted.strata.origin";
+  private static final String ORIGIN_USER = "user.strata.origin";
+  private static final String METACOPY = "trusted.overlay.metacopy";
+  private static final String METACOPY_USER = "user.overlay.metacopy";
+  private static final int MAX_NAME = 255;
+
+  private final List<Path> lowers;
+  private final Path upper; // null: read-only view
+  private final Path work;
+  private final Path staging;
+  private final Options opts;
+  private final LowerTree lowerTree;
+  private final String originXattr;
+  private final String metacopyXattr;
+  private final ReentrantReadWriteLock namespace = new ReentrantReadWriteLock();
+  private final Cache<String, Boolean> upperOpaque;
+  private final ConcurrentHashMap<Long, OpenFile> open = new ConcurrentHashMap<>();
+  private final AtomicLong handles = new AtomicLong(1);
+  private final AtomicLong tmpNames = new AtomicLong();
+
+  /** An open file: a descriptor on the real file, and whether its last name is gone. */
+  static final class OpenFile {
+    final int fd;
+    final String path;
+    final boolean writable;
+    volatile boolean unlinked;
+    final Attr lastAttr;
+
+    OpenFile(int fd, String path, boolean writable, Attr attr) {
+      this.fd = fd;
+      this.path = path;
+      this.writable = writable;
+      this.lastAttr = attr;
+    }
+  }
+
+  private UnionView(List<Path> lowers, Path upper, Path work, Options opts) {
+    this.lowers = List.copyOf(lowers);
+    this.upper = upper;
+    this.work = work;
+    this.staging = work == null ? null : work.resolve("strata-staging");
+    this.opts = opts;
+    this.lowerTree = new LowerTree(lowers, opts.cacheEntries());
+    boolean root = Posix.isRoot();
+    this.originXattr = root ? ORIGIN_TRUSTED : ORIGIN_USER;
+    this.metacopyXattr = root ? METACOPY : METACOPY_USER;
+    this.upperOpaque = Caffeine.newBuilder().maximumSize(100_000).recordStats().build();
+  }
+
+  /**
+   * Opens a view. Lowers are top first. Without {@code upper} the view is read-only. The work
+   * directory must be on the upper's filesystem; what a killed view left in it is removed.
+   */
+  public static UnionView open(List<Path> lowers, Path upper, Path work, Options opts)
+      throws IOException {
+    if (lowers.isEmpty() && upper == null) {
+      throw new IllegalArgumentException("a view needs at least one lower layer or an upper");
+    }
+    List<Path> abs = new ArrayList<>();
+    for (Path l : lowers) {
+      Path a = l.toAbsolutePath().normalize();
+      if (!Files.isDirectory(a)) {
+        throw new IllegalArgumentException("lower layer " + l + " is not a directory");
+      }
+      abs.add(a.toRealPath());
+    }
+    Path u = null;
+    Path w = null;
+    if (upper != null) {
+      if (work == null) {
+        throw new IllegalArgumentException("an upper layer needs a work directory");
+      }
+      u = upper.toAbsolutePath().normalize();
+      w = work.toAbsolutePath().normalize();
+      if (!Files.isDirectory(u)) {
+        throw new IllegalArgumentException("upper directory " + upper + " is not a directory");
+      }
+      Files.createDirectories(w);
+      u = u.toRealPath();
+      w = w.toRealPath();
+      if (w.startsWith(u) || u.startsWith(w)) {
+        throw new IllegalArgumentException("upper " + u + " and work " + w
+            + " must not contain each other");
+      }
+      Object du = Files.getAttribute(u, "unix:dev");
+      Object dw = Files.getAttribute(w, "unix:dev");
+      if (!du.equals(dw)) {
+        throw new IllegalArgumentException("work directory " + w
+            + " must be on the same filesystem as the upper " + u + " (copy-up renames across them)");
+      }
+      for (Path l : abs) {
+        if (l.startsWith(u) || u.startsWith(l)) {
+          throw new IllegalArgumentException("lower " + l + " and upper " + u
+              + " must not contain each other");
+        }
+      }
+    }
+    UnionView v = new UnionView(abs, u, w, opts);
+    if (w != null) {
+      Trees.deleteRecursively(v.staging); // a killed view's half-done copy-ups
+      Files.createDirectories(v.staging);
+    }
+    return v;
+  }
+
+  public boolean isReadOnly() {
+    return upper == null;
+  }
+
+  public List<Path> lowers() {
+    return lowers;
+  }
+
+  public Path upper() {
+    return upper;
+  }
+
+  /** Hit rates and sizes of the view's caches, for logs and benchmarks. */
+  public String cacheReport() {
+    var s = lowerTree.stats();
+    var o = upperOpaque.stats();
+    return String.format("lower directories: %d cached, hit rate %.1f%% (%d hits, %d misses);"
+        + " upper opacity: hit rate %.1f%%", lowerTree.cachedDirectories(), 100 * s.hitRate(),
+        s.hitCount(), s.missCount(), 100 * o.hitRate());
+  }
+
+  // ---------------------------------------------------------------- lookup
+
+  /** Turns "/a/b" into "a/b" and "/" into "", checking every name's length. */
+  private static String rel(String path) throws FsException {
+    if (path == null || !path.startsWith("/")) {
+      throw new FsException(Posix.EINVAL, "bad path " + path);
+    }
+    String r = path.substring(1);
+    if (r.endsWith("/")) {
+      r = r.substring(0, r.length() - 1);
+    }
+    int start = 0;
+    while (start <= r.length()) {
+      int slash = r.indexOf('/', start);
+      int end = slash < 0 ? r.length() : slash;
+      if (end - start > MAX_NAME / 4 && utf8Length(r, start, end) > MAX_NAME) {
+        throw new FsException(Posix.ENAMETOOLONG, "name too long in " + path);
+      }
+      if (slash < 0) {
+        break;
+      }
+      start = slash + 1;
+    }
+    return r;
+  }
+
+  private static int utf8Length(String s, int from, int to) {
+    return s.substring(from, to).getBytes(StandardCharsets.UTF_8).length;
+  }
+
+  private Node resolve(String path) throws FsException {
+    return resolveRel(rel(path));
+  }
+
+  /** Walks a relative path through the layers; ENOENT or ENOTDIR when it does not resolve. */
+  private Node resolveRel(String rel) throws FsException {
+    try {
+      Path curUpper = upper;
+      Attr curUpperAttr = upper == null ? null : Stat.lstat(upper);
+      String curLower = lowers.isEmpty() ? null : "";
+      LowerTree.Entry curEntry = null;
+      if (rel.isEmpty()) {
+        LowerTree.Entry rootEntry = lowers.isEmpty() ? null
+            : new LowerTree.Entry("", 1, lowers.get(0), true, lowers, 1, Posix.S_IFDIR);
+        return new Node("", upper, curUpperAttr, rootEntry, !lowers.isEmpty());
+      }
+      int start = 0;
+      while (true) {
+        int slash = rel.indexOf('/', start);
+        boolean last = slash < 0;
+        String name = last ? rel.substring(start) : rel.substring(start, slash);
+        String sub = last ? rel : rel.substring(0, slash);
+        if (name.isEmpty() || name.equals(".") || name.equals("..")) {
+          throw new FsException(Posix.EINVAL, "bad name in /" + rel);
+        }
+        if (Markers.isWhiteoutName(name)) {
+          throw FsException.of(Posix.ENOENT, "/" + sub); // overlay markers are never visible
+        }
+        LowerTree.Entry le = null;
+        if (curLower != null) {
+          LowerTree.Dir d = lowerTree.dir(curLower);
+          le = d == null ? null : d.entries().get(name);
+        }
+        Path u = null;
+        Attr ua = null;
+        if (curUpper != null) {
+          Path cand = curUpper.resolve(name);
+          ua = Stat.lstat(cand);
+          if (Markers.isWhiteoutDevice(ua)) {
+            throw FsException.of(Posix.ENOENT, "/" + sub);
+          }
+          if (ua != null) {
+            u = cand;
+          } else if (le != null && Stat.lstat(curUpper.resolve(Markers.WH_PREFIX + name)) != null) {
+            throw FsException.of(Posix.ENOENT, "/" + sub);
+          }
+        }
+        if (u == null && le == null) {
+          throw FsException.of(Posix.ENOENT, "/" + sub);
+        }
+        boolean upperIsDir = ua != null && ua.isDirectory();
+        if (ua != null && !upperIsDir) {
+          le = null; // an upper non-directory hides everything below it
+        }
+        if (upperIsDir && le != null && (!le.isDir() || isUpperOpaque(sub, u))) {
+          le = null;
+        }
+        boolean isDir = upperIsDir || (ua == null && le != null && le.isDir());
+        if (!last && !isDir) {
+          throw FsException.of(Posix.ENOTDIR, "/" + sub);
+        }
+        boolean lowerDir = le != null && le.isDir();
+        if (last) {
+          return new Node(sub, u, ua, le, lowerDir);
+        }
+        curUpper = upperIsDir ? u : null;
+        curUpperAttr = ua;
+        curLower = lowerDir ? sub : null;
+        curEntry = le;
+        start = slash + 1;
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } catch (UncheckedIOException e) {
+      throw FsException.from(e.getCause());
+    }
+  }
+
+  private boolean isUpperOpaque(String rel, Path dir) throws IOException {
+    Boolean cached = upperOpaque.getIfPresent(rel);
+    if (cached != null) {
+      return cached;
+    }
+    boolean o = Markers.isOpaque(dir);
+    upperOpaque.put(rel, o);
+    return o;
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  public Attr getattr(String path) throws FsException {
+    lockRead();
+    try {
+      return attrOf(resolve(path));
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  /** Attributes of an open file: by path while it has one, else from its descriptor. */
+  public Attr fgetattr(String path, long fh) throws FsException {
+    OpenFile f = open.get(fh);
+    if (f != null && f.unlinked) {
+      return f.lastAttr.withNlink(0).withSize(fileSize(f));
+    }
+    return getattr(path != null ? path : f == null ? null : "/" + f.path);
+  }
+
+  private long fileSize(OpenFile f) {
+    long end = Io.LIBC.lseek(f.fd, 0, 2 /* SEEK_END */);
+    return end < 0 ? f.lastAttr.size() : end;
+  }
+
+  private Attr attrOf(Node n) throws FsException {
+    try {
+      Attr a;
+      long ino;
+      if (n.upper() != null) {
+        a = n.upperAttr();
+        ino = upperIno(n.upper(), a);
+      } else {
+        a = Stat.lstat(n.lower().path());
+        if (a == null) {
+          throw FsException.of(Posix.ENOENT, "/" + n.path());
+        }
+        ino = compose(n.lower().layer(), a.ino());
+      }
+      if (n.path().isEmpty()) {
+        ino = 1; // the root is inode 1, as FUSE numbers it
+      }
+      a = a.withIno(ino);
+      if (a.isDirectory() && isMerged(n)) {
+        a = a.withNlink(1); // as the kernel reports a merged directory: its count is not knowable
+      }
+      return mapIds(a);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  private boolean isMerged(Node n) {
+    if (!n.lowerDirVisible()) {
+      return false;
+    }
+    if (n.upper() != null) {
+      return true;
+    }
+    LowerTree.Dir d = lowerTree.dir(n.path());
+    return d != null && d.layers().size() > 1;
+  }
+
+  private Attr mapIds(Attr a) {
+    if (opts.squashToRoot()) {
+      return new Attr(a.ino(), a.mode(), a.nlink(), 0, 0, a.rdev(), a.size(), a.blocks(),
+          a.atimeNanos(), a.mtimeNanos(), a.ctimeNanos());
+    }
+    if (opts.uids().isIdentity() && opts.gids().isIdentity()) {
+      return a;
+    }
+    return new Attr(a.ino(), a.mode(), a.nlink(), opts.uids().toContainer(a.uid()),
+        opts.gids().toContainer(a.gid()), a.rdev(), a.size(), a.blocks(), a.atimeNanos(),
+        a.mtimeNanos(), a.ctimeNanos());
+  }
+
+  /** An upper file's number: its origin's if it was copied up, else its own. */
+  private long upperIno(Path p, Attr a) throws IOException {
+    byte[] origin = Posix.lgetxattr(p, originXattr);
+    return origin != null && origin.length == 8
+        ? java.nio.ByteBuffer.wrap(origin).getLong() : compose(0, a.ino());
+  }
+
+  static long compose(int layer, long ino) {
+    return ((long) layer << 48) | (ino & 0xffff_ffff_ffffL);
+  }
+
+  /** The merged listing of a directory, in a stable (sorted) order, without "." and "..". */
+  public List<DirEntry> readdir(String path) throws FsException {
+    lockRead();
+    try {
+      Node n = resolve(path);
+      if (!n.isDir()) {
+        throw FsException.of(Posix.ENOTDIR, path);
+      }
+      return list(n);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  private List<DirEntry> list(Node n) throws FsException {
+    Map<String, DirEntry> out = new TreeMap<>();
+    java.util.Set<String> hidden = new java.util.HashSet<>();
+    try {
+      if (n.upper() != null) {
+        try (DirectoryStream<Path> ds = Files.newDirectoryStream(n.upper())) {
+          for (Path c : ds) {
+            String name = c.getFileName().toString();
+            if (Markers.isWhiteoutName(name)) {
+              hidden.add(name.substring(Markers.WH_PREFIX.length()));
+              continue;
+            }
+            Attr a = Stat.lstat(c);
+            if (a == null) {
+              continue;
+            }
+            if (Markers.isWhiteoutDevice(a)) {
+              hidden.add(name);
+              continue;
+            }
+            out.put(name, new DirEntry(name, upperIno(c, a), a.type()));
+          }
+        }
+      }
+      String lowerPath = n.lowerDirPath();
+      if (lowerPath != null) {
+        LowerTree.Dir d = lowerTree.dir(lowerPath);
+        if (d != null) {
+          for (LowerTree.Entry e : d.entries().values()) {
+            if (!out.containsKey(e.name()) && !hidden.contains(e.name())) {
+              out.put(e.name(), new DirEntry(e.name(), compose(e.layer(), e.ino()), e.type()));
+            }
+          }
+        }
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } catch (UncheckedIOException e) {
+      throw FsException.from(e.getCause());
+    }
+    return new ArrayList<>(out.values());
+  }
+
+  public String readlink(String path) throws FsException {
+    lockRead();
+    try {
+      Node n = resolve(path);
+      return Files.readSymbolicLink(n.real()).toString();
+    } catch (java.nio.file.NotLinkException e) {
+      throw new FsException(Posix.EINVAL, path + " is not a symlink");
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  /** Opens a file; opening for writing or with O_TRUNC copies it up first. */
+  public long open(String path, int flags) throws FsException {
+    boolean write = (flags & Io.O_ACCMODE) != Io.O_RDONLY || (flags & Io.O_TRUNC) != 0;
+    if (!write) {
+      lockRead();
+      try {
+        Node n = resolve(path);
+        Path real = n.real();
+        if (n.upper() != null && n.lower() != null && isMetacopy(n.upper())) {
+          real = n.lower().path(); // metadata was copied up, the data is still below
+        }
+        return register(Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL), 0), n, false);
+      } catch (IOException e) {
+        throw FsException.from(e);
+      } finally {
+        namespace.readLock().unlock();
+      }
+    }
+    requireWritable(path);
+    lockWrite();
+    try {
+      Node n = resolve(path);
+      if (n.isDir()) {
+        throw FsException.of(Posix.EISDIR, path);
+      }
+      Path real = copyUp(n, true);
+      int fd = Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL), 0);
+      return register(fd, resolveRel(n.path()), true);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  private long register(int fd, Node n, boolean writable) throws FsException {
+    long fh = handles.getAndIncrement();
+    open.put(fh, new OpenFile(fd, n.path(), writable, attrOf(n)));
+    return fh;
+  }
+
+  public int read(long fh, Pointer buf, long size, long offset) throws FsException {
+    OpenFile f = handle(fh);
+    long total = 0;
+    while (total < size) {
+      long n = Io.LIBC.pread(f.fd, buf.slice(total), size - total, offset + total);
+      if (n < 0) {
+        throw FsException.of(Io.errno(), "read /" + f.path);
+      }
+      if (n == 0) {
+        break;
+      }
+      total += n;
+    }
+    return (int) total;
+  }
+
+  public int write(long fh, Pointer buf, long size, long offset) throws FsException {
+    OpenFile f = handle(fh);
+    if (!f.writable) {
+      throw FsException.of(Posix.EBADF, "write /" + f.path);
+    }
+    long total = 0;
+    while (total < size) {
+      long n = Io.LIBC.pwrite(f.fd, buf.slice(total), size - total, offset + total);
+      if (n < 0) {
+        throw FsException.of(Io.errno(), "write /" + f.path);
+      }
+      total += n;
+    }
+    return (int) total;
+  }
+
+  public void fsync(long fh, boolean dataOnly) throws FsException {
+    OpenFile f = handle(fh);
+    if (!opts.fsync()) {
+      return;
+    }
+    Io.check(dataOnly ? Io.LIBC.fdatasync(f.fd) : Io.LIBC.fsync(f.fd), "fsync /" + f.path);
+  }
+
+  public void release(long fh) {
+    OpenFile f = open.remove(fh);
+    if (f != null) {
+      Io.close(f.fd);
+    }
+  }
+
+  public void ftruncate(long fh, long size) throws FsException {
+    OpenFile f = handle(fh);
+    if (!f.writable) {
+      throw FsException.of(Posix.EBADF, "truncate /" + f.path);
+    }
+    Io.check(Io.LIBC.ftruncate(f.fd, size), "ftruncate /" + f.path);
+  }
+
+  public void fallocate(long fh, int mode, long offset, long length) throws FsException {
+    OpenFile f = handle(fh);
+    if (!f.writable) {
+      throw FsException.of(Posix.EBADF, "fallocate /" + f.path);
+    }
+    Io.check(Io.LIBC.fallocate(f.fd, mode, offset, length), "fallocate /" + f.path);
+  }
+
+  private OpenFile handle(long fh) throws FsException {
+    OpenFile f = open.get(fh);
+    if (f == null) {
+      throw new FsException(Posix.EBADF, "no open file " + fh);
+    }
+    return f;
+  }
+
+  public byte[] getxattr(String path, String name) throws FsException {
+    requireXattrs();
+    if (Markers.isPrivateXattr(name)) {
+      throw new FsException(Posix.ENODATA, name);
+    }
+    lockRead();
+    try {
+      byte[] v = Posix.lgetxattr(resolve(path).real(), name);
+      if (v == null) {
+        throw new FsException(Posix.ENODATA, name);
+      }
+      return v;
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  public List<String> listxattr(String path) throws FsException {
+    requireXattrs();
+    lockRead();
+    try {
+      List<String> out = new ArrayList<>();
+      for (String n : Posix.llistxattr(resolve(path).real())) {
+        if (!Markers.isPrivateXattr(n)) {
+          out.add(n);
+        }
+      }
+      return out;
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  public FsStats statfs() throws FsException {
+    try {
+      Path p = upper != null ? upper : lowers.get(0);
+      var store = Files.getFileStore(p);
+      long bs = store.getBlockSize();
+      return new FsStats(bs, store.getTotalSpace() / bs, store.getUnallocatedSpace() / bs,
+          store.getUsableSpace() / bs, 0, 0, MAX_NAME);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  public void access(String path) throws FsException {
+    getattr(path);
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  public long create(String path, int mode, int flags, int uid, int gid) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      String rel = rel(path);
+      Path target = prepareNew(rel);
+      int fd = Io.open(target, (flags | Io.O_CREAT | Io.O_EXCL) & ~Io.O_TRUNC, 0600);
+      try {
+        finishNew(target, mode, uid, gid, false);
+        return register(fd, resolveRel(rel), (flags & Io.O_ACCMODE) != Io.O_RDONLY);
+      } catch (FsException | RuntimeException e) {
+        Io.close(fd);
+        throw e;
+      }
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void mknod(String path, int mode, long rdev, int uid, int gid) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      Path target = prepareNew(rel(path));
+      int type = mode & Posix.S_IFMT;
+      if (type == Posix.S_IFREG || type == 0) {
+        Io.close(Io.open(target, Io.O_CREAT | Io.O_EXCL | Io.O_WRONLY, 0600));
+      } else {
+        Posix.mknod(target, (mode & Posix.S_IFMT) | 0600, (int) ((rdev >>> 8) & 0xfff),
+            (int) ((rdev & 0xff) | ((rdev >>> 12) & 0xfff00)));
+      }
+      finishNew(target, mode, uid, gid, false);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void mkdir(String path, int mode, int uid, int gid) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      String rel = rel(path);
+      boolean hadWhiteout = whiteoutIn(rel);
+      Path target = prepareNew(rel);
+      Posix.mkdir(target, 0700);
+      finishNew(target, mode, uid, gid, false);
+      if (hadWhiteout) {
+        // Something of that name was deleted from a lower layer: keep it hidden.
+        Markers.markOpaque(target, opts.whiteoutForm());
+        upperOpaque.put(rel, true);
+      } else {
+        upperOpaque.put(rel, false);
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void symlink(String target, String path, int uid, int gid) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      Path link = prepareNew(rel(path));
+      Posix.symlink(target, link);
+      finishNew(link, 0777, uid, gid, true);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void link(String from, String to) throws FsException {
+    requireWritable(to);
+    lockWrite();
+    try {
+      Node src = resolve(from);
+      if (src.isDir()) {
+        throw FsException.of(Posix.EPERM, from);
+      }
+      Path existing = copyUp(src, true);
+      Path link = prepareNew(rel(to));
+      Posix.link(existing, link);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void unlink(String path) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      Node n = resolve(path);
+      if (n.isDir()) {
+        throw FsException.of(Posix.EISDIR, path);
+      }
+      removeNode(n);
+      markUnlinked(n);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void rmdir(String path) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      Node n = resolve(path);
+      if (!n.isDir()) {
+        throw FsException.of(Posix.ENOTDIR, path);
+      }
+      if (n.path().isEmpty()) {
+        throw FsException.of(Posix.EBUSY, path);
+      }
+      if (!list(n).isEmpty()) {
+        throw FsException.of(Posix.ENOTEMPTY, path);
+      }
+      removeNode(n);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  /**
+   * Renames within the view. A directory that a lower layer contributes to cannot move (EXDEV,
+   * as fuse-overlayfs and the kernel without redirect_dir); programs such as mv then copy.
+   */
+  public void rename(String from, String to) throws FsException {
+    requireWritable(to);
+    lockWrite();
+    try {
+      Node src = resolve(from);
+      String toRel = rel(to);
+      if (src.path().isEmpty() || toRel.equals(src.path())) {
+        if (toRel.equals(src.path())) {
+          return;
+        }
+        throw FsException.of(Posix.EBUSY, from);
+      }
+      if (toRel.startsWith(src.path() + "/")) {
+        throw FsException.of(Posix.EINVAL, to + " is inside " + from);
+      }
+      Node dst = null;
+      try {
+        dst = resolveRel(toRel);
+      } catch (FsException e) {
+        if (e.errno() != Posix.ENOENT) {
+          throw e;
+        }
+      }
+      if (src.isDir() && src.lowerDirVisible()) {
+        throw FsException.of(Posix.EXDEV, from);
+      }
+      if (dst != null) {
+        if (src.isDir() && !dst.isDir()) {
+          throw FsException.of(Posix.ENOTDIR, to);
+        }
+        if (!src.isDir() && dst.isDir()) {
+          throw FsException.of(Posix.EISDIR, to);
+        }
+        if (dst.isDir() && !list(dst).isEmpty()) {
+          throw FsException.of(Posix.ENOTEMPTY, to);
+        }
+      }
+      Path srcUpper = copyUp(src, true);
+      boolean dstHadLowerDir = dst != null && dst.lowerDirVisible();
+      boolean dstWhiteout = dst == null && whiteoutIn(toRel);
+      Path target = prepareNew(toRel, dst != null);
+      if (dst != null && dst.upper() != null && dst.isDir()) {
+        clearMarkers(dst.upper());
+      }
+      Posix.rename(srcUpper, target);
+      if (src.lower() != null) {
+        Markers.writeWhiteout(srcUpper.getParent(), name(src.path()), opts.whiteoutForm());
+      }
+      if (src.isDir() && (dstHadLowerDir || dstWhiteout)) {
+        Markers.markOpaque(target, opts.whiteoutForm());
+      }
+      upperOpaque.invalidateAll();
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void chmod(String path, int mode) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      Path p = copyUp(resolve(path), !opts.metacopy());
+      Posix.chmod(p, mode & 07777);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void chown(String path, int uid, int gid) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      Node n = resolve(path);
+      Path p = copyUp(n, !opts.metacopy());
+      Attr a = Stat.lstat(p);
+      int hostUid = uid == -1 ? a.uid() : opts.uids().toHost(uid);
+      int hostGid = gid == -1 ? a.gid() : opts.gids().toHost(gid);
+      Posix.lchown(p, hostUid, hostGid); // clears setuid/setgid as chown(2) does
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  /** Sets times; -1 leaves a time as it is (UTIME_OMIT), -2 means now (UTIME_NOW). */
+  public void utimens(String path, long atimeNanos, long mtimeNanos) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      Path p = copyUp(resolve(path), !opts.metacopy());
+      Times.set(p, atimeNanos, mtimeNanos);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void truncate(String path, long size) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      Node n = resolve(path);
+      if (n.isDir()) {
+        throw FsException.of(Posix.EISDIR, path);
+      }
+      Posix.truncate(copyUp(n, true), size);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void setxattr(String path, String name, byte[] value, int flags) throws FsException {
+    requireXattrs();
+    requireWritable(path);
+    if (Markers.isPrivateXattr(name)) {
+      throw new FsException(Posix.EPERM, name + " is reserved for the overlay");
+    }
+    lockWrite();
+    try {
+      Path p = copyUp(resolve(path), !opts.metacopy());
+      if ((flags & 1) != 0 && Posix.lgetxattr(p, name) != null) {
+        throw new FsException(Posix.EEXIST, name); // XATTR_CREATE
+      }
+      if ((flags & 2) != 0 && Posix.lgetxattr(p, name) == null) {
+        throw new FsException(Posix.ENODATA, name); // XATTR_REPLACE
+      }
+      Posix.lsetxattr(p, name, value);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void removexattr(String path, String name) throws FsException {
+    requireXattrs();
+    requireWritable(path);
+    if (Markers.isPrivateXattr(name)) {
+      throw new FsException(Posix.ENODATA, name);
+    }
+    lockWrite();
+    try {
+      Node n = resolve(path);
+      if (Posix.lgetxattr(n.real(), name) == null) {
+        throw new FsException(Posix.ENODATA, name);
+      }
+      Posix.lremovexattr(copyUp(n, !opts.metacopy()), name);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  // ---------------------------------------------------------------- the upper layer
+
+  private void requireWritable(String path) throws FsException {
+    if (upper == null) {
+      throw FsException.of(Posix.EROFS, path);
+    }
+  }
+
+  private void requireXattrs() throws FsException {
+    if (!opts.xattrs()) {
+      throw new FsException(Posix.ENOTSUP, "xattrs are disabled (noxattrs)");
+    }
+  }
+
+  /** Whether the upper parent of {@code rel} holds a whiteout for its name. */
+  private boolean whiteoutIn(String rel) throws FsException {
+    try {
+      Path parent = upperDirOf(parentOf(rel), false);
+      return parent != null && Markers.hasWhiteout(parent, name(rel));
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  private Path prepareNew(String rel) throws FsException {
+    return prepareNew(rel, false);
+  }
+
+  /**
+   * Checks that {@code rel} may be created (its parent is a directory, its name is legal and,
+   * unless {@code replacing}, free), copies the parent up and removes a whiteout of the name.
+   */
+  private Path prepareNew(String rel, boolean replacing) throws FsException {
+    String name = name(rel);
+    if (Markers.isWhiteoutName(name)) {
+      throw new FsException(Posix.EINVAL, "names starting with .wh. are reserved for whiteouts");
+    }
+    if (!replacing) {
+      try {
+        resolveRel(rel);
+        throw FsException.of(Posix.EEXIST, "/" + rel);
+      } catch (FsException e) {
+        if (e.errno() != Posix.ENOENT) {
+          throw e;
+        }
+      }
+    }
+    Node parent = resolveRel(parentOf(rel));
+    if (!parent.isDir()) {
+      throw FsException.of(Posix.ENOTDIR, "/" + parentOf(rel));
+    }
+    try {
+      Path dir = copyUp(parent, false);
+      Markers.removeWhiteout(dir, name);
+      return dir.resolve(name);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  /** Gives a new upper node its caller's owner and exact mode (the kernel applied the umask). */
+  private void finishNew(Path p, int mode, int uid, int gid, boolean symlink) throws FsException {
+    try {
+      Posix.lchown(p, opts.uids().toHost(uid), opts.gids().toHost(gid));
+      if (!symlink) {
+        Posix.chmod(p, mode & 07777);
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  /** Removes a node from the view: its upper file goes, and a whiteout hides any lower one. */
+  private void removeNode(Node n) throws IOException, FsException {
+    Path parent = copyUp(resolveRel(parentOf(n.path())), false);
+    if (n.upper() != null) {
+      if (n.upperAttr().isDirectory()) {
+        clearMarkers(n.upper());
+        Posix.rmdir(n.upper());
+      } else {
+        Posix.unlink(n.upper());
+      }
+    }
+    if (n.lower() != null) {
+      Markers.writeWhiteout(parent, name(n.path()), opts.whiteoutForm());
+    }
+    upperOpaque.invalidate(n.path());
+  }
+
+  /** Empties an upper directory of the whiteouts and markers that make it look non-empty. */
+  private static void clearMarkers(Path dir) throws IOException {
+    try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
+      for (Path c : ds) {
+        Posix.unlink(c); // only whiteouts remain in a directory the view shows as empty
+      }
+    }
+  }
+
+  private void markUnlinked(Node n) {
+    if (n.upperAttr() != null && n.upperAttr().nlink() > 1) {
+      return;
+    }
+    for (OpenFile f : open.values()) {
+      if (f.path.equals(n.path())) {
+        f.unlinked = true;
+      }
+    }
+  }
+
+  /** The upper directory of a path, copying it up when {@code create}; null if absent. */
+  private Path upperDirOf(String rel, boolean create) throws FsException {
+    if (upper == null) {
+      return null;
+    }
+    Node n = resolveRel(rel);
+    if (n.upper() != null) {
+      return n.upper();
+    }
+    return create ? copyUp(n, false) : null;
+  }
+
+  private boolean isMetacopy(Path p) throws IOException {
+    return Posix.lgetxattr(p, metacopyXattr) != null;
+  }
+
+  /**
+   * Makes sure {@code n} exists in the upper layer and returns its upper path. Parents are
+   * copied up first. A file is staged in the work directory with data (or, for
+   * {@code withData == false}, only its size, marked metacopy), owner, mode, xattrs, times and
+   * origin, then renamed into place, so a failure leaves nothing half-written in the upper.
+   */
+  private Path copyUp(Node n, boolean withData) throws FsException {
+    try {
+      if (n.upper() != null) {
+        if (withData && !n.upperAttr().isDirectory() && isMetacopy(n.upper())) {
+          return completeMetacopy(n);
+        }
+        return n.upper();
+      }
+      Path parent = copyUp(resolveRel(parentOf(n.path())), false);
+      Path src = n.lower().path();
+      Attr a = Stat.lstat(src);
+      Path tmp = staging.resolve("copyup-" + tmpNames.incrementAndGet());
+      try {
+        boolean meta = false;
+        switch (a.type()) {
+          case Posix.S_IFDIR:
+            Posix.mkdir(tmp, 0700);
+            break;
+          case Posix.S_IFLNK:
+            Posix.symlink(Files.readSymbolicLink(src).toString(), tmp);
+            break;
+          case Posix.S_IFREG:
+            meta = !withData && a.size() > 0;
+            copyFile(src, tmp, a, meta);
+            break;
+          default:
+            Posix.mknod(tmp, a.type() | 0600, (int) ((a.rdev() >>> 8) & 0xfff),
+                (int) ((a.rdev() & 0xff) | ((a.rdev() >>> 12) & 0xfff00)));
+        }
+        copyMetadata(src, tmp, a, compose(n.lower().layer(), a.ino()));
+        if (meta) {
+          Posix.lsetxattr(tmp, metacopyXattr, new byte[0]);
+        }
+        Path target = parent.resolve(name(n.path()));
+        Posix.rename(tmp, target);
+        if (a.type() == Posix.S_IFDIR) {
+          upperOpaque.put(n.path(), false);
+        }
+        return target;
+      } catch (IOException | FsException | RuntimeException e) {
+        Trees.deleteRecursively(tmp);
+        throw e;
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  /** Replaces a metacopy upper file with a full copy, keeping its (newer) metadata. */
+  private Path completeMetacopy(Node n) throws IOException, FsException {
+    Path tmp = staging.resolve("copyup-" + tmpNames.incrementAndGet());
+    try {
+      Attr meta = Stat.lstat(n.upper());
+      copyFile(n.lower().path(), tmp, meta, false);
+      copyMetadata(n.upper(), tmp, meta, -1);
+      Posix.lremovexattr(tmp, metacopyXattr);
+      Posix.rename(tmp, n.upper());
+      return n.upper();
+    } catch (IOException | FsException | RuntimeException e) {
+      Trees.deleteRecursively(tmp);
+      throw e;
+    }
+  }
+
+  private void copyFile(Path src, Path tmp, Attr a, boolean sizeOnly) throws FsException {
+    int out = Io.open(tmp, Io.O_WRONLY | Io.O_CREAT | Io.O_EXCL, 0600);
+    try {
+      if (sizeOnly) {
+        Io.check(Io.LIBC.ftruncate(out, a.size()), "ftruncate " + tmp);
+      } else {
+        int in = Io.open(src, Io.O_RDONLY, 0);
+        try {
+          Io.copyData(in, out, a.size(), src.toString());
+        } finally {
+          Io.close(in);
+        }
+        if (opts.fsync()) {
+          Io.check(Io.LIBC.fsync(out), "fsync " + tmp);
+        }
+      }
+    } finally {
+      Io.close(out);
+    }
+  }
+
+  /** Owner, mode, xattrs (not the overlay's own), times and the origin inode number. */
+  private void copyMetadata(Path src, Path dst, Attr a, long originIno) throws IOException {
+    Posix.lchown(dst, a.uid(), a.gid());
+    if (a.type() != Posix.S_IFLNK) {
+      Posix.chmod(dst, a.mode() & 07777);
+    }
+    if (opts.xattrs()) {
+      for (String x : Posix.llistxattr(src)) {
+        if (!Markers.isPrivateXattr(x)) {
+          byte[] v = Posix.lgetxattr(src, x);
+          if (v != null) {
+            Posix.lsetxattr(dst, x, v);
+          }
+        }
+      }
+    }
+    if (originIno >= 0) {
+      Posix.lsetxattr(dst, originXattr, java.nio.ByteBuffer.allocate(8).putLong(originIno).array());
+    }
+    Posix.lutimes(dst, a.atimeNanos(), a.mtimeNanos());
+  }
+
+  private static String parentOf(String rel) {
+    int slash = rel.lastIndexOf('/');
+    return slash < 0 ? "" : rel.substring(0, slash);
+  }
+
+  private static String name(String rel) {
+    return rel.substring(rel.lastIndexOf('/') + 1);
+  }
+
+  private void lockRead() {
+    namespace.readLock().lock();
+  }
+
+  private void lockWrite() {
+    namespace.writeLock().lock();
+  }
+
+  @Override
+  public void close() {
+    for (Long fh : new ArrayList<>(open.keySet())) {
+      release(fh);
+    }
+  }
+}

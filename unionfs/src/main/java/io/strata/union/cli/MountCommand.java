@@ -1,0 +1,125 @@
+package io.strata.union.cli;
+
+import io.strata.layers.Digest;
+import io.strata.layers.ImageRecord;
+import io.strata.layers.LayerStore;
+import io.strata.layers.cli.StoreOptions;
+import io.strata.union.Daemon;
+import io.strata.union.FuseMount;
+import io.strata.union.UnionView;
+import io.strata.union.WhiteoutForm;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code strata mount}: an image from the store as a writable (or read-only) filesystem. */
+@Command(name = "mount", mixinStandardHelpOptions = true,
+    description = {"Mount an image from the store as a copy-on-write filesystem.",
+        "Writes go to an upper directory: --upper/--work, or a fresh one under the store",
+        "(kept after umount, so nothing written is lost). Returns once the mount answers."})
+public final class MountCommand implements Callable<Integer> {
+  @Mixin StoreOptions store;
+
+  @Parameters(index = "0", paramLabel = "IMAGE", description = "NAME[:TAG] or image id.")
+  String image;
+
+  @Parameters(index = "1", paramLabel = "DIR", description = "The mountpoint (a directory).")
+  Path mountpoint;
+
+  @Option(names = "--upper", paramLabel = "DIR", description = "Upper (writable) directory.")
+  Path upper;
+
+  @Option(names = "--work", paramLabel = "DIR",
+      description = "Work directory, on the upper's filesystem.")
+  Path work;
+
+  @Option(names = "--read-only", description = "Mount without an upper directory.")
+  boolean readOnly;
+
+  @Option(names = "--foreground", description = "Serve the mount in this process.")
+  boolean foreground;
+
+  @Option(names = "--whiteout", paramLabel = "FORM",
+      description = "How deletions are recorded: device (char 0/0, as the kernel; default as root)"
+          + " or file (.wh.NAME, as OCI layers).")
+  WhiteoutForm whiteout;
+
+  @Option(names = "--timeout", paramLabel = "SECONDS", defaultValue = "60",
+      description = "Kernel entry and attribute cache timeout (default ${DEFAULT-VALUE}).")
+  double timeout;
+
+  /** The pin that keeps a mount's layers from gc, named after the mountpoint. */
+  static String pinOf(Path mountpoint) {
+    byte[] b = mountpoint.toAbsolutePath().normalize().toString().getBytes(StandardCharsets.UTF_8);
+    return "mount-" + Digest.of(b).shortHex();
+  }
+
+  @Override
+  public Integer call() throws Exception {
+    if ((upper == null) != (work == null)) {
+      throw new IllegalArgumentException("--upper and --work go together");
+    }
+    if (readOnly && upper != null) {
+      throw new IllegalArgumentException("--read-only takes no --upper");
+    }
+    if (!Files.isDirectory(mountpoint)) {
+      throw new IllegalArgumentException("mountpoint " + mountpoint + " is not a directory");
+    }
+    if (timeout < 0) {
+      throw new IllegalArgumentException("--timeout must not be negative");
+    }
+    LayerStore s = store.open();
+    ImageRecord r = s.resolve(image);
+    Path mp = mountpoint.toAbsolutePath().normalize();
+    String pin = pinOf(mp);
+    if (!readOnly && upper == null) {
+      Path dir = s.root().resolve("mounts").resolve(pin + "-" + r.id().shortHex());
+      upper = Files.createDirectories(dir.resolve("upper"));
+      work = Files.createDirectories(dir.resolve("work"));
+    }
+    if (!foreground) {
+      List<String> args = new ArrayList<>(List.of("mount", "--root", s.root().toString(),
+          image, mp.toString(), "--foreground", "--timeout", String.valueOf(timeout)));
+      if (readOnly) {
+        args.add("--read-only");
+      } else {
+        args.addAll(List.of("--upper", upper.toString(), "--work", work.toString()));
+      }
+      if (whiteout != null) {
+        args.addAll(List.of("--whiteout", whiteout.name()));
+      }
+      Daemon.startAndWait(args, mp, Daemon.logDir().resolve(pin + ".log"), Duration.ofSeconds(60));
+      System.out.println("mounted " + r.names().stream().findFirst().orElse(r.id().toString())
+          + " on " + mp + (readOnly ? " (read-only)" : " (upper " + upper + ")"));
+      return 0;
+    }
+    List<Path> lowers = new ArrayList<>();
+    List<Digest> ids = r.diffIds();
+    for (int i = ids.size() - 1; i >= 0; i--) {
+      lowers.add(s.layerTree(ids.get(i)));
+    }
+    UnionView.Options d = UnionView.Options.defaults();
+    UnionView.Options o = new UnionView.Options(whiteout != null ? whiteout : d.whiteoutForm(),
+        d.metacopy(), d.xattrs(), d.fsync(), d.uids(), d.gids(), false, d.cacheEntries());
+    s.pin(pin, ids);
+    UnionView view = UnionView.open(lowers, readOnly ? null : upper, readOnly ? null : work, o);
+    FuseMount.Settings set = FuseMount.Settings.defaults("strata:" + image);
+    set = new FuseMount.Settings(timeout, timeout, Math.min(1, timeout), set.fsName(),
+        set.allowOther(), set.extraOptions());
+    try {
+      Foreground.serve(view, mp, set, () -> s.unpin(pin));
+    } catch (Exception e) {
+      s.unpin(pin);
+      throw e;
+    }
+    return 0;
+  }
+}

@@ -1,0 +1,72 @@
+package io.strata.union.cli;
+
+import io.strata.union.Daemon;
+import io.strata.union.FuseMount;
+import io.strata.union.OverlayOptions;
+import io.strata.union.UnionView;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code strata overlay}: fuse-overlayfs's command line over plain directories. */
+@Command(name = "overlay", mixinStandardHelpOptions = true,
+    description = {"Mount plain directories as a union, with fuse-overlayfs's command line.",
+        "For containers/storage's mount_program: `strata overlay -o lowerdir=L1:L2,upperdir=U,"
+            + "workdir=W DIR`, or `strata overlay SOURCE DIR -o …` as mount.fuse3 calls it.",
+        "lowerdir lists the top layer first. Without upperdir the mount is read-only.",
+        "Options: lowerdir, upperdir, workdir, uidmapping=C:H:N[:…], gidmapping=…, squash_to_root,",
+        "noxattrs, fsync=0, timeout=SECONDS (kernel caches; default 60), whiteout=file|device,",
+        "nometacopy. Returns once the mount answers, unless -f keeps it in the foreground."})
+public final class OverlayCommand implements Callable<Integer> {
+  @Option(names = "-o", paramLabel = "OPTIONS", required = true,
+      description = "Comma-separated mount options (may be repeated).")
+  List<String> options = new ArrayList<>();
+
+  @Option(names = {"-f", "--foreground"}, description = "Serve the mount in this process.")
+  boolean foreground;
+
+  @Option(names = "-d", description = "Foreground, as fuse-overlayfs's -d.")
+  boolean debug;
+
+  @Parameters(arity = "1..2", paramLabel = "[SOURCE] DIR",
+      description = "The mountpoint, optionally after a source name (ignored).")
+  List<String> positional;
+
+  @Override
+  public Integer call() throws Exception {
+    OverlayOptions o = OverlayOptions.parse(options, Foreground::log);
+    Path mp = Path.of(positional.get(positional.size() - 1));
+    for (Path l : o.lowers()) {
+      if (!Files.isDirectory(l)) {
+        throw new IllegalArgumentException("lowerdir " + l + " is not a directory");
+      }
+    }
+    if (!Files.isDirectory(mp)) {
+      throw new IllegalArgumentException("mountpoint " + mp + " is not a directory");
+    }
+    if (!foreground && !debug) {
+      List<String> args = new ArrayList<>(List.of("overlay", "-f"));
+      for (String opt : options) {
+        args.add("-o");
+        args.add(opt);
+      }
+      args.add(mp.toString());
+      Path log = Daemon.logDir().resolve("overlay-"
+          + Integer.toHexString(mp.toAbsolutePath().normalize().hashCode()) + ".log");
+      Daemon.startAndWait(args, mp, log, Duration.ofSeconds(60));
+      return 0;
+    }
+    UnionView view = UnionView.open(o.lowers(), o.upper(), o.work(), o.view());
+    FuseMount.Settings s = FuseMount.Settings.defaults("strata-overlay");
+    s = new FuseMount.Settings(o.timeout(), o.timeout(), Math.min(1, o.timeout()), s.fsName(),
+        s.allowOther(), s.extraOptions());
+    Foreground.serve(view, mp, s, () -> {});
+    return 0;
+  }
+}
