@@ -16,22 +16,34 @@ import java.util.function.Consumer;
 public final class FuseMount implements AutoCloseable {
   /** Kernel-facing settings: timeouts and the name the mount shows in /proc/mounts. */
   public record Settings(double entryTimeout, double attrTimeout, double negativeTimeout,
-      String fsName, boolean allowOther, List<String> extraOptions) {
+      boolean kernelCache, String fsName, boolean allowOther, List<String> extraOptions) {
 
+    /**
+     * Names are cached for a minute: every change to the namespace goes through this mount,
+     * and the kernel updates its own dentries. Attributes for a second and data close-to-open:
+     * libfuse2's path-based API gives each name of a hard link its own kernel inode, so a write
+     * through one name cannot invalidate what the kernel cached for another.
+     */
     public static Settings defaults(String fsName) {
-      // Lower layers never change and the upper changes only through this mount, so the
-      // kernel may keep entries and attributes for long; one second for names that are absent.
-      return new Settings(60, 60, 1, fsName, true, List.of());
+      return new Settings(60, 1, 1, false, fsName, true, List.of());
+    }
+
+    /** The same settings with every kernel cache timeout set to {@code seconds}. */
+    public Settings withTimeout(double seconds) {
+      return new Settings(seconds, seconds, Math.min(1, seconds), kernelCache && seconds > 0,
+          fsName, allowOther, extraOptions);
     }
 
     List<String> args() {
       List<String> o = new ArrayList<>(List.of("fsname=" + fsName.replace(",", "_"),
           "subtype=strata", "default_permissions", "use_ino", "readdir_ino", "hard_remove",
-          "big_writes", "max_write=131072", "kernel_cache",
-          "entry_timeout=" + entryTimeout, "attr_timeout=" + attrTimeout,
+          "big_writes", "max_write=131072", "entry_timeout=" + entryTimeout, "attr_timeout=" + attrTimeout,
           "negative_timeout=" + negativeTimeout));
       if (allowOther) {
         o.add("allow_other");
+      }
+      if (kernelCache) {
+        o.add("kernel_cache");
       }
       o.addAll(extraOptions);
       return List.of("-o", String.join(",", o));

@@ -12,7 +12,7 @@ import java.util.function.Consumer;
  * flags that containers/storage passes along. Values are checked before anything is mounted.
  */
 public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView.Options view,
-    double timeout) {
+    Double timeout) {
 
   /** Generic flags accepted and left to the kernel's defaults or to FUSE's own handling. */
   private static final List<String> IGNORED = List.of("rw", "ro", "dev", "nodev", "suid",
@@ -34,7 +34,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
     boolean metacopy = d.metacopy();
     IdMap uids = IdMap.IDENTITY;
     IdMap gids = IdMap.IDENTITY;
-    double timeout = 60;
+    Double timeout = null;
     for (String opt : splitOptions(String.join(",", optionStrings))) {
       int eq = opt.indexOf('=');
       String key = eq < 0 ? opt : opt.substring(0, eq);
@@ -72,7 +72,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
           } catch (NumberFormatException e) {
             throw new IllegalArgumentException("timeout=" + value + ": not a number of seconds");
           }
-          if (timeout < 0) {
+          if (timeout < 0 || timeout.isNaN()) {
             throw new IllegalArgumentException("timeout=" + value + ": must not be negative");
           }
           break;

@@ -240,7 +240,6 @@ public final class UnionView implements AutoCloseable {
       Path curUpper = upper;
       Attr curUpperAttr = upper == null ? null : Stat.lstat(upper);
       String curLower = lowers.isEmpty() ? null : "";
-      LowerTree.Entry curEntry = null;
       if (rel.isEmpty()) {
         LowerTree.Entry rootEntry = lowers.isEmpty() ? null
             : new LowerTree.Entry("", 1, lowers.get(0), true, lowers, 1, Posix.S_IFDIR);
@@ -281,24 +280,22 @@ public final class UnionView implements AutoCloseable {
           throw FsException.of(Posix.ENOENT, "/" + sub);
         }
         boolean upperIsDir = ua != null && ua.isDirectory();
-        if (ua != null && !upperIsDir) {
-          le = null; // an upper non-directory hides everything below it
-        }
-        if (upperIsDir && le != null && (!le.isDir() || isUpperOpaque(sub, u))) {
-          le = null;
-        }
+        // The lower entry is kept even when the upper hides it: removing or renaming the name
+        // must then leave a whiteout. It shows through only below an upper directory that is
+        // not opaque (an upper non-directory hides everything below it).
+        boolean lowerShows = le != null
+            && (ua == null || (upperIsDir && le.isDir() && !isUpperOpaque(sub, u)));
         boolean isDir = upperIsDir || (ua == null && le != null && le.isDir());
         if (!last && !isDir) {
           throw FsException.of(Posix.ENOTDIR, "/" + sub);
         }
-        boolean lowerDir = le != null && le.isDir();
+        boolean lowerDir = lowerShows && le.isDir();
         if (last) {
           return new Node(sub, u, ua, le, lowerDir);
         }
         curUpper = upperIsDir ? u : null;
         curUpperAttr = ua;
         curLower = lowerDir ? sub : null;
-        curEntry = le;
         start = slash + 1;
       }
     } catch (IOException e) {
@@ -1125,8 +1122,11 @@ public final class UnionView implements AutoCloseable {
     try {
       Attr meta = Stat.lstat(n.upper());
       copyFile(n.lower().path(), tmp, meta, false);
-      copyMetadata(n.upper(), tmp, meta, -1);
-      Posix.lremovexattr(tmp, metacopyXattr);
+      copyMetadata(n.upper(), tmp, meta, -1); // private xattrs, metacopy among them, stay behind
+      byte[] origin = Posix.lgetxattr(n.upper(), originXattr);
+      if (origin != null) {
+        Posix.lsetxattr(tmp, originXattr, origin);
+      }
       Posix.rename(tmp, n.upper());
       return n.upper();
     } catch (IOException | FsException | RuntimeException e) {

@@ -52,9 +52,9 @@ public final class MountCommand implements Callable<Integer> {
           + " or file (.wh.NAME, as OCI layers).")
   WhiteoutForm whiteout;
 
-  @Option(names = "--timeout", paramLabel = "SECONDS", defaultValue = "60",
-      description = "Kernel entry and attribute cache timeout (default ${DEFAULT-VALUE}).")
-  double timeout;
+  @Option(names = "--timeout", paramLabel = "SECONDS",
+      description = "Kernel entry and attribute cache timeout (default: names 60, attributes 1).")
+  Double timeout;
 
   /** The pin that keeps a mount's layers from gc, named after the mountpoint. */
   static String pinOf(Path mountpoint) {
@@ -73,7 +73,7 @@ public final class MountCommand implements Callable<Integer> {
     if (!Files.isDirectory(mountpoint)) {
       throw new IllegalArgumentException("mountpoint " + mountpoint + " is not a directory");
     }
-    if (timeout < 0) {
+    if (timeout != null && timeout < 0) {
       throw new IllegalArgumentException("--timeout must not be negative");
     }
     LayerStore s = store.open();
@@ -87,7 +87,10 @@ public final class MountCommand implements Callable<Integer> {
     }
     if (!foreground) {
       List<String> args = new ArrayList<>(List.of("mount", "--root", s.root().toString(),
-          image, mp.toString(), "--foreground", "--timeout", String.valueOf(timeout)));
+          image, mp.toString(), "--foreground"));
+      if (timeout != null) {
+        args.addAll(List.of("--timeout", String.valueOf(timeout)));
+      }
       if (readOnly) {
         args.add("--read-only");
       } else {
@@ -112,8 +115,9 @@ public final class MountCommand implements Callable<Integer> {
     s.pin(pin, ids);
     UnionView view = UnionView.open(lowers, readOnly ? null : upper, readOnly ? null : work, o);
     FuseMount.Settings set = FuseMount.Settings.defaults("strata:" + image);
-    set = new FuseMount.Settings(timeout, timeout, Math.min(1, timeout), set.fsName(),
-        set.allowOther(), set.extraOptions());
+    if (timeout != null) {
+      set = set.withTimeout(timeout);
+    }
     try {
       Foreground.serve(view, mp, set, () -> s.unpin(pin));
     } catch (Exception e) {

@@ -21,7 +21,7 @@ import picocli.CommandLine.Parameters;
             + "workdir=W DIR`, or `strata overlay SOURCE DIR -o …` as mount.fuse3 calls it.",
         "lowerdir lists the top layer first. Without upperdir the mount is read-only.",
         "Options: lowerdir, upperdir, workdir, uidmapping=C:H:N[:…], gidmapping=…, squash_to_root,",
-        "noxattrs, fsync=0, timeout=SECONDS (kernel caches; default 60), whiteout=file|device,",
+        "noxattrs, fsync=0, timeout=SECONDS (kernel entry/attr caches; default 60/1), whiteout=file|device,",
         "nometacopy. Returns once the mount answers, unless -f keeps it in the foreground."})
 public final class OverlayCommand implements Callable<Integer> {
   @Option(names = "-o", paramLabel = "OPTIONS", required = true,
@@ -64,8 +64,9 @@ public final class OverlayCommand implements Callable<Integer> {
     }
     UnionView view = UnionView.open(o.lowers(), o.upper(), o.work(), o.view());
     FuseMount.Settings s = FuseMount.Settings.defaults("strata-overlay");
-    s = new FuseMount.Settings(o.timeout(), o.timeout(), Math.min(1, o.timeout()), s.fsName(),
-        s.allowOther(), s.extraOptions());
+    if (o.timeout() != null) {
+      s = s.withTimeout(o.timeout());
+    }
     Foreground.serve(view, mp, s, () -> {});
     return 0;
   }

@@ -1,0 +1,82 @@
+package io.strata.union;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/** A kernel overlay or strata mount for a test; closing always unmounts. */
+final class Mounted implements AutoCloseable {
+  final Path mountpoint;
+  private final FuseMount fuse; // null for a kernel mount
+
+  private Mounted(Path mountpoint, FuseMount fuse) {
+    this.mountpoint = mountpoint;
+    this.fuse = fuse;
+  }
+
+  /** Kernel overlayfs with the features strata mirrors (no redirect_dir, index or metacopy). */
+  static Mounted kernel(List<Path> lowers, Path upper, Path work, Path mp) throws Exception {
+    Files.createDirectories(mp);
+    StringBuilder o = new StringBuilder("lowerdir=");
+    for (int i = 0; i < lowers.size(); i++) {
+      o.append(i == 0 ? "" : ":").append(lowers.get(i));
+    }
+    if (upper != null) {
+      Files.createDirectories(upper);
+      Files.createDirectories(work);
+      o.append(",upperdir=").append(upper).append(",workdir=").append(work);
+    }
+    o.append(",redirect_dir=off,index=off,metacopy=off,xino=off");
+    run("mount", "-t", "overlay", "overlay", "-o", o.toString(), mp.toString());
+    return new Mounted(mp, null);
+  }
+
+  static Mounted strata(List<Path> lowers, Path upper, Path work, Path mp,
+      UnionView.Options options) throws Exception {
+    Files.createDirectories(mp);
+    if (upper != null) {
+      Files.createDirectories(upper);
+      Files.createDirectories(work);
+    }
+    UnionView view = UnionView.open(lowers, upper, work, options);
+    // No kernel caching: the tests compare what the view does, operation by operation.
+    FuseMount m = FuseMount.mount(view, mp, FuseMount.Settings.defaults("strata-test").withTimeout(0),
+        line -> System.err.println("fuse: " + line), Duration.ofSeconds(30));
+    return new Mounted(mp, m);
+  }
+
+  static Mounted strata(List<Path> lowers, Path upper, Path work, Path mp) throws Exception {
+    return strata(lowers, upper, work, mp, UnionView.Options.defaults());
+  }
+
+  UnionView view() {
+    return fuse.view();
+  }
+
+  @Override
+  public void close() throws Exception {
+    if (fuse != null) {
+      fuse.close();
+    } else if (Mounts.isMountpoint(mountpoint)) {
+      run("umount", mountpoint.toString());
+    }
+  }
+
+  static String run(String... cmd) throws Exception {
+    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    if (!p.waitFor(120, TimeUnit.SECONDS) || p.exitValue() != 0) {
+      throw new IOException(String.join(" ", cmd) + " failed: " + out);
+    }
+    return out;
+  }
+
+  static List<String> list(String... items) {
+    return new ArrayList<>(List.of(items));
+  }
+}
