@@ -33,6 +33,24 @@ public final class UnionFuse extends FuseStubFS {
   public UnionFuse(UnionView view, Consumer<String> log) {
     this.view = view;
     this.log = log;
+    // libfuse's flag_nullpath_ok and flag_utime_omit_ok bits, which jnr-fuse declares only as
+    // padding: operations on an open file whose last name is gone then reach fgetattr, read and
+    // write with a null path (served by the file handle) instead of failing with ENOENT.
+    jnr.ffi.Pointer ops = jnr.ffi.Struct.getMemory(fuseOperations);
+    long at = flagsOffset();
+    ops.putInt(at, ops.getInt(at) | 0b101);
+  }
+
+  /** Where the flag bits sit in struct fuse_operations: after the 38 pointers up to bmap. */
+  private long flagsOffset() {
+    try {
+      java.lang.reflect.Method offset =
+          Class.forName("jnr.ffi.Struct$Member").getDeclaredMethod("offset");
+      offset.setAccessible(true);
+      return (Long) offset.invoke(fuseOperations.flag_nullpath_ok);
+    } catch (ReflectiveOperationException | RuntimeException e) {
+      return 38L * jnr.ffi.Runtime.getSystemRuntime().addressSize();
+    }
   }
 
   public UnionView view() {
