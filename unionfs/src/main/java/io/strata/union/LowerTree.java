@@ -15,7 +15,8 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.TreeMap;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
 
 /**
  * The merged view of the lower layers, which never change while mounted: each directory is
@@ -27,7 +28,10 @@ final class LowerTree {
   record Entry(String name, int layer, Path path, boolean isDir, List<Path> dirs, long ino,
       int type) {}
 
-  /** A merged lower directory: its entries by name (sorted, so listings are stable). */
+  /**
+   * A merged lower directory: its entries by name, in the order kernel overlayfs lists them:
+   * each layer's own order, top layer first, a name where it first appears.
+   */
   record Dir(List<Path> layers, Map<String, Entry> entries) {}
 
   private final List<Path> roots; // top layer first
@@ -94,8 +98,8 @@ final class LowerTree {
    * still visible, so their own merge needs no more lookups.
    */
   private Dir merge(List<Path> layerDirs, boolean isRoot) throws IOException {
-    Map<String, Entry> entries = new TreeMap<>();
-    Map<String, List<Path>> subdirs = new TreeMap<>();
+    Map<String, Entry> entries = new LinkedHashMap<>();
+    Map<String, List<Path>> subdirs = new HashMap<>();
     Set<String> hidden = new HashSet<>();
     List<Path> used = new ArrayList<>();
     for (Path dir : layerDirs) {
@@ -150,7 +154,7 @@ final class LowerTree {
       }
     }
     // A directory below an opaque one, or below a whiteout, stops contributing.
-    Map<String, Entry> out = new TreeMap<>();
+    Map<String, Entry> out = new LinkedHashMap<>(entries.size() * 2);
     for (Map.Entry<String, Entry> e : entries.entrySet()) {
       Entry v = e.getValue();
       out.put(e.getKey(), v.isDir()
