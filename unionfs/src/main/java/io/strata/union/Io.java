@@ -106,7 +106,13 @@ final class Io {
       while (left > 0) {
         long n = LIBC.copy_file_range(in, offIn, out, offOut, left, 0);
         if (n < 0) {
-          throw FsException.of(errno(), "copy_file_range " + what);
+          int e = errno();
+          if (e == Posix.EXDEV || e == Posix.ENOSYS || e == Posix.EOPNOTSUPP || e == Posix.EINVAL) {
+            // Across filesystems (on older kernels) or where unsupported: copy by hand.
+            copyByHand(in, out, offIn.longValue(), left, what);
+            break;
+          }
+          throw FsException.of(e, "copy_file_range " + what);
         }
         if (n == 0) {
           break; // source shrank under us
@@ -116,6 +122,31 @@ final class Io {
       pos = hole;
     }
     check(LIBC.ftruncate(out, size), "ftruncate " + what);
+  }
+
+  private static void copyByHand(int in, int out, long offset, long length, String what)
+      throws FsException {
+    int chunk = 1 << 20;
+    Pointer buf = jnr.ffi.Memory.allocateDirect(RUNTIME, chunk);
+    long done = 0;
+    while (done < length) {
+      long n = LIBC.pread(in, buf, Math.min(chunk, length - done), offset + done);
+      if (n < 0) {
+        throw FsException.of(errno(), "read " + what);
+      }
+      if (n == 0) {
+        return;
+      }
+      long written = 0;
+      while (written < n) {
+        long w = LIBC.pwrite(out, buf.slice(written), n - written, offset + done + written);
+        if (w < 0) {
+          throw FsException.of(errno(), "write copy of " + what);
+        }
+        written += w;
+      }
+      done += n;
+    }
   }
 
   static String describe(int errno) {
