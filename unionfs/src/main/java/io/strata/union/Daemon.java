@@ -43,6 +43,10 @@ public final class Daemon {
    */
   public static void startAndWait(List<String> args, Path mountpoint, Path logFile,
       Duration timeout) throws IOException {
+    Path mp = mountpoint.toAbsolutePath().normalize();
+    if (Mounts.isMountpoint(mp)) {
+      throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
+    }
     Files.createDirectories(logFile.getParent());
     ProcessBuilder pb = new ProcessBuilder(command(args))
         .redirectErrorStream(true)
@@ -50,9 +54,8 @@ public final class Daemon {
         .redirectInput(ProcessBuilder.Redirect.from(Path.of("/dev/null").toFile()));
     Process p = pb.start();
     long deadline = System.nanoTime() + timeout.toNanos();
-    Path mp = mountpoint.toAbsolutePath().normalize();
     while (true) {
-      if (Mounts.isFuseMountpoint(mp)) {
+      if (Mounts.isFuseMountpoint(mp) && p.isAlive()) {
         return;
       }
       if (!p.isAlive()) {

@@ -104,7 +104,7 @@ public final class FuseMount implements AutoCloseable {
     loop.start();
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
-      if (Mounts.isFuseMountpoint(mp) && Files.isDirectory(mp)) {
+      if (Mounts.isFuseMountpoint(mp) && answers(mp, deadline)) {
         return m;
       }
       if (!loop.isAlive()) {
@@ -123,6 +123,28 @@ public final class FuseMount implements AutoCloseable {
         m.close();
         throw new IOException("interrupted while mounting " + mp);
       }
+    }
+  }
+
+  /**
+   * Whether the mount answers a stat, asked by a child process: a thread of the daemon itself
+   * must never wait on its own mount, or a kill in that moment leaves it unkillable (the
+   * request waits for a loop that is gone, and the connection lives until the thread exits).
+   */
+  private static boolean answers(Path mp, long deadline) throws IOException {
+    Process p = new ProcessBuilder("stat", "-c", "%i", mp.toString())
+        .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+    try {
+      long left = Math.max(1, deadline - System.nanoTime());
+      if (!p.waitFor(left, java.util.concurrent.TimeUnit.NANOSECONDS)) {
+        p.destroyForcibly();
+        return false;
+      }
+      return p.exitValue() == 0;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      p.destroyForcibly();
+      return false;
     }
   }
 
@@ -159,7 +181,13 @@ public final class FuseMount implements AutoCloseable {
     }
     closed = true;
     if (Mounts.isFuseMountpoint(mountpoint)) {
-      Mounts.unmount(mountpoint, false);
+      try {
+        Mounts.unmount(mountpoint, false);
+      } catch (IOException e) {
+        if (Mounts.isFuseMountpoint(mountpoint)) {
+          throw e;
+        } // else someone else (jnr-fuse's own exit hook) unmounted it first: fine
+      }
     }
     try {
       loop.join(Duration.ofSeconds(30).toMillis());

@@ -1,0 +1,188 @@
+package io.strata.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.strata.union.Daemon;
+import io.strata.union.Mounts;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Optional;
+import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
+import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** strata mount, umount and overlay as people and containers/storage run them. */
+class MountCliTest {
+  @TempDir Path tmp;
+  Path root;
+  Path mp;
+
+  record Result(int code, String out, String err) {}
+
+  @BeforeEach
+  void setUp() throws Exception {
+    System.setProperty(Daemon.MAIN_PROPERTY, Main.class.getName());
+    root = tmp.resolve("store");
+    mp = Files.createDirectories(tmp.resolve("mnt"));
+    Path layer = tmp.resolve("layer.tar");
+    try (TarArchiveOutputStream tar = new TarArchiveOutputStream(Files.newOutputStream(layer))) {
+      for (String[] f : new String[][] {{"etc/hostname", "img\n"}, {"bin/tool", "#!/bin/sh\n"}}) {
+        byte[] b = f[1].getBytes(StandardCharsets.UTF_8);
+        TarArchiveEntry e = new TarArchiveEntry(f[0]);
+        e.setSize(b.length);
+        tar.putArchiveEntry(e);
+        tar.write(b);
+        tar.closeArchiveEntry();
+      }
+    }
+    assertThat(strata("--root", root.toString(), "import", layer.toString(), "--name", "img:1")
+        .code()).isZero();
+  }
+
+  @AfterEach
+  void unmountLeftovers() throws Exception {
+    for (Path p : new Path[] {mp, tmp.resolve("ovl")}) {
+      if (Mounts.isMountpoint(p)) {
+        Mounts.unmount(p, true);
+      }
+    }
+  }
+
+  Result strata(String... args) {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    ByteArrayOutputStream err = new ByteArrayOutputStream();
+    var cl = Main.commandLine();
+    cl.setOut(new PrintWriter(out, true, StandardCharsets.UTF_8));
+    cl.setErr(new PrintWriter(err, true, StandardCharsets.UTF_8));
+    var oldOut = System.out;
+    try {
+      System.setOut(new java.io.PrintStream(out, true, StandardCharsets.UTF_8));
+      int code = cl.execute(args);
+      return new Result(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+    } finally {
+      System.setOut(oldOut);
+    }
+  }
+
+  @Test
+  void mountReturnsOnceTheMountAnswersAndUmountUnmounts() throws Exception {
+    Result r = strata("--root", root.toString(), "mount", "img:1", mp.toString());
+    assertThat(r.code()).as(r.err()).isZero();
+    assertThat(Mounts.isFuseMountpoint(mp)).isTrue();
+    assertThat(mp.resolve("etc/hostname")).hasContent("img");
+    Files.writeString(mp.resolve("etc/hostname"), "changed\n");
+
+    Result again = strata("--root", root.toString(), "mount", "img:1", mp.toString());
+    assertThat(again.code()).isEqualTo(Main.FAILED);
+    assertThat(again.err()).contains("already a mountpoint");
+
+    assertThat(strata("--root", root.toString(), "umount", mp.toString()).code()).isZero();
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+    // The write survives in the upper under the store, and a new mount of the same place sees it.
+    assertThat(strata("--root", root.toString(), "mount", "img:1", mp.toString()).code()).isZero();
+    assertThat(mp.resolve("etc/hostname")).hasContent("changed");
+    assertThat(strata("--root", root.toString(), "umount", mp.toString()).code()).isZero();
+  }
+
+  @Test
+  void readOnlyMountRefusesWrites() throws Exception {
+    assertThat(strata("--root", root.toString(), "mount", "--read-only", "img:1", mp.toString())
+        .code()).isZero();
+    assertThat(Files.isWritable(mp.resolve("etc/hostname"))).isTrue(); // mode bits say so...
+    try {
+      Files.writeString(mp.resolve("etc/hostname"), "x");
+      throw new AssertionError("write succeeded on a read-only mount");
+    } catch (java.nio.file.FileSystemException e) {
+      assertThat(e.getMessage()).contains("Read-only file system");
+    }
+    assertThat(strata("umount", mp.toString()).code()).isZero();
+  }
+
+  @Test
+  void badInputGetsAClearErrorAndTheRightExitCode() {
+    assertThat(strata("--root", root.toString(), "mount", "nope:1", mp.toString()).code())
+        .isEqualTo(Main.NOT_FOUND);
+    Result noDir = strata("--root", root.toString(), "mount", "img:1", tmp.resolve("x").toString());
+    assertThat(noDir.code()).isEqualTo(Main.USAGE);
+    assertThat(noDir.err()).contains("is not a directory");
+    Result badOpt = strata("overlay", "-o", "lowerdir=" + tmp + ",timeout=soon", mp.toString());
+    assertThat(badOpt.code()).isEqualTo(Main.USAGE);
+    assertThat(badOpt.err()).contains("timeout=soon");
+    Result noLower = strata("overlay", "-o", "upperdir=/x,workdir=/y", mp.toString());
+    assertThat(noLower.code()).isEqualTo(Main.USAGE);
+    assertThat(noLower.err()).contains("missing lowerdir");
+    Result notMounted = strata("umount", mp.toString());
+    assertThat(notMounted.code()).isEqualTo(Main.NOT_FOUND);
+  }
+
+  @Test
+  void overlayTakesFuseOverlayfsArgumentsInBothForms() throws Exception {
+    Path l1 = Files.createDirectories(tmp.resolve("l1"));
+    Path l2 = Files.createDirectories(tmp.resolve("l2"));
+    Files.writeString(l1.resolve("f"), "top");
+    Files.writeString(l2.resolve("f"), "bottom");
+    Files.writeString(l2.resolve("g"), "only below");
+    Path ovl = Files.createDirectories(tmp.resolve("ovl"));
+    String opts = "lowerdir=" + l1 + ":" + l2 + ",upperdir=" + Files.createDirectories(tmp.resolve("u"))
+        + ",workdir=" + Files.createDirectories(tmp.resolve("w")) + ",fsync=0,nodev";
+    // containers/storage: strata-overlay -o OPTS DIR
+    Result r = strata("overlay", "-o", opts, ovl.toString());
+    assertThat(r.code()).as(r.err()).isZero();
+    assertThat(ovl.resolve("f")).hasContent("top");
+    assertThat(ovl.resolve("g")).hasContent("only below");
+    Files.writeString(ovl.resolve("g"), "changed");
+    assertThat(tmp.resolve("u/g")).hasContent("changed");
+    assertThat(strata("umount", ovl.toString()).code()).isZero();
+    // mount.fuse3: strata-overlay SOURCE DIR -o OPTS, read-only without upperdir
+    r = strata("overlay", "strata", ovl.toString(), "-o", "lowerdir=" + l1 + ":" + l2);
+    assertThat(r.code()).as(r.err()).isZero();
+    assertThat(ovl.resolve("g")).hasContent("only below");
+    assertThat(strata("umount", ovl.toString()).code()).isZero();
+  }
+
+  @Test
+  void umountRecoversAMountWhoseDaemonWasKilled() throws Exception {
+    assertThat(strata("--root", root.toString(), "mount", "img:1", mp.toString()).code()).isZero();
+    Optional<ProcessHandle> daemon = ProcessHandle.allProcesses()
+        .filter(p -> p.info().commandLine().map(c -> c.contains("--foreground") && c.contains(mp.toString()))
+            .orElse(false))
+        .findFirst();
+    assertThat(daemon).isPresent();
+    daemon.get().destroyForcibly();
+    awaitExit(daemon.get());
+    assertThat(Files.exists(mp.resolve("etc/hostname"))).isFalse(); // not connected
+    Result r = strata("--root", root.toString(), "umount", mp.toString());
+    assertThat(r.code()).as(r.err()).isZero();
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+    assertThat(strata("--root", root.toString(), "mount", "img:1", mp.toString()).code()).isZero();
+    assertThat(mp.resolve("etc/hostname")).hasContent("img");
+    assertThat(strata("umount", mp.toString()).code()).isZero();
+  }
+
+  /** Waits for a process this JVM did not start directly (onExit can miss it once reaped). */
+  private static void awaitExit(ProcessHandle p) throws InterruptedException {
+    long deadline = System.nanoTime() + 30_000_000_000L;
+    while (p.isAlive()) {
+      assertThat(System.nanoTime()).as("process " + p.pid() + " did not exit").isLessThan(deadline);
+      Thread.sleep(20);
+    }
+  }
+
+  @Test
+  void sigtermUnmountsCleanly() throws Exception {
+    assertThat(strata("--root", root.toString(), "mount", "img:1", mp.toString()).code()).isZero();
+    ProcessHandle daemon = ProcessHandle.allProcesses()
+        .filter(p -> p.info().commandLine().map(c -> c.contains("--foreground") && c.contains(mp.toString()))
+            .orElse(false))
+        .findFirst().orElseThrow();
+    daemon.destroy(); // SIGTERM
+    awaitExit(daemon);
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+  }
+}
