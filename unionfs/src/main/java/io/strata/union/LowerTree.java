@@ -25,8 +25,15 @@ import java.util.LinkedHashMap;
  */
 final class LowerTree {
   /** One name in a merged lower directory: the topmost layer that has it wins. */
-  record Entry(String name, int layer, Path path, boolean isDir, List<Path> dirs, long ino,
-      int type) {}
+  record Entry(String name, int layer, Path path, boolean isDir, List<Path> dirs, Attr attr) {
+    long ino() {
+      return attr.ino();
+    }
+
+    int type() {
+      return attr.type();
+    }
+  }
 
   /**
    * A merged lower directory: its entries by name, in the order kernel overlayfs lists them:
@@ -132,7 +139,7 @@ final class LowerTree {
           Entry above = entries.get(name);
           boolean isDir = a.type() == Posix.S_IFDIR;
           if (above == null) {
-            entries.put(name, new Entry(name, layer, child, isDir, null, a.ino(), a.type()));
+            entries.put(name, new Entry(name, layer, child, isDir, null, a));
             if (isDir) {
               subdirs.computeIfAbsent(name, k -> new ArrayList<>()).add(child);
             } else {
@@ -159,7 +166,7 @@ final class LowerTree {
       Entry v = e.getValue();
       out.put(e.getKey(), v.isDir()
           ? new Entry(v.name(), v.layer(), v.path(), true, List.copyOf(subdirs.get(e.getKey())),
-              v.ino(), v.type())
+              v.attr())
           : v);
     }
     return new Dir(List.copyOf(used), Collections.unmodifiableMap(out));

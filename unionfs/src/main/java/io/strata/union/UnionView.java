@@ -237,12 +237,12 @@ public final class UnionView implements AutoCloseable {
   private Node resolveRel(String rel) throws FsException {
     try {
       Path curUpper = upper;
-      Attr curUpperAttr = upper == null ? null : Stat.lstat(upper);
       String curLower = lowers.isEmpty() ? null : "";
       if (rel.isEmpty()) {
         LowerTree.Entry rootEntry = lowers.isEmpty() ? null
-            : new LowerTree.Entry("", 1, lowers.get(0), true, lowers, 1, Posix.S_IFDIR);
-        return new Node("", upper, curUpperAttr, rootEntry, !lowers.isEmpty());
+            : new LowerTree.Entry("", 1, lowers.get(0), true, lowers, Stat.lstat(lowers.get(0)));
+        return new Node("", upper, upper == null ? null : Stat.lstat(upper), rootEntry,
+            !lowers.isEmpty());
       }
       int start = 0;
       while (true) {
@@ -293,7 +293,6 @@ public final class UnionView implements AutoCloseable {
           return new Node(sub, u, ua, le, lowerDir);
         }
         curUpper = upperIsDir ? u : null;
-        curUpperAttr = ua;
         curLower = lowerDir ? sub : null;
         start = slash + 1;
       }
@@ -347,10 +346,7 @@ public final class UnionView implements AutoCloseable {
         a = n.upperAttr();
         ino = upperIno(n.upper(), a);
       } else {
-        a = Stat.lstat(n.lower().path());
-        if (a == null) {
-          throw FsException.of(Posix.ENOENT, "/" + n.path());
-        }
+        a = n.lower().attr(); // lower layers never change while mounted: stat'ed once, at merge
         ino = compose(n.lower().layer(), a.ino());
       }
       if (n.path().isEmpty()) {
