@@ -4,7 +4,7 @@
 # a 1 GiB copy-up, on a plain directory, kernel overlayfs, fuse-overlayfs and strata, over the
 # same lower layer. Backends run in turn, RUNS times each; medians are reported with the ratio
 # of each backend to strata. Needs root (mounts, drop_caches).
-# Usage: scripts/bench-union.sh [RUNS] [WORKDIR]
+# Usage: [BACKENDS="kernel strata"] [STRATA_OPTS=timeout=60] scripts/bench-union.sh [RUNS] [WORKDIR]
 set -eu
 runs=${1:-3}
 work=${2:-/var/tmp/strata-bench-union}
@@ -51,13 +51,13 @@ mount_backend() { # NAME DIR -> prints the path to use
     plain) cp -a --reflink=auto "$lower/." "$d/m/" 2>/dev/null || cp -a "$lower/." "$d/m/";;
     kernel) mount -t overlay overlay -o "lowerdir=$lower,upperdir=$d/u,workdir=$d/w" "$d/m";;
     fuse-overlayfs) fuse-overlayfs -o "lowerdir=$lower,upperdir=$d/u,workdir=$d/w" "$d/m";;
-    strata) "$here/strata" overlay -o "lowerdir=$lower,upperdir=$d/u,workdir=$d/w" "$d/m";;
+    strata) "$here/strata" overlay -o "lowerdir=$lower,upperdir=$d/u,workdir=$d/w${STRATA_OPTS:+,$STRATA_OPTS}" "$d/m";;
   esac
   mounts+=("$d/m")
 }
 
 declare -A results
-backends=(plain kernel fuse-overlayfs strata)
+backends=(${BACKENDS:-plain kernel fuse-overlayfs strata})
 workloads=(stat-walk-cold stat-walk-warm readdir-10k seq-read-1g-cold copy-up-1g)
 for run in $(seq 1 "$runs"); do
   for b in "${backends[@]}"; do

@@ -78,8 +78,12 @@ class DifferentialTest {
 
   private void compare(List<LayerSpec> specs, List<FsOp> ops, LayerSpec.Form lowerForm,
       WhiteoutForm upperForm, boolean metacopy) throws Exception {
-    List<Path> kLowers = write(specs, "k", LayerSpec.Form.KERNEL);
-    List<Path> sLowers = write(specs, "s", lowerForm);
+    compareOn(write(specs, "k", LayerSpec.Form.KERNEL), write(specs, "s", lowerForm), ops,
+        upperForm, metacopy);
+  }
+
+  private void compareOn(List<Path> kLowers, List<Path> sLowers, List<FsOp> ops,
+      WhiteoutForm upperForm, boolean metacopy) throws Exception {
     Run kernel;
     try (Mounted k = Mounted.kernel(kLowers, tmp.resolve("k/upper"), tmp.resolve("k/work"),
         tmp.resolve("k/mnt"))) {
@@ -108,7 +112,31 @@ class DifferentialTest {
   @MethodSource("forms")
   void handWrittenSequenceMatchesKernelOverlay(LayerSpec.Form lowers, WhiteoutForm upper)
       throws Exception {
-    List<FsOp> ops = List.of(
+    compare(stack(), handWritten(), lowers, upper);
+  }
+
+  /** The layers as the store holds them: each spec tarred, imported, used from the store. */
+  @Test
+  void storeLayersGiveTheSameUnionAsKernelOverlay() throws Exception {
+    io.strata.layers.LayerStore store = io.strata.layers.LayerStore.open(tmp.resolve("store"),
+        line -> { });
+    List<Path> fromStore = new ArrayList<>();
+    List<LayerSpec> specs = stack();
+    for (int i = 0; i < specs.size(); i++) {
+      Path src = specs.get(i).writeTo(tmp.resolve("tar-src" + i), LayerSpec.Form.OCI);
+      Path tar = tmp.resolve("layer" + i + ".tar");
+      Mounted.run("tar", "--xattrs", "--xattrs-include=*", "-C", src.toString(), "-cf",
+          tar.toString(), ".");
+      io.strata.layers.ImageRecord r = store.importImage(tar, "layer" + i + ":1", null,
+          io.strata.layers.Progress.NONE);
+      fromStore.add(store.layerTree(r.diffIds().get(0)));
+    }
+    compareOn(write(specs, "k", LayerSpec.Form.KERNEL), fromStore, handWritten(),
+        WhiteoutForm.DEVICE, true);
+  }
+
+  static List<FsOp> handWritten() {
+    return List.of(
         FsOp.write("d1/a", "changed"), FsOp.append("d1/b", "+more"), FsOp.delete("d1/new"),
         FsOp.delete("a"), FsOp.write("a", "recreated"), FsOp.mkdir("gone"),
         FsOp.write("gone/z", "new in a dir that was deleted below"),
@@ -120,7 +148,6 @@ class DifferentialTest {
         FsOp.setxattr("link", "nope"), FsOp.setxattr("d1/a", "yes"), FsOp.delete("x/a"),
         FsOp.delete("x"), FsOp.delete("nonexistent"), FsOp.mkdir("a"),
         FsOp.rename("b", "c"), FsOp.write("d1/d2/c", "again"));
-    compare(stack(), ops, lowers, upper);
   }
 
   static Stream<Arguments> seeds() {

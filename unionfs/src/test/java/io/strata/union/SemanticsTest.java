@@ -128,6 +128,46 @@ class SemanticsTest {
   }
 
   @Test
+  void uidMappingShowsHostOwnersAsContainerOwnersAndMapsNewFilesBack() throws Exception {
+    Path lower = LayerSpec.layer().file("owned", "x").writeTo(tmp.resolve("m0"), LayerSpec.Form.OCI);
+    Posix.lchown(lower.resolve("owned"), 1000, 1000);
+    UnionView.Options d = UnionView.Options.defaults();
+    UnionView.Options o = new UnionView.Options(d.whiteoutForm(), d.metacopy(), d.xattrs(), false,
+        IdMap.parse("0:1000:1", "uidmapping"), IdMap.parse("0:1000:1", "gidmapping"), false,
+        d.cacheEntries());
+    try (Mounted m = Mounted.strata(List.of(lower), tmp.resolve("mu"), tmp.resolve("mw"),
+        tmp.resolve("mm"), o)) {
+      assertThat(Files.getAttribute(m.mountpoint.resolve("owned"), "unix:uid")).isEqualTo(0);
+      Files.writeString(m.mountpoint.resolve("new"), "as root in the container");
+      assertThat(Files.getAttribute(tmp.resolve("mu/new"), "unix:uid")).isEqualTo(1000);
+      assertThat(Files.getAttribute(m.mountpoint.resolve("new"), "unix:uid")).isEqualTo(0);
+    }
+  }
+
+  @Test
+  void fifosAndDeviceNodesCanBeMadeThroughTheMount() throws Exception {
+    try (Mounted m = mount()) {
+      Mounted.run("mkfifo", m.mountpoint.resolve("fifo").toString());
+      Mounted.run("mknod", m.mountpoint.resolve("null").toString(), "c", "1", "3");
+      assertThat(Mounted.run("stat", "-c", "%F %t:%T", m.mountpoint.resolve("null").toString()).trim())
+          .isEqualTo("character special file 1:3");
+      assertThat(Mounted.run("stat", "-c", "%F", m.mountpoint.resolve("fifo").toString()).trim())
+          .isEqualTo("fifo");
+    }
+  }
+
+  @Test
+  void aLayerInsideTheMountpointIsRefused() throws Exception {
+    Path mp = java.nio.file.Files.createDirectories(tmp.resolve("outer"));
+    Path inner = LayerSpec.layer().file("f", "x").writeTo(mp.resolve("layer"), LayerSpec.Form.OCI);
+    UnionView v = UnionView.open(List.of(inner), null, null, UnionView.Options.defaults());
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> FuseMount.mount(v, mp,
+        FuseMount.Settings.defaults("t"), s -> {}, java.time.Duration.ofSeconds(5)))
+        .hasMessageContaining("is inside the mountpoint");
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+  }
+
+  @Test
   void overlayPrivateXattrsAreHidden() throws Exception {
     try (Mounted m = mount()) {
       Files.writeString(m.mountpoint.resolve("etc/conf"), "copied up, origin recorded");
