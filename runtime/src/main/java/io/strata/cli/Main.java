@@ -52,6 +52,12 @@ public final class Main implements Runnable {
     for (Object sub : io.strata.union.cli.UnionCommands.all()) {
       cl.addSubcommand(sub);
     }
+    cl.addSubcommand(new RunCommand());
+    cl.addSubcommand(new PsCommand());
+    cl.addSubcommand(new KillCommand());
+    cl.addSubcommand(new RmCommand());
+    // Everything after the image name belongs to the container's command.
+    cl.getSubcommands().get("run").setStopAtPositional(true);
     cl.setExitCodeExceptionMapper(Main::exitCode);
     cl.setExecutionExceptionHandler((ex, line, parsed) -> {
       PrintWriter err = line.getErr();
@@ -72,14 +78,16 @@ public final class Main implements Runnable {
     if (t instanceof NotFoundException) {
       return NOT_FOUND;
     }
-    if (t instanceof IllegalArgumentException || t instanceof CommandLine.ParameterException) {
+    if (t instanceof IllegalArgumentException || t instanceof CommandLine.ParameterException
+        || t instanceof IllegalStateException) {
       return USAGE;
     }
     return FAILED;
   }
 
   private static String message(Throwable t) {
-    if (t instanceof StoreException || t instanceof IllegalArgumentException) {
+    if (t instanceof StoreException || t instanceof IllegalArgumentException
+        || t instanceof IllegalStateException || t instanceof java.io.IOException) {
       return t.getMessage();
     }
     return t.getClass().getSimpleName() + ": " + t.getMessage()

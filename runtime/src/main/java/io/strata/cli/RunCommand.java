@@ -1,0 +1,103 @@
+package io.strata.cli;
+
+import io.strata.layers.cli.StoreOptions;
+import io.strata.runtime.ContainerRunner;
+import io.strata.runtime.Limits;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code strata run}: a container on the FUSE rootfs, in the foreground. */
+@Command(name = "run", mixinStandardHelpOptions = true,
+    description = {"Run a command in a new container from an image, in the foreground.",
+        "Fresh pid, mount, uts, ipc and net namespaces; the image mounted copy-on-write as its",
+        "root; cgroup limits. Exits with the container's code (128+N if signal N ended it)."})
+public final class RunCommand implements Callable<Integer> {
+  @Mixin StoreOptions store;
+
+  @Option(names = "--name", paramLabel = "NAME", description = "Container name.")
+  String name;
+
+  @Option(names = "--rm", description = "Remove the container and its upper layer on exit.")
+  boolean rm;
+
+  @Option(names = {"-m", "--memory"}, paramLabel = "SIZE", description = "Memory limit (64m, 1g).")
+  String memory;
+
+  @Option(names = "--memory-swap", paramLabel = "SIZE",
+      description = "Memory plus swap limit; -1 for unlimited swap (default: twice --memory).")
+  String memorySwap;
+
+  @Option(names = "--cpus", paramLabel = "N", description = "CPU quota in CPUs (0.5 = half of one).")
+  Double cpus;
+
+  @Option(names = "--pids-limit", paramLabel = "N", description = "Maximum number of processes.")
+  Long pids;
+
+  @Option(names = "--hostname", paramLabel = "NAME", description = "Hostname inside.")
+  String hostname;
+
+  @Option(names = "--network", paramLabel = "MODE", defaultValue = "none",
+      description = "none (only loopback; default) or host.")
+  String network;
+
+  @Option(names = {"-e", "--env"}, paramLabel = "KEY=VALUE", description = "Environment entry.")
+  List<String> env = new ArrayList<>();
+
+  @Option(names = {"-w", "--workdir"}, paramLabel = "DIR", description = "Working directory.")
+  String workdir;
+
+  @Option(names = {"-v", "--volume"}, paramLabel = "HOSTDIR:DIR[:ro]", description = "Bind mount.")
+  List<String> volumes = new ArrayList<>();
+
+  @Option(names = {"-u", "--user"}, paramLabel = "UID[:GID]", description = "Run as this user.")
+  String user;
+
+  @Option(names = "--read-only", description = "Mount the container's root read-only.")
+  boolean readOnly;
+
+  @Option(names = "--init", description = "Run a tiny init as PID 1 that reaps and forwards signals.")
+  boolean init;
+
+  @Parameters(index = "0", paramLabel = "IMAGE", description = "NAME[:TAG] or image id.")
+  String image;
+
+  @Parameters(index = "1..*", paramLabel = "CMD", description = "Command and arguments.")
+  List<String> command = new ArrayList<>();
+
+  @Override
+  public Integer call() throws Exception {
+    if (!network.equals("none") && !network.equals("host")) {
+      throw new IllegalArgumentException("--network " + network + ": expected none or host");
+    }
+    long mem = memory == null ? -1 : Limits.parseSize(memory, "--memory");
+    long swap = -1;
+    if (memorySwap != null) {
+      if (mem < 0) {
+        throw new IllegalArgumentException("--memory-swap needs --memory");
+      }
+      swap = memorySwap.equals("-1") ? -2 : Limits.parseSize(memorySwap, "--memory-swap");
+      if (swap >= 0 && swap < mem) {
+        throw new IllegalArgumentException("--memory-swap must be at least --memory");
+      }
+    }
+    long quota = -1;
+    if (cpus != null) {
+      if (cpus <= 0 || cpus > Runtime.getRuntime().availableProcessors() * 4) {
+        throw new IllegalArgumentException("--cpus " + cpus + ": expected a positive number");
+      }
+      quota = Math.round(cpus * 100_000);
+    }
+    if (pids != null && pids <= 0) {
+      throw new IllegalArgumentException("--pids-limit must be positive");
+    }
+    Limits limits = new Limits(mem, swap, quota, 100_000, pids == null ? -1 : pids);
+    ContainerRunner runner = new ContainerRunner(store.open(), io.strata.layers.cli.Output::note);
+    return runner.run(new ContainerRunner.Spec(name, image, command, env, workdir, user,
+        hostname, network, volumes, readOnly, init, rm, limits));
+  }
+}

@@ -1,0 +1,141 @@
+package io.strata.runtime;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Finds where the memory, cpu and pids controllers live, from the mount table: a cgroup v1
+ * hierarchy per controller, or the cgroup2 hierarchy when it lists the controller. A hybrid
+ * machine (v1 controllers beside a cgroup2 mount that holds none, as here) uses v1; a pure v2
+ * machine uses v2. The root is injectable so the v2 code can be tested on a fake tree.
+ */
+public final class Cgroups {
+  static final List<String> CONTROLLERS = List.of("memory", "cpu", "pids");
+  static final String PARENT = "strata";
+
+  private Cgroups() {}
+
+  /** Which version serves each controller, and where its hierarchy is mounted. */
+  public record Layout(Map<String, Path> v1, Path v2) {
+    public boolean isPureV2() {
+      return v1.isEmpty() && v2 != null;
+    }
+  }
+
+  public static Layout detect() throws IOException {
+    Map<String, Path> v1 = new HashMap<>();
+    Path v2 = null;
+    for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"), StandardCharsets.UTF_8)) {
+      int dash = line.indexOf(" - ");
+      if (dash < 0) {
+        continue;
+      }
+      String[] head = line.substring(0, dash).split(" ");
+      String[] tail = line.substring(dash + 3).split(" ");
+      Path mp = Path.of(head[4]);
+      if (tail[0].equals("cgroup2")) {
+        v2 = mp;
+      } else if (tail[0].equals("cgroup") && tail.length > 2) {
+        for (String opt : tail[2].split(",")) {
+          if (CONTROLLERS.contains(opt)) {
+            v1.put(opt, mp);
+          }
+        }
+      }
+    }
+    List<String> missing = new ArrayList<>();
+    for (String c : CONTROLLERS) {
+      if (!v1.containsKey(c) && (v2 == null || !v2Controllers(v2).contains(c))) {
+        missing.add(c);
+      }
+    }
+    if (!missing.isEmpty()) {
+      throw new IOException("no cgroup controller for " + missing
+          + " (mount cgroup2 with them enabled, or the v1 hierarchies)");
+    }
+    // Controllers that v1 holds are not available in v2, whatever cgroup2 lists.
+    return new Layout(v1, v1.keySet().containsAll(CONTROLLERS) ? null : v2);
+  }
+
+  static List<String> v2Controllers(Path root) throws IOException {
+    try {
+      return List.of(Files.readString(root.resolve("cgroup.controllers")).trim().split("\\s+"));
+    } catch (NoSuchFileException e) {
+      return List.of();
+    }
+  }
+
+  /** Creates the cgroup {@code strata/NAME} in every hierarchy the layout uses. */
+  public static Cgroup create(Layout layout, String name) throws IOException {
+    if (!name.matches("[A-Za-z0-9_.-]{1,128}")) {
+      throw new IllegalArgumentException("bad cgroup name " + name);
+    }
+    if (layout.v1().keySet().containsAll(CONTROLLERS)) {
+      return CgroupV1.create(layout.v1(), name);
+    }
+    return CgroupV2.create(layout.v2(), name);
+  }
+
+  static String read(Path p) throws IOException {
+    return Files.readString(p, StandardCharsets.UTF_8).trim();
+  }
+
+  static void write(Path p, String value) throws IOException {
+    Files.writeString(p, value, StandardCharsets.UTF_8);
+  }
+
+  /** A "key value" line of a flat-keyed cgroup file such as memory.events; 0 when absent. */
+  static long keyed(Path file, String key) throws IOException {
+    if (!Files.exists(file)) {
+      return 0;
+    }
+    for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+      String[] kv = line.trim().split("\\s+");
+      if (kv.length == 2 && kv[0].equals(key)) {
+        return Long.parseLong(kv[1]);
+      }
+    }
+    return 0;
+  }
+
+  /** Kills whatever is left in a cgroup directory, then removes it, retrying briefly. */
+  static void killAndRemove(Path dir) throws IOException {
+    if (!Files.isDirectory(dir)) {
+      return;
+    }
+    for (int attempt = 0; attempt < 100; attempt++) {
+      List<String> pids;
+      try {
+        pids = Files.readAllLines(dir.resolve("cgroup.procs"));
+      } catch (NoSuchFileException gone) {
+        return;
+      }
+      for (String pid : pids) {
+        if (!pid.isBlank()) {
+          ProcessHandle.of(Long.parseLong(pid.trim())).ifPresent(ProcessHandle::destroyForcibly);
+        }
+      }
+      try {
+        Files.delete(dir);
+        return;
+      } catch (NoSuchFileException gone) {
+        return;
+      } catch (IOException busy) {
+        try {
+          Thread.sleep(20);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IOException("interrupted while removing " + dir);
+        }
+      }
+    }
+    throw new IOException("cannot remove cgroup " + dir + ": processes remain");
+  }
+}

@@ -1,0 +1,26 @@
+package io.strata.runtime;
+
+import java.util.List;
+
+/**
+ * What strata records about a container in {@code STORE/containers/NAME/state.json}: enough to
+ * list it, signal it, and clean up after a strata that was killed.
+ */
+public record ContainerState(String name, String image, List<String> command, String status,
+    Integer exitCode, String reason, long strataPid, long helperPid, String created,
+    String finished, String cgroup) {
+
+  public static final String RUNNING = "running";
+  public static final String EXITED = "exited";
+  public static final String CREATED = "created";
+
+  public ContainerState withRunning(long helper, String cg) {
+    return new ContainerState(name, image, command, RUNNING, null, null, strataPid, helper,
+        created, null, cg);
+  }
+
+  public ContainerState withExit(int code, String why, String at) {
+    return new ContainerState(name, image, command, EXITED, code, why, strataPid, helperPid,
+        created, at, cgroup);
+  }
+}

@@ -1,0 +1,39 @@
+package io.strata.runtime;
+
+/**
+ * Resource limits of a container; -1 means no limit. {@code memorySwap} is memory plus swap,
+ * as docker's --memory-swap.
+ */
+public record Limits(long memory, long memorySwap, long cpuQuotaMicros, long cpuPeriodMicros,
+    long pids) {
+  public static final Limits NONE = new Limits(-1, -1, -1, 100_000, -1);
+
+  /** Parses sizes such as 64m, 1g, 512k or plain bytes. */
+  public static long parseSize(String s, String option) {
+    String t = s.trim().toLowerCase(java.util.Locale.ROOT);
+    long mult = 1;
+    char last = t.isEmpty() ? ' ' : t.charAt(t.length() - 1);
+    if (last == 'b') {
+      t = t.substring(0, t.length() - 1);
+      last = t.isEmpty() ? ' ' : t.charAt(t.length() - 1);
+    }
+    switch (last) {
+      case 'k' -> mult = 1L << 10;
+      case 'm' -> mult = 1L << 20;
+      case 'g' -> mult = 1L << 30;
+      default -> mult = 1;
+    }
+    if (mult != 1) {
+      t = t.substring(0, t.length() - 1);
+    }
+    try {
+      long v = Long.parseLong(t);
+      if (v <= 0) {
+        throw new NumberFormatException();
+      }
+      return Math.multiplyExact(v, mult);
+    } catch (NumberFormatException | ArithmeticException e) {
+      throw new IllegalArgumentException(option + " " + s + ": expected a size such as 64m or 1g");
+    }
+  }
+}
