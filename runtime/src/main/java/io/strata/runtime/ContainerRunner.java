@@ -72,7 +72,8 @@ public final class ContainerRunner {
     Path rootfs = Files.createDirectories(dir.resolve("rootfs"));
     String cgName = "ctr-" + name;
     ContainerState state = new ContainerState(name, spec.image(), argv, ContainerState.CREATED,
-        null, null, ProcessHandle.current().pid(), -1, Instant.now().toString(), null, cgName);
+        null, null, ProcessHandle.current().pid(), -1, Instant.now().toString(), null, cgName,
+        null);
     containers.write(state);
     store.pin(cgName, image.diffIds());
 
@@ -135,7 +136,10 @@ public final class ContainerRunner {
       }
       containers.write(state.withRunning(helper[0].pid(), cgName));
       code = helper[0].waitFor();
-      if (code == 137 && cgroup[0].oomKills() > 0) {
+      ContainerState.Usage usage = new ContainerState.Usage(cgroup[0].oomKills(),
+          cgroup[0].throttledPeriods(), cgroup[0].pidsLimitHits());
+      containers.write(containers.read(name).withUsage(usage));
+      if (code == 137 && usage.oomKills() > 0) {
         reason = "out of memory: limit " + (spec.limits().memory() >> 20) + " MiB";
         log.accept(name + " was killed: " + reason);
       } else if (code == 125) {

@@ -8,7 +8,10 @@ import java.util.List;
  */
 public record ContainerState(String name, String image, List<String> command, String status,
     Integer exitCode, String reason, long strataPid, long helperPid, String created,
-    String finished, String cgroup) {
+    String finished, String cgroup, Usage usage) {
+
+  /** The cgroup's own counters, read just before it was removed. */
+  public record Usage(long oomKills, long throttledPeriods, long pidsLimitHits) {}
 
   public static final String RUNNING = "running";
   public static final String EXITED = "exited";
@@ -16,11 +19,16 @@ public record ContainerState(String name, String image, List<String> command, St
 
   public ContainerState withRunning(long helper, String cg) {
     return new ContainerState(name, image, command, RUNNING, null, null, strataPid, helper,
-        created, null, cg);
+        created, null, cg, null);
   }
 
   public ContainerState withExit(int code, String why, String at) {
     return new ContainerState(name, image, command, EXITED, code, why, strataPid, helperPid,
-        created, at, cgroup);
+        created, at, cgroup, usage);
+  }
+
+  public ContainerState withUsage(Usage u) {
+    return new ContainerState(name, image, command, status, exitCode, reason, strataPid,
+        helperPid, created, finished, cgroup, u);
   }
 }

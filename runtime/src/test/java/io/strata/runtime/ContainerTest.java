@@ -1,0 +1,178 @@
+package io.strata.runtime;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.strata.layers.ImageRecord;
+import io.strata.layers.LayerStore;
+import io.strata.layers.Progress;
+import io.strata.union.Mounts;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Containers from a busybox-static image (Debian's package), checked from the inside: each
+ * test writes what it saw into a bind-mounted directory. Every test also checks that nothing
+ * (mount, cgroup, process) is left behind.
+ */
+class ContainerTest {
+  @TempDir static Path shared;
+  static LayerStore store;
+  static ImageRecord busybox;
+  @TempDir Path out;
+
+  @BeforeAll
+  static void buildImage() throws Exception {
+    Path rootfs = Files.createDirectories(shared.resolve("rootfs/bin"));
+    Files.copy(Path.of("/bin/busybox"), rootfs.resolve("busybox"));
+    Files.createDirectories(shared.resolve("rootfs/etc"));
+    Files.createDirectories(shared.resolve("rootfs/root"));
+    Files.writeString(shared.resolve("rootfs/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    Process list = new ProcessBuilder("/bin/busybox", "--list").start();
+    for (String applet : new String(list.getInputStream().readAllBytes()).split("\n")) {
+      if (!applet.isBlank() && !applet.equals("busybox")) {
+        Files.createSymbolicLink(rootfs.resolve(applet.trim()), Path.of("busybox"));
+      }
+    }
+    Path tar = shared.resolve("busybox.tar");
+    assertThat(new ProcessBuilder("tar", "-C", shared.resolve("rootfs").toString(), "-cf",
+        tar.toString(), ".").inheritIO().start().waitFor()).isZero();
+    store = LayerStore.open(shared.resolve("store"), System.err::println);
+    busybox = store.importImage(tar, "busybox:test", null, Progress.NONE);
+  }
+
+  @AfterEach
+  void nothingLeftBehind() throws Exception {
+    assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(store.root()));
+    for (String c : List.of("memory", "cpu", "pids")) {
+      Path dir = Path.of("/sys/fs/cgroup", c, "strata");
+      if (Files.isDirectory(dir)) {
+        try (var s = Files.list(dir)) {
+          assertThat(s.filter(Files::isDirectory)).as("cgroups left in " + dir).isEmpty();
+        }
+      }
+    }
+  }
+
+  ContainerRunner.Spec spec(String name, String script, Limits limits, boolean init) {
+    return new ContainerRunner.Spec(name, "busybox:test", List.of("/bin/sh", "-c", script),
+        List.of("GREETING=hi"), null, null, "box", "none", List.of(out + ":/out"), false, init,
+        false, limits);
+  }
+
+  int run(String name, String script) throws Exception {
+    return new ContainerRunner(store, System.err::println).run(spec(name, script, Limits.NONE,
+        false));
+  }
+
+  String read(String file) throws Exception {
+    return Files.readString(out.resolve(file)).trim();
+  }
+
+  @Test
+  void pid1HostnameEnvironmentAndIsolation() throws Exception {
+    int code = run("iso", "echo $$ > /out/pid; hostname > /out/hostname; echo $GREETING > /out/env;"
+        + " cat /proc/mounts > /out/mounts; ps -o pid,comm > /out/ps; cat /proc/net/dev > /out/net;"
+        + " id -u > /out/uid; grep CapEff /proc/self/status > /out/caps");
+    assertThat(code).isZero();
+    assertThat(read("pid")).isEqualTo("1");
+    assertThat(read("hostname")).isEqualTo("box");
+    assertThat(read("env")).isEqualTo("hi");
+    assertThat(read("mounts")).doesNotContain("/work").doesNotContain(store.root().toString());
+    assertThat(read("ps").split("\n")).hasSizeLessThanOrEqualTo(4); // header, sh, ps
+    assertThat(read("net")).contains("lo:").doesNotContain("eth").doesNotContain("ens");
+    assertThat(read("uid")).isEqualTo("0");
+    assertThat(read("caps")).doesNotContain("000001ffffffffff"); // not the full set
+  }
+
+  @Test
+  void writesLandInTheUpperAndNotInTheImageNorInAnotherContainer() throws Exception {
+    assertThat(run("w1", "echo mine > /root/file; echo one > /etc/passwd")).isZero();
+    assertThat(run("w2", "ls /root > /out/ls; cat /etc/passwd > /out/passwd")).isZero();
+    assertThat(read("ls")).isEmpty();
+    assertThat(read("passwd")).startsWith("root:x:0:0");
+    Containers c = new Containers(store.root(), s -> { });
+    assertThat(c.dirOf("w1").resolve("upper/root/file")).hasContent("mine");
+    assertThat(Files.exists(store.layerTree(busybox.diffIds().get(0)).resolve("root/file"))).isFalse();
+    c.remove("w1");
+    c.remove("w2");
+    assertThat(Files.exists(c.dirOf("w1"))).isFalse();
+  }
+
+  @Test
+  void exitCodesAndSignalsPropagate() throws Exception {
+    assertThat(run("e1", "exit 3")).isEqualTo(3);
+    assertThat(new ContainerRunner(store, s -> { }).run(spec("e2", "kill -TERM $$; sleep 5",
+        Limits.NONE, true))).isEqualTo(143);
+    assertThat(run("e3", "/no/such/command")).isEqualTo(127);
+  }
+
+  @Test
+  void aMemoryHogIsOomKilledAndReported() throws Exception {
+    int code = new ContainerRunner(store, s -> { }).run(spec("oom",
+        "x=a; while true; do x=$x$x$x$x; done", new Limits(32L << 20, -1, -1, 100_000, -1), false));
+    assertThat(code).isEqualTo(137);
+    ContainerState s = new Containers(store.root(), m -> { }).read("oom");
+    assertThat(s.reason()).isEqualTo("out of memory: limit 32 MiB");
+    assertThat(s.usage().oomKills()).isPositive();
+  }
+
+  @Test
+  void aForkBombIsStoppedByThePidsLimit() throws Exception {
+    int code = new ContainerRunner(store, s -> { }).run(spec("pids",
+        "exec 2> /out/err; i=0; while [ $i -lt 60 ]; do sleep 2 & i=$((i+1)); done; wait",
+        new Limits(-1, -1, -1, 100_000, 16), false));
+    // The shell reports that it cannot fork (and busybox's ash gives up with status 2).
+    assertThat(code).isIn(0, 2);
+    assertThat(read("err")).contains("fork");
+    assertThat(new Containers(store.root(), m -> { }).read("pids").usage().pidsLimitHits())
+        .isPositive();
+  }
+
+  @Test
+  void aCpuQuotaShowsAsThrottling() throws Exception {
+    int code = new ContainerRunner(store, s -> { }).run(spec("cpu",
+        "end=$(( $(date +%s) + 2 )); while [ $(date +%s) -lt $end ]; do :; done",
+        new Limits(-1, -1, 10_000, 100_000, -1), false));
+    assertThat(code).isZero();
+    assertThat(new Containers(store.root(), m -> { }).read("cpu").usage().throttledPeriods())
+        .isPositive();
+  }
+
+  @Test
+  void killFromOutsideEndsTheContainerAndPsShowsIt() throws Exception {
+    ContainerRunner runner = new ContainerRunner(store, s -> { });
+    CompletableFuture<Integer> running = CompletableFuture.supplyAsync(() -> {
+      try {
+        return runner.run(spec("victim", "sleep 60", Limits.NONE, false));
+      } catch (Exception e) {
+        throw new RuntimeException(e);
+      }
+    });
+    Containers c = new Containers(store.root(), s -> { });
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (true) {
+      List<ContainerState> all = new ArrayList<>(c.list());
+      if (all.stream().anyMatch(s -> s.name().equals("victim")
+          && s.status().equals(ContainerState.RUNNING))) {
+        break;
+      }
+      assertThat(System.nanoTime()).isLessThan(deadline);
+      Thread.sleep(20);
+    }
+    long helper = c.read("victim").helperPid();
+    ProcessHandle.of(helper).orElseThrow().destroyForcibly(); // what `strata kill victim` sends
+    assertThat(running.get(30, TimeUnit.SECONDS)).isEqualTo(137);
+    ContainerState s = c.read("victim");
+    assertThat(s.status()).isEqualTo(ContainerState.EXITED);
+    assertThat(s.usage().oomKills()).isZero();
+    assertThat(s.reason()).isNull(); // not reported as out of memory
+  }
+}
