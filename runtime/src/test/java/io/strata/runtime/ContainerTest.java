@@ -147,6 +147,45 @@ class ContainerTest {
   }
 
   @Test
+  void theNextCommandCleansUpAfterAStrataThatWasKilled() throws Exception {
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    Process strata = new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"),
+        "io.strata.cli.Main", "--root", store.root().toString(), "run", "--name", "orphan",
+        "busybox:test", "sleep", "60").redirectErrorStream(true)
+        .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+    Containers c = new Containers(store.root(), s -> { });
+    try {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+      while (!Files.exists(c.dirOf("orphan").resolve("state.json"))
+          || !c.read("orphan").status().equals(ContainerState.RUNNING)) {
+        assertThat(strata.isAlive()).isTrue();
+        assertThat(System.nanoTime()).isLessThan(deadline);
+        Thread.sleep(20);
+      }
+    } finally {
+      strata.destroyForcibly(); // SIGKILL: no hook runs, the FUSE daemon dies with the JVM
+      strata.waitFor(30, TimeUnit.SECONDS);
+    }
+    long helper = c.read("orphan").helperPid();
+    ContainerState s = c.list().stream().filter(x -> x.name().equals("orphan")).findFirst()
+        .orElseThrow();
+    assertThat(s.status()).isEqualTo(ContainerState.EXITED);
+    assertThat(s.reason()).contains("strata died");
+    assertThat(running(helper)).as("helper " + helper + " still running").isFalse();
+    c.remove("orphan");
+  }
+
+  /** Alive and not a zombie (this sandbox's PID 1 does not reap orphans). */
+  private static boolean running(long pid) throws Exception {
+    Path stat = Path.of("/proc/" + pid + "/stat");
+    if (!Files.exists(stat)) {
+      return false;
+    }
+    String s = Files.readString(stat);
+    return !s.substring(s.lastIndexOf(')') + 2).startsWith("Z");
+  }
+
+  @Test
   void killFromOutsideEndsTheContainerAndPsShowsIt() throws Exception {
     ContainerRunner runner = new ContainerRunner(store, s -> { });
     CompletableFuture<Integer> running = CompletableFuture.supplyAsync(() -> {
