@@ -20,12 +20,13 @@ public final class FuseMount implements AutoCloseable {
 
     /**
      * Names are cached for a minute: every change to the namespace goes through this mount,
-     * and the kernel updates its own dentries. Attributes for a second and data close-to-open:
-     * libfuse2's path-based API gives each name of a hard link its own kernel inode, so a write
-     * through one name cannot invalidate what the kernel cached for another.
+     * and the kernel updates its own dentries. Attributes are not cached and data is
+     * close-to-open: libfuse2's path-based API gives each name of a hard link its own kernel
+     * inode, so `ln a b; stat a` would show a cached link count, and a write through one name
+     * cannot invalidate what the kernel cached for another.
      */
     public static Settings defaults(String fsName) {
-      return new Settings(60, 1, 1, false, fsName, true, List.of());
+      return new Settings(60, 0, 1, false, fsName, true, List.of());
     }
 
     /** The same settings with every kernel cache timeout set to {@code seconds}. */
