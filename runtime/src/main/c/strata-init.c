@@ -9,7 +9,12 @@
  *
  * Usage: strata-init --rootfs DIR --sync FIFO [--hostname H] [--net none|host] [--cwd DIR]
  *                    [--user UID:GID] [--init] [--read-only] [--volume SRC:DST[:ro]]...
- *                    -- CMD [ARG...]
+ *                    [--userns HOSTUID:COUNT] -- CMD [ARG...]
+ *
+ * With --userns, a user namespace maps container ids 0..COUNT-1 onto host ids HOSTUID..: the
+ * monitor forks a child that unshares the user namespace, writes its uid and gid maps from
+ * outside, and the child then makes the other namespaces (owned by the new user namespace)
+ * and forks PID 1. Device nodes are then bind-mounted from the host, since mknod is refused.
  * Exit codes of its own: 125 bad usage or setup failure (message on stderr), 127 exec failed.
  */
 #define _GNU_SOURCE
@@ -42,6 +47,7 @@
 static const char *rootfs, *sync_fifo, *hostname = "strata", *net = "none", *cwd = "/";
 static const char *volumes[MAX_VOLUMES];
 static int nvolumes, use_init, read_only;
+static long userns_host = -1, userns_count;
 static uid_t uid;
 static gid_t gid;
 static pid_t child;
@@ -81,8 +87,16 @@ static void make_dev(void) {
     {"tty", 5, 0}};
   xmount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
   for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
-    char path[64];
+    char path[64], host[64];
     snprintf(path, sizeof path, "dev/%s", nodes[i].name);
+    if (userns_host >= 0) { /* no mknod in a user namespace: bind the host's node */
+      int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+      if (fd < 0) die("create %s", path);
+      close(fd);
+      snprintf(host, sizeof host, "/dev/%s", nodes[i].name);
+      xmount(host, path, NULL, MS_BIND, NULL);
+      continue;
+    }
     if (mknod(path, S_IFCHR | 0666, makedev(nodes[i].major, nodes[i].minor)) < 0) die("mknod %s", path);
     chmod(path, 0666);
   }
@@ -188,6 +202,9 @@ static int run_init(char **argv) {
 
 static void container(char **argv) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
+  /* A mount of its own in this namespace, as pivot_root wants (in a user namespace the
+   * copied mounts are locked to their parents). */
+  xmount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL);
   if (chdir(rootfs) < 0) die("chdir %s", rootfs);
   for (int i = 0; i < nvolumes; i++) {
     char spec[4096], dst[4096];
@@ -252,6 +269,13 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--hostname") == 0) hostname = v;
     else if (strcmp(a, "--net") == 0) net = v;
     else if (strcmp(a, "--cwd") == 0) cwd = v;
+    else if (strcmp(a, "--userns") == 0) {
+      if (sscanf(v, "%ld:%ld", &userns_host, &userns_count) != 2 || userns_host < 0 ||
+          userns_count <= 0) {
+        fprintf(stderr, "strata-init: bad --userns %s (HOSTUID:COUNT)\n", v);
+        return SETUP_FAILED;
+      }
+    }
     else if (strcmp(a, "--user") == 0) {
       unsigned u = 0, g = 0;
       int n = sscanf(v, "%u:%u", &u, &g);
@@ -277,10 +301,47 @@ int main(int argc, char **argv) {
   }
   int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID;
   if (strcmp(net, "none") == 0) flags |= CLONE_NEWNET;
-  if (unshare(flags) < 0) die("unshare");
-  child = fork();
-  if (child < 0) die("fork");
-  if (child == 0) container(argv + i);
+  if (userns_host >= 0) {
+    int to_parent[2], to_child[2];
+    if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0) die("pipe");
+    child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) {
+      char b;
+      if (unshare(CLONE_NEWUSER) < 0) die("unshare the user namespace");
+      if (write(to_parent[1], "u", 1) != 1 || read(to_child[0], &b, 1) != 1) die("sync maps");
+      if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) die("become root in the namespace");
+      if (unshare(flags) < 0) die("unshare");
+      pid_t init = fork();
+      if (init < 0) die("fork");
+      if (init == 0) container(argv + i);
+      child = init;
+      signal(SIGTERM, forward);
+      signal(SIGINT, forward);
+      signal(SIGHUP, forward);
+      for (;;) {
+        int status;
+        pid_t p = waitpid(init, &status, 0);
+        if (p == init) _exit(status_code(status));
+        if (p < 0 && errno != EINTR) die("waitpid");
+      }
+    }
+    char b, path[64], map[64];
+    if (read(to_parent[0], &b, 1) != 1) die("wait for the user namespace");
+    snprintf(map, sizeof map, "0 %ld %ld\n", userns_host, userns_count);
+    for (int k = 0; k < 2; k++) {
+      snprintf(path, sizeof path, "/proc/%d/%s", child, k == 0 ? "uid_map" : "gid_map");
+      int fd = open(path, O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || write(fd, map, strlen(map)) != (ssize_t)strlen(map)) die("write %s", path);
+      close(fd);
+    }
+    if (write(to_child[1], "m", 1) != 1) die("release the child");
+  } else {
+    if (unshare(flags) < 0) die("unshare");
+    child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) container(argv + i);
+  }
   /* The monitor: pass signals on, and end as the container ended. */
   signal(SIGTERM, forward);
   signal(SIGINT, forward);

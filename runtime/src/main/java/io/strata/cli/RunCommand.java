@@ -63,6 +63,15 @@ public final class RunCommand implements Callable<Integer> {
   @Option(names = "--init", description = "Run a tiny init as PID 1 that reaps and forwards signals.")
   boolean init;
 
+  @Option(names = "--userns",
+      description = "Run in a user namespace: container root is an unprivileged host id.")
+  boolean userns;
+
+  @Option(names = "--userns-map", paramLabel = "HOSTID:COUNT", defaultValue = "100000:65536",
+      description = "Host ids for --userns: container ids 0..COUNT-1 map to HOSTID.. "
+          + "(default ${DEFAULT-VALUE}).")
+  String usernsMap;
+
   @Parameters(index = "0", paramLabel = "IMAGE", description = "NAME[:TAG] or image id.")
   String image;
 
@@ -97,7 +106,19 @@ public final class RunCommand implements Callable<Integer> {
     }
     Limits limits = new Limits(mem, swap, quota, 100_000, pids == null ? -1 : pids);
     ContainerRunner runner = new ContainerRunner(store.open(), io.strata.layers.cli.Output::note);
+    ContainerRunner.UserNamespace ns = null;
+    if (userns) {
+      String[] p = usernsMap.split(":");
+      try {
+        ns = new ContainerRunner.UserNamespace(Long.parseLong(p[0]), Long.parseLong(p[1]));
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException("--userns-map " + usernsMap + ": expected HOSTID:COUNT");
+      }
+      if (ns.hostId() <= 0 || ns.count() <= 0 || ns.hostId() + ns.count() > 1L << 32) {
+        throw new IllegalArgumentException("--userns-map " + usernsMap + ": out of range");
+      }
+    }
     return runner.run(new ContainerRunner.Spec(name, image, command, env, workdir, user,
-        hostname, network, volumes, readOnly, init, rm, limits));
+        hostname, network, volumes, readOnly, init, rm, limits, ns));
   }
 }

@@ -33,7 +33,16 @@ public final class ContainerRunner {
   /** What to run, as the command line gave it; nulls take the image config's defaults. */
   public record Spec(String name, String image, List<String> command, List<String> env,
       String workdir, String user, String hostname, String network, List<String> volumes,
-      boolean readOnly, boolean init, boolean remove, Limits limits) {}
+      boolean readOnly, boolean init, boolean remove, Limits limits, UserNamespace userns) {}
+
+  /**
+   * Container ids 0..count-1 appear on the host as hostId..: the helper makes the user
+   * namespace, and the mount shows the image's files (owned by 0.. on disk) under the mapped
+   * ids, as fuse-overlayfs's uidmapping does, so container root owns its image.
+   */
+  public record UserNamespace(long hostId, long count) {
+    public static final UserNamespace DEFAULT = new UserNamespace(100_000, 65_536);
+  }
 
   private final LayerStore store;
   private final Containers containers;
@@ -66,6 +75,15 @@ public final class ContainerRunner {
     if (Files.exists(dir.resolve("state.json"))) {
       throw new IllegalArgumentException("container name " + name + " is in use (`strata rm "
           + name + "` removes a stopped one)");
+    }
+    if (spec.userns() != null) {
+      for (Path p = store.root(); p != null; p = p.getParent()) {
+        if ((((Integer) Files.getAttribute(p, "unix:mode")) & 01) == 0) {
+          throw new IllegalArgumentException("--userns: " + p + " is not searchable by others,"
+              + " so the container's root (host uid " + spec.userns().hostId() + ") cannot"
+              + " reach its rootfs; chmod o+x it or use another --root");
+        }
+      }
     }
     Path upper = Files.createDirectories(dir.resolve("upper"));
     Path work = Files.createDirectories(dir.resolve("work"));
@@ -116,7 +134,14 @@ public final class ContainerRunner {
       for (int i = image.diffIds().size() - 1; i >= 0; i--) {
         lowers.add(store.layerTree(image.diffIds().get(i)));
       }
-      UnionView view = UnionView.open(lowers, upper, work, UnionView.Options.defaults());
+      UnionView.Options opts = UnionView.Options.defaults();
+      if (spec.userns() != null) {
+        String m = spec.userns().hostId() + ":0:" + spec.userns().count();
+        opts = new UnionView.Options(opts.whiteoutForm(), opts.metacopy(), opts.xattrs(),
+            opts.fsync(), io.strata.union.IdMap.parse(m, "uid map"),
+            io.strata.union.IdMap.parse(m, "gid map"), false, opts.cacheEntries());
+      }
+      UnionView view = UnionView.open(lowers, upper, work, opts);
       mount[0] = FuseMount.mount(view, rootfs, FuseMount.Settings.defaults("strata:" + name),
           log, Duration.ofSeconds(30));
       cgroup[0] = Cgroups.create(Cgroups.detect(), cgName);
@@ -234,6 +259,9 @@ public final class ContainerRunner {
     }
     if (spec.init()) {
       cmd.add("--init");
+    }
+    if (spec.userns() != null) {
+      cmd.addAll(List.of("--userns", spec.userns().hostId() + ":" + spec.userns().count()));
     }
     if (spec.readOnly()) {
       cmd.add("--read-only");

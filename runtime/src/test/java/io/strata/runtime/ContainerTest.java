@@ -30,6 +30,8 @@ class ContainerTest {
 
   @BeforeAll
   static void buildImage() throws Exception {
+    // JUnit makes temporary directories 0700; a user-namespaced root must traverse them.
+    io.strata.layers.Posix.chmod(shared, 0755);
     Path rootfs = Files.createDirectories(shared.resolve("rootfs/bin"));
     Files.copy(Path.of("/bin/busybox"), rootfs.resolve("busybox"));
     Files.createDirectories(shared.resolve("rootfs/etc"));
@@ -64,7 +66,7 @@ class ContainerTest {
   ContainerRunner.Spec spec(String name, String script, Limits limits, boolean init) {
     return new ContainerRunner.Spec(name, "busybox:test", List.of("/bin/sh", "-c", script),
         List.of("GREETING=hi"), null, null, "box", "none", List.of(out + ":/out"), false, init,
-        false, limits);
+        false, limits, null);
   }
 
   int run(String name, String script) throws Exception {
@@ -104,6 +106,28 @@ class ContainerTest {
     c.remove("w1");
     c.remove("w2");
     assertThat(Files.exists(c.dirOf("w1"))).isFalse();
+  }
+
+  @Test
+  void aUserNamespaceMakesContainerRootAnUnprivilegedHostId() throws Exception {
+    ContainerRunner.Spec plain = spec("userns", "id -u > /out/uid; cat /proc/self/uid_map > /out/map;"
+        + " stat -c %u /etc/passwd > /out/owner; echo x > /root/mine;"
+        + " mknod /root/dev c 1 3 2> /out/mknod || echo refused >> /out/mknod", Limits.NONE, false);
+    ContainerRunner.Spec withNs = new ContainerRunner.Spec(plain.name(), plain.image(),
+        plain.command(), plain.env(), null, null, plain.hostname(), plain.network(),
+        plain.volumes(), false, false, false, Limits.NONE,
+        ContainerRunner.UserNamespace.DEFAULT);
+    io.strata.layers.Posix.chmod(out, 0777); // host uid 100000 writes the results here
+    assertThat(new ContainerRunner(store, s -> { }).run(withNs)).isZero();
+    assertThat(read("uid")).isEqualTo("0");
+    assertThat(read("map").split("\\s+")).containsExactly("0", "100000", "65536");
+    assertThat(read("owner")).isEqualTo("0"); // the image's root-owned files stay root's inside
+    assertThat(read("mknod")).contains("refused");
+    Containers c = new Containers(store.root(), s -> { });
+    // On disk the upper holds what container root wrote under the image's own ids.
+    assertThat(Files.getAttribute(c.dirOf("userns").resolve("upper/root/mine"), "unix:uid"))
+        .isEqualTo(0);
+    c.remove("userns");
   }
 
   @Test
