@@ -44,7 +44,7 @@ public final class Main implements Runnable {
     return cl.execute(args);
   }
 
-  static CommandLine commandLine() {
+  public static CommandLine commandLine() {
     CommandLine cl = new CommandLine(new Main());
     for (Object sub : StoreCommands.all()) {
       cl.addSubcommand(sub);

@@ -230,12 +230,26 @@ class ContainerTest {
       assertThat(System.nanoTime()).isLessThan(deadline);
       Thread.sleep(20);
     }
-    long helper = c.read("victim").helperPid();
-    ProcessHandle.of(helper).orElseThrow().destroyForcibly(); // what `strata kill victim` sends
+    var psCli = io.strata.cli.Main.commandLine();
+    var oldOut = System.out;
+    java.io.ByteArrayOutputStream psOut = new java.io.ByteArrayOutputStream();
+    System.setOut(new java.io.PrintStream(psOut, true));
+    try {
+      assertThat(psCli.execute("--root", store.root().toString(), "ps")).isZero();
+    } finally {
+      System.setOut(oldOut);
+    }
+    assertThat(psOut.toString()).contains("victim").contains("running");
+    assertThat(io.strata.cli.Main.commandLine().execute("--root", store.root().toString(),
+        "kill", "victim")).isZero(); // SIGKILL by default
     assertThat(running.get(30, TimeUnit.SECONDS)).isEqualTo(137);
+
     ContainerState s = c.read("victim");
     assertThat(s.status()).isEqualTo(ContainerState.EXITED);
     assertThat(s.usage().oomKills()).isZero();
     assertThat(s.reason()).isNull(); // not reported as out of memory
+    assertThat(io.strata.cli.Main.commandLine().execute("--root", store.root().toString(),
+        "rm", "victim")).isZero();
+    assertThat(Files.exists(c.dirOf("victim"))).isFalse();
   }
 }
