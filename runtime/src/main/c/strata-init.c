@@ -174,6 +174,12 @@ static void forward(int sig) {
   if (child > 0) kill(child, sig);
 }
 
+/* The signals a monitor or an init passes on to the process it watches. */
+static void forward_signals(void) {
+  static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) signal(sigs[i], forward);
+}
+
 static int status_code(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -241,12 +247,7 @@ static void container(char **argv) {
   if (setuid(uid) < 0) die("setuid %d", uid);
   if (chdir(cwd) < 0) die("chdir %s", cwd);
   if (use_init) {
-    signal(SIGTERM, forward);
-    signal(SIGINT, forward);
-    signal(SIGHUP, forward);
-    signal(SIGQUIT, forward);
-    signal(SIGUSR1, forward);
-    signal(SIGUSR2, forward);
+    forward_signals();
     _exit(run_init(argv));
   }
   execvp(argv[0], argv);
@@ -316,9 +317,7 @@ int main(int argc, char **argv) {
       if (init < 0) die("fork");
       if (init == 0) container(argv + i);
       child = init;
-      signal(SIGTERM, forward);
-      signal(SIGINT, forward);
-      signal(SIGHUP, forward);
+      forward_signals();
       for (;;) {
         int status;
         pid_t p = waitpid(init, &status, 0);
@@ -343,12 +342,7 @@ int main(int argc, char **argv) {
     if (child == 0) container(argv + i);
   }
   /* The monitor: pass signals on, and end as the container ended. */
-  signal(SIGTERM, forward);
-  signal(SIGINT, forward);
-  signal(SIGHUP, forward);
-  signal(SIGQUIT, forward);
-  signal(SIGUSR1, forward);
-  signal(SIGUSR2, forward);
+  forward_signals();
   for (;;) {
     int status;
     pid_t p = waitpid(child, &status, 0);

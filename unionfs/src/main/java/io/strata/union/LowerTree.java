@@ -63,11 +63,7 @@ final class LowerTree {
 
   /** The merged lower directory at {@code path} ("" is the root), or null if none. */
   Dir dir(String path) {
-    try {
-      return dirs.get(path);
-    } catch (UncheckedIOException e) {
-      throw e;
-    }
+    return dirs.get(path); // an I/O failure while merging surfaces as UncheckedIOException
   }
 
   CacheStats stats() {

@@ -657,9 +657,7 @@ public final class UnionView implements AutoCloseable {
   }
 
   public void mknod(String path, int mode, long rdev, int uid, int gid) throws FsException {
-    requireWritable(path);
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Path target = prepareNew(rel(path));
       int type = mode & Posix.S_IFMT;
       if (type == Posix.S_IFREG || type == 0) {
@@ -669,17 +667,11 @@ public final class UnionView implements AutoCloseable {
             (int) ((rdev & 0xff) | ((rdev >>> 12) & 0xfff00)));
       }
       finishNew(target, mode, uid, gid, false);
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void mkdir(String path, int mode, int uid, int gid) throws FsException {
-    requireWritable(path);
-    lockWrite();
-    try {
+    mutate(path, () -> {
       String rel = rel(path);
       boolean hadWhiteout = whiteoutIn(rel);
       Path target = prepareNew(rel);
@@ -692,31 +684,19 @@ public final class UnionView implements AutoCloseable {
       } else {
         upperOpaque.put(rel, false);
       }
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void symlink(String target, String path, int uid, int gid) throws FsException {
-    requireWritable(path);
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Path link = prepareNew(rel(path));
       Posix.symlink(target, link);
       finishNew(link, 0777, uid, gid, true);
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void link(String from, String to) throws FsException {
-    requireWritable(to);
-    lockWrite();
-    try {
+    mutate(to, () -> {
       Node src = resolve(from);
       if (src.isDir()) {
         throw FsException.of(Posix.EPERM, from);
@@ -724,34 +704,22 @@ public final class UnionView implements AutoCloseable {
       Path existing = copyUp(src, true);
       Path link = prepareNew(rel(to));
       Posix.link(existing, link);
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void unlink(String path) throws FsException {
-    requireWritable(path);
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Node n = resolve(path);
       if (n.isDir()) {
         throw FsException.of(Posix.EISDIR, path);
       }
       removeNode(n);
       markUnlinked(n);
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void rmdir(String path) throws FsException {
-    requireWritable(path);
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Node n = resolve(path);
       if (!n.isDir()) {
         throw FsException.of(Posix.ENOTDIR, path);
@@ -763,11 +731,7 @@ public final class UnionView implements AutoCloseable {
         throw FsException.of(Posix.ENOTEMPTY, path);
       }
       removeNode(n);
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   /**
@@ -775,9 +739,7 @@ public final class UnionView implements AutoCloseable {
    * as fuse-overlayfs and the kernel without redirect_dir); programs such as mv then copy.
    */
   public void rename(String from, String to) throws FsException {
-    requireWritable(to);
-    lockWrite();
-    try {
+    mutate(to, () -> {
       Node src = resolve(from);
       String toRel = rel(to);
       if (src.path().isEmpty() || toRel.equals(src.path())) {
@@ -826,81 +788,51 @@ public final class UnionView implements AutoCloseable {
         Markers.markOpaque(target, opts.whiteoutForm());
       }
       upperOpaque.invalidateAll();
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void chmod(String path, int mode) throws FsException {
-    requireWritable(path);
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Path p = copyUp(resolve(path), !opts.metacopy());
       Posix.chmod(p, mode & 07777);
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void chown(String path, int uid, int gid) throws FsException {
-    requireWritable(path);
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Node n = resolve(path);
       Path p = copyUp(n, !opts.metacopy());
       Attr a = Stat.lstat(p);
       int hostUid = uid == -1 ? a.uid() : opts.uids().toHost(uid);
       int hostGid = gid == -1 ? a.gid() : opts.gids().toHost(gid);
       Posix.lchown(p, hostUid, hostGid); // clears setuid/setgid as chown(2) does
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   /** Sets times; -1 leaves a time as it is (UTIME_OMIT), -2 means now (UTIME_NOW). */
   public void utimens(String path, long atimeNanos, long mtimeNanos) throws FsException {
-    requireWritable(path);
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Path p = copyUp(resolve(path), !opts.metacopy());
       Times.set(p, atimeNanos, mtimeNanos);
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void truncate(String path, long size) throws FsException {
-    requireWritable(path);
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Node n = resolve(path);
       if (n.isDir()) {
         throw FsException.of(Posix.EISDIR, path);
       }
       Posix.truncate(copyUp(n, true), size);
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void setxattr(String path, String name, byte[] value, int flags) throws FsException {
     requireXattrs();
-    requireWritable(path);
     if (Markers.isPrivateXattr(name)) {
       throw new FsException(Posix.EPERM, name + " is reserved for the overlay");
     }
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Path p = copyUp(resolve(path), !opts.metacopy());
       if ((flags & 1) != 0 && Posix.lgetxattr(p, name) != null) {
         throw new FsException(Posix.EEXIST, name); // XATTR_CREATE
@@ -909,34 +841,43 @@ public final class UnionView implements AutoCloseable {
         throw new FsException(Posix.ENODATA, name); // XATTR_REPLACE
       }
       Posix.lsetxattr(p, name, value);
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } finally {
-      namespace.writeLock().unlock();
-    }
+    });
   }
 
   public void removexattr(String path, String name) throws FsException {
     requireXattrs();
-    requireWritable(path);
     if (Markers.isPrivateXattr(name)) {
       throw new FsException(Posix.ENODATA, name);
     }
-    lockWrite();
-    try {
+    mutate(path, () -> {
       Node n = resolve(path);
       if (Posix.lgetxattr(n.real(), name) == null) {
         throw new FsException(Posix.ENODATA, name);
       }
       Posix.lremovexattr(copyUp(n, !opts.metacopy()), name);
+    });
+  }
+
+  // ---------------------------------------------------------------- the upper layer
+
+  /** A change to the upper layer: one shape for every mutating operation. */
+  @FunctionalInterface
+  private interface Mutation {
+    void run() throws IOException, FsException;
+  }
+
+  /** Runs a change under the namespace write lock, refusing it on a read-only view. */
+  private void mutate(String path, Mutation m) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      m.run();
     } catch (IOException e) {
       throw FsException.from(e);
     } finally {
       namespace.writeLock().unlock();
     }
   }
-
-  // ---------------------------------------------------------------- the upper layer
 
   private void requireWritable(String path) throws FsException {
     if (upper == null) {
