@@ -18,11 +18,13 @@ import java.util.Map;
  */
 public final class FsException extends Exception {
   private static final Map<String, Integer> BY_STRERROR = new HashMap<>();
+  private static final String[] STRERROR = new String[134];
 
   static {
     // The JDK reports most errnos as FileSystemException with strerror(errno) as the reason.
-    for (int e = 1; e < 134; e++) {
-      BY_STRERROR.putIfAbsent(Posix.strerror(e), e);
+    for (int e = 1; e < STRERROR.length; e++) {
+      STRERROR[e] = Posix.strerror(e);
+      BY_STRERROR.putIfAbsent(STRERROR[e], e);
     }
   }
 
@@ -38,7 +40,9 @@ public final class FsException extends Exception {
   }
 
   static FsException of(int errno, String path) {
-    return new FsException(errno, path + ": " + Posix.strerror(errno));
+    // A miss is a hot path (every ENOENT lookup): no native strerror call per exception.
+    String why = errno > 0 && errno < STRERROR.length ? STRERROR[errno] : Posix.strerror(errno);
+    return new FsException(errno, path + ": " + why);
   }
 
   /** Maps an I/O failure of the underlying filesystem onto the errno it came from. */
