@@ -46,7 +46,8 @@ enum Compression {
   InputStream decompress(InputStream raw) throws IOException {
     switch (this) {
       case GZIP:
-        return new GzipCompressorInputStream(raw, true);
+        return GzipCompressorInputStream.builder().setInputStream(raw)
+            .setDecompressConcatenated(true).get();
       case ZSTD:
         return new ZstdCompressorInputStream(raw);
       default:
