@@ -14,7 +14,8 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "strata", mixinStandardHelpOptions = true, version = "strata 0.1.0",
     description = "Container images as copy-on-write filesystems.",
-    footer = {"", "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 not found, 4 bad or hostile input.",
+    footer = {"", "  bench    Benchmark strata beside its peers (./strata bench --help).",
+        "", "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 not found, 4 bad or hostile input.",
         "Store root: --root, else $STRATA_ROOT, else /var/lib/strata."})
 public final class Main implements Runnable {
   public static final int FAILED = 1;

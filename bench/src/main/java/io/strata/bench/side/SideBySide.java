@@ -1,0 +1,240 @@
+package io.strata.bench.side;
+
+import io.strata.layers.Posix;
+import io.strata.union.Daemon;
+import io.strata.union.Mounts;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.LocalDate;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code strata bench}: the same layers mounted with strata, fuse-overlayfs and kernel
+ * overlayfs (and a plain directory as the floor), the same workloads on each, backends in
+ * turn, repeated; medians, spread and ratios to strata as Markdown, CSV and a PNG chart.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+    description = {"Benchmark strata beside fuse-overlayfs, kernel overlayfs and a plain"
+        + " directory on the same layers (root: mounts, drop_caches).",
+        "Builds its images once under --work (100,000 files over three layers with deletions"
+            + " and changes, a 2 GiB file, a git repository, stacks of 1 to 64 layers)."})
+public final class SideBySide implements Callable<Integer> {
+  static final List<String> WORKLOADS = List.of("stat-walk-cold", "stat-walk-warm",
+      "readdir-large", "seq-read-cold", "seq-read-warm", "random-4k-reads", "copy-up-large",
+      "small-files", "untar", "chmod-recursive", "git-status");
+
+  @Option(names = "--runs", defaultValue = "3", description = "Repetitions (default ${DEFAULT-VALUE}).")
+  int runs;
+
+  @Option(names = "--work", defaultValue = "/var/tmp/strata-bench",
+      description = "Where images and mounts live (default ${DEFAULT-VALUE}).")
+  Path work;
+
+  @Option(names = "--out", defaultValue = "bench-results",
+      description = "Where results.md, results.csv and results.png go (default ${DEFAULT-VALUE}).")
+  Path out;
+
+  @Option(names = "--backends", split = ",", defaultValue = "plain,kernel,fuse-overlayfs,strata",
+      description = "Backends to run (default ${DEFAULT-VALUE}).")
+  List<String> backends;
+
+  @Option(names = "--scaling", split = ",", defaultValue = "1,2,4,8,16,32,64",
+      description = "Layer counts for the lookup scaling curve (default ${DEFAULT-VALUE}).")
+  List<Integer> scaling;
+
+  @Option(names = "--quick", description = "Tiny images and one pass: a smoke test, not numbers.")
+  boolean quick;
+
+  private final List<Path> mounted = new ArrayList<>();
+
+  public static void main(String[] args) {
+    System.setProperty(Daemon.MAIN_PROPERTY, "io.strata.cli.Main");
+    System.exit(new CommandLine(new SideBySide()).execute(args));
+  }
+
+  @Override
+  public Integer call() throws Exception {
+    if (!Posix.isRoot()) {
+      throw new IllegalStateException("strata bench mounts overlays and drops caches: run as root");
+    }
+    Sizes sz = quick ? Sizes.QUICK : Sizes.FULL;
+    Thread cleanup = new Thread(this::unmountAll, "bench-cleanup");
+    Runtime.getRuntime().addShutdownHook(cleanup);
+    try {
+      Images img = Images.build(work.resolve(quick ? "images-quick" : "images"), sz);
+      Report report = new Report(backends, WORKLOADS, machine());
+      for (int run = 1; run <= runs; run++) {
+        for (String b : backends) {
+          System.err.printf("run %d/%d: %s%n", run, runs, b);
+          Path dir = work.resolve("run/" + b);
+          Path mp = mount(b, img.lowers(), dir);
+          try {
+            for (String w : WORKLOADS) {
+              report.add(b, w, workload(w, mp, img, sz, dir));
+            }
+          } finally {
+            unmount(b, mp);
+          }
+        }
+      }
+      for (String b : List.of("strata", "fuse-overlayfs", "kernel")) {
+        if (!backends.contains(b)) {
+          continue;
+        }
+        Map<Integer, Double> curve = new LinkedHashMap<>();
+        for (int n : scaling) {
+          Path dir = work.resolve("scale/" + b + "-" + n);
+          Path mp = mount(b, img.stack(n, sz), dir);
+          try {
+            Sh.dropCaches();
+            curve.put(n, Sh.time("find " + mp + "/bottom -printf '%s %i\\n'"));
+          } finally {
+            unmount(b, mp);
+          }
+        }
+        report.scaling.put(b, curve);
+      }
+      report.write(out);
+      System.out.println(report.markdown());
+      System.out.println("wrote " + out.resolve("results.md") + ", results.csv, results.png");
+      return 0;
+    } finally {
+      unmountAll();
+      try {
+        Runtime.getRuntime().removeShutdownHook(cleanup);
+      } catch (IllegalStateException shuttingDown) {
+        // the hook runs anyway
+      }
+    }
+  }
+
+  private static String machine() throws IOException {
+    String cpu = Sh.sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 || true").trim();
+    String mem = Sh.sh("awk '/MemTotal/ {printf \"%.0f GiB\", $2/1048576}' /proc/meminfo").trim();
+    return LocalDate.now() + ", " + Runtime.getRuntime().availableProcessors() + " cores ("
+        + cpu + "), " + mem + ", Linux " + System.getProperty("os.version");
+  }
+
+  private Path mount(String backend, List<Path> lowers, Path dir) throws IOException {
+    io.strata.layers.Trees.deleteRecursively(dir);
+    Path upper = Files.createDirectories(dir.resolve("upper"));
+    Path workDir = Files.createDirectories(dir.resolve("work"));
+    Path mp = Files.createDirectories(dir.resolve("mnt"));
+    StringBuilder lower = new StringBuilder();
+    for (Path l : lowers) {
+      lower.append(lower.length() == 0 ? "" : ":").append(l);
+    }
+    String opts = "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + workDir;
+    switch (backend) {
+      case "plain" -> {
+        // The floor: the same merged tree as a plain directory (made through kernel overlayfs).
+        Path k = mount("kernel", lowers, dir.resolveSibling(dir.getFileName() + "-src"));
+        try {
+          Sh.run(List.of("cp", "-a", k + "/.", mp + "/"));
+        } finally {
+          unmount("kernel", k);
+        }
+        return mp;
+      }
+      case "kernel" -> Sh.run(List.of("mount", "-t", "overlay", "overlay", "-o", opts,
+          mp.toString()));
+      case "fuse-overlayfs" -> Sh.run(List.of("fuse-overlayfs", "-o", opts, mp.toString()));
+      case "strata" -> Daemon.startAndWait(List.of("overlay", "-f", "-o", opts, mp.toString()),
+          mp, dir.resolve("strata.log"), Duration.ofSeconds(60));
+      default -> throw new IllegalArgumentException("unknown backend " + backend
+          + " (plain, kernel, fuse-overlayfs, strata)");
+    }
+    mounted.add(mp);
+    return mp;
+  }
+
+  private void unmount(String backend, Path mp) throws IOException {
+    if (!backend.equals("plain") && Mounts.isMountpoint(mp)) {
+      Mounts.unmount(mp, false);
+    }
+    mounted.remove(mp);
+  }
+
+  private void unmountAll() {
+    for (Path mp : new ArrayList<>(mounted)) {
+      try {
+        if (Mounts.isMountpoint(mp)) {
+          Mounts.unmount(mp, true);
+        }
+      } catch (IOException e) {
+        System.err.println("could not unmount " + mp + ": " + e.getMessage());
+      }
+    }
+    mounted.clear();
+  }
+
+  private double workload(String w, Path m, Images img, Sizes sz, Path dir) throws IOException {
+    switch (w) {
+      case "stat-walk-cold":
+        Sh.dropCaches();
+        return Sh.time("find " + m + "/tree -printf '%s %i\\n'");
+      case "stat-walk-warm":
+        return Sh.time("find " + m + "/tree -printf '%s %i\\n'");
+      case "readdir-large":
+        return Sh.time("for i in 1 2 3 4 5 6 7 8 9 10; do ls -f " + m + "/bigdir; done");
+      case "seq-read-cold":
+        Sh.dropCaches();
+        return Sh.time("cat " + m + "/big/file");
+      case "seq-read-warm":
+        return Sh.time("cat " + m + "/big/file");
+      case "random-4k-reads":
+        return randomReads(m.resolve("big/file"), sz.randomReads());
+      case "copy-up-large":
+        return Sh.time("echo x >> " + m + "/big/file");
+      case "small-files":
+        return smallFiles(m.resolve("small"), sz.smallFiles());
+      case "untar":
+        return Sh.time("mkdir -p " + m + "/untar && tar -C " + m + "/untar -xf " + img.tarball());
+      case "chmod-recursive":
+        return Sh.time("chmod -R g+w " + m + "/tree");
+      case "git-status":
+        return Sh.time("git -c safe.directory='*' -C " + m + "/repo status --porcelain");
+      default:
+        throw new IllegalArgumentException(w);
+    }
+  }
+
+  private static double randomReads(Path file, int count) throws IOException {
+    long start = System.nanoTime();
+    try (FileChannel ch = FileChannel.open(file)) {
+      long blocks = ch.size() / 4096;
+      Random r = new Random(42);
+      ByteBuffer buf = ByteBuffer.allocateDirect(4096);
+      for (int i = 0; i < count; i++) {
+        buf.clear();
+        ch.read(buf, (long) r.nextInt((int) Math.max(1, blocks)) * 4096);
+      }
+    }
+    return (System.nanoTime() - start) / 1e9;
+  }
+
+  private static double smallFiles(Path dir, int count) throws IOException {
+    long start = System.nanoTime();
+    Files.createDirectories(dir);
+    byte[] data = new byte[100];
+    for (int i = 0; i < count; i++) {
+      Files.write(dir.resolve("f" + i), data);
+    }
+    for (int i = 0; i < count; i++) {
+      Files.delete(dir.resolve("f" + i));
+    }
+    return (System.nanoTime() - start) / 1e9;
+  }
+}
