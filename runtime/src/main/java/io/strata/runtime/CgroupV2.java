@@ -37,10 +37,6 @@ final class CgroupV2 implements Cgroup {
     }
   }
 
-  Path dir() {
-    return dir;
-  }
-
   @Override
   public String describe() {
     return "cgroup v2 " + dir;

@@ -23,11 +23,7 @@ public final class Cgroups {
   private Cgroups() {}
 
   /** Which version serves each controller, and where its hierarchy is mounted. */
-  public record Layout(Map<String, Path> v1, Path v2) {
-    public boolean isPureV2() {
-      return v1.isEmpty() && v2 != null;
-    }
-  }
+  public record Layout(Map<String, Path> v1, Path v2) {}
 
   public static Layout detect() throws IOException {
     Map<String, Path> v1 = new HashMap<>();
@@ -81,6 +77,19 @@ public final class Cgroups {
       return CgroupV1.create(layout.v1(), name);
     }
     return CgroupV2.create(layout.v2(), name);
+  }
+
+  /**
+   * Removes the cgroup {@code strata/NAME} wherever it exists, killing what is left in it,
+   * without creating anything (for the clean-up after a strata that was killed).
+   */
+  public static void remove(Layout layout, String name) throws IOException {
+    for (Path root : layout.v1().values()) {
+      killAndRemove(root.resolve(PARENT).resolve(name));
+    }
+    if (layout.v2() != null) {
+      killAndRemove(layout.v2().resolve(PARENT).resolve(name));
+    }
   }
 
   static String read(Path p) throws IOException {

@@ -92,9 +92,7 @@ public final class Containers {
       Mounts.unmount(rootfs, true);
     }
     if (cgroupName != null) {
-      try (Cgroup cg = Cgroups.create(Cgroups.detect(), cgroupName)) {
-        log.accept("removing " + cg.describe());
-      }
+      Cgroups.remove(Cgroups.detect(), cgroupName);
     }
   }
 

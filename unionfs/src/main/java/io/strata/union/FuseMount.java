@@ -170,10 +170,6 @@ public final class FuseMount implements AutoCloseable {
     loop.join();
   }
 
-  public boolean isAlive() {
-    return loop.isAlive();
-  }
-
   /** Unmounts and waits for the FUSE loop to end; safe to call twice. */
   @Override
   public void close() throws IOException {

@@ -45,12 +45,8 @@ final class Io {
   static final int O_ACCMODE = 3;
   static final int O_CREAT = 0100;
   static final int O_EXCL = 0200;
-  static final int O_NOCTTY = 0400;
   static final int O_TRUNC = 01000;
-  static final int O_APPEND = 02000;
-  static final int O_NOFOLLOW = 0400000;
   static final int O_CLOEXEC = 02000000;
-  static final int O_DIRECT = 040000;
   static final int SEEK_DATA = 3;
   static final int SEEK_HOLE = 4;
   static final int ENXIO = 6;
@@ -147,9 +143,5 @@ final class Io {
       }
       done += n;
     }
-  }
-
-  static String describe(int errno) {
-    return Posix.strerror(errno);
   }
 }

@@ -57,10 +57,6 @@ final class LowerTree {
         .build(this::load);
   }
 
-  int layerCount() {
-    return roots.size();
-  }
-
   /** The merged lower directory at {@code path} ("" is the root), or null if none. */
   Dir dir(String path) {
     return dirs.get(path); // an I/O failure while merging surfaces as UncheckedIOException

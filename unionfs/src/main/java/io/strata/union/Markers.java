@@ -38,14 +38,6 @@ final class Markers {
     return v != null && v.length >= 1 && v[0] == 'y';
   }
 
-  /** Whether a real directory holds a whiteout for {@code name}, in either form. */
-  static boolean hasWhiteout(Path dir, String name) throws IOException {
-    if (isWhiteoutDevice(Stat.lstat(dir.resolve(name)))) {
-      return true;
-    }
-    return Stat.lstat(dir.resolve(WH_PREFIX + name)) != null;
-  }
-
   /** Creates a whiteout for {@code name} in the real directory {@code dir}. */
   static void writeWhiteout(Path dir, String name, WhiteoutForm form) throws IOException {
     if (form == WhiteoutForm.DEVICE) {

@@ -93,19 +93,20 @@ public final class UnionView implements AutoCloseable {
   private final AtomicLong handles = new AtomicLong(1);
   private final AtomicLong tmpNames = new AtomicLong();
 
-  /** An open file: a descriptor on the real file, and whether its last name is gone. */
+  /**
+   * An open file: a descriptor on the real file and, once its last name is gone, the
+   * attributes it had (taken at unlink time, so opening costs no stat).
+   */
   static final class OpenFile {
     final int fd;
     final String path;
     final boolean writable;
-    volatile boolean unlinked;
-    final Attr lastAttr;
+    volatile Attr unlinked;
 
-    OpenFile(int fd, String path, boolean writable, Attr attr) {
+    OpenFile(int fd, String path, boolean writable) {
       this.fd = fd;
       this.path = path;
       this.writable = writable;
-      this.lastAttr = attr;
     }
   }
 
@@ -176,10 +177,6 @@ public final class UnionView implements AutoCloseable {
       Files.createDirectories(v.staging);
     }
     return v;
-  }
-
-  public boolean isReadOnly() {
-    return upper == null;
   }
 
   public List<Path> lowers() {
@@ -327,15 +324,12 @@ public final class UnionView implements AutoCloseable {
   /** Attributes of an open file: by path while it has one, else from its descriptor. */
   public Attr fgetattr(String path, long fh) throws FsException {
     OpenFile f = open.get(fh);
-    if (f != null && f.unlinked) {
-      return f.lastAttr.withNlink(0).withSize(fileSize(f));
+    Attr gone = f == null ? null : f.unlinked;
+    if (gone != null) {
+      long end = Io.LIBC.lseek(f.fd, 0, 2 /* SEEK_END */);
+      return gone.withNlink(0).withSize(end < 0 ? gone.size() : end);
     }
     return getattr(path != null ? path : f == null ? null : "/" + f.path);
-  }
-
-  private long fileSize(OpenFile f) {
-    long end = Io.LIBC.lseek(f.fd, 0, 2 /* SEEK_END */);
-    return end < 0 ? f.lastAttr.size() : end;
   }
 
   private Attr attrOf(Node n) throws FsException {
@@ -483,7 +477,7 @@ public final class UnionView implements AutoCloseable {
         if (n.upper() != null && n.lower() != null && isMetacopy(n.upper())) {
           real = n.lower().path(); // metadata was copied up, the data is still below
         }
-        return register(Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL), 0), n, false);
+        return register(Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL), 0), n.path(), false);
       } catch (IOException e) {
         throw FsException.from(e);
       } finally {
@@ -499,15 +493,15 @@ public final class UnionView implements AutoCloseable {
       }
       Path real = copyUp(n, true);
       int fd = Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL), 0);
-      return register(fd, resolveRel(n.path()), true);
+      return register(fd, n.path(), true);
     } finally {
       namespace.writeLock().unlock();
     }
   }
 
-  private long register(int fd, Node n, boolean writable) throws FsException {
+  private long register(int fd, String rel, boolean writable) {
     long fh = handles.getAndIncrement();
-    open.put(fh, new OpenFile(fd, n.path(), writable, attrOf(n)));
+    open.put(fh, new OpenFile(fd, rel, writable));
     return fh;
   }
 
@@ -646,7 +640,7 @@ public final class UnionView implements AutoCloseable {
       int fd = Io.open(target, (flags | Io.O_CREAT | Io.O_EXCL) & ~Io.O_TRUNC, 0600);
       try {
         finishNew(target, mode, uid, gid, false);
-        return register(fd, resolveRel(rel), (flags & Io.O_ACCMODE) != Io.O_RDONLY);
+        return register(fd, rel, (flags & Io.O_ACCMODE) != Io.O_RDONLY);
       } catch (FsException | RuntimeException e) {
         Io.close(fd);
         throw e;
@@ -673,11 +667,11 @@ public final class UnionView implements AutoCloseable {
   public void mkdir(String path, int mode, int uid, int gid) throws FsException {
     mutate(path, () -> {
       String rel = rel(path);
-      boolean hadWhiteout = whiteoutIn(rel);
-      Path target = prepareNew(rel);
+      NewName created = prepareNew(rel, false);
+      Path target = created.path();
       Posix.mkdir(target, 0700);
       finishNew(target, mode, uid, gid, false);
-      if (hadWhiteout) {
+      if (created.hadWhiteout()) {
         // Something of that name was deleted from a lower layer: keep it hidden.
         Markers.markOpaque(target, opts.whiteoutForm());
         upperOpaque.put(rel, true);
@@ -713,8 +707,10 @@ public final class UnionView implements AutoCloseable {
       if (n.isDir()) {
         throw FsException.of(Posix.EISDIR, path);
       }
+      List<OpenFile> orphaned = lastNameOpen(n);
+      Attr before = orphaned.isEmpty() ? null : attrOf(n);
       removeNode(n);
-      markUnlinked(n);
+      orphaned.forEach(f -> f.unlinked = before);
     });
   }
 
@@ -775,8 +771,8 @@ public final class UnionView implements AutoCloseable {
       }
       Path srcUpper = copyUp(src, true);
       boolean dstHadLowerDir = dst != null && dst.lowerDirVisible();
-      boolean dstWhiteout = dst == null && whiteoutIn(toRel);
-      Path target = prepareNew(toRel, dst != null);
+      NewName moved = prepareNew(toRel, dst != null);
+      Path target = moved.path();
       if (dst != null && dst.upper() != null && dst.isDir()) {
         clearMarkers(dst.upper());
       }
@@ -784,7 +780,7 @@ public final class UnionView implements AutoCloseable {
       if (src.lower() != null) {
         Markers.writeWhiteout(srcUpper.getParent(), name(src.path()), opts.whiteoutForm());
       }
-      if (src.isDir() && (dstHadLowerDir || dstWhiteout)) {
+      if (src.isDir() && (dstHadLowerDir || (dst == null && moved.hadWhiteout()))) {
         Markers.markOpaque(target, opts.whiteoutForm());
       }
       upperOpaque.invalidateAll();
@@ -891,25 +887,21 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
-  /** Whether the upper parent of {@code rel} holds a whiteout for its name. */
-  private boolean whiteoutIn(String rel) throws FsException {
-    try {
-      Path parent = upperDirOf(parentOf(rel), false);
-      return parent != null && Markers.hasWhiteout(parent, name(rel));
-    } catch (IOException e) {
-      throw FsException.from(e);
-    }
-  }
+  /**
+   * Where a new name goes in the upper layer, and whether a whiteout of that name was removed
+   * to make room (something of the name was deleted from a lower layer).
+   */
+  private record NewName(Path path, boolean hadWhiteout) {}
 
   private Path prepareNew(String rel) throws FsException {
-    return prepareNew(rel, false);
+    return prepareNew(rel, false).path();
   }
 
   /**
    * Checks that {@code rel} may be created (its parent is a directory, its name is legal and,
    * unless {@code replacing}, free), copies the parent up and removes a whiteout of the name.
    */
-  private Path prepareNew(String rel, boolean replacing) throws FsException {
+  private NewName prepareNew(String rel, boolean replacing) throws FsException {
     String name = name(rel);
     if (Markers.isWhiteoutName(name)) {
       throw new FsException(Posix.EINVAL, "names starting with .wh. are reserved for whiteouts");
@@ -930,8 +922,8 @@ public final class UnionView implements AutoCloseable {
     }
     try {
       Path dir = copyUp(parent, false);
-      Markers.removeWhiteout(dir, name);
-      return dir.resolve(name);
+      boolean hadWhiteout = Markers.removeWhiteout(dir, name);
+      return new NewName(dir.resolve(name), hadWhiteout);
     } catch (IOException e) {
       throw FsException.from(e);
     }
@@ -975,27 +967,18 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
-  private void markUnlinked(Node n) {
+  /** The open files that lose their last name when {@code n} is unlinked. */
+  private List<OpenFile> lastNameOpen(Node n) {
+    List<OpenFile> out = new ArrayList<>();
     if (n.upperAttr() != null && n.upperAttr().nlink() > 1) {
-      return;
+      return out;
     }
     for (OpenFile f : open.values()) {
       if (f.path.equals(n.path())) {
-        f.unlinked = true;
+        out.add(f);
       }
     }
-  }
-
-  /** The upper directory of a path, copying it up when {@code create}; null if absent. */
-  private Path upperDirOf(String rel, boolean create) throws FsException {
-    if (upper == null) {
-      return null;
-    }
-    Node n = resolveRel(rel);
-    if (n.upper() != null) {
-      return n.upper();
-    }
-    return create ? copyUp(n, false) : null;
+    return out;
   }
 
   private boolean isMetacopy(Path p) throws IOException {
