@@ -9,7 +9,14 @@
  *
  * Usage: strata-init --rootfs DIR --sync FIFO [--hostname H] [--net none|host] [--cwd DIR]
  *                    [--user UID:GID] [--init] [--read-only] [--volume SRC:DST[:ro]]...
- *                    [--userns HOSTUID:COUNT] -- CMD [ARG...]
+ *                    [--userns HOSTUID:COUNT] [--no-seccomp] [--no-mknod] -- CMD [ARG...]
+ *
+ * Every path it creates or mounts on inside the root (volume targets, the working directory,
+ * /proc, /dev, /sys) is resolved inside the root and never through a symlink out of it
+ * (openat2 with RESOLVE_IN_ROOT, or a walk that refuses symlinks where openat2 is missing);
+ * `..` is refused. /dev is a nodev tmpfs holding bind mounts of the host's standard nodes, so
+ * a node made with mknod cannot be opened there; the device allow-list itself is the JVM's
+ * (the devices cgroup). The system-call policy is security.h's table.
  *
  * With --userns, a user namespace maps container ids 0..COUNT-1 onto host ids HOSTUID..: the
  * monitor forks a child that unshares the user namespace, writes its uid and gid maps from
@@ -29,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -39,6 +47,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
+#include <sys/sendfile.h>
+#include "security.h"
 
 #define SETUP_FAILED 125
 #define EXEC_FAILED 127
@@ -46,7 +57,7 @@
 
 static const char *rootfs, *sync_fifo, *hostname = "strata", *net = "none", *cwd = "/";
 static const char *volumes[MAX_VOLUMES];
-static int nvolumes, use_init, read_only;
+static int nvolumes, use_init, read_only, seccomp_on = 1, keep_mknod = 1, init_fd = -1;
 static long userns_host = -1, userns_count;
 static uid_t uid;
 static gid_t gid;
@@ -68,37 +79,89 @@ static void xmount(const char *src, const char *dst, const char *type, unsigned 
   if (mount(src, dst, type, flags, data) < 0) die("mount %s on %s", type ? type : src, dst);
 }
 
-static void mkdirs(const char *path, mode_t mode) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p == '/') {
-      *p = 0;
-      mkdir(buf, mode);
-      *p = '/';
+/*
+ * Opens the directory PATH (as seen inside the container) below ROOTFD, creating what is
+ * missing when CREATE is set, without ever leaving the root: symlinks are followed as the
+ * container would see them (an absolute one or a `..` at the top stays in the root), and `..`
+ * in PATH itself is refused. Returns an O_PATH descriptor; dies with a message otherwise.
+ */
+static int open_in_root(int rootfd, const char *path, int create) {
+  char prefix[4096] = "";
+  size_t plen = 0;
+  int fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+  const char *p = path;
+  if (fd < 0) die("dup the root");
+  while (*p) {
+    while (*p == '/') p++;
+    if (!*p) break;
+    const char *end = strchrnul(p, '/');
+    size_t n = (size_t)(end - p);
+    char name[256];
+    if (n >= sizeof name || plen + n + 2 >= sizeof prefix) { errno = ENAMETOOLONG; die("%s", path); }
+    memcpy(name, p, n);
+    name[n] = 0;
+    p = end;
+    if (strcmp(name, ".") == 0) continue;
+    if (strcmp(name, "..") == 0) { errno = EINVAL; die("path %s: '..' is not allowed", path); }
+    if (plen) prefix[plen++] = '/';
+    memcpy(prefix + plen, name, n + 1);
+    plen += n;
+    for (int attempt = 0;; attempt++) {
+      struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                             .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+      int next = (int)syscall(SYS_openat2, rootfd, prefix, &how, sizeof how);
+      if (next < 0 && errno == ENOSYS) /* no openat2: refuse symlinks outright */
+        next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next >= 0) {
+        close(fd);
+        fd = next;
+        break;
+      }
+      if (errno != ENOENT || !create || attempt > 0) die("%s (at /%s)", path, prefix);
+      if (mkdirat(fd, name, 0755) < 0 && errno != EEXIST) die("create /%s", prefix);
     }
   }
-  mkdir(buf, mode);
+  return fd;
+}
+
+/* Where mount(2) reaches the directory behind an O_PATH descriptor. */
+static const char *fd_path(int fd) {
+  static char buf[64];
+  snprintf(buf, sizeof buf, "/proc/self/fd/%d", fd);
+  return buf;
+}
+
+/*
+ * The image's /proc, /dev or /sys must be a directory of its own (made if missing): a symlink
+ * there would carry the mount somewhere else and leave the container without its masks.
+ */
+static void check_special_dir(int rootfd, const char *name) {
+  struct stat st;
+  if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (errno != ENOENT) die("/%s", name);
+    if (mkdirat(rootfd, name, 0555) < 0) die("create /%s", name);
+    return;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "strata-init: the image's /%s is %s, not a directory; refusing to start\n",
+            name, S_ISLNK(st.st_mode) ? "a symlink" : "not a directory");
+    _exit(SETUP_FAILED);
+  }
 }
 
 static void make_dev(void) {
-  static const struct { const char *name; int major, minor; } nodes[] = {
-    {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9},
-    {"tty", 5, 0}};
-  xmount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+  static const char *nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+  /* nodev: a device node made in /dev cannot be opened; the standard ones are bind mounts of
+   * the host's nodes, which keep their own (device-permitting) mount. */
+  xmount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=755,size=65536k");
   for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
     char path[64], host[64];
-    snprintf(path, sizeof path, "dev/%s", nodes[i].name);
-    if (userns_host >= 0) { /* no mknod in a user namespace: bind the host's node */
-      int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
-      if (fd < 0) die("create %s", path);
-      close(fd);
-      snprintf(host, sizeof host, "/dev/%s", nodes[i].name);
-      xmount(host, path, NULL, MS_BIND, NULL);
-      continue;
-    }
-    if (mknod(path, S_IFCHR | 0666, makedev(nodes[i].major, nodes[i].minor)) < 0) die("mknod %s", path);
-    chmod(path, 0666);
+    snprintf(path, sizeof path, "dev/%s", nodes[i]);
+    int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+    if (fd < 0) die("create %s", path);
+    close(fd);
+    snprintf(host, sizeof host, "/dev/%s", nodes[i]);
+    xmount(host, path, NULL, MS_BIND, NULL);
   }
   mkdir("dev/pts", 0755);
   xmount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
@@ -149,6 +212,7 @@ static const int keep_caps[] = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FSETID, CAP_FOW
                                 CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL, CAP_AUDIT_WRITE};
 
 static int kept(int cap) {
+  if (cap == CAP_MKNOD && !keep_mknod) return 0;
   for (size_t i = 0; i < sizeof keep_caps / sizeof *keep_caps; i++)
     if (keep_caps[i] == cap) return 1;
   return 0;
@@ -161,11 +225,13 @@ static void drop_caps(void) {
     if (!kept(cap) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
       die("drop capability %d", cap);
   }
+  /* The inheritable set stays empty, as runc's since CVE-2022-24769: a file's inheritable
+   * capabilities must not grant what the container was not given. */
   for (size_t i = 0; i < sizeof keep_caps / sizeof *keep_caps; i++) {
     int c = keep_caps[i];
+    if (!kept(c)) continue;
     d[c / 32].effective |= 1u << (c % 32);
     d[c / 32].permitted |= 1u << (c % 32);
-    d[c / 32].inheritable |= 1u << (c % 32);
   }
   if (syscall(SYS_capset, &h, d) < 0) die("capset");
 }
@@ -206,14 +272,9 @@ static int run_init(char **argv) {
   }
 }
 
-static void container(char **argv) {
-  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
-  /* A mount of its own in this namespace, as pivot_root wants (in a user namespace the
-   * copied mounts are locked to their parents). */
-  xmount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL);
-  if (chdir(rootfs) < 0) die("chdir %s", rootfs);
+static void mount_volumes(int rootfd) {
   for (int i = 0; i < nvolumes; i++) {
-    char spec[4096], dst[4096];
+    char spec[4096];
     snprintf(spec, sizeof spec, "%s", volumes[i]);
     char *src = spec, *target = strchr(spec, ':');
     int ro = 0;
@@ -221,18 +282,44 @@ static void container(char **argv) {
     *target++ = 0;
     char *mode = strchr(target, ':');
     if (mode) { *mode++ = 0; ro = strcmp(mode, "ro") == 0; }
-    snprintf(dst, sizeof dst, ".%s", target);
-    mkdirs(dst, 0755);
-    xmount(src, dst, NULL, MS_BIND | MS_REC, NULL);
-    if (ro) xmount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+    int fd = open_in_root(rootfd, target, 1);
+    xmount(src, fd_path(fd), NULL, MS_BIND | MS_REC, NULL);
+    if (ro) xmount(NULL, fd_path(fd), NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+    close(fd);
   }
-  mkdir("proc", 0555);
+}
+
+/* Runs argv as PID 1's child from a sealed in-memory copy of this program (see main). */
+static void exec_init(char **argv) {
+  int n = 0;
+  while (argv[n]) n++;
+  char **args = calloc((size_t)n + 3, sizeof *args);
+  if (!args) die("calloc");
+  args[0] = "strata-init";
+  args[1] = "--as-init";
+  memcpy(args + 2, argv, (size_t)n * sizeof *args);
+  syscall(SYS_execveat, init_fd, "", args, environ, AT_EMPTY_PATH);
+  die("exec the init");
+}
+
+static void container(char **argv) {
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
+  /* A mount of its own in this namespace, as pivot_root wants (in a user namespace the
+   * copied mounts are locked to their parents). */
+  xmount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL);
+  if (chdir(rootfs) < 0) die("chdir %s", rootfs);
+  int rootfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) die("open %s", rootfs);
+  check_special_dir(rootfd, "proc");
+  check_special_dir(rootfd, "dev");
+  check_special_dir(rootfd, "sys");
   xmount("proc", "proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL);
-  mkdir("dev", 0755);
   make_dev();
-  mkdir("sys", 0555);
   if (mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL) < 0)
     xmount("/sys", "sys", NULL, MS_BIND | MS_REC | MS_RDONLY, NULL); /* host network: bind */
+  mount_volumes(rootfd);
+  close(open_in_root(rootfd, cwd, 1)); /* a missing working directory is made, as Docker does */
+  close(rootfd);
   if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root %s", rootfs);
   if (umount2(".", MNT_DETACH) < 0) die("detach the old root");
   if (chdir("/") < 0) die("chdir /");
@@ -246,13 +333,35 @@ static void container(char **argv) {
   if (setgid(gid) < 0) die("setgid %d", gid);
   if (setuid(uid) < 0) die("setuid %d", uid);
   if (chdir(cwd) < 0) die("chdir %s", cwd);
-  if (use_init) {
-    forward_signals();
-    _exit(run_init(argv));
-  }
+  if (seccomp_on && install_seccomp() < 0) die("install the seccomp filter");
+  if (use_init) exec_init(argv);
   execvp(argv[0], argv);
   fprintf(stderr, "strata-init: exec %s: %s\n", argv[0], strerror(errno));
   _exit(EXEC_FAILED);
+}
+
+/*
+ * A copy of this program in a sealed memfd, for --init: PID 1 then runs from it, so its
+ * /proc/1/exe names no host path and cannot be written through.
+ */
+static int sealed_copy_of_self(void) {
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+  int fd = memfd_create("strata-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  if (fd < 0 && errno == EINVAL) fd = memfd_create("strata-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) die("memfd_create");
+  int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (self < 0 || fstat(self, &st) < 0) die("open /proc/self/exe");
+  for (off_t off = 0; off < st.st_size;) {
+    ssize_t n = sendfile(fd, self, &off, (size_t)(st.st_size - off));
+    if (n <= 0) die("copy /proc/self/exe");
+  }
+  close(self);
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0)
+    die("seal the init copy");
+  return fd;
 }
 
 int main(int argc, char **argv) {
@@ -261,7 +370,13 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--") == 0) { i++; break; }
+    if (strcmp(a, "--as-init") == 0) { /* PID 1 of --init, exec'd from the sealed copy */
+      forward_signals();
+      return run_init(argv + i + 1);
+    }
     if (strcmp(a, "--init") == 0) { use_init = 1; continue; }
+    if (strcmp(a, "--no-seccomp") == 0) { seccomp_on = 0; continue; }
+    if (strcmp(a, "--no-mknod") == 0) { keep_mknod = 0; continue; }
     if (strcmp(a, "--read-only") == 0) { read_only = 1; continue; }
     if (!v) { fprintf(stderr, "strata-init: %s needs a value\n", a); return SETUP_FAILED; }
     i++;
@@ -294,6 +409,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "strata-init: --net must be none or host\n");
     return SETUP_FAILED;
   }
+  if (use_init) init_fd = sealed_copy_of_self();
   if (sync_fifo) { /* wait until the JVM has put this process in its cgroup */
     int fd = open(sync_fifo, O_RDONLY | O_CLOEXEC);
     char go;

@@ -72,6 +72,10 @@ public final class RunCommand implements Callable<Integer> {
           + "(default ${DEFAULT-VALUE}).")
   String usernsMap;
 
+  @Option(names = "--security-opt", paramLabel = "OPT",
+      description = "seccomp=unconfined turns the default system-call filter off.")
+  List<String> securityOpts = new ArrayList<>();
+
   @Parameters(index = "0", paramLabel = "IMAGE", description = "NAME[:TAG] or image id.")
   String image;
 
@@ -96,15 +100,23 @@ public final class RunCommand implements Callable<Integer> {
     }
     long quota = -1;
     if (cpus != null) {
-      if (cpus <= 0 || cpus > Runtime.getRuntime().availableProcessors() * 4) {
-        throw new IllegalArgumentException("--cpus " + cpus + ": expected a positive number");
+      int n = Runtime.getRuntime().availableProcessors();
+      if (cpus.isNaN() || cpus < 0.01 || cpus > n) {
+        throw new IllegalArgumentException("--cpus " + cpus + ": expected 0.01 to " + n);
       }
       quota = Math.round(cpus * 100_000);
     }
-    if (pids != null && pids <= 0) {
-      throw new IllegalArgumentException("--pids-limit must be positive");
+    boolean seccomp = true;
+    for (String o : securityOpts) {
+      if (o.equals("seccomp=unconfined")) {
+        seccomp = false;
+      } else {
+        throw new IllegalArgumentException("--security-opt " + io.strata.layers.Text.clip(o)
+            + ": only seccomp=unconfined is supported");
+      }
     }
     Limits limits = new Limits(mem, swap, quota, 100_000, pids == null ? -1 : pids);
+    limits.check();
     ContainerRunner runner = new ContainerRunner(store.open(), io.strata.layers.cli.Output::note);
     ContainerRunner.UserNamespace ns = null;
     if (userns) {
@@ -119,6 +131,6 @@ public final class RunCommand implements Callable<Integer> {
       }
     }
     return runner.run(new ContainerRunner.Spec(name, image, command, env, workdir, user,
-        hostname, network, volumes, readOnly, init, rm, limits, ns));
+        hostname, network, volumes, readOnly, init, rm, limits, ns, seccomp));
   }
 }

@@ -9,6 +9,9 @@ public interface Cgroup extends AutoCloseable {
 
   void apply(Limits limits) throws IOException;
 
+  /** Whether the kernel enforces {@link DevicePolicy} on this cgroup. */
+  boolean restrictsDevices();
+
   /** Moves a process (and so its future children) into this cgroup. */
   void add(long pid) throws IOException;
 

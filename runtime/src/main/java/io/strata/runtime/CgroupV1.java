@@ -21,12 +21,28 @@ final class CgroupV1 implements Cgroup {
       Files.createDirectories(d);
       dirs.put(c, d);
     }
+    Path devices = roots.get(Cgroups.DEVICES);
+    if (devices != null) {
+      Path d = devices.resolve(Cgroups.PARENT).resolve(name);
+      Files.createDirectories(d);
+      dirs.put(Cgroups.DEVICES, d);
+      // Deny everything, then allow the policy's list: written before any process joins.
+      Cgroups.write(d.resolve("devices.deny"), "a");
+      for (DevicePolicy.Rule r : DevicePolicy.ALLOWED) {
+        Cgroups.write(d.resolve("devices.allow"), r.line());
+      }
+    }
     return new CgroupV1(dirs);
   }
 
   @Override
   public String describe() {
     return "cgroup v1 " + dirs.values();
+  }
+
+  @Override
+  public boolean restrictsDevices() {
+    return dirs.containsKey(Cgroups.DEVICES);
   }
 
   @Override

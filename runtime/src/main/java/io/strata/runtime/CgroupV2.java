@@ -42,6 +42,12 @@ final class CgroupV2 implements Cgroup {
     return "cgroup v2 " + dir;
   }
 
+  /** A v2 device policy is a BPF program, which strata does not load (yet). */
+  @Override
+  public boolean restrictsDevices() {
+    return false;
+  }
+
   @Override
   public void apply(Limits l) throws IOException {
     if (l.memory() > 0) {

@@ -18,6 +18,8 @@ import java.util.Map;
  */
 public final class Cgroups {
   static final List<String> CONTROLLERS = List.of("memory", "cpu", "pids");
+  /** Not needed to run, but used where present: it enforces {@link DevicePolicy}. */
+  static final String DEVICES = "devices";
   static final String PARENT = "strata";
 
   private Cgroups() {}
@@ -40,7 +42,7 @@ public final class Cgroups {
         v2 = mp;
       } else if (tail[0].equals("cgroup") && tail.length > 2) {
         for (String opt : tail[2].split(",")) {
-          if (CONTROLLERS.contains(opt)) {
+          if (CONTROLLERS.contains(opt) || opt.equals(DEVICES)) {
             v1.put(opt, mp);
           }
         }

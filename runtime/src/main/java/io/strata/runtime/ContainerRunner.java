@@ -1,15 +1,16 @@
 package io.strata.runtime;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.strata.layers.BadInputException;
 import io.strata.layers.Digest;
 import io.strata.layers.ImageRecord;
 import io.strata.layers.Json;
 import io.strata.layers.LayerStore;
 import io.strata.layers.Posix;
+import io.strata.layers.Text;
 import io.strata.union.FuseMount;
 import io.strata.union.UnionView;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -19,7 +20,6 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Consumer;
 
 /**
@@ -33,7 +33,8 @@ public final class ContainerRunner {
   /** What to run, as the command line gave it; nulls take the image config's defaults. */
   public record Spec(String name, String image, List<String> command, List<String> env,
       String workdir, String user, String hostname, String network, List<String> volumes,
-      boolean readOnly, boolean init, boolean remove, Limits limits, UserNamespace userns) {}
+      boolean readOnly, boolean init, boolean remove, Limits limits, UserNamespace userns,
+      boolean seccomp) {}
 
   /**
    * Container ids 0..count-1 appear on the host as hostId..: the helper makes the user
@@ -43,6 +44,14 @@ public final class ContainerRunner {
   public record UserNamespace(long hostId, long count) {
     public static final UserNamespace DEFAULT = new UserNamespace(100_000, 65_536);
   }
+
+  /** How long a container has to end after strata passed a signal on, as `docker stop`'s. */
+  static final Duration STOP_GRACE = Duration.ofSeconds(10);
+  /** The largest uid or gid: (uid_t) -1 means "unchanged" to the kernel. */
+  static final long MAX_ID = 0xffff_fffeL;
+  private static final int SIGINT = 2;
+  private static final int SIGTERM = 15;
+  private static final int SIGHUP = 1;
 
   private final LayerStore store;
   private final Containers containers;
@@ -58,12 +67,16 @@ public final class ContainerRunner {
     return containers;
   }
 
-  /** Runs the container to its end and returns its exit code (128+N for signal N). */
-  public int run(Spec spec) throws Exception {
-    containers.list(); // reaps what a killed strata left behind
-    ImageRecord image = store.resolve(spec.image());
-    JsonNode config = Json.MAPPER.readTree(store.config(image)).path("config");
-    List<String> argv = command(spec, config);
+  /** Everything a start needs, checked and resolved before anything is created. */
+  private record Plan(String name, ImageRecord image, List<String> argv, Map<String, String> env,
+      List<String> helperArgs) {}
+
+  /**
+   * Checks every option and resolves the image, creating nothing: a bad option is an
+   * IllegalArgumentException (exit 2), an image whose config cannot be used a BadInputException
+   * (exit 4).
+   */
+  private Plan plan(Spec spec) throws IOException {
     String name = spec.name() != null ? spec.name()
         : "strata-" + Digest.of((System.nanoTime() + "" + ProcessHandle.current().pid())
             .getBytes()).shortHex().substring(0, 8);
@@ -71,11 +84,69 @@ public final class ContainerRunner {
       throw new IllegalArgumentException("bad container name '" + name
           + "': letters, digits, '_', '.', '-', at most 64");
     }
-    Path dir = containers.dirOf(name);
-    if (Files.exists(dir.resolve("state.json"))) {
-      throw new IllegalArgumentException("container name " + name + " is in use (`strata rm "
-          + name + "` removes a stopped one)");
+    String hostname = spec.hostname() != null ? spec.hostname() : name;
+    if (hostname.isEmpty() || hostname.length() > 64 || !hostname.matches("[\\x21-\\x7e]+")) {
+      throw new IllegalArgumentException("--hostname '" + hostname + "': 1 to 64 printable"
+          + " characters without spaces");
     }
+    List<String> helper = new ArrayList<>(List.of("--hostname", hostname,
+        "--net", spec.network() != null ? spec.network() : "none"));
+    if (spec.workdir() != null) {
+      helper.addAll(List.of("--cwd", containerPath(spec.workdir(), "-w/--workdir")));
+    }
+    if (spec.user() != null) {
+      helper.addAll(List.of("--user", user(spec.user(), "--user")));
+    }
+    for (String v : spec.volumes()) {
+      helper.addAll(List.of("--volume", volume(v)));
+    }
+    Map<String, String> env = new LinkedHashMap<>();
+    env.put("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for (String e : spec.env()) {
+      put(env, e, "-e/--env");
+    }
+    spec.limits().check();
+
+    ImageRecord image = store.resolve(spec.image());
+    JsonNode config = Json.MAPPER.readTree(store.config(image)).path("config");
+    List<String> argv = command(spec, config);
+    Map<String, String> all = new LinkedHashMap<>(Map.of("PATH", env.get("PATH")));
+    try {
+      config.path("Env").forEach(n -> put(all, n.asText(), "the image's Env"));
+      if (spec.workdir() == null && !config.path("WorkingDir").asText("").isEmpty()) {
+        // A relative WorkingDir in a config is taken from the root, as Docker does.
+        String wd = config.path("WorkingDir").asText();
+        helper.addAll(List.of("--cwd", containerPath(wd.startsWith("/") ? wd : "/" + wd,
+            "the image's WorkingDir")));
+      }
+      if (spec.user() == null && !config.path("User").asText("").isEmpty()) {
+        helper.addAll(List.of("--user", user(config.path("User").asText(), "the image's User")));
+      }
+    } catch (IllegalArgumentException e) {
+      throw new BadInputException("image " + spec.image() + ": " + e.getMessage());
+    }
+    all.putAll(env);
+    all.put("HOSTNAME", hostname); // as `hostname` says inside
+    if (spec.init()) {
+      helper.add("--init");
+    }
+    if (spec.userns() != null) {
+      helper.addAll(List.of("--userns", spec.userns().hostId() + ":" + spec.userns().count()));
+    }
+    if (spec.readOnly()) {
+      helper.add("--read-only");
+    }
+    if (!spec.seccomp()) {
+      helper.add("--no-seccomp");
+    }
+    return new Plan(name, image, argv, all, helper);
+  }
+
+  /** Runs the container to its end and returns its exit code (128+N for signal N). */
+  public int run(Spec spec) throws Exception {
+    containers.list(); // reaps what a killed strata left behind
+    Plan plan = plan(spec);
+    String name = plan.name();
     if (spec.userns() != null) {
       for (Path p = store.root(); p != null; p = p.getParent()) {
         if ((((Integer) Files.getAttribute(p, "unix:mode")) & 01) == 0) {
@@ -85,114 +156,192 @@ public final class ContainerRunner {
         }
       }
     }
-    Path upper = Files.createDirectories(dir.resolve("upper"));
-    Path work = Files.createDirectories(dir.resolve("work"));
-    Path rootfs = Files.createDirectories(dir.resolve("rootfs"));
     String cgName = "ctr-" + name;
-    ContainerState state = new ContainerState(name, spec.image(), argv, ContainerState.CREATED,
-        null, null, ProcessHandle.current().pid(), -1, Instant.now().toString(), null, cgName,
-        null);
-    containers.write(state);
-    store.pin(cgName, image.diffIds());
+    ContainerState created = new ContainerState(name, spec.image(), plan.argv(),
+        ContainerState.CREATED, null, null, ProcessHandle.current().pid(), -1,
+        Instant.now().toString(), null, cgName, null);
+    containers.create(created); // the name is taken, with its state, in one rename
+    Run run = new Run(name, cgName, spec.remove(), spec.limits());
+    Thread hook = new Thread(() -> run.finish(143, "strata was terminated"), "strata-run-cleanup");
+    Runtime.getRuntime().addShutdownHook(hook);
+    try {
+      return run.start(spec, plan, created);
+    } finally {
+      removeHook(hook);
+    }
+  }
 
-    AtomicBoolean cleaned = new AtomicBoolean();
-    FuseMount[] mount = new FuseMount[1];
-    Cgroup[] cgroup = new Cgroup[1];
-    Process[] helper = new Process[1];
-    Runnable cleanup = () -> {
-      if (!cleaned.compareAndSet(false, true)) {
+  /**
+   * One container's resources from creation to removal. {@link #finish} releases them all,
+   * once, whoever calls it first: the run itself, a failed start, or the shutdown hook. Its
+   * monitor lock guards the resources; the run's own thread never holds it while it waits.
+   */
+  private final class Run {
+    private final String name;
+    private final String cgName;
+    private final boolean remove;
+    private final Limits limits;
+    private FuseMount mount;
+    private Cgroup cgroup;
+    private Process helper;
+    private Integer finalCode;
+    /** The first signal strata passed on; what the container is said to have died of if it has to be killed. */
+    private volatile int forwarded;
+
+    Run(String name, String cgName, boolean remove, Limits limits) {
+      this.name = name;
+      this.cgName = cgName;
+      this.remove = remove;
+      this.limits = limits;
+    }
+
+    int start(Spec spec, Plan plan, ContainerState created) throws Exception {
+      Path dir = containers.dirOf(name);
+      Process started;
+      try {
+        synchronized (this) {
+          if (finalCode != null) {
+            return finalCode; // terminated while being created
+          }
+          store.pin(cgName, plan.image().diffIds());
+          Path upper = Files.createDirectories(dir.resolve("upper"));
+          Path work = Files.createDirectories(dir.resolve("work"));
+          Path rootfs = Files.createDirectories(dir.resolve("rootfs"));
+          List<Path> lowers = new ArrayList<>();
+          for (int i = plan.image().diffIds().size() - 1; i >= 0; i--) {
+            lowers.add(store.layerTree(plan.image().diffIds().get(i)));
+          }
+          UnionView.Options opts = UnionView.Options.defaults();
+          if (spec.userns() != null) {
+            String m = spec.userns().hostId() + ":0:" + spec.userns().count();
+            opts = new UnionView.Options(opts.whiteoutForm(), opts.metacopy(), opts.xattrs(),
+                opts.fsync(), io.strata.union.IdMap.parse(m, "uid map"),
+                io.strata.union.IdMap.parse(m, "gid map"), false, opts.cacheEntries());
+          }
+          UnionView view = UnionView.open(lowers, upper, work, opts);
+          mount = FuseMount.mount(view, rootfs, FuseMount.Settings.defaults("strata:" + name),
+              log, Duration.ofSeconds(30));
+          cgroup = Cgroups.create(Cgroups.detect(), cgName);
+          cgroup.apply(spec.limits());
+          Path fifo = dir.resolve("sync");
+          Files.deleteIfExists(fifo);
+          Posix.mknod(fifo, Posix.S_IFIFO | 0600, 0, 0);
+          List<String> cmd = new ArrayList<>(List.of(helperPath().toString(), "--rootfs",
+              rootfs.toString(), "--sync", fifo.toString()));
+          cmd.addAll(plan.helperArgs());
+          if (!cgroup.restrictsDevices()) {
+            cmd.add("--no-mknod"); // no device cgroup: no device nodes at all
+          }
+          cmd.add("--");
+          cmd.addAll(plan.argv());
+          ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO();
+          pb.environment().clear();
+          pb.environment().putAll(plan.env());
+          helper = pb.start();
+          started = helper;
+          cgroup.add(helper.pid()); // before the helper does anything: it waits on the FIFO
+          Native.release(fifo, helper, Duration.ofSeconds(30));
+          containers.write(created.withRunning(helper.pid(), cgName));
+        }
+      } catch (Exception e) {
+        finish(125, "start failed: " + e.getMessage());
+        throw e;
+      }
+      List<Object> saved = Signals.forward(List.of(SIGINT, SIGTERM, SIGHUP), this::forward);
+      int code;
+      try {
+        code = started.waitFor();
+      } finally {
+        Signals.restore(saved);
+      }
+      String reason = null;
+      if (forwarded != 0 && code == 137) {
+        code = 128 + forwarded; // it had to be killed after the signal strata was sent
+        reason = "stopped by signal " + forwarded + " to strata";
+      }
+      if (code == 125 && reason == null) {
+        reason = "the container could not start (see the message above)";
+      }
+      return finish(code, reason);
+    }
+
+    /** Passes a signal sent to strata on to the container; kills it if it has not ended in time. */
+    private void forward(int signal) {
+      Process h = helper;
+      boolean first = forwarded == 0;
+      if (first) {
+        forwarded = signal;
+      }
+      if (h == null || !h.isAlive()) {
         return;
       }
+      if (!first) {
+        h.destroyForcibly(); // asked twice: no more waiting
+        return;
+      }
+      Native.kill(h.pid(), signal);
+      Thread t = new Thread(() -> {
+        try {
+          if (!h.waitFor(STOP_GRACE.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS)) {
+            log.accept(name + " did not end within " + STOP_GRACE.toSeconds()
+                + " s of signal " + signal + "; killing it");
+            h.destroyForcibly();
+          }
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }, "strata-stop-" + name);
+      t.setDaemon(true);
+      t.start();
+    }
+
+    /** Releases everything, then removes the container or records how it ended; once. */
+    synchronized int finish(int code, String reason) {
+      if (finalCode != null) {
+        return finalCode;
+      }
+      finalCode = code;
       try {
-        if (helper[0] != null && helper[0].isAlive()) {
-          helper[0].destroy();
-          if (!helper[0].waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
-            helper[0].destroyForcibly();
+        if (helper != null && helper.isAlive()) {
+          helper.destroy();
+          if (!helper.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
+            helper.destroyForcibly();
           }
         }
-        if (cgroup[0] != null) {
-          cgroup[0].close();
+        if (cgroup != null) {
+          ContainerState.Usage usage = new ContainerState.Usage(cgroup.oomKills(),
+              cgroup.throttledPeriods(), cgroup.pidsLimitHits());
+          if (code == 137 && usage.oomKills() > 0 && reason == null) {
+            reason = "out of memory: limit " + (limits.memory() >> 20) + " MiB";
+            log.accept(name + " was killed: " + reason);
+          }
+          containers.write(containers.read(name).withUsage(usage));
+          cgroup.close();
         }
-        if (mount[0] != null) {
-          mount[0].close();
+        if (mount != null) {
+          mount.close();
         }
       } catch (Exception e) {
         log.accept("clean-up of " + name + ": " + e.getMessage());
       } finally {
         store.unpin(cgName);
       }
-    };
-    Thread hook = new Thread(() -> {
-      cleanup.run();
-      markExited(name, 143, "strata was terminated");
-    }, "strata-run-cleanup");
-    Runtime.getRuntime().addShutdownHook(hook);
-    int code;
-    String reason = null;
-    try {
-      List<Path> lowers = new ArrayList<>();
-      for (int i = image.diffIds().size() - 1; i >= 0; i--) {
-        lowers.add(store.layerTree(image.diffIds().get(i)));
+      try {
+        if (remove) {
+          io.strata.layers.Trees.deleteRecursively(containers.dirOf(name));
+        } else {
+          markExited(name, code, reason);
+        }
+      } catch (IOException e) {
+        log.accept("cannot remove container " + name + ": " + e.getMessage());
       }
-      UnionView.Options opts = UnionView.Options.defaults();
-      if (spec.userns() != null) {
-        String m = spec.userns().hostId() + ":0:" + spec.userns().count();
-        opts = new UnionView.Options(opts.whiteoutForm(), opts.metacopy(), opts.xattrs(),
-            opts.fsync(), io.strata.union.IdMap.parse(m, "uid map"),
-            io.strata.union.IdMap.parse(m, "gid map"), false, opts.cacheEntries());
-      }
-      UnionView view = UnionView.open(lowers, upper, work, opts);
-      mount[0] = FuseMount.mount(view, rootfs, FuseMount.Settings.defaults("strata:" + name),
-          log, Duration.ofSeconds(30));
-      cgroup[0] = Cgroups.create(Cgroups.detect(), cgName);
-      cgroup[0].apply(spec.limits());
-      Path fifo = dir.resolve("sync");
-      Files.deleteIfExists(fifo);
-      Posix.mknod(fifo, Posix.S_IFIFO | 0600, 0, 0);
-
-      ProcessBuilder pb = new ProcessBuilder(helperCommand(spec, config, rootfs, fifo, name, argv))
-          .inheritIO();
-      pb.environment().clear();
-      pb.environment().putAll(environment(spec, config));
-      helper[0] = pb.start();
-      cgroup[0].add(helper[0].pid()); // before the helper does anything: it waits on the FIFO
-      try (OutputStream go = Files.newOutputStream(fifo)) {
-        go.write('g');
-      }
-      containers.write(state.withRunning(helper[0].pid(), cgName));
-      code = helper[0].waitFor();
-      ContainerState.Usage usage = new ContainerState.Usage(cgroup[0].oomKills(),
-          cgroup[0].throttledPeriods(), cgroup[0].pidsLimitHits());
-      containers.write(containers.read(name).withUsage(usage));
-      if (code == 137 && usage.oomKills() > 0) {
-        reason = "out of memory: limit " + (spec.limits().memory() >> 20) + " MiB";
-        log.accept(name + " was killed: " + reason);
-      } else if (code == 125) {
-        reason = "the container could not start (see the message above)";
-      }
-    } catch (Exception e) {
-      cleanup.run();
-      markExited(name, 125, "start failed: " + e.getMessage());
-      removeHook(hook);
-      throw e;
+      return code;
     }
-    cleanup.run();
-    removeHook(hook);
-    if (spec.remove()) {
-      io.strata.layers.Trees.deleteRecursively(dir);
-    } else {
-      markExited(name, code, reason);
-    }
-    return code;
   }
 
-  private void markExited(String name, int code, String reason) {
-    try {
-      ContainerState s = containers.read(name);
-      containers.write(s.withExit(code, reason, Instant.now().toString()));
-    } catch (Exception e) {
-      log.accept("cannot record the end of " + name + ": " + e.getMessage());
-    }
+  private void markExited(String name, int code, String reason) throws IOException {
+    ContainerState s = containers.read(name);
+    containers.write(s.withExit(code, reason, Instant.now().toString()));
   }
 
   private static void removeHook(Thread hook) {
@@ -219,68 +368,65 @@ public final class ContainerRunner {
     return argv;
   }
 
-  static Map<String, String> environment(Spec spec, JsonNode config) {
-    Map<String, String> env = new LinkedHashMap<>();
-    env.put("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    config.path("Env").forEach(n -> put(env, n.asText()));
-    env.put("HOSTNAME", spec.hostname() != null ? spec.hostname() : "strata");
-    if (spec.env() != null) {
-      spec.env().forEach(e -> put(env, e));
-    }
-    return env;
-  }
-
-  private static void put(Map<String, String> env, String kv) {
+  private static void put(Map<String, String> env, String kv, String what) {
     int eq = kv.indexOf('=');
     if (eq <= 0) {
-      throw new IllegalArgumentException("environment entry '" + kv + "' is not KEY=VALUE");
+      throw new IllegalArgumentException(what + " entry '" + Text.clip(kv) + "' is not KEY=VALUE");
     }
     env.put(kv.substring(0, eq), kv.substring(eq + 1));
   }
 
-  private List<String> helperCommand(Spec spec, JsonNode config, Path rootfs, Path fifo,
-      String name, List<String> argv) throws IOException {
-    List<String> cmd = new ArrayList<>(List.of(helperPath().toString(), "--rootfs",
-        rootfs.toString(), "--sync", fifo.toString(),
-        "--hostname", spec.hostname() != null ? spec.hostname() : name,
-        "--net", spec.network() != null ? spec.network() : "none"));
-    String workdir = spec.workdir() != null ? spec.workdir()
-        : config.path("WorkingDir").asText("");
-    if (!workdir.isEmpty()) {
-      cmd.addAll(List.of("--cwd", workdir));
+  /** A numeric UID[:GID], each below 2^32-1; names would need the image's /etc/passwd. */
+  static String user(String user, String what) {
+    java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\d{1,10})(?::(\\d{1,10}))?")
+        .matcher(user);
+    if (!m.matches() || Long.parseLong(m.group(1)) > MAX_ID
+        || (m.group(2) != null && Long.parseLong(m.group(2)) > MAX_ID)) {
+      throw new IllegalArgumentException(what + " '" + Text.clip(user) + "': expected a numeric"
+          + " UID[:GID], each from 0 to " + MAX_ID + " (user names are not supported yet)");
     }
-    String user = spec.user() != null ? spec.user() : config.path("User").asText("");
-    if (!user.isEmpty()) {
-      if (!user.matches("\\d+(:\\d+)?")) {
-        throw new IllegalArgumentException("user '" + user + "': only numeric UID[:GID] is"
-            + " supported (names would need the image's /etc/passwd)");
+    return m.group(2) == null ? m.group(1) + ":" + m.group(1) : user;
+  }
+
+  /** An absolute path inside the container without '..', such as a working directory. */
+  static String containerPath(String path, String what) {
+    if (!path.startsWith("/")) {
+      throw new IllegalArgumentException(what + " '" + Text.clip(path)
+          + "': must be an absolute path inside the container");
+    }
+    if (path.length() > 4095 || path.indexOf('\0') >= 0) {
+      throw new IllegalArgumentException(what + " '" + Text.clip(path) + "': not a usable path");
+    }
+    for (String c : path.split("/")) {
+      if (c.equals("..")) {
+        throw new IllegalArgumentException(what + " '" + Text.clip(path)
+            + "': '..' is not allowed");
       }
-      cmd.addAll(List.of("--user", user));
-    }
-    if (spec.init()) {
-      cmd.add("--init");
-    }
-    if (spec.userns() != null) {
-      cmd.addAll(List.of("--userns", spec.userns().hostId() + ":" + spec.userns().count()));
-    }
-    if (spec.readOnly()) {
-      cmd.add("--read-only");
-    }
-    for (String v : spec.volumes()) {
-      String[] p = v.split(":");
-      if (p.length < 2 || p.length > 3 || !p[1].startsWith("/")
-          || (p.length == 3 && !p[2].equals("ro") && !p[2].equals("rw"))) {
-        throw new IllegalArgumentException("volume '" + v + "': expected HOSTDIR:/DIR[:ro]");
+      if (c.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 255) {
+        throw new IllegalArgumentException(what + ": a name longer than 255 bytes");
       }
-      if (!Files.isDirectory(Path.of(p[0]))) {
-        throw new IllegalArgumentException("volume '" + v + "': " + p[0] + " is not a directory");
-      }
-      cmd.addAll(List.of("--volume", Path.of(p[0]).toAbsolutePath() + ":" + p[1]
-          + (p.length == 3 ? ":" + p[2] : "")));
     }
-    cmd.add("--");
-    cmd.addAll(argv);
-    return cmd;
+    return path;
+  }
+
+  /** HOSTDIR:DIR[:ro|rw], checked; returns it with HOSTDIR made absolute. */
+  static String volume(String v) {
+    String[] p = v.split(":", -1);
+    if (p.length < 2 || p.length > 3 || p[0].isEmpty()
+        || (p.length == 3 && !p[2].equals("ro") && !p[2].equals("rw"))) {
+      throw new IllegalArgumentException("volume '" + Text.clip(v) + "': expected HOSTDIR:/DIR[:ro]");
+    }
+    String target = containerPath(p[1], "volume target");
+    String norm = target.replaceAll("/+", "/").replaceAll("(/\\.)+(/|$)", "/");
+    if (norm.equals("/") || norm.equals("/proc") || norm.startsWith("/proc/")) {
+      throw new IllegalArgumentException("volume '" + Text.clip(v) + "': cannot mount on "
+          + target);
+    }
+    if (!Files.isDirectory(Path.of(p[0]))) {
+      throw new IllegalArgumentException("volume '" + Text.clip(v) + "': " + p[0]
+          + " is not a directory");
+    }
+    return Path.of(p[0]).toAbsolutePath() + ":" + target + (p.length == 3 ? ":" + p[2] : "");
   }
 
   /** The helper compiled by the build, next to the jar (or the classes directory). */

@@ -48,6 +48,29 @@ public final class Containers {
     Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
   }
 
+  /**
+   * Takes a name: the container's directory appears with its state in it, by one rename, so
+   * that no directory of a container is ever without its state.
+   */
+  public void create(ContainerState s) throws IOException {
+    Files.createDirectories(dir);
+    Path target = dirOf(s.name());
+    if (Files.exists(target)) {
+      throw new IllegalArgumentException("container name " + s.name() + " is in use (`strata rm "
+          + s.name() + "` removes a stopped one)");
+    }
+    Path tmp = dir.resolve(".new-" + s.name() + "-" + ProcessHandle.current().pid());
+    Trees.deleteRecursively(tmp);
+    Files.createDirectory(tmp);
+    JSON.writeValue(tmp.resolve("state.json").toFile(), s);
+    try {
+      Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+    } catch (IOException lost) { // another start took the name in the meantime
+      Trees.deleteRecursively(tmp);
+      throw new IllegalArgumentException("container name " + s.name() + " is in use");
+    }
+  }
+
   /** Every container, after cleaning up those whose strata died while they ran. */
   public List<ContainerState> list() throws IOException {
     List<ContainerState> out = new ArrayList<>();
@@ -56,6 +79,14 @@ public final class Containers {
     }
     try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
       for (Path p : ds) {
+        String f = p.getFileName().toString();
+        if (f.startsWith(".new-")) { // a start that was killed before it took its name
+          long pid = Long.parseLong(f.substring(f.lastIndexOf('-') + 1));
+          if (!ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) {
+            Trees.deleteRecursively(p);
+          }
+          continue;
+        }
         if (Files.exists(p.resolve("state.json"))) {
           out.add(reap(read(p.getFileName().toString())));
         }
@@ -98,6 +129,12 @@ public final class Containers {
 
   /** Removes a stopped container: its state and its upper layer. */
   public void remove(String name) throws IOException {
+    if (Files.isDirectory(dirOf(name)) && !Files.exists(dirOf(name).resolve("state.json"))) {
+      log.accept("removing " + dirOf(name) + ", which has no state (left by an older strata)");
+      cleanupResources(name, "ctr-" + name);
+      Trees.deleteRecursively(dirOf(name));
+      return;
+    }
     ContainerState s = reap(read(name));
     if (ContainerState.RUNNING.equals(s.status())) {
       throw new IllegalStateException("container " + name + " is running; `strata kill "

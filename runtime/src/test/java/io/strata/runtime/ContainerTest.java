@@ -32,20 +32,7 @@ class ContainerTest {
   static void buildImage() throws Exception {
     // JUnit makes temporary directories 0700; a user-namespaced root must traverse them.
     io.strata.layers.Posix.chmod(shared, 0755);
-    Path rootfs = Files.createDirectories(shared.resolve("rootfs/bin"));
-    Files.copy(Path.of("/bin/busybox"), rootfs.resolve("busybox"));
-    Files.createDirectories(shared.resolve("rootfs/etc"));
-    Files.createDirectories(shared.resolve("rootfs/root"));
-    Files.writeString(shared.resolve("rootfs/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
-    Process list = new ProcessBuilder("/bin/busybox", "--list").start();
-    for (String applet : new String(list.getInputStream().readAllBytes()).split("\n")) {
-      if (!applet.isBlank() && !applet.equals("busybox")) {
-        Files.createSymbolicLink(rootfs.resolve(applet.trim()), Path.of("busybox"));
-      }
-    }
-    Path tar = shared.resolve("busybox.tar");
-    assertThat(new ProcessBuilder("tar", "-C", shared.resolve("rootfs").toString(), "-cf",
-        tar.toString(), ".").inheritIO().start().waitFor()).isZero();
+    Path tar = TestImages.tar(TestImages.busyboxRoot(shared), shared.resolve("busybox.tar"));
     store = LayerStore.open(shared.resolve("store"), System.err::println);
     busybox = store.importImage(tar, "busybox:test", null, Progress.NONE);
   }
@@ -66,7 +53,7 @@ class ContainerTest {
   ContainerRunner.Spec spec(String name, String script, Limits limits, boolean init) {
     return new ContainerRunner.Spec(name, "busybox:test", List.of("/bin/sh", "-c", script),
         List.of("GREETING=hi"), null, null, "box", "none", List.of(out + ":/out"), false, init,
-        false, limits, null);
+        false, limits, null, true);
   }
 
   int run(String name, String script) throws Exception {
@@ -116,7 +103,7 @@ class ContainerTest {
     ContainerRunner.Spec withNs = new ContainerRunner.Spec(plain.name(), plain.image(),
         plain.command(), plain.env(), null, null, plain.hostname(), plain.network(),
         plain.volumes(), false, false, false, Limits.NONE,
-        ContainerRunner.UserNamespace.DEFAULT);
+        ContainerRunner.UserNamespace.DEFAULT, true);
     io.strata.layers.Posix.chmod(out, 0777); // host uid 100000 writes the results here
     assertThat(new ContainerRunner(store, s -> { }).run(withNs)).isZero();
     assertThat(read("uid")).isEqualTo("0");

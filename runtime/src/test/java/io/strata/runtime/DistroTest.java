@@ -74,7 +74,7 @@ class DistroTest {
             + " dpkg -s strata-hello > /share/status 2>&1; echo $? >> /share/rc;"
             + " sh /share/fs.sh > /share/fs.log 2>&1; echo $? >> /share/rc"),
         List.of(), null, null, null, "none", List.of(share + ":/share"), false, false, false,
-        Limits.NONE, null);
+        Limits.NONE, null, true);
     int code = new ContainerRunner(store, System.err::println).run(spec);
     String fsLog = Files.exists(share.resolve("fs.log")) ? Files.readString(share.resolve("fs.log")) : "";
     String dpkgLog = Files.exists(share.resolve("dpkg.log")) ? Files.readString(share.resolve("dpkg.log")) : "";

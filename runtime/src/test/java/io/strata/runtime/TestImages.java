@@ -1,0 +1,79 @@
+package io.strata.runtime;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.strata.layers.Digest;
+import io.strata.layers.Json;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.function.Consumer;
+
+/** Test images built on this machine: busybox-static (Debian's package) and variants of it. */
+final class TestImages {
+  private TestImages() {}
+
+  /** A busybox root with /etc/passwd and /root, every applet linked, in DIR/rootfs. */
+  static Path busyboxRoot(Path dir) throws Exception {
+    Path rootfs = Files.createDirectories(dir.resolve("rootfs/bin"));
+    Files.copy(Path.of("/bin/busybox"), rootfs.resolve("busybox"));
+    Files.createDirectories(dir.resolve("rootfs/etc"));
+    Files.createDirectories(dir.resolve("rootfs/root"));
+    Files.writeString(dir.resolve("rootfs/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    Process list = new ProcessBuilder("/bin/busybox", "--list").start();
+    for (String applet : new String(list.getInputStream().readAllBytes()).split("\n")) {
+      if (!applet.isBlank() && !applet.equals("busybox")) {
+        Files.createSymbolicLink(rootfs.resolve(applet.trim()), Path.of("busybox"));
+      }
+    }
+    return dir.resolve("rootfs");
+  }
+
+  /** Tars a root into a layer. */
+  static Path tar(Path root, Path tar) throws Exception {
+    assertThat(new ProcessBuilder("tar", "-C", root.toString(), "-cf", tar.toString(), ".")
+        .inheritIO().start().waitFor()).isZero();
+    return tar;
+  }
+
+  /** An OCI image layout of one layer whose config the caller fills in. */
+  static Path ociLayout(Path layerTar, Path dir, Consumer<ObjectNode> config) throws Exception {
+    Path blobs = Files.createDirectories(dir.resolve("blobs/sha256"));
+    byte[] layer = Files.readAllBytes(layerTar);
+    Digest layerDigest = Digest.of(layer);
+    Files.write(blobs.resolve(layerDigest.hex()), layer);
+    ObjectNode cfg = Json.MAPPER.createObjectNode();
+    cfg.put("architecture", "amd64").put("os", "linux");
+    config.accept(cfg.putObject("config"));
+    cfg.putObject("rootfs").put("type", "layers").putArray("diff_ids").add(layerDigest.toString());
+    byte[] cfgBytes = Json.MAPPER.writeValueAsBytes(cfg);
+    Digest cfgDigest = Digest.of(cfgBytes);
+    Files.write(blobs.resolve(cfgDigest.hex()), cfgBytes);
+    ObjectNode manifest = Json.MAPPER.createObjectNode();
+    manifest.put("schemaVersion", 2).put("mediaType", "application/vnd.oci.image.manifest.v1+json");
+    manifest.putObject("config").put("mediaType", "application/vnd.oci.image.config.v1+json")
+        .put("digest", cfgDigest.toString()).put("size", cfgBytes.length);
+    manifest.putArray("layers").addObject()
+        .put("mediaType", "application/vnd.oci.image.layer.v1.tar")
+        .put("digest", layerDigest.toString()).put("size", layer.length);
+    byte[] mBytes = Json.MAPPER.writeValueAsBytes(manifest);
+    Digest mDigest = Digest.of(mBytes);
+    Files.write(blobs.resolve(mDigest.hex()), mBytes);
+    ObjectNode index = Json.MAPPER.createObjectNode();
+    index.put("schemaVersion", 2);
+    index.putArray("manifests").addObject()
+        .put("mediaType", "application/vnd.oci.image.manifest.v1+json")
+        .put("digest", mDigest.toString()).put("size", mBytes.length);
+    Files.write(dir.resolve("index.json"), Json.MAPPER.writeValueAsBytes(index));
+    Files.writeString(dir.resolve("oci-layout"), "{\"imageLayoutVersion\":\"1.0.0\"}");
+    return dir;
+  }
+
+  /** Compiles a C program of the tests statically, for a root without a libc. */
+  static void compileStatic(Path source, Path out) throws Exception {
+    Process cc = new ProcessBuilder(List.of("cc", "-static", "-O2", "-o", out.toString(),
+        source.toString())).inheritIO().start();
+    assertThat(cc.waitFor()).as("cc " + source).isZero();
+  }
+}
