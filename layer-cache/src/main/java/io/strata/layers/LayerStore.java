@@ -303,16 +303,30 @@ public final class LayerStore {
   }
 
   /**
-   * Keeps layers from {@link #gc} while something outside the store (a mount) uses them, even
-   * if their image is removed. {@code owner} names the user, such as a mount id.
+   * Keeps layers from {@link #gc} while something outside the store (a mount, a container)
+   * uses them, even if their image is removed. {@code owner} names the user, such as a mount
+   * id. The pin belongs to this process: once it is gone (killed, say), the pin no longer
+   * counts and the next gc removes it.
    */
   public void pin(String owner, List<Digest> diffIds) {
     checkOwner(owner);
     try {
       Path pins = Files.createDirectories(root.resolve("pins"));
-      Json.writeAtomically(pins.resolve(owner + ".json"), diffIds);
+      ProcessHandle self = ProcessHandle.current();
+      Json.writeAtomically(pins.resolve(owner + ".json"), new Pin(self.pid(),
+          self.info().startInstant().map(Object::toString).orElse(null), diffIds));
     } catch (IOException e) {
       throw new StoreException("cannot pin layers for " + owner + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** A pin's file: the process that holds it (pid and start time, as pids are reused) and the layers. */
+  record Pin(long pid, String started, List<Digest> layers) {
+    boolean holderAlive() {
+      return ProcessHandle.of(pid).filter(ProcessHandle::isAlive)
+          .map(p -> started == null
+              || p.info().startInstant().map(Object::toString).orElse("").equals(started))
+          .orElse(false);
     }
   }
 
@@ -331,14 +345,25 @@ public final class LayerStore {
     }
   }
 
+  /** The layers of every pin whose process still runs; the pins of dead processes are removed. */
   private Set<Digest> pinned() throws IOException {
     Set<Digest> out = new HashSet<>();
     for (Path p : list(root.resolve("pins"))) {
       if (p.getFileName().toString().endsWith(".json")) {
         try {
-          out.addAll(Json.MAPPER.readValue(p.toFile(), new TypeReference<List<Digest>>() {}));
+          Pin pin = Json.MAPPER.readValue(p.toFile(), Pin.class);
+          if (pin.holderAlive()) {
+            out.addAll(pin.layers());
+          } else {
+            log.accept("removing the pin " + p.getFileName() + " of process " + pin.pid()
+                + ", which is gone");
+            Files.deleteIfExists(p);
+          }
         } catch (NoSuchFileException gone) {
           // unpinned while we read
+        } catch (com.fasterxml.jackson.databind.exc.MismatchedInputException oldForm) {
+          // a list of layers, as strata wrote before pins had holders: kept as it was
+          out.addAll(Json.MAPPER.readValue(p.toFile(), new TypeReference<List<Digest>>() {}));
         }
       }
     }

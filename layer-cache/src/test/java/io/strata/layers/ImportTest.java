@@ -175,6 +175,24 @@ class ImportTest {
     assertThat(store.gc().removedLayers()).isEmpty();
   }
 
+  /** Issue 8, item 14: a killed mount or container left a pin that kept its layers forever. */
+  @Test
+  void aPinKeepsLayersOnlyWhileItsProcessLives() throws Exception {
+    Path abc = ImageBuilder.image().layer(A).layer(B).layer(C).ociLayout(tmp.resolve("abc"));
+    ImageRecord r = store.importImage(abc, "abc:1", null, Progress.NONE);
+    store.pin("ctr-live", r.diffIds());
+    Process gone = new ProcessBuilder("true").start();
+    gone.waitFor();
+    Path dead = root.resolve("pins/ctr-dead.json");
+    Json.writeAtomically(dead, java.util.Map.of("pid", gone.pid(), "started", "then",
+        "layers", List.of(Digest.of(C.bytes()))));
+    store.removeImage("abc:1");
+    assertThat(store.gc().removedLayers()).isEmpty(); // this process holds ctr-live
+    assertThat(dead).doesNotExist(); // its holder is gone
+    store.unpin("ctr-live");
+    assertThat(store.gc().removedLayers()).hasSize(3);
+  }
+
   @Test
   void namesAreValidatedAndCompleted() {
     assertThat(LayerStore.normalizeName("busybox")).isEqualTo("busybox:latest");

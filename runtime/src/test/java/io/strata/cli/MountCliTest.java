@@ -70,6 +70,35 @@ class MountCliTest {
     }
   }
 
+  /** Issue 8, item 17: both printed "mounted", and the loser's clean-up unmounted the winner. */
+  @Test
+  void twoMountsOnOneDirectoryAtOnceLeaveExactlyOneWorking() throws Exception {
+    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+    try {
+      java.util.concurrent.Callable<Integer> mount = () -> Main.run("--root", root.toString(),
+          "mount", "img:1", mp.toString());
+      var a = pool.submit(mount);
+      var b = pool.submit(mount);
+      java.util.List<Integer> codes = java.util.List.of(a.get(), b.get());
+      assertThat(codes).containsExactlyInAnyOrder(0, 1);
+    } finally {
+      pool.shutdownNow();
+    }
+    Thread.sleep(1000); // the loser's daemon is gone by now; the winner's mount must be there
+    assertThat(Mounts.isFuseMountpoint(mp)).isTrue();
+    assertThat(mp.resolve("etc/hostname")).hasContent("img");
+    Path real = mp.toRealPath();
+    assertThat(Mounts.table().stream().filter(e -> e.mountpoint().equals(real)))
+        .hasSize(1);
+    Result again = strata("--root", root.toString(), "mount", "img:1", mp.toString());
+    assertThat(again.code()).isEqualTo(Main.FAILED);
+    assertThat(again.err()).contains("already a mountpoint");
+    assertThat(strata("--root", root.toString(), "umount", mp.toString()).code()).isZero();
+    try (var dirs = Files.list(root.resolve("mounts"))) {
+      assertThat(dirs).hasSize(1);
+    }
+  }
+
   @Test
   void mountReturnsOnceTheMountAnswersAndUmountUnmounts() throws Exception {
     Result r = strata("--root", root.toString(), "mount", "img:1", mp.toString());

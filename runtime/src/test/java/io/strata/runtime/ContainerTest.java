@@ -183,6 +183,8 @@ class ContainerTest {
     assertThat(s.status()).isEqualTo(ContainerState.EXITED);
     assertThat(s.reason()).contains("strata died");
     assertThat(running(helper)).as("helper " + helper + " still running").isFalse();
+    store.gc(); // the pin of the killed strata no longer counts, and goes
+    assertThat(store.root().resolve("pins/ctr-orphan.json")).doesNotExist();
     c.remove("orphan");
   }
 

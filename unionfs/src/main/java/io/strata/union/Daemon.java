@@ -52,10 +52,12 @@ public final class Daemon {
         .redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
         .redirectInput(ProcessBuilder.Redirect.from(Path.of("/dev/null").toFile()));
+    long logStart = Files.exists(logFile) ? Files.size(logFile) : 0;
     Process p = pb.start();
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
-      if (Mounts.isFuseMountpoint(mp) && p.isAlive()) {
+      // Ready when this daemon says so: another strata may have mounted here meanwhile.
+      if (p.isAlive() && saysReady(logFile, logStart, mp)) {
         return;
       }
       if (!p.isAlive()) {
@@ -77,6 +79,19 @@ public final class Daemon {
     }
   }
 
+  private static boolean saysReady(Path log, long from, Path mp) throws IOException {
+    try (var ch = java.nio.channels.FileChannel.open(log)) {
+      long size = ch.size();
+      if (size <= from) {
+        return false;
+      }
+      java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate((int) Math.min(size - from, 1 << 20));
+      ch.read(b, from);
+      return new String(b.array(), 0, b.position(), StandardCharsets.UTF_8)
+          .contains(READY + mp + "\n");
+    }
+  }
+
   private static String tail(Path log) {
     try {
       List<String> lines = Files.readAllLines(log, StandardCharsets.UTF_8);
@@ -86,9 +101,17 @@ public final class Daemon {
     }
   }
 
-  /** Where background mounts log: /run/strata as root, else the temporary directory. */
+  /** Where background mounts log. */
   public static Path logDir() {
-    return io.strata.layers.Posix.isRoot() ? Path.of("/run/strata/logs")
+    return runDir().resolve("logs");
+  }
+
+  /** strata's runtime files (logs, locks): /run/strata as root, else the temporary directory. */
+  static Path runDir() {
+    return io.strata.layers.Posix.isRoot() ? Path.of("/run/strata")
         : Path.of(System.getProperty("java.io.tmpdir"), "strata-" + System.getProperty("user.name"));
   }
+
+  /** What a foreground mount prints, with its mountpoint, once it answers. */
+  public static final String READY = "strata: ready on ";
 }

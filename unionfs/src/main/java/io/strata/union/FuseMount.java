@@ -57,8 +57,11 @@ public final class FuseMount implements AutoCloseable {
   private final Consumer<String> log;
   private volatile Throwable loopFailure;
   private volatile boolean closed;
+  private final MountLock lock;
 
-  private FuseMount(UnionFuse fuse, Path mountpoint, Thread loop, Consumer<String> log) {
+  private FuseMount(UnionFuse fuse, Path mountpoint, Thread loop, Consumer<String> log,
+      MountLock lock) {
+    this.lock = lock;
     this.fuse = fuse;
     this.mountpoint = mountpoint;
     this.loop = loop;
@@ -83,9 +86,20 @@ public final class FuseMount implements AutoCloseable {
             + ": the mount would hide it and could deadlock on itself");
       }
     }
-    if (Mounts.isMountpoint(mp)) {
-      throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
+    MountLock lock = MountLock.acquire(mp);
+    try {
+      if (Mounts.isMountpoint(mp)) {
+        throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
+      }
+      return start(view, mp, settings, log, timeout, lock);
+    } catch (IOException | RuntimeException e) {
+      lock.close();
+      throw e;
     }
+  }
+
+  private static FuseMount start(UnionView view, Path mp, Settings settings,
+      Consumer<String> log, Duration timeout, MountLock lock) throws IOException {
     UnionFuse fuse = new UnionFuse(view, log);
     String[] args = settings.args().toArray(new String[0]);
     final Path target = mp;
@@ -99,7 +113,7 @@ public final class FuseMount implements AutoCloseable {
         }
       }
     }, "fuse-loop " + mp);
-    FuseMount m = new FuseMount(fuse, mp, loop, log);
+    FuseMount m = new FuseMount(fuse, mp, loop, log, lock);
     self[0] = m;
     loop.setDaemon(true);
     loop.start();
@@ -194,6 +208,10 @@ public final class FuseMount implements AutoCloseable {
     if (loop.isAlive()) {
       log.accept("the FUSE loop for " + mountpoint + " did not end after unmount");
     }
-    fuse.view().close();
+    try {
+      fuse.view().close();
+    } finally {
+      lock.close(); // only now may another strata mount here
+    }
   }
 }

@@ -80,11 +80,46 @@ public final class MountCommand implements Callable<Integer> {
     ImageRecord r = s.resolve(image);
     Path mp = mountpoint.toAbsolutePath().normalize();
     String pin = pinOf(mp);
+    if (io.strata.union.Mounts.isMountpoint(mp)) {
+      throw new java.io.IOException(mp + " is already a mountpoint (`strata umount " + mp
+          + "` first)");
+    }
+    Path made = null; // the upper this command made, removed again if the mount fails
     if (!readOnly && upper == null) {
       Path dir = s.root().resolve("mounts").resolve(pin + "-" + r.id().shortHex());
+      if (!Files.exists(dir)) {
+        made = dir;
+      }
       upper = Files.createDirectories(dir.resolve("upper"));
       work = Files.createDirectories(dir.resolve("work"));
     }
+    try {
+      return mount(s, r, mp, pin);
+    } catch (Exception e) {
+      if (made != null) {
+        // Only while no other strata mounts here: a winner of a race may be using it.
+        try (io.strata.union.MountLock l = io.strata.union.MountLock.acquire(mp.toRealPath())) {
+          if (!io.strata.union.Mounts.isMountpoint(mp) && isEmptyUpper(made)) {
+            io.strata.layers.Trees.deleteRecursively(made);
+          }
+        } catch (java.io.IOException busy) {
+          // mounted or being mounted by another strata: its upper stays
+        }
+      }
+      throw e;
+    }
+  }
+
+  /** Whether DIR holds an upper and work that nothing was written to. */
+  private static boolean isEmptyUpper(Path dir) throws java.io.IOException {
+    try (var u = Files.list(dir.resolve("upper"))) {
+      return u.findAny().isEmpty();
+    } catch (java.nio.file.NoSuchFileException gone) {
+      return true;
+    }
+  }
+
+  private int mount(LayerStore s, ImageRecord r, Path mp, String pin) throws Exception {
     if (!foreground) {
       List<String> args = new ArrayList<>(List.of("mount", "--root", s.root().toString(),
           image, mp.toString(), "--foreground"));
