@@ -41,13 +41,13 @@ abstract class Archive implements Closeable {
   }
 
   BadInputException missing(String path) {
-    return new BadInputException(describe() + ": missing '" + path + "'");
+    return new BadInputException(describe() + ": missing '" + Text.clip(path) + "'");
   }
 
   /** Normalises a path named inside the source, refusing one that would leave it. */
   String clean(String path) {
     if (path == null || path.isEmpty() || path.startsWith("/") || path.indexOf('\0') >= 0) {
-      throw new BadInputException(describe() + ": bad path '" + path + "'");
+      throw new BadInputException(describe() + ": bad path '" + Text.clip(path) + "'");
     }
     java.util.ArrayDeque<String> parts = new java.util.ArrayDeque<>();
     for (String part : path.split("/")) {
@@ -56,7 +56,8 @@ abstract class Archive implements Closeable {
       }
       if (part.equals("..")) {
         if (parts.isEmpty()) {
-          throw new BadInputException(describe() + ": path '" + path + "' leaves the image");
+          throw new BadInputException(describe() + ": path '" + Text.clip(path)
+              + "' leaves the image");
         }
         parts.removeLast();
         continue;
@@ -112,29 +113,25 @@ abstract class Archive implements Closeable {
     public void close() {}
   }
 
-  /** A tar read through {@link TarFile}, which seeks straight to each member. */
-  static final class Tar extends Archive {
+  /** The members of a tar by clean name, with docker save's links between them followed. */
+  abstract static class TarMembers extends Archive {
     private static final int MAX_LINK_HOPS = 8;
-    private final TarFile tar;
-    private final String label;
-    private final Map<String, TarArchiveEntry> entries = new HashMap<>();
+    final String label;
+    final Map<String, TarArchiveEntry> entries = new HashMap<>();
 
-    Tar(Path file, String label) throws IOException {
+    TarMembers(String label) {
       this.label = label;
-      try {
-        this.tar = new TarFile(file);
-      } catch (IOException | RuntimeException e) {
-        throw new BadInputException(label + ": corrupt or truncated tar: " + e.getMessage(), e);
-      }
-      for (TarArchiveEntry e : tar.getEntries()) {
-        String name = clean(e.getName());
-        if (entries.put(name, e) != null && !e.isDirectory()) {
-          throw new BadInputException(label + ": duplicate member '" + name + "'");
-        }
+    }
+
+    void add(TarArchiveEntry e) {
+      String name = clean(e.getName());
+      if (entries.put(name, e) != null && !e.isDirectory()) {
+        throw new BadInputException(label + ": duplicate member '" + Text.clip(name) + "'");
       }
     }
 
-    private TarArchiveEntry entry(String path) {
+    /** The regular member a path names, after links. */
+    TarArchiveEntry entry(String path) {
       String name = clean(path);
       for (int hop = 0; hop <= MAX_LINK_HOPS; hop++) {
         TarArchiveEntry e = entries.get(name);
@@ -151,10 +148,10 @@ abstract class Archive implements Closeable {
         } else if (e.isFile()) {
           return e;
         } else {
-          throw new BadInputException(label + ": member '" + path + "' is not a file");
+          throw new BadInputException(label + ": member '" + Text.clip(path) + "' is not a file");
         }
       }
-      throw new BadInputException(label + ": member '" + path + "': too many links");
+      throw new BadInputException(label + ": member '" + Text.clip(path) + "': too many links");
     }
 
     @Override
@@ -168,18 +165,142 @@ abstract class Archive implements Closeable {
     }
 
     @Override
-    InputStream open(String path) throws IOException {
-      return tar.getInputStream(entry(path));
+    String describe() {
+      return label;
+    }
+  }
+
+  /** A tar read through {@link TarFile}, which seeks straight to each member. */
+  static final class Tar extends TarMembers {
+    private final TarFile tar;
+
+    Tar(Path file, String label) throws IOException {
+      super(label);
+      try {
+        this.tar = new TarFile(file);
+      } catch (IOException | RuntimeException e) {
+        throw new BadInputException(label + ": corrupt or truncated tar: " + e.getMessage(), e);
+      }
+      for (TarArchiveEntry e : tar.getEntries()) {
+        add(e);
+      }
     }
 
     @Override
-    String describe() {
-      return label;
+    InputStream open(String path) throws IOException {
+      return tar.getInputStream(entry(path));
     }
 
     @Override
     public void close() throws IOException {
       tar.close();
     }
+  }
+
+  /**
+   * A compressed tar (a docker-archive or oci-archive as .tar.gz or .tar.zst), which cannot be
+   * seeked: a first pass lists the members and keeps the small ones (manifests, configs,
+   * indexes) in memory; the first time a large member is opened, a second pass writes out the
+   * members the manifest reading asked for (and no others: a blob nothing references is never
+   * unpacked), each charged to the import's space budget first.
+   */
+  static final class Streamed extends TarMembers {
+    /** Small members kept in memory, at most this many bytes in all. */
+    private static final long MAX_KEPT = 64L << 20;
+    private final Path source;
+    private final Compression compression;
+    private final Path staging;
+    private final SpaceBudget budget;
+    private final Map<String, byte[]> small = new HashMap<>();
+    private final java.util.Set<String> wanted = new java.util.LinkedHashSet<>();
+    private Map<String, Path> staged;
+
+    Streamed(Path source, Compression compression, String label, Path staging, SpaceBudget budget)
+        throws IOException {
+      super(label);
+      this.source = source;
+      this.compression = compression;
+      this.staging = staging;
+      this.budget = budget;
+      long kept = 0;
+      try (InputStream raw = new java.io.BufferedInputStream(Files.newInputStream(source), 1 << 16);
+          org.apache.commons.compress.archivers.tar.TarArchiveInputStream tar =
+              new org.apache.commons.compress.archivers.tar.TarArchiveInputStream(
+                  compression.decompress(raw))) {
+        TarArchiveEntry e;
+        while ((e = tar.getNextEntry()) != null) {
+          add(e);
+          if (e.isFile() && e.getSize() <= MAX_DOCUMENT && kept + e.getSize() <= MAX_KEPT) {
+            small.put(clean(e.getName()), tar.readNBytes((int) e.getSize()));
+            kept += e.getSize();
+          }
+        }
+      } catch (BadInputException e) {
+        throw e;
+      } catch (IOException | RuntimeException e) {
+        throw new BadInputException(label + ": corrupt or truncated archive: " + e.getMessage(), e);
+      }
+    }
+
+    /** Notes a large member that the manifest reading named: the second pass writes it out. */
+    private void want(String path) {
+      try {
+        String name = clean(entry(path).getName());
+        if (!small.containsKey(name)) {
+          wanted.add(name);
+        }
+      } catch (BadInputException notAFile) {
+        // missing or not a file: the reader reports it
+      }
+    }
+
+    @Override
+    boolean exists(String path) {
+      want(path);
+      return super.exists(path);
+    }
+
+    @Override
+    long size(String path) {
+      want(path);
+      return super.size(path);
+    }
+
+    @Override
+    InputStream open(String path) throws IOException {
+      String name = clean(entry(path).getName());
+      byte[] b = small.get(name);
+      if (b != null) {
+        return new java.io.ByteArrayInputStream(b);
+      }
+      want(path);
+      if (staged == null || !staged.containsKey(name)) {
+        stage();
+      }
+      return Files.newInputStream(staged.get(name));
+    }
+
+    private void stage() throws IOException {
+      staged = new HashMap<>();
+      Path dir = Files.createDirectories(staging.resolve("members"));
+      try (InputStream raw = new java.io.BufferedInputStream(Files.newInputStream(source), 1 << 16);
+          org.apache.commons.compress.archivers.tar.TarArchiveInputStream tar =
+              new org.apache.commons.compress.archivers.tar.TarArchiveInputStream(
+                  compression.decompress(raw))) {
+        TarArchiveEntry e;
+        while ((e = tar.getNextEntry()) != null && staged.size() < wanted.size()) {
+          String name = clean(e.getName());
+          if (e.isFile() && wanted.contains(name) && !staged.containsKey(name)) {
+            budget.charge(e.getSize(), label + ": member '" + Text.clip(name) + "'");
+            Path out = dir.resolve("m" + staged.size());
+            Files.copy(tar, out);
+            staged.put(name, out);
+          }
+        }
+      }
+    }
+
+    @Override
+    public void close() {}
   }
 }

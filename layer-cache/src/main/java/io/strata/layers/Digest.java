@@ -17,7 +17,7 @@ public record Digest(String hex) implements Comparable<Digest> {
 
   public Digest {
     if (!SHA256_HEX.matcher(hex).matches()) {
-      throw new IllegalArgumentException("not a sha256 digest: " + hex);
+      throw new IllegalArgumentException("not a sha256 digest: " + Text.clip(hex));
     }
   }
 
@@ -25,7 +25,8 @@ public record Digest(String hex) implements Comparable<Digest> {
   public static Digest parse(String text) {
     if (text == null || !text.startsWith("sha256:")) {
       throw new IllegalArgumentException(
-          "not a sha256 digest: " + text + " (expected sha256: and 64 lowercase hex digits)");
+          "not a sha256 digest: " + Text.clip(text)
+              + " (expected sha256: and 64 lowercase hex digits)");
     }
     return new Digest(text.substring("sha256:".length()));
   }

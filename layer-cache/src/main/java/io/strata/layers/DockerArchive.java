@@ -7,8 +7,9 @@ import java.util.List;
 
 /**
  * Reads a docker-archive ({@code docker save}, {@code skopeo copy … docker-archive:}): its
- * {@code manifest.json} names a config file and layer tars for each image. A layer named
- * {@code blobs/sha256/HEX} (docker 25+) has that digest checked too.
+ * {@code manifest.json} names a config file and layer tars for each image. A member named by
+ * its digest ({@code blobs/sha256/HEX} of docker 25+, {@code sha256:HEX} and {@code HEX.tar.gz}
+ * of go-containerregistry's crane) has that digest checked too.
  */
 final class DockerArchive {
   private DockerArchive() {}
@@ -34,7 +35,7 @@ final class DockerArchive {
       }
       if (chosen == null) {
         throw new BadInputException(what + ": holds " + manifest.size()
-            + " images; pick one with --ref (one of " + all + ")");
+            + " images; pick one with --ref (one of " + Text.clip(all.toString()) + ")");
       }
     }
     String configPath = Json.text(chosen, "Config", what);
@@ -84,9 +85,12 @@ final class DockerArchive {
       }
       return new Digest(hex);
     }
-    String base = p.endsWith(".json") ? p.substring(0, p.length() - 5) : null;
-    if (base != null && base.matches("[0-9a-f]{64}")) {
-      return new Digest(base);
+    // docker: HEX.json configs; go-containerregistry (crane): sha256:HEX configs and
+    // HEX.tar.gz layers, each named by the digest of its bytes.
+    java.util.regex.Matcher m = java.util.regex.Pattern
+        .compile("(?:sha256:)?([0-9a-f]{64})(?:\\.json|\\.tar\\.gz)?").matcher(p);
+    if (m.matches() && !p.matches("[0-9a-f]{64}")) {
+      return new Digest(m.group(1));
     }
     return null;
   }

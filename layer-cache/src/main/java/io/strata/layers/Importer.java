@@ -3,7 +3,6 @@ package io.strata.layers;
 import java.io.BufferedInputStream;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -21,21 +20,26 @@ import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
  * at worst an unnamed image, both of which {@code gc} removes.
  */
 final class Importer {
-  /** Member names that may appear in a docker-archive or oci-archive, and nothing else. */
+  /**
+   * Member names of a docker-archive (docker's own, and go-containerregistry's as crane and
+   * ko write it: {@code sha256:HEX} configs, {@code HEX.tar.gz} layers) or an oci-archive.
+   */
   private static final Pattern ARCHIVE_MEMBER = Pattern.compile(
       "manifest\\.json|repositories|oci-layout|index\\.json|blobs|blobs/sha256"
-          + "|blobs/sha256/[0-9a-f]{64}|[0-9a-f]{64}(\\.json|\\.tar)?"
-          + "|[0-9a-f]{64}/(VERSION|json|layer\\.tar)?");
+          + "|blobs/sha256/[0-9a-f]{64}|[0-9a-f]{64}(\\.json|\\.tar|\\.tar\\.gz)?"
+          + "|sha256:[0-9a-f]{64}|[0-9a-f]{64}/(VERSION|json|layer\\.tar)?");
 
   private final LayerStore store;
   private final Path staging;
   private final Progress progress;
   private final String now = Instant.now().toString();
+  private final SpaceBudget budget;
 
-  Importer(LayerStore store, Path staging, Progress progress) {
+  Importer(LayerStore store, Path staging, Progress progress) throws IOException {
     this.store = store;
     this.staging = staging;
     this.progress = progress;
+    this.budget = SpaceBudget.of(staging);
   }
 
   ImageRecord run(Path source, String name, String ref) throws IOException {
@@ -59,17 +63,11 @@ final class Importer {
     if (kind == null) {
       return store(bareLayer(source), source, name);
     }
-    Path plain = source;
     if (compression != Compression.NONE) {
-      plain = staging.resolve("source.tar");
-      progress.message("decompressing " + source.getFileName());
-      try (InputStream in = compression.decompress(
-              new BufferedInputStream(Files.newInputStream(source), 1 << 16));
-          OutputStream out = Files.newOutputStream(plain)) {
-        in.transferTo(out);
-      }
+      progress.message("reading " + source.getFileName());
     }
-    try (Archive a = new Archive.Tar(plain, source.toString())) {
+    try (Archive a = compression == Compression.NONE ? new Archive.Tar(source, source.toString())
+        : new Archive.Streamed(source, compression, source.toString(), staging, budget)) {
       ImageSource image = kind.equals("docker") ? DockerArchive.read(a, ref) : OciLayout.read(a, ref);
       return store(image, source, name);
     }
@@ -77,7 +75,9 @@ final class Importer {
 
   /**
    * Tells a docker-archive ("docker") or oci-archive ("oci") from a bare layer (null) by its
-   * member names, stopping at the first name that no image archive would hold.
+   * member names. A top-level manifest.json makes a docker-archive, whatever else is beside it
+   * (it must then parse as one: DockerArchive refuses it otherwise). The scan stops at the first
+   * nested name that no image archive holds, as a root filesystem's {@code etc/passwd}.
    */
   private static String classify(Path source, Compression compression) {
     boolean manifest = false;
@@ -92,8 +92,8 @@ final class Importer {
         if (n.isEmpty() || n.equals(".")) {
           continue;
         }
-        if (!ARCHIVE_MEMBER.matcher(n).matches()) {
-          return null;
+        if (!ARCHIVE_MEMBER.matcher(n).matches() && n.indexOf('/') >= 0) {
+          break; // a layer's tree, or an archive with a stray member: manifest.json decides
         }
         manifest |= n.equals("manifest.json");
         layout |= n.equals("oci-layout");
@@ -118,13 +118,12 @@ final class Importer {
     if (count == 0) {
       throw new BadInputException(source + ": the image has no layers");
     }
-    long free = Files.getFileStore(store.root()).getUsableSpace();
     for (int i = 0; i < count; i++) {
       ImageSource.LayerSource layer = image.layers().get(i);
       progress.layerStarted(i + 1, count, layer.label(), layer.size());
       boolean have = layer.diffId() != null && store.hasLayer(layer.diffId());
       Path dir = staging.resolve("layer-" + i);
-      Digest diffId = have ? verifyOnly(layer) : extract(layer, dir, free);
+      Digest diffId = have ? verifyOnly(layer) : extract(layer, dir);
       diffIds.add(diffId);
       staged.add(have || store.hasLayer(diffId) ? null : dir);
       progress.layerDone(i + 1, count, layer.label(), staged.get(i) == null);
@@ -164,7 +163,7 @@ final class Importer {
   }
 
   /** Extracts a layer into {@code dir}/diff and checks every digest declared for it. */
-  private Digest extract(ImageSource.LayerSource layer, Path dir, long free) throws IOException {
+  private Digest extract(ImageSource.LayerSource layer, Path dir) throws IOException {
     Files.createDirectory(dir);
     Path tree = dir.resolve("diff");
     Files.createDirectory(tree);
@@ -175,7 +174,7 @@ final class Importer {
       raw = new DigestingInputStream(new BufferedInputStream(in, 1 << 16), progress);
       BufferedInputStream peek = new BufferedInputStream(raw, 1 << 16);
       Compression c = Compression.detect(peek, label);
-      result = new LayerExtractor(label, tree, free).extract(c.decompress(peek));
+      result = new LayerExtractor(label, tree, budget).extract(c.decompress(peek));
       raw.drain();
     }
     check(layer, label, raw, result.diffId());

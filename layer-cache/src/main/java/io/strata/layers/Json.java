@@ -54,7 +54,7 @@ public final class Json {
       }
       return node;
     } catch (JsonProcessingException e) {
-      throw new BadInputException(what + ": invalid JSON: " + e.getOriginalMessage());
+      throw new BadInputException(what + ": invalid JSON: " + Text.clip(e.getOriginalMessage()));
     } catch (IOException e) {
       throw new BadInputException(what + ": unreadable JSON: " + e.getMessage());
     }
@@ -84,6 +84,17 @@ public final class Json {
       throw new BadInputException(what + ": missing or non-text field '" + field + "'");
     }
     return v.asText();
+  }
+
+  /** A descriptor's size: present, a whole number, not negative. */
+  static long size(JsonNode descriptor, String what) {
+    JsonNode n = descriptor.get("size");
+    if (n == null || !n.isIntegralNumber() || !n.canConvertToLong() || n.asLong() < 0) {
+      throw new BadInputException(what + ": the descriptor's size is "
+          + (n == null ? "missing" : "'" + Text.clip(n.toString()) + "'")
+          + " (a byte count of 0 or more is required)");
+    }
+    return n.asLong();
   }
 
   /** A required digest field, or an error naming the document and the field. */

@@ -44,7 +44,7 @@ final class LayerExtractor {
   private final String layer;
   private final Path root;
   private final boolean asRoot;
-  private final long freeBytesLimit;
+  private final SpaceBudget budget;
   private final Map<String, Kind> seen = new HashMap<>();
   private final Map<String, DirMeta> dirs = new LinkedHashMap<>();
   private final byte[] buffer = new byte[128 * 1024];
@@ -54,18 +54,18 @@ final class LayerExtractor {
   /**
    * @param layer how the layer is named in errors (its DiffID when known, else its source)
    * @param root an existing empty directory to fill
-   * @param freeBytesLimit entries larger than this are refused before a byte is written
+   * @param budget what the import may still write: each file is charged before it is written
    */
-  LayerExtractor(String layer, Path root, long freeBytesLimit) {
-    this(layer, root, freeBytesLimit, Posix.isRoot());
+  LayerExtractor(String layer, Path root, SpaceBudget budget) {
+    this(layer, root, budget, Posix.isRoot());
   }
 
   /** @param asRoot whether to restore owners and device nodes, as only root may */
-  LayerExtractor(String layer, Path root, long freeBytesLimit, boolean asRoot) {
+  LayerExtractor(String layer, Path root, SpaceBudget budget, boolean asRoot) {
     this.layer = layer;
     this.root = root;
     this.asRoot = asRoot;
-    this.freeBytesLimit = freeBytesLimit;
+    this.budget = budget;
   }
 
   /** Extracts the tar read from {@code tar}, hashing it whole, and returns its DiffID. */
@@ -85,7 +85,13 @@ final class LayerExtractor {
       hashed.drain();
     } catch (BadInputException e) {
       throw e;
-    } catch (IOException | ArithmeticException e) {
+    } catch (IOException e) {
+      if (String.valueOf(e.getMessage()).contains("No space left on device")) {
+        throw new DiskFullException("the store's filesystem filled up while importing layer "
+            + layer + " (at entry '" + Text.clip(current) + "'); nothing was stored");
+      }
+      throw BadInputException.entry(layer, current, "corrupt or truncated tar: " + e.getMessage());
+    } catch (ArithmeticException e) {
       // TarReader and the decompressors report truncated, corrupt and oversized input this way.
       throw BadInputException.entry(layer, current, "corrupt or truncated tar: " + e.getMessage());
     }
@@ -164,10 +170,11 @@ final class LayerExtractor {
       return;
     }
     if (e.isRegular()) {
-      if (e.size > freeBytesLimit) {
+      if (dataBytes(e) > budget.capacity()) {
         throw BadInputException.entry(layer, rawName, "size " + e.size
-            + " bytes exceeds the free space of the store (" + freeBytesLimit + " bytes)");
+            + " bytes is larger than the store's whole filesystem");
       }
+      budget.charge(dataBytes(e), "layer " + layer + ", entry '" + Text.clip(rawName) + "'");
       writeFile(in, e, target);
       finishNode(target, e, rawName, name);
       return;
@@ -231,6 +238,18 @@ final class LayerExtractor {
       }
     }
     diskBytes += e.realSize;
+  }
+
+  /** The bytes an entry puts on disk: its data regions when sparse, else its size. */
+  private static long dataBytes(TarReader.Entry e) {
+    if (e.sparse == null) {
+      return e.size;
+    }
+    long n = 0;
+    for (TarReader.Region r : e.sparse) {
+      n += r.length();
+    }
+    return n;
   }
 
   /**

@@ -35,7 +35,7 @@ final class OciLayout {
       names.add(ann.asText());
     }
     Digest manifestDigest = Json.digest(chosen, "digest", what + ": manifest descriptor");
-    byte[] manifest = blob(a, manifestDigest, chosen.path("size").asLong(-1), "manifest");
+    byte[] manifest = blob(a, manifestDigest, Json.size(chosen, what + ": manifest descriptor"), "manifest");
     return fromManifest(a, manifest, manifestDigest, names);
   }
 
@@ -49,7 +49,7 @@ final class OciLayout {
       throw new BadInputException(what + ": no config descriptor");
     }
     Digest configDigest = Json.digest(configDesc, "digest", what + ": config");
-    byte[] config = blob(a, configDigest, configDesc.path("size").asLong(-1), "config");
+    byte[] config = blob(a, configDigest, Json.size(configDesc, what + ": config descriptor"), "config");
     List<Digest> diffIds = ImageConfig.diffIds(config, a.describe() + ": config " + configDigest);
     JsonNode layers = manifest.get("layers");
     if (layers == null || !layers.isArray()) {
@@ -63,7 +63,7 @@ final class OciLayout {
     for (int i = 0; i < layers.size(); i++) {
       JsonNode l = layers.get(i);
       Digest d = Json.digest(l, "digest", what + ": layer " + (i + 1));
-      long size = l.path("size").asLong(-1);
+      long size = Json.size(l, what + ": layer " + (i + 1));
       String path = blobPath(d);
       if (!a.exists(path)) {
         throw new BadInputException(a.describe() + ": layer " + (i + 1) + " blob " + d
@@ -106,13 +106,13 @@ final class OciLayout {
         refs.add(c.path("annotations").path(REF_NAME).asText(c.path("digest").asText()));
       }
       throw new BadInputException(what + ": holds " + candidates.size()
-          + " images; pick one with --ref (one of " + refs + ")");
+          + " images; pick one with --ref (one of " + Text.clip(refs.toString()) + ")");
     }
     JsonNode chosen = candidates.get(0);
     String type = chosen.path("mediaType").asText("");
     if (type.equals(INDEX) || type.equals(DOCKER_LIST)) {
       Digest d = Json.digest(chosen, "digest", what);
-      JsonNode nested = Json.parse(blob(a, d, chosen.path("size").asLong(-1), "index"),
+      JsonNode nested = Json.parse(blob(a, d, Json.size(chosen, what), "index"),
           what + " -> " + d);
       JsonNode inner = choose(a, nested, wantedRef, what + " -> " + d, depth + 1);
       if (!inner.has("annotations") && chosen.has("annotations")) {

@@ -87,7 +87,7 @@ class HostileInputTest {
   void deviceNodeIsRefusedWhenNotRoot() throws Exception {
     byte[] tar = TarBuilder.layer().device("dev/sda", false, 8, 0).bytes();
     Path out = Files.createDirectory(tmp.resolve("x"));
-    LayerExtractor x = new LayerExtractor("L", out, Long.MAX_VALUE, false);
+    LayerExtractor x = new LayerExtractor("L", out, SpaceBudget.unlimited(), false);
     assertThatThrownBy(() -> x.extract(new java.io.ByteArrayInputStream(tar)))
         .isInstanceOf(BadInputException.class)
         .hasMessageContaining("dev/sda")

@@ -72,7 +72,7 @@ final class HostileLayers {
             .file("a", "x").file("b", "y").bytes(), 512 * 2 + 10), "", "corrupt"),
         new Fixture("oversized-pax-header", oversizedPax(), "", "corrupt"),
         new Fixture("negative-pax-size", paxSize("-5"), "", "corrupt"),
-        new Fixture("absurd-size", absurdSize(), "huge", "exceeds the free space"),
+        new Fixture("absurd-size", absurdSize(), "huge", "larger than the store's whole filesystem"),
         new Fixture("not-a-tar", "this is not a tar file at all".getBytes(StandardCharsets.UTF_8),
             "", "not a tar, gzip or zstd stream"),
         new Fixture("empty-file", new byte[0], "", "empty file"));
