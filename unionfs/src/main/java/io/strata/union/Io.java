@@ -47,6 +47,12 @@ final class Io {
   static final int O_EXCL = 0200;
   static final int O_TRUNC = 01000;
   static final int O_CLOEXEC = 02000000;
+  /**
+   * Not passed on to the real file: the kernel already serves an O_DIRECT open of a FUSE file
+   * uncached, and the real file would then demand aligned buffers and offsets, which the FUSE
+   * request's buffer does not promise (EINVAL, where both peers accept the flag).
+   */
+  static final int O_DIRECT = 040000;
   static final int SEEK_DATA = 3;
   static final int SEEK_HOLE = 4;
   static final int ENXIO = 6;

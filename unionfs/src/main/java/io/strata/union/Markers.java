@@ -18,6 +18,22 @@ final class Markers {
 
   private Markers() {}
 
+  /**
+   * The {@code .wh.NAME} file of a name, or null when the name is too long for one (over 251
+   * bytes): no such file can exist, and asking the kernel would only say ENAMETOOLONG.
+   */
+  static String whiteoutFile(String name) {
+    String f = WH_PREFIX + name;
+    return f.length() <= 255 / 4 || f.getBytes(java.nio.charset.StandardCharsets.UTF_8).length <= 255
+        ? f : null;
+  }
+
+  /** Whether the real directory {@code dir} has a {@code .wh.NAME} whiteout file for {@code name}. */
+  static boolean hasWhiteoutFile(Path dir, String name) throws IOException {
+    String f = whiteoutFile(name);
+    return f != null && Stat.lstat(dir.resolve(f)) != null;
+  }
+
   static boolean isWhiteoutName(String name) {
     return name.startsWith(WH_PREFIX);
   }
@@ -38,12 +54,19 @@ final class Markers {
     return v != null && v.length >= 1 && v[0] == 'y';
   }
 
-  /** Creates a whiteout for {@code name} in the real directory {@code dir}. */
+  /**
+   * Creates a whiteout for {@code name} in the real directory {@code dir}. A name too long for
+   * the {@code .wh.} form (over 251 bytes) gets the device form, which only root may make.
+   */
   static void writeWhiteout(Path dir, String name, WhiteoutForm form) throws IOException {
-    if (form == WhiteoutForm.DEVICE) {
+    String file = whiteoutFile(name);
+    if (form == WhiteoutForm.DEVICE || (file == null && Posix.isRoot())) {
       Posix.mknod(dir.resolve(name), Posix.S_IFCHR | 0000, 0, 0);
+    } else if (file == null) {
+      // A whiteout for a name over 251 bytes needs the device form, which only root can make.
+      throw new Posix.PosixException("whiteout", dir.resolve(name), Posix.ENAMETOOLONG);
     } else {
-      java.nio.file.Files.createFile(dir.resolve(WH_PREFIX + name));
+      java.nio.file.Files.createFile(dir.resolve(file));
     }
   }
 
@@ -55,9 +78,9 @@ final class Markers {
       Posix.unlink(dev);
       had = true;
     }
-    Path file = dir.resolve(WH_PREFIX + name);
-    if (Stat.lstat(file) != null) {
-      Posix.unlink(file);
+    String f = whiteoutFile(name);
+    if (f != null && Stat.lstat(dir.resolve(f)) != null) {
+      Posix.unlink(dir.resolve(f));
       had = true;
     }
     return had;

@@ -268,7 +268,7 @@ public final class UnionView implements AutoCloseable {
           }
           if (ua != null) {
             u = cand;
-          } else if (le != null && Stat.lstat(curUpper.resolve(Markers.WH_PREFIX + name)) != null) {
+          } else if (le != null && Markers.hasWhiteoutFile(curUpper, name)) {
             throw FsException.of(Posix.ENOENT, "/" + sub);
           }
         }
@@ -477,7 +477,8 @@ public final class UnionView implements AutoCloseable {
         if (n.upper() != null && n.lower() != null && isMetacopy(n.upper())) {
           real = n.lower().path(); // metadata was copied up, the data is still below
         }
-        return register(Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL), 0), n.path(), false);
+        return register(Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL | Io.O_DIRECT), 0),
+            n.path(), false);
       } catch (IOException e) {
         throw FsException.from(e);
       } finally {
@@ -492,7 +493,7 @@ public final class UnionView implements AutoCloseable {
         throw FsException.of(Posix.EISDIR, path);
       }
       Path real = copyUp(n, true);
-      int fd = Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL), 0);
+      int fd = Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL | Io.O_DIRECT), 0);
       return register(fd, n.path(), true);
     } finally {
       namespace.writeLock().unlock();
@@ -637,7 +638,8 @@ public final class UnionView implements AutoCloseable {
     try {
       String rel = rel(path);
       Path target = prepareNew(rel);
-      int fd = Io.open(target, (flags | Io.O_CREAT | Io.O_EXCL) & ~Io.O_TRUNC, 0600);
+      int fd = Io.open(target, (flags | Io.O_CREAT | Io.O_EXCL) & ~(Io.O_TRUNC | Io.O_DIRECT),
+          0600);
       try {
         finishNew(target, mode, uid, gid, false);
         return register(fd, rel, (flags & Io.O_ACCMODE) != Io.O_RDONLY);
