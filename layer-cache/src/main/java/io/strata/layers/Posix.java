@@ -244,7 +244,7 @@ public final class Posix {
     return LIBC.strerror(errno);
   }
 
-  static long makedev(int major, int minor) {
+  public static long makedev(int major, int minor) {
     long ma = major & 0xffffffffL;
     long mi = minor & 0xffffffffL;
     return ((ma & 0xfffff000L) << 32) | ((ma & 0xfffL) << 8) | ((mi & 0xffffff00L) << 12) | (mi & 0xffL);
