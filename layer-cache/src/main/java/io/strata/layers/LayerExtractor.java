@@ -34,7 +34,8 @@ final class LayerExtractor {
   /** What an entry turned out to be, to judge later entries that refer to it. */
   private enum Kind { DIR, IMPLICIT_DIR, FILE, SYMLINK, OTHER }
 
-  private record DirMeta(Path path, int mode, long mtimeNanos) {}
+  /** A directory's metadata, applied last; {@code rel} is a raw path below the root. */
+  private record DirMeta(String rel, int mode, long mtimeNanos) {}
 
   static final int MAX_NAME_BYTES = 255;
   static final int MAX_PATH_BYTES = 4095;
@@ -68,8 +69,21 @@ final class LayerExtractor {
     this.budget = budget;
   }
 
+  /** The root directory's descriptor while an extraction runs: every call is relative to it. */
+  private int rootFd = -1;
+
   /** Extracts the tar read from {@code tar}, hashing it whole, and returns its DiffID. */
   Result extract(InputStream tar) throws IOException {
+    rootFd = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(root), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);
+    try {
+      return extractAll(tar);
+    } finally {
+      RawFs.close(rootFd);
+      rootFd = -1;
+    }
+  }
+
+  private Result extractAll(InputStream tar) throws IOException {
     DigestingInputStream hashed = new DigestingInputStream(tar, null);
     String current = "(first header)";
     try {
@@ -106,8 +120,8 @@ final class LayerExtractor {
       if (!e.isDirectory()) {
         throw BadInputException.entry(layer, rawName, "the layer root must be a directory");
       }
-      dirs.put("", new DirMeta(root, e.mode, e.mtimeNanos));
-      chown(root, e);
+      dirs.put("", new DirMeta("", e.mode, e.mtimeNanos));
+      chown("", e);
       return;
     }
     Kind prior = seen.get(name);
@@ -117,16 +131,16 @@ final class LayerExtractor {
           + prior.name().toLowerCase().replace('_', ' ') + " in this layer)");
     }
     ensureParents(rawName, name);
-    Path target = root.resolve(name);
+    String target = name; // names and paths are raw: the tar's bytes, one char each
 
     if (e.isDirectory()) {
       if (prior == null) {
-        Files.createDirectory(target);
+        RawFs.mkdir(rootFd, target, 0700);
       }
       seen.put(name, Kind.DIR);
       chown(target, e);
       applyXattrs(target, e, rawName);
-      dirs.put(name, new DirMeta(target, e.mode, e.mtimeNanos));
+      dirs.put(name, new DirMeta(name, e.mode, e.mtimeNanos));
       return;
     }
     if (e.type == '1') {
@@ -141,11 +155,11 @@ final class LayerExtractor {
       if (linkTarget.indexOf('\0') >= 0) {
         throw BadInputException.entry(layer, rawName, "symlink target contains a NUL byte");
       }
-      Files.createSymbolicLink(target, Path.of(linkTarget));
+      RawFs.symlink(linkTarget, rootFd, target);
       seen.put(name, Kind.SYMLINK);
       chown(target, e);
       applyXattrs(target, e, rawName);
-      Posix.lutimes(target, -1, e.mtimeNanos);
+      RawFs.lutimes(rootFd, target, -1, e.mtimeNanos);
       return;
     }
     if (e.type == '3' || e.type == '4') {
@@ -160,12 +174,12 @@ final class LayerExtractor {
                 + " can only be imported as root");
       }
       int type = e.type == '3' ? Posix.S_IFCHR : Posix.S_IFBLK;
-      Posix.mknod(target, type | 0600, e.devMajor, e.devMinor);
+      RawFs.mknod(rootFd, target, type | 0600, e.devMajor, e.devMinor);
       finishNode(target, e, rawName, name);
       return;
     }
     if (e.type == '6') {
-      Posix.mknod(target, Posix.S_IFIFO | 0600, 0, 0);
+      RawFs.mknod(rootFd, target, Posix.S_IFIFO | 0600, 0, 0);
       finishNode(target, e, rawName, name);
       return;
     }
@@ -183,7 +197,7 @@ final class LayerExtractor {
         "unsupported entry type '" + e.type + "'");
   }
 
-  private void extractHardLink(TarReader.Entry e, String rawName, String name, Path target)
+  private void extractHardLink(TarReader.Entry e, String rawName, String name, String target)
       throws IOException {
     String rawTarget = e.linkName;
     String to;
@@ -201,7 +215,7 @@ final class LayerExtractor {
     if (kind == Kind.DIR || kind == Kind.IMPLICIT_DIR) {
       throw BadInputException.entry(layer, rawName, "hard link to directory '" + rawTarget + "'");
     }
-    Files.createLink(target, root.resolve(to));
+    RawFs.link(rootFd, to, rootFd, target);
     seen.put(name, kind);
   }
 
@@ -215,22 +229,23 @@ final class LayerExtractor {
     }
     seen.put(name, Kind.OTHER);
     seen.put(wh, Kind.FILE);
-    Files.createFile(root.resolve(wh));
+    RawFs.close(RawFs.open(rootFd, wh, RawFs.O_WRONLY | RawFs.O_CREAT | RawFs.O_EXCL, 0644));
   }
 
-  private void finishNode(Path target, TarReader.Entry e, String rawName, String name)
+  private void finishNode(String target, TarReader.Entry e, String rawName, String name)
       throws IOException {
     seen.put(name, e.isRegular() ? Kind.FILE : Kind.OTHER);
     chown(target, e);
     // chown clears setuid and setgid, so the mode comes after it.
-    Posix.chmod(target, e.mode);
+    RawFs.chmod(rootFd, target, e.mode);
     applyXattrs(target, e, rawName);
-    Posix.lutimes(target, -1, e.mtimeNanos);
+    RawFs.lutimes(rootFd, target, -1, e.mtimeNanos);
   }
 
-  private void writeFile(TarReader in, TarReader.Entry e, Path target) throws IOException {
-    try (FileChannel out = FileChannel.open(target,
-        StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+  private void writeFile(TarReader in, TarReader.Entry e, String target) throws IOException {
+    int fd = RawFs.open(rootFd, target, RawFs.O_WRONLY | RawFs.O_CREAT | RawFs.O_EXCL, 0600);
+    try (FileChannel out = FileChannel.open(Path.of("/proc/self/fd/" + fd),
+        StandardOpenOption.WRITE)) {
       if (e.sparse != null) {
         writeSparse(in, e, out);
       } else {
@@ -291,7 +306,7 @@ final class LayerExtractor {
       String ancestor = name.substring(0, slash);
       Kind kind = seen.get(ancestor);
       if (kind == null) {
-        Files.createDirectory(root.resolve(ancestor));
+        RawFs.mkdir(rootFd, ancestor, 0755);
         seen.put(ancestor, Kind.IMPLICIT_DIR);
       } else if (kind != Kind.DIR && kind != Kind.IMPLICIT_DIR) {
         throw BadInputException.entry(layer, rawName, "its parent '" + ancestor + "' is a "
@@ -317,7 +332,7 @@ final class LayerExtractor {
       // absolute names is broken or hostile.
       throw BadInputException.entry(layer, raw, "absolute name escapes the layer");
     }
-    if (raw.getBytes(StandardCharsets.UTF_8).length > MAX_PATH_BYTES) {
+    if (raw.length() > MAX_PATH_BYTES) { // a raw string has one char per byte
       throw BadInputException.entry(layer, abbreviate(raw),
           "name longer than " + MAX_PATH_BYTES + " bytes");
     }
@@ -329,7 +344,7 @@ final class LayerExtractor {
       if (part.equals("..")) {
         throw BadInputException.entry(layer, raw, "'..' escapes the layer");
       }
-      if (part.getBytes(StandardCharsets.UTF_8).length > MAX_NAME_BYTES) {
+      if (part.length() > MAX_NAME_BYTES) {
         throw BadInputException.entry(layer, abbreviate(raw),
             "a component is longer than " + MAX_NAME_BYTES + " bytes");
       }
@@ -338,21 +353,21 @@ final class LayerExtractor {
     return String.join("/", parts);
   }
 
-  private void chown(Path target, TarReader.Entry e) throws IOException {
+  private void chown(String target, TarReader.Entry e) throws IOException {
     if (asRoot) {
-      Posix.lchown(target, (int) e.uid, (int) e.gid);
+      RawFs.lchown(rootFd, target, (int) e.uid, (int) e.gid);
     }
   }
 
-  private void applyXattrs(Path target, TarReader.Entry e, String rawName) throws IOException {
+  private void applyXattrs(String target, TarReader.Entry e, String rawName) throws IOException {
     for (Map.Entry<String, byte[]> x : e.xattrs.entrySet()) {
       String attr = x.getKey();
       if (attr.equals("trusted.overlay.opaque") || attr.equals("user.overlay.opaque")) {
         // Overlay-style opaque marker: the store keeps the OCI form.
         if (e.isDirectory()) {
-          Path marker = target.resolve(OPAQUE_MARKER);
-          if (!Files.exists(marker, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
-            Files.createFile(marker);
+          String marker = target.isEmpty() ? OPAQUE_MARKER : target + "/" + OPAQUE_MARKER;
+          if (RawFs.lstat(rootFd, marker) == null) {
+            RawFs.close(RawFs.open(rootFd, marker, RawFs.O_WRONLY | RawFs.O_CREAT, 0644));
           }
         }
         continue;
@@ -361,10 +376,10 @@ final class LayerExtractor {
         continue; // only root may set trusted.* and security.*; a user import keeps user.*
       }
       try {
-        Posix.lsetxattr(target, attr, x.getValue());
+        RawFs.lsetxattr(rootFd, target, attr, x.getValue());
       } catch (Posix.PosixException failed) {
-        throw BadInputException.entry(layer, rawName, "cannot set xattr " + attr + ": "
-            + failed.getMessage());
+        throw BadInputException.entry(layer, rawName, "cannot set xattr "
+            + RawFs.display(attr) + ": " + failed.getMessage());
       }
     }
   }
@@ -372,11 +387,15 @@ final class LayerExtractor {
   private void applyDirectoryMetadata() throws IOException {
     List<DirMeta> all = new ArrayList<>(dirs.values());
     // Deepest first: setting a child's time never disturbs the parent after the parent is set.
-    all.sort((a, b) -> Integer.compare(b.path().getNameCount(), a.path().getNameCount()));
+    all.sort((a, b) -> Integer.compare(depth(b.rel()), depth(a.rel())));
     for (DirMeta d : all) {
-      Posix.chmod(d.path(), d.mode());
-      Posix.lutimes(d.path(), -1, d.mtimeNanos());
+      RawFs.chmod(rootFd, d.rel(), d.mode());
+      RawFs.lutimes(rootFd, d.rel(), -1, d.mtimeNanos());
     }
+  }
+
+  private static int depth(String rel) {
+    return rel.isEmpty() ? 0 : (int) rel.chars().filter(c -> c == '/').count() + 1;
   }
 
   private static String abbreviate(String s) {

@@ -182,7 +182,7 @@ final class TarReader {
   private void applyPax(Entry e, Map<String, byte[]> pax) throws IOException {
     for (Map.Entry<String, byte[]> h : pax.entrySet()) {
       String k = h.getKey();
-      String v = new String(h.getValue(), StandardCharsets.UTF_8);
+      String v = new String(h.getValue(), StandardCharsets.ISO_8859_1);
       switch (k) {
         case "path":
           e.name = v;
@@ -218,7 +218,7 @@ final class TarReader {
             e.xattrs.put(k.substring("SCHILY.xattr.".length()), h.getValue());
           } else if (k.startsWith("LIBARCHIVE.xattr.")) {
             String attr = java.net.URLDecoder.decode(k.substring("LIBARCHIVE.xattr.".length()),
-                StandardCharsets.UTF_8);
+                StandardCharsets.ISO_8859_1);
             try {
               e.xattrs.put(attr, Base64.getDecoder().decode(v.trim()));
             } catch (IllegalArgumentException bad) {
@@ -369,7 +369,7 @@ final class TarReader {
       if (eq == end) {
         throw new IOException("PAX record without '='");
       }
-      String key = new String(data, space + 1, eq - space - 1, StandardCharsets.UTF_8);
+      String key = new String(data, space + 1, eq - space - 1, StandardCharsets.ISO_8859_1);
       byte[] value = java.util.Arrays.copyOfRange(data, eq + 1, end);
       if (value.length == 0) {
         out.remove(key); // an empty value deletes the key, per POSIX
@@ -468,7 +468,7 @@ final class TarReader {
     while (end < at + len && block[end] != 0) {
       end++;
     }
-    return new String(block, at, end - at, StandardCharsets.UTF_8);
+    return new String(block, at, end - at, StandardCharsets.ISO_8859_1);
   }
 
   private static String cString(byte[] b) {
@@ -476,7 +476,7 @@ final class TarReader {
     while (end < b.length && b[end] != 0) {
       end++;
     }
-    return new String(b, 0, end, StandardCharsets.UTF_8);
+    return new String(b, 0, end, StandardCharsets.ISO_8859_1);
   }
 
   private static long decimal(String s, String what) throws IOException {

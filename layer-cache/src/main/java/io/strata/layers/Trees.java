@@ -1,65 +1,82 @@
 package io.strata.layers;
 
 import java.io.IOException;
-import java.nio.file.FileVisitResult;
-import java.nio.file.Files;
-import java.nio.file.LinkOption;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
-import java.nio.file.attribute.BasicFileAttributes;
 
-/** Recursive removal that never follows a link and copes with read-only directories. */
+/**
+ * Recursive removal that never follows a link, copes with read-only directories, and reaches
+ * every name whatever its bytes or depth (through {@link RawFs}, relative to each directory).
+ */
 public final class Trees {
+  private static final int DT_DIR = 4;
+
   private Trees() {}
 
   /** Removes a tree if it exists; directories are made writable first so root-less runs work. */
   public static void deleteRecursively(Path root) throws IOException {
-    if (!Files.exists(root, LinkOption.NOFOLLOW_LINKS)) {
-      return;
+    Path parent = root.toAbsolutePath().getParent();
+    if (parent == null) {
+      throw new IOException("refusing to delete " + root);
     }
-    Files.walkFileTree(root, new SimpleFileVisitor<>() {
-      @Override
-      public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs)
-          throws IOException {
-        try {
-          Posix.chmod(dir, 0700);
-        } catch (IOException ignored) {
-          // root needs no write bit; a user who cannot chmod cannot delete either, as reported below
-        }
-        return FileVisitResult.CONTINUE;
+    int dir;
+    try {
+      dir = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(parent), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);
+    } catch (Posix.PosixException e) {
+      if (e.errno() == Posix.ENOENT) {
+        return;
       }
-
-      @Override
-      public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-        delete(file);
-        return FileVisitResult.CONTINUE;
-      }
-
-      @Override
-      public FileVisitResult visitFileFailed(Path file, IOException exc) throws IOException {
-        if (exc instanceof NoSuchFileException) {
-          return FileVisitResult.CONTINUE;
-        }
-        throw exc;
-      }
-
-      @Override
-      public FileVisitResult postVisitDirectory(Path dir, IOException exc) throws IOException {
-        if (exc != null && !(exc instanceof NoSuchFileException)) {
-          throw exc;
-        }
-        delete(dir);
-        return FileVisitResult.CONTINUE;
-      }
-    });
+      throw e;
+    }
+    try {
+      delete(dir, RawFs.raw(root.getFileName()));
+    } finally {
+      RawFs.close(dir);
+    }
   }
 
-  private static void delete(Path p) throws IOException {
+  /** Deletes {@code name} in the directory {@code dirfd}, and all below it. */
+  private static void delete(int dirfd, String name) throws IOException {
+    RawFs.Statx st = RawFs.lstat(dirfd, name);
+    if (st == null) {
+      return; // already gone: another cleaner got there first
+    }
+    if ((st.mode() & Posix.S_IFMT) != Posix.S_IFDIR) {
+      unlink(dirfd, name, false);
+      return;
+    }
     try {
-      Files.delete(p);
-    } catch (NoSuchFileException ignored) {
-      // already gone: another cleaner got there first
+      RawFs.chmod(dirfd, name, 0700);
+    } catch (IOException ignored) {
+      // root needs no write bit; a user who cannot chmod cannot delete either, as reported below
+    }
+    int fd = RawFs.open(dirfd, name, RawFs.O_PATH | RawFs.O_DIRECTORY | RawFs.O_NOFOLLOW, 0);
+    try {
+      for (RawFs.DirEntry e : RawFs.list(fd, "")) {
+        if (e.type() == DT_DIR) {
+          delete(fd, e.name());
+        } else {
+          unlink(fd, e.name(), false);
+        }
+      }
+    } finally {
+      RawFs.close(fd);
+    }
+    unlink(dirfd, name, true);
+  }
+
+  private static void unlink(int dirfd, String name, boolean dir) throws IOException {
+    try {
+      if (dir) {
+        RawFs.rmdir(dirfd, name);
+      } else {
+        RawFs.unlink(dirfd, name);
+      }
+    } catch (Posix.PosixException e) {
+      if (e.errno() == Posix.EISDIR) {
+        delete(dirfd, name); // d_type said otherwise; it is a directory now
+      } else if (e.errno() != Posix.ENOENT) {
+        throw e;
+      }
     }
   }
 }

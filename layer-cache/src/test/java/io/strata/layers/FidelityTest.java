@@ -59,6 +59,47 @@ class FidelityTest {
     record = store.layers().get(0);
   }
 
+  /**
+   * Issue 8, item 6: a layer holding only a name that is not UTF-8 was stored under U+FFFD, and
+   * two such names were refused as duplicates. The names are made and tarred by the shell and
+   * GNU tar, and the stored tree, tarred again, names the same bytes.
+   */
+  @Test
+  void namesThatAreNotUtf8AreStoredByteForByte() throws Exception {
+    Path src = Files.createDirectories(tmp.resolve("raw-src"));
+    String script = "cd '" + src + "' && printf one > \"$(printf 'only\\377')\" && printf two >"
+        + " \"$(printf 'only\\376')\" && mkdir \"$(printf 'dir\\351')\" && ln -s"
+        + " \"$(printf 'only\\377')\" \"$(printf 'dir\\351')/link\" && tar -cf ../raw.tar .";
+    assertThat(new ProcessBuilder("sh", "-c", script).inheritIO().start().waitFor()).isZero();
+    LayerStore store = StoreFixture.open(tmp.resolve("raw-store"));
+    ImageRecord image = store.importImage(tmp.resolve("raw.tar"), "raw:1", null, Progress.NONE);
+    Path stored = store.layerTree(image.diffIds().get(0));
+    java.util.function.Function<Path, String> names = dir -> {
+      try {
+        Process p = new ProcessBuilder("sh", "-c", "cd '" + dir + "' && find . | LC_ALL=C sort"
+            + " | od -An -c | tr -s ' \\n' ' '").start();
+        return new String(p.getInputStream().readAllBytes(), StandardCharsets.ISO_8859_1);
+      } catch (java.io.IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+    };
+    assertThat(names.apply(stored)).isEqualTo(names.apply(src)).contains("377").contains("376");
+    int fd = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(stored), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);
+    try {
+      String dirE9 = RawFs.raw(new byte[] {'d', 'i', 'r', (byte) 0xe9});
+      assertThat(RawFs.readlink(fd, dirE9 + "/link"))
+          .isEqualTo(RawFs.raw(new byte[] {'o', 'n', 'l', 'y', (byte) 0xff}));
+    } finally {
+      RawFs.close(fd);
+    }
+    // The DiffID covers the tar as given; hashing the same tar again gives it.
+    assertThat(image.diffIds().get(0)).isEqualTo(Digest.of(Files.readAllBytes(tmp.resolve("raw.tar"))));
+    // And gc removes such names too.
+    store.removeImage("raw:1");
+    assertThat(store.gc().removedLayers()).hasSize(1);
+    assertThat(stored).doesNotExist();
+  }
+
   @Test
   void modesIncludingSetuidSetgidAndSticky() throws Exception {
     assertThat(mode("bin/su")).isEqualTo(04755);
