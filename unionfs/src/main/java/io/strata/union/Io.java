@@ -66,12 +66,12 @@ final class Io {
     return jnr.ffi.LastError.getLastError(RUNTIME);
   }
 
-  static int open(Path p, int flags, int mode) throws FsException {
-    int fd = LIBC.open(p.toString(), flags | O_CLOEXEC, mode);
-    if (fd < 0) {
-      throw FsException.of(errno(), p.toString());
+  static int open(Loc p, int flags, int mode) throws FsException {
+    try {
+      return io.strata.layers.RawFs.open(p.dirfd(), p.rel(), flags, mode);
+    } catch (IOException e) {
+      throw FsException.from(e);
     }
-    return fd;
   }
 
   static void close(int fd) {

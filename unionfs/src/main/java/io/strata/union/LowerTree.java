@@ -4,11 +4,9 @@ import com.github.benmanes.caffeine.cache.Caffeine;
 import com.github.benmanes.caffeine.cache.LoadingCache;
 import com.github.benmanes.caffeine.cache.stats.CacheStats;
 import io.strata.layers.Posix;
+import io.strata.layers.RawFs;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.file.DirectoryStream;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashSet;
@@ -25,7 +23,7 @@ import java.util.LinkedHashMap;
  */
 final class LowerTree {
   /** One name in a merged lower directory: the topmost layer that has it wins. */
-  record Entry(String name, int layer, Path path, boolean isDir, List<Path> dirs, Attr attr) {
+  record Entry(String name, int layer, Loc path, boolean isDir, List<Loc> dirs, Attr attr) {
     long ino() {
       return attr.ino();
     }
@@ -39,16 +37,16 @@ final class LowerTree {
    * A merged lower directory: its entries by name, in the order kernel overlayfs lists them:
    * each layer's own order, top layer first, a name where it first appears.
    */
-  record Dir(List<Path> layers, Map<String, Entry> entries) {}
+  record Dir(List<Loc> layers, Map<String, Entry> entries) {}
 
-  private final List<Path> roots; // top layer first
+  private final List<Loc> roots; // top layer first: each layer's root directory, held open
   private final LoadingCache<String, Dir> dirs;
 
   /**
-   * @param roots the lower layers' root directories, top first
+   * @param roots the lower layers' root directories (descriptors), top first
    * @param maxEntries bound on the entries held by cached directories
    */
-  LowerTree(List<Path> roots, long maxEntries) {
+  LowerTree(List<Loc> roots, long maxEntries) {
     this.roots = List.copyOf(roots);
     this.dirs = Caffeine.newBuilder()
         .maximumWeight(maxEntries)
@@ -96,19 +94,20 @@ final class LowerTree {
    * directory ends the merge. Directory entries carry the real directories below that are
    * still visible, so their own merge needs no more lookups.
    */
-  private Dir merge(List<Path> layerDirs, boolean isRoot) throws IOException {
+  private Dir merge(List<Loc> layerDirs, boolean isRoot) throws IOException {
     Map<String, Entry> entries = new LinkedHashMap<>();
-    Map<String, List<Path>> subdirs = new HashMap<>();
+    Map<String, List<Loc>> subdirs = new HashMap<>();
     Set<String> hidden = new HashSet<>();
-    List<Path> used = new ArrayList<>();
-    for (Path dir : layerDirs) {
+    List<Loc> used = new ArrayList<>();
+    for (Loc dir : layerDirs) {
       int layer = layerIndex(dir);
       used.add(dir);
       Set<String> hideBelow = new HashSet<>();
       boolean opaque = false;
-      try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
-        for (Path child : ds) {
-          String name = child.getFileName().toString();
+      {
+        for (RawFs.DirEntry de : RawFs.list(dir.dirfd(), dir.rel())) {
+          String name = de.name();
+          Loc child = dir.child(name);
           if (name.equals(Markers.OPAQUE_FILE)) {
             opaque = true;
             continue;
@@ -165,9 +164,9 @@ final class LowerTree {
   }
 
   /** 1-based index of the layer a real directory belongs to (0 is the upper layer). */
-  int layerIndex(Path realDir) {
+  int layerIndex(Loc realDir) {
     for (int i = 0; i < roots.size(); i++) {
-      if (realDir.startsWith(roots.get(i))) {
+      if (realDir.dirfd() == roots.get(i).dirfd()) {
         return i + 1;
       }
     }

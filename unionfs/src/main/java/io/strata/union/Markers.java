@@ -1,14 +1,14 @@
 package io.strata.union;
 
 import io.strata.layers.Posix;
+import io.strata.layers.RawFs;
 import java.io.IOException;
-import java.nio.file.Path;
 
 /**
  * The overlay markers, in both forms: a whiteout is a char device 0/0 or a {@code .wh.NAME}
  * file; an opaque directory has {@code trusted.overlay.opaque=y} (or {@code user.overlay.opaque}
  * for rootless overlays) or holds {@code .wh..wh..opq}. Both forms are read everywhere; the
- * upper layer is written in the form chosen at mount time.
+ * upper layer is written in the form chosen at mount time. Names are raw (one char per byte).
  */
 final class Markers {
   static final String WH_PREFIX = ".wh.";
@@ -23,15 +23,13 @@ final class Markers {
    * bytes): no such file can exist, and asking the kernel would only say ENAMETOOLONG.
    */
   static String whiteoutFile(String name) {
-    String f = WH_PREFIX + name;
-    return f.length() <= 255 / 4 || f.getBytes(java.nio.charset.StandardCharsets.UTF_8).length <= 255
-        ? f : null;
+    return name.length() + WH_PREFIX.length() <= 255 ? WH_PREFIX + name : null;
   }
 
   /** Whether the real directory {@code dir} has a {@code .wh.NAME} whiteout file for {@code name}. */
-  static boolean hasWhiteoutFile(Path dir, String name) throws IOException {
+  static boolean hasWhiteoutFile(Loc dir, String name) throws IOException {
     String f = whiteoutFile(name);
-    return f != null && Stat.lstat(dir.resolve(f)) != null;
+    return f != null && Stat.lstat(dir.child(f)) != null;
   }
 
   static boolean isWhiteoutName(String name) {
@@ -43,11 +41,12 @@ final class Markers {
   }
 
   /** Whether the real directory {@code dir} is marked opaque in either form. */
-  static boolean isOpaque(Path dir) throws IOException {
-    if (Stat.lstat(dir.resolve(OPAQUE_FILE)) != null) {
+  static boolean isOpaque(Loc dir) throws IOException {
+    if (Stat.lstat(dir.child(OPAQUE_FILE)) != null) {
       return true;
     }
-    return isY(Posix.lgetxattr(dir, TRUSTED_OPAQUE)) || isY(Posix.lgetxattr(dir, USER_OPAQUE));
+    return isY(RawFs.lgetxattr(dir.dirfd(), dir.rel(), TRUSTED_OPAQUE))
+        || isY(RawFs.lgetxattr(dir.dirfd(), dir.rel(), USER_OPAQUE));
   }
 
   private static boolean isY(byte[] v) {
@@ -58,39 +57,42 @@ final class Markers {
    * Creates a whiteout for {@code name} in the real directory {@code dir}. A name too long for
    * the {@code .wh.} form (over 251 bytes) gets the device form, which only root may make.
    */
-  static void writeWhiteout(Path dir, String name, WhiteoutForm form) throws IOException {
+  static void writeWhiteout(Loc dir, String name, WhiteoutForm form) throws IOException {
     String file = whiteoutFile(name);
     if (form == WhiteoutForm.DEVICE || (file == null && Posix.isRoot())) {
-      Posix.mknod(dir.resolve(name), Posix.S_IFCHR | 0000, 0, 0);
+      RawFs.mknod(dir.dirfd(), dir.child(name).rel(), Posix.S_IFCHR | 0000, 0, 0);
     } else if (file == null) {
       // A whiteout for a name over 251 bytes needs the device form, which only root can make.
-      throw new Posix.PosixException("whiteout", dir.resolve(name), Posix.ENAMETOOLONG);
+      throw new Posix.PosixException("whiteout", java.nio.file.Path.of(dir.child(name).toString()),
+          Posix.ENAMETOOLONG);
     } else {
-      java.nio.file.Files.createFile(dir.resolve(file));
+      RawFs.close(RawFs.open(dir.dirfd(), dir.child(file).rel(),
+          RawFs.O_WRONLY | RawFs.O_CREAT | RawFs.O_EXCL, 0644));
     }
   }
 
   /** Removes a whiteout for {@code name} if there is one; returns whether there was. */
-  static boolean removeWhiteout(Path dir, String name) throws IOException {
+  static boolean removeWhiteout(Loc dir, String name) throws IOException {
     boolean had = false;
-    Path dev = dir.resolve(name);
+    Loc dev = dir.child(name);
     if (isWhiteoutDevice(Stat.lstat(dev))) {
-      Posix.unlink(dev);
+      RawFs.unlink(dev.dirfd(), dev.rel());
       had = true;
     }
     String f = whiteoutFile(name);
-    if (f != null && Stat.lstat(dir.resolve(f)) != null) {
-      Posix.unlink(dir.resolve(f));
+    if (f != null && Stat.lstat(dir.child(f)) != null) {
+      RawFs.unlink(dir.dirfd(), dir.child(f).rel());
       had = true;
     }
     return had;
   }
 
-  static void markOpaque(Path dir, WhiteoutForm form) throws IOException {
+  static void markOpaque(Loc dir, WhiteoutForm form) throws IOException {
     if (form == WhiteoutForm.DEVICE) {
-      Posix.lsetxattr(dir, TRUSTED_OPAQUE, new byte[] {'y'});
+      RawFs.lsetxattr(dir.dirfd(), dir.rel(), TRUSTED_OPAQUE, new byte[] {'y'});
     } else {
-      java.nio.file.Files.createFile(dir.resolve(OPAQUE_FILE));
+      RawFs.close(RawFs.open(dir.dirfd(), dir.child(OPAQUE_FILE).rel(),
+          RawFs.O_WRONLY | RawFs.O_CREAT | RawFs.O_EXCL, 0644));
     }
   }
 

@@ -1,39 +1,16 @@
 package io.strata.union;
 
-import io.strata.layers.Posix;
+import io.strata.layers.RawFs;
 import java.io.IOException;
-import java.nio.file.Path;
-import jnr.posix.FileStat;
-import jnr.posix.NanosecondFileStat;
-import jnr.posix.POSIX;
-import jnr.posix.POSIXFactory;
 
-/** lstat(2) of a real file, with st_blocks and nanosecond times, which java.nio lacks. */
+/** lstat of a real file, by statx relative to its layer, as the view's {@link Attr}. */
 final class Stat {
-  private static final POSIX POSIX = POSIXFactory.getNativePOSIX();
-
   private Stat() {}
 
-  /** The attributes of the path itself, or null when it does not exist. */
-  static Attr lstat(Path p) throws IOException {
-    FileStat st = POSIX.allocateStat();
-    if (POSIX.lstat(p.toString(), st) < 0) {
-      int errno = POSIX.errno();
-      if (errno == Posix.ENOENT || errno == Posix.ENOTDIR) {
-        return null;
-      }
-      throw new Posix.PosixException("lstat", p, errno);
-    }
-    long a = st.atime() * 1_000_000_000L;
-    long m = st.mtime() * 1_000_000_000L;
-    long c = st.ctime() * 1_000_000_000L;
-    if (st instanceof NanosecondFileStat) {
-      NanosecondFileStat n = (NanosecondFileStat) st;
-      a += n.aTimeNanoSecs();
-      m += n.mTimeNanoSecs();
-      c += n.cTimeNanoSecs();
-    }
-    return new Attr(st.ino(), st.mode(), st.nlink(), st.uid(), st.gid(), st.rdev(), st.st_size(),
-        st.blocks(), a, m, c);
+  /** The attributes of the file itself, or null when it does not exist. */
+  static Attr lstat(Loc l) throws IOException {
+    RawFs.Statx s = RawFs.lstat(l.dirfd(), l.rel());
+    return s == null ? null : new Attr(s.ino(), s.mode(), s.nlink(), s.uid(), s.gid(), s.rdev(),
+        s.size(), s.blocks(), s.atimeNanos(), s.mtimeNanos(), s.ctimeNanos());
   }
 }

@@ -1,8 +1,7 @@
 package io.strata.union;
 
-import io.strata.layers.Posix;
+import io.strata.layers.RawFs;
 import java.io.IOException;
-import java.nio.file.Path;
 
 /** utimensat(2) with UTIME_NOW and UTIME_OMIT, on the path itself. */
 final class Times {
@@ -13,7 +12,7 @@ final class Times {
 
   private Times() {}
 
-  static void set(Path p, long atimeNanos, long mtimeNanos) throws IOException {
+  static void set(Loc p, long atimeNanos, long mtimeNanos) throws IOException {
     long now = System.currentTimeMillis() * 1_000_000L;
     Attr cur = null;
     if (atimeNanos == OMIT || mtimeNanos == OMIT) {
@@ -21,6 +20,6 @@ final class Times {
     }
     long a = atimeNanos == NOW ? now : atimeNanos == OMIT ? cur.atimeNanos() : atimeNanos;
     long m = mtimeNanos == NOW ? now : mtimeNanos == OMIT ? cur.mtimeNanos() : mtimeNanos;
-    Posix.lutimes(p, a, m);
+    RawFs.lutimes(p.dirfd(), p.rel(), a, m);
   }
 }

@@ -1,6 +1,7 @@
 package io.strata.union;
 
 import io.strata.layers.Posix;
+import io.strata.layers.RawFs;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.function.Consumer;
@@ -15,7 +16,8 @@ import ru.serce.jnrfuse.struct.Timespec;
 /**
  * The thin jnr-fuse adapter: each FUSE call becomes one {@link UnionView} call, each
  * {@link FsException} its errno, and anything else is logged and becomes EIO, so no throwable
- * ever crosses into native code.
+ * ever crosses into native code. Paths and names arrive raw (bytes, one char each) through
+ * {@link RawCallbacks}, which stand in for jnr-fuse's String-decoding callbacks.
  */
 public final class UnionFuse extends FuseStubFS {
   private static final long UTIME_NOW = (1L << 30) - 1;
@@ -23,6 +25,8 @@ public final class UnionFuse extends FuseStubFS {
 
   private final UnionView view;
   private final Consumer<String> log;
+  @SuppressWarnings("unused") // holds the raw closures that native code calls
+  private final RawCallbacks raw;
 
   /** A FUSE operation in the shape every callback shares. */
   @FunctionalInterface
@@ -39,16 +43,15 @@ public final class UnionFuse extends FuseStubFS {
     jnr.ffi.Pointer ops = jnr.ffi.Struct.getMemory(fuseOperations);
     long at = flagsOffset();
     ops.putInt(at, ops.getInt(at) | 0b101);
+    // Every callback that carries a name gets it as bytes (raw), not decoded by jnr-fuse.
+    this.raw = RawCallbacks.install(this, fuseOperations);
   }
 
   /** Where the flag bits sit in struct fuse_operations: after the 38 pointers up to bmap. */
   private long flagsOffset() {
     try {
-      java.lang.reflect.Method offset =
-          Class.forName("jnr.ffi.Struct$Member").getDeclaredMethod("offset");
-      offset.setAccessible(true);
-      return (Long) offset.invoke(fuseOperations.flag_nullpath_ok);
-    } catch (ReflectiveOperationException | RuntimeException e) {
+      return RawCallbacks.offset(fuseOperations.flag_nullpath_ok);
+    } catch (IllegalStateException e) {
       return 38L * jnr.ffi.Runtime.getSystemRuntime().addressSize();
     }
   }
@@ -113,7 +116,7 @@ public final class UnionFuse extends FuseStubFS {
   @Override
   public int readlink(String path, Pointer buf, long size) {
     return call("readlink", path, () -> {
-      byte[] target = view.readlink(path).getBytes(StandardCharsets.UTF_8);
+      byte[] target = RawFs.bytes(view.readlink(path));
       int n = (int) Math.min(target.length, size - 1);
       buf.put(0, target, 0, n);
       buf.putByte(n, (byte) 0);
@@ -138,11 +141,15 @@ public final class UnionFuse extends FuseStubFS {
       filter.apply(buf, ".", null, 0);
       filter.apply(buf, "..", null, 0);
       FileStat st = new FileStat(jnr.ffi.Runtime.getSystemRuntime());
+      Pointer stp = jnr.ffi.Struct.getMemory(st);
       for (UnionView.DirEntry e : entries) {
         st.st_ino.set(e.ino());
         st.st_mode.set(e.type());
+        // The name's own bytes, NUL-terminated: the String form would encode it as UTF-8.
+        java.nio.ByteBuffer name = java.nio.ByteBuffer.allocateDirect(e.name().length() + 1);
+        name.put(RawFs.bytes(e.name())).put((byte) 0).flip();
         // offset 0: libfuse keeps the whole listing and serves seeks itself, so offsets are right.
-        if (filter.apply(buf, e.name(), st, 0) != 0) {
+        if (filter.apply(buf, name, stp, 0) != 0) {
           break;
         }
       }
@@ -350,7 +357,7 @@ public final class UnionFuse extends FuseStubFS {
     return call("listxattr", path, () -> {
       java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
       for (String n : view.listxattr(path)) {
-        out.writeBytes(n.getBytes(StandardCharsets.UTF_8));
+        out.writeBytes(RawFs.bytes(n));
         out.write(0);
       }
       byte[] all = out.toByteArray();

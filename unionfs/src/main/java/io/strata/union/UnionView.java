@@ -3,11 +3,10 @@ package io.strata.union;
 import com.github.benmanes.caffeine.cache.Cache;
 import com.github.benmanes.caffeine.cache.Caffeine;
 import io.strata.layers.Posix;
+import io.strata.layers.RawFs;
 import io.strata.layers.Trees;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -57,13 +56,13 @@ public final class UnionView implements AutoCloseable {
       long files, long filesFree, long nameMax) {}
 
   /** What a path resolves to: its upper file (if any) and its topmost lower entry (if any). */
-  private record Node(String path, Path upper, Attr upperAttr, LowerTree.Entry lower,
+  private record Node(String path, Loc upper, Attr upperAttr, LowerTree.Entry lower,
       boolean lowerDirVisible) {
     boolean isDir() {
       return upperAttr != null ? upperAttr.isDirectory() : lower.isDir();
     }
 
-    Path real() {
+    Loc real() {
       return upper != null ? upper : lower.path();
     }
 
@@ -83,12 +82,27 @@ public final class UnionView implements AutoCloseable {
   private final Path upper; // null: read-only view
   private final Path work;
   private final Path staging;
+  // The same directories held open: every call of the view is relative to one of them.
+  private final List<Loc> lowerRoots;
+  private final Loc upperRoot; // null: read-only view
+  private final Loc stagingRoot;
   private final Options opts;
   private final LowerTree lowerTree;
   private final String originXattr;
   private final String metacopyXattr;
   private final ReentrantReadWriteLock namespace = new ReentrantReadWriteLock();
   private final Cache<String, Boolean> upperOpaque;
+  /**
+   * Directory steps by path, so that a lookup resolves only its last name. A step changes only
+   * when its directory is copied up, removed or moved: copy-up replaces it, rmdir and rename
+   * drop them all. Filled under the read lock, changed under the write lock.
+   */
+  private final Cache<String, Step> steps;
+  /** Descriptors of dropped steps, closed under the write lock, when no lookup can hold them. */
+  private final java.util.concurrent.ConcurrentLinkedQueue<Integer> unusedFds =
+      new java.util.concurrent.ConcurrentLinkedQueue<>();
+  /** At most this many directory steps, each an open descriptor. */
+  private static final int MAX_OPEN_STEPS = 8192;
   private final ConcurrentHashMap<Long, OpenFile> open = new ConcurrentHashMap<>();
   private final AtomicLong handles = new AtomicLong(1);
   private final AtomicLong tmpNames = new AtomicLong();
@@ -110,17 +124,35 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
-  private UnionView(List<Path> lowers, Path upper, Path work, Options opts) {
+  private UnionView(List<Path> lowers, Path upper, Path work, Options opts) throws IOException {
     this.lowers = List.copyOf(lowers);
     this.upper = upper;
     this.work = work;
     this.staging = work == null ? null : work.resolve("strata-staging");
     this.opts = opts;
-    this.lowerTree = new LowerTree(lowers, opts.cacheEntries());
+    List<Loc> roots = new ArrayList<>();
+    for (Path l : lowers) {
+      roots.add(openRoot(l));
+    }
+    this.lowerRoots = List.copyOf(roots);
+    this.upperRoot = upper == null ? null : openRoot(upper);
+    if (staging != null) {
+      Trees.deleteRecursively(staging); // a killed view's half-done copy-ups
+      Files.createDirectories(staging);
+    }
+    this.stagingRoot = staging == null ? null : openRoot(staging);
+    this.lowerTree = new LowerTree(lowerRoots, opts.cacheEntries());
     boolean root = Posix.isRoot();
     this.originXattr = root ? ORIGIN_TRUSTED : ORIGIN_USER;
     this.metacopyXattr = root ? METACOPY : METACOPY_USER;
     this.upperOpaque = Caffeine.newBuilder().maximumSize(100_000).recordStats().build();
+    this.steps = Caffeine.newBuilder().maximumSize(MAX_OPEN_STEPS).recordStats()
+        .executor(Runnable::run)
+        .<String, Step>removalListener((k, v, cause) -> {
+          if (v != null && v.owned()) {
+            unusedFds.add(v.upper().dirfd()); // closed when no operation can be using it
+          }
+        }).build();
   }
 
   /**
@@ -171,12 +203,12 @@ public final class UnionView implements AutoCloseable {
         }
       }
     }
-    UnionView v = new UnionView(abs, u, w, opts);
-    if (w != null) {
-      Trees.deleteRecursively(v.staging); // a killed view's half-done copy-ups
-      Files.createDirectories(v.staging);
-    }
-    return v;
+    return new UnionView(abs, u, w, opts);
+  }
+
+  private static Loc openRoot(Path dir) throws IOException {
+    return new Loc(RawFs.open(RawFs.AT_FDCWD, RawFs.raw(dir), RawFs.O_PATH | RawFs.O_DIRECTORY, 0),
+        "");
   }
 
   public List<Path> lowers() {
@@ -191,9 +223,11 @@ public final class UnionView implements AutoCloseable {
   public String cacheReport() {
     var s = lowerTree.stats();
     var o = upperOpaque.stats();
+    var d = steps.stats();
     return String.format("lower directories: %d cached, hit rate %.1f%% (%d hits, %d misses);"
-        + " upper opacity: hit rate %.1f%%", lowerTree.cachedDirectories(), 100 * s.hitRate(),
-        s.hitCount(), s.missCount(), 100 * o.hitRate());
+        + " upper opacity: hit rate %.1f%%; directory steps: %d cached, hit rate %.1f%%",
+        lowerTree.cachedDirectories(), 100 * s.hitRate(), s.hitCount(), s.missCount(),
+        100 * o.hitRate(), steps.estimatedSize(), 100 * d.hitRate());
   }
 
   // ---------------------------------------------------------------- lookup
@@ -211,7 +245,7 @@ public final class UnionView implements AutoCloseable {
     while (start <= r.length()) {
       int slash = r.indexOf('/', start);
       int end = slash < 0 ? r.length() : slash;
-      if (end - start > MAX_NAME / 4 && utf8Length(r, start, end) > MAX_NAME) {
+      if (end - start > MAX_NAME) { // raw: one char per byte
         throw new FsException(Posix.ENAMETOOLONG, "name too long in " + path);
       }
       if (slash < 0) {
@@ -222,77 +256,35 @@ public final class UnionView implements AutoCloseable {
     return r;
   }
 
-  private static int utf8Length(String s, int from, int to) {
-    return s.substring(from, to).getBytes(StandardCharsets.UTF_8).length;
-  }
-
   private Node resolve(String path) throws FsException {
     return resolveRel(rel(path));
   }
 
-  /** Walks a relative path through the layers; ENOENT or ENOTDIR when it does not resolve. */
+  /**
+   * Where a directory's children are looked up: its upper directory (null if the upper has
+   * none there) and its merged lower directory's path (null if no lower directory shows). The
+   * upper directory is held open ({@code owned}: the cache closes it), so that looking up a
+   * child costs one short *at call whatever the depth.
+   */
+  private record Step(Loc upper, String lower, boolean owned) {}
+
+  /**
+   * Resolves a relative path: its parent's {@link Step} comes from the cache of directory
+   * steps (or is resolved and cached, ancestors first), and only the last name is looked up,
+   * so a lookup costs the same at any depth. ENOENT or ENOTDIR when it does not resolve.
+   */
   private Node resolveRel(String rel) throws FsException {
     try {
-      Path curUpper = upper;
-      String curLower = lowers.isEmpty() ? null : "";
       if (rel.isEmpty()) {
         LowerTree.Entry rootEntry = lowers.isEmpty() ? null
-            : new LowerTree.Entry("", 1, lowers.get(0), true, lowers, Stat.lstat(lowers.get(0)));
-        return new Node("", upper, upper == null ? null : Stat.lstat(upper), rootEntry,
-            !lowers.isEmpty());
+            : new LowerTree.Entry("", 1, lowerRoots.get(0), true, lowerRoots,
+                Stat.lstat(lowerRoots.get(0)));
+        return new Node("", upperRoot, upperRoot == null ? null : Stat.lstat(upperRoot),
+            rootEntry, !lowers.isEmpty());
       }
-      int start = 0;
-      while (true) {
-        int slash = rel.indexOf('/', start);
-        boolean last = slash < 0;
-        String name = last ? rel.substring(start) : rel.substring(start, slash);
-        String sub = last ? rel : rel.substring(0, slash);
-        if (name.isEmpty() || name.equals(".") || name.equals("..")) {
-          throw new FsException(Posix.EINVAL, "bad name in /" + rel);
-        }
-        if (Markers.isWhiteoutName(name)) {
-          throw FsException.of(Posix.ENOENT, "/" + sub); // overlay markers are never visible
-        }
-        LowerTree.Entry le = null;
-        if (curLower != null) {
-          LowerTree.Dir d = lowerTree.dir(curLower);
-          le = d == null ? null : d.entries().get(name);
-        }
-        Path u = null;
-        Attr ua = null;
-        if (curUpper != null) {
-          Path cand = curUpper.resolve(name);
-          ua = Stat.lstat(cand);
-          if (Markers.isWhiteoutDevice(ua)) {
-            throw FsException.of(Posix.ENOENT, "/" + sub);
-          }
-          if (ua != null) {
-            u = cand;
-          } else if (le != null && Markers.hasWhiteoutFile(curUpper, name)) {
-            throw FsException.of(Posix.ENOENT, "/" + sub);
-          }
-        }
-        if (u == null && le == null) {
-          throw FsException.of(Posix.ENOENT, "/" + sub);
-        }
-        boolean upperIsDir = ua != null && ua.isDirectory();
-        // The lower entry is kept even when the upper hides it: removing or renaming the name
-        // must then leave a whiteout. It shows through only below an upper directory that is
-        // not opaque (an upper non-directory hides everything below it).
-        boolean lowerShows = le != null
-            && (ua == null || (upperIsDir && le.isDir() && !isUpperOpaque(sub, u)));
-        boolean isDir = upperIsDir || (ua == null && le != null && le.isDir());
-        if (!last && !isDir) {
-          throw FsException.of(Posix.ENOTDIR, "/" + sub);
-        }
-        boolean lowerDir = lowerShows && le.isDir();
-        if (last) {
-          return new Node(sub, u, ua, le, lowerDir);
-        }
-        curUpper = upperIsDir ? u : null;
-        curLower = lowerDir ? sub : null;
-        start = slash + 1;
-      }
+      int slash = rel.lastIndexOf('/');
+      Step parent = step(slash < 0 ? "" : rel.substring(0, slash));
+      return lookup(parent, rel, rel.substring(slash + 1));
     } catch (IOException e) {
       throw FsException.from(e);
     } catch (UncheckedIOException e) {
@@ -300,7 +292,75 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
-  private boolean isUpperOpaque(String rel, Path dir) throws IOException {
+  /** The step of the directory {@code dir}: cached, or resolved from its nearest cached ancestor. */
+  private Step step(String dir) throws FsException, IOException {
+    java.util.ArrayDeque<String> missing = new java.util.ArrayDeque<>();
+    Step s = null;
+    String d = dir;
+    while (!d.isEmpty() && (s = steps.getIfPresent(d)) == null) {
+      missing.push(d);
+      d = parentOf(d);
+    }
+    if (s == null) {
+      s = new Step(upperRoot, lowers.isEmpty() ? null : "", false);
+    }
+    while (!missing.isEmpty()) {
+      String sub = missing.pop();
+      Node n = lookup(s, sub, name(sub));
+      if (!n.isDir()) {
+        throw FsException.of(Posix.ENOTDIR, "/" + sub);
+      }
+      Loc up = null;
+      if (n.upperAttr() != null && n.upperAttr().isDirectory()) {
+        up = new Loc(RawFs.open(n.upper().dirfd(), n.upper().rel(),
+            RawFs.O_PATH | RawFs.O_DIRECTORY | RawFs.O_NOFOLLOW, 0), "");
+      }
+      s = new Step(up, n.lowerDirVisible() ? sub : null, up != null);
+      steps.put(sub, s);
+    }
+    return s;
+  }
+
+  /** Looks {@code name} up in the directory {@code at}; {@code sub} is the path it makes. */
+  private Node lookup(Step at, String sub, String name) throws FsException, IOException {
+    if (name.isEmpty() || name.equals(".") || name.equals("..")) {
+      throw new FsException(Posix.EINVAL, "bad name in /" + sub);
+    }
+    if (Markers.isWhiteoutName(name)) {
+      throw FsException.of(Posix.ENOENT, "/" + sub); // overlay markers are never visible
+    }
+    LowerTree.Entry le = null;
+    if (at.lower() != null) {
+      LowerTree.Dir d = lowerTree.dir(at.lower());
+      le = d == null ? null : d.entries().get(name);
+    }
+    Loc u = null;
+    Attr ua = null;
+    if (at.upper() != null) {
+      Loc cand = at.upper().child(name);
+      ua = Stat.lstat(cand);
+      if (Markers.isWhiteoutDevice(ua)) {
+        throw FsException.of(Posix.ENOENT, "/" + sub);
+      }
+      if (ua != null) {
+        u = cand;
+      } else if (le != null && Markers.hasWhiteoutFile(at.upper(), name)) {
+        throw FsException.of(Posix.ENOENT, "/" + sub);
+      }
+    }
+    if (u == null && le == null) {
+      throw FsException.of(Posix.ENOENT, "/" + sub);
+    }
+    boolean upperIsDir = ua != null && ua.isDirectory();
+    // The lower entry is kept even when the upper hides it: removing or renaming the name
+    // must then leave a whiteout. It shows through only below an upper directory that is
+    // not opaque (an upper non-directory hides everything below it).
+    boolean lowerShows = le != null
+        && (ua == null || (upperIsDir && le.isDir() && !isUpperOpaque(sub, u)));
+    return new Node(sub, u, ua, le, lowerShows && le.isDir());
+  }
+
+  private boolean isUpperOpaque(String rel, Loc dir) throws IOException {
     Boolean cached = upperOpaque.getIfPresent(rel);
     if (cached != null) {
       return cached;
@@ -381,8 +441,8 @@ public final class UnionView implements AutoCloseable {
   }
 
   /** An upper file's number: its origin's if it was copied up, else its own. */
-  private long upperIno(Path p, Attr a) throws IOException {
-    byte[] origin = Posix.lgetxattr(p, originXattr);
+  private long upperIno(Loc p, Attr a) throws IOException {
+    byte[] origin = RawFs.lgetxattr(p.dirfd(), p.rel(), originXattr);
     return origin != null && origin.length == 8
         ? java.nio.ByteBuffer.wrap(origin).getLong() : compose(0, a.ino());
   }
@@ -414,9 +474,10 @@ public final class UnionView implements AutoCloseable {
     java.util.Set<String> hidden = new java.util.HashSet<>();
     try {
       if (n.upper() != null) {
-        try (DirectoryStream<Path> ds = Files.newDirectoryStream(n.upper())) {
-          for (Path c : ds) {
-            String name = c.getFileName().toString();
+        {
+          for (RawFs.DirEntry de : RawFs.list(n.upper().dirfd(), n.upper().rel())) {
+            String name = de.name();
+            Loc c = n.upper().child(name);
             if (Markers.isWhiteoutName(name)) {
               hidden.add(name.substring(Markers.WH_PREFIX.length()));
               continue;
@@ -456,9 +517,7 @@ public final class UnionView implements AutoCloseable {
     lockRead();
     try {
       Node n = resolve(path);
-      return Files.readSymbolicLink(n.real()).toString();
-    } catch (java.nio.file.NotLinkException e) {
-      throw new FsException(Posix.EINVAL, path + " is not a symlink");
+      return RawFs.readlink(n.real().dirfd(), n.real().rel());
     } catch (IOException e) {
       throw FsException.from(e);
     } finally {
@@ -473,7 +532,7 @@ public final class UnionView implements AutoCloseable {
       lockRead();
       try {
         Node n = resolve(path);
-        Path real = n.real();
+        Loc real = n.real();
         if (n.upper() != null && n.lower() != null && isMetacopy(n.upper())) {
           real = n.lower().path(); // metadata was copied up, the data is still below
         }
@@ -492,7 +551,7 @@ public final class UnionView implements AutoCloseable {
       if (n.isDir()) {
         throw FsException.of(Posix.EISDIR, path);
       }
-      Path real = copyUp(n, true);
+      Loc real = copyUp(n, true);
       int fd = Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL | Io.O_DIRECT), 0);
       return register(fd, n.path(), true);
     } finally {
@@ -584,7 +643,8 @@ public final class UnionView implements AutoCloseable {
     }
     lockRead();
     try {
-      byte[] v = Posix.lgetxattr(resolve(path).real(), name);
+      Loc real = resolve(path).real();
+      byte[] v = RawFs.lgetxattr(real.dirfd(), real.rel(), name);
       if (v == null) {
         throw new FsException(Posix.ENODATA, name);
       }
@@ -601,7 +661,8 @@ public final class UnionView implements AutoCloseable {
     lockRead();
     try {
       List<String> out = new ArrayList<>();
-      for (String n : Posix.llistxattr(resolve(path).real())) {
+      Loc real = resolve(path).real();
+      for (String n : RawFs.llistxattr(real.dirfd(), real.rel())) {
         if (!Markers.isPrivateXattr(n)) {
           out.add(n);
         }
@@ -637,7 +698,7 @@ public final class UnionView implements AutoCloseable {
     lockWrite();
     try {
       String rel = rel(path);
-      Path target = prepareNew(rel);
+      Loc target = prepareNew(rel);
       int fd = Io.open(target, (flags | Io.O_CREAT | Io.O_EXCL) & ~(Io.O_TRUNC | Io.O_DIRECT),
           0600);
       try {
@@ -654,12 +715,12 @@ public final class UnionView implements AutoCloseable {
 
   public void mknod(String path, int mode, long rdev, int uid, int gid) throws FsException {
     mutate(path, () -> {
-      Path target = prepareNew(rel(path));
+      Loc target = prepareNew(rel(path));
       int type = mode & Posix.S_IFMT;
       if (type == Posix.S_IFREG || type == 0) {
         Io.close(Io.open(target, Io.O_CREAT | Io.O_EXCL | Io.O_WRONLY, 0600));
       } else {
-        Posix.mknod(target, (mode & Posix.S_IFMT) | 0600, (int) ((rdev >>> 8) & 0xfff),
+        RawFs.mknod(target.dirfd(), target.rel(), (mode & Posix.S_IFMT) | 0600, (int) ((rdev >>> 8) & 0xfff),
             (int) ((rdev & 0xff) | ((rdev >>> 12) & 0xfff00)));
       }
       finishNew(target, mode, uid, gid, false);
@@ -670,8 +731,8 @@ public final class UnionView implements AutoCloseable {
     mutate(path, () -> {
       String rel = rel(path);
       NewName created = prepareNew(rel, false);
-      Path target = created.path();
-      Posix.mkdir(target, 0700);
+      Loc target = created.path();
+      RawFs.mkdir(target.dirfd(), target.rel(), 0700);
       finishNew(target, mode, uid, gid, false);
       if (created.hadWhiteout()) {
         // Something of that name was deleted from a lower layer: keep it hidden.
@@ -685,8 +746,8 @@ public final class UnionView implements AutoCloseable {
 
   public void symlink(String target, String path, int uid, int gid) throws FsException {
     mutate(path, () -> {
-      Path link = prepareNew(rel(path));
-      Posix.symlink(target, link);
+      Loc link = prepareNew(rel(path));
+      RawFs.symlink(target, link.dirfd(), link.rel());
       finishNew(link, 0777, uid, gid, true);
     });
   }
@@ -697,9 +758,9 @@ public final class UnionView implements AutoCloseable {
       if (src.isDir()) {
         throw FsException.of(Posix.EPERM, from);
       }
-      Path existing = copyUp(src, true);
-      Path link = prepareNew(rel(to));
-      Posix.link(existing, link);
+      Loc existing = copyUp(src, true);
+      Loc link = prepareNew(rel(to));
+      RawFs.link(existing.dirfd(), existing.rel(), link.dirfd(), link.rel());
     });
   }
 
@@ -771,46 +832,47 @@ public final class UnionView implements AutoCloseable {
           throw FsException.of(Posix.ENOTEMPTY, to);
         }
       }
-      Path srcUpper = copyUp(src, true);
+      Loc srcUpper = copyUp(src, true);
       boolean dstHadLowerDir = dst != null && dst.lowerDirVisible();
       NewName moved = prepareNew(toRel, dst != null);
-      Path target = moved.path();
+      Loc target = moved.path();
       if (dst != null && dst.upper() != null && dst.isDir()) {
         clearMarkers(dst.upper());
       }
-      Posix.rename(srcUpper, target);
+      RawFs.rename(srcUpper.dirfd(), srcUpper.rel(), target.dirfd(), target.rel(), 0);
       if (src.lower() != null) {
-        Markers.writeWhiteout(srcUpper.getParent(), name(src.path()), opts.whiteoutForm());
+        Markers.writeWhiteout(srcUpper.parent(), name(src.path()), opts.whiteoutForm());
       }
       if (src.isDir() && (dstHadLowerDir || (dst == null && moved.hadWhiteout()))) {
         Markers.markOpaque(target, opts.whiteoutForm());
       }
       upperOpaque.invalidateAll();
+      steps.invalidateAll(); // the moved directory's and everything below it
     });
   }
 
   public void chmod(String path, int mode) throws FsException {
     mutate(path, () -> {
-      Path p = copyUp(resolve(path), !opts.metacopy());
-      Posix.chmod(p, mode & 07777);
+      Loc p = copyUp(resolve(path), !opts.metacopy());
+      RawFs.chmod(p.dirfd(), p.rel(), mode & 07777);
     });
   }
 
   public void chown(String path, int uid, int gid) throws FsException {
     mutate(path, () -> {
       Node n = resolve(path);
-      Path p = copyUp(n, !opts.metacopy());
+      Loc p = copyUp(n, !opts.metacopy());
       Attr a = Stat.lstat(p);
       int hostUid = uid == -1 ? a.uid() : opts.uids().toHost(uid);
       int hostGid = gid == -1 ? a.gid() : opts.gids().toHost(gid);
-      Posix.lchown(p, hostUid, hostGid); // clears setuid/setgid as chown(2) does
+      RawFs.lchown(p.dirfd(), p.rel(), hostUid, hostGid); // clears setuid/setgid as chown(2) does
     });
   }
 
   /** Sets times; -1 leaves a time as it is (UTIME_OMIT), -2 means now (UTIME_NOW). */
   public void utimens(String path, long atimeNanos, long mtimeNanos) throws FsException {
     mutate(path, () -> {
-      Path p = copyUp(resolve(path), !opts.metacopy());
+      Loc p = copyUp(resolve(path), !opts.metacopy());
       Times.set(p, atimeNanos, mtimeNanos);
     });
   }
@@ -821,7 +883,12 @@ public final class UnionView implements AutoCloseable {
       if (n.isDir()) {
         throw FsException.of(Posix.EISDIR, path);
       }
-      Posix.truncate(copyUp(n, true), size);
+      int fd = Io.open(copyUp(n, true), Io.O_WRONLY, 0);
+      try {
+        Io.check(Io.LIBC.ftruncate(fd, size), "truncate " + path);
+      } finally {
+        Io.close(fd);
+      }
     });
   }
 
@@ -831,14 +898,14 @@ public final class UnionView implements AutoCloseable {
       throw new FsException(Posix.EPERM, name + " is reserved for the overlay");
     }
     mutate(path, () -> {
-      Path p = copyUp(resolve(path), !opts.metacopy());
-      if ((flags & 1) != 0 && Posix.lgetxattr(p, name) != null) {
+      Loc p = copyUp(resolve(path), !opts.metacopy());
+      if ((flags & 1) != 0 && RawFs.lgetxattr(p.dirfd(), p.rel(), name) != null) {
         throw new FsException(Posix.EEXIST, name); // XATTR_CREATE
       }
-      if ((flags & 2) != 0 && Posix.lgetxattr(p, name) == null) {
+      if ((flags & 2) != 0 && RawFs.lgetxattr(p.dirfd(), p.rel(), name) == null) {
         throw new FsException(Posix.ENODATA, name); // XATTR_REPLACE
       }
-      Posix.lsetxattr(p, name, value);
+      RawFs.lsetxattr(p.dirfd(), p.rel(), name, value);
     });
   }
 
@@ -849,10 +916,11 @@ public final class UnionView implements AutoCloseable {
     }
     mutate(path, () -> {
       Node n = resolve(path);
-      if (Posix.lgetxattr(n.real(), name) == null) {
+      if (RawFs.lgetxattr(n.real().dirfd(), n.real().rel(), name) == null) {
         throw new FsException(Posix.ENODATA, name);
       }
-      Posix.lremovexattr(copyUp(n, !opts.metacopy()), name);
+      Loc p = copyUp(n, !opts.metacopy());
+      RawFs.lremovexattr(p.dirfd(), p.rel(), name);
     });
   }
 
@@ -893,9 +961,9 @@ public final class UnionView implements AutoCloseable {
    * Where a new name goes in the upper layer, and whether a whiteout of that name was removed
    * to make room (something of the name was deleted from a lower layer).
    */
-  private record NewName(Path path, boolean hadWhiteout) {}
+  private record NewName(Loc path, boolean hadWhiteout) {}
 
-  private Path prepareNew(String rel) throws FsException {
+  private Loc prepareNew(String rel) throws FsException {
     return prepareNew(rel, false).path();
   }
 
@@ -923,20 +991,20 @@ public final class UnionView implements AutoCloseable {
       throw FsException.of(Posix.ENOTDIR, "/" + parentOf(rel));
     }
     try {
-      Path dir = copyUp(parent, false);
+      Loc dir = copyUp(parent, false);
       boolean hadWhiteout = Markers.removeWhiteout(dir, name);
-      return new NewName(dir.resolve(name), hadWhiteout);
+      return new NewName(dir.child(name), hadWhiteout);
     } catch (IOException e) {
       throw FsException.from(e);
     }
   }
 
   /** Gives a new upper node its caller's owner and exact mode (the kernel applied the umask). */
-  private void finishNew(Path p, int mode, int uid, int gid, boolean symlink) throws FsException {
+  private void finishNew(Loc p, int mode, int uid, int gid, boolean symlink) throws FsException {
     try {
-      Posix.lchown(p, opts.uids().toHost(uid), opts.gids().toHost(gid));
+      RawFs.lchown(p.dirfd(), p.rel(), opts.uids().toHost(uid), opts.gids().toHost(gid));
       if (!symlink) {
-        Posix.chmod(p, mode & 07777);
+        RawFs.chmod(p.dirfd(), p.rel(), mode & 07777);
       }
     } catch (IOException e) {
       throw FsException.from(e);
@@ -945,27 +1013,29 @@ public final class UnionView implements AutoCloseable {
 
   /** Removes a node from the view: its upper file goes, and a whiteout hides any lower one. */
   private void removeNode(Node n) throws IOException, FsException {
-    Path parent = copyUp(resolveRel(parentOf(n.path())), false);
+    Loc parent = copyUp(resolveRel(parentOf(n.path())), false);
     if (n.upper() != null) {
       if (n.upperAttr().isDirectory()) {
         clearMarkers(n.upper());
-        Posix.rmdir(n.upper());
+        RawFs.rmdir(n.upper().dirfd(), n.upper().rel());
       } else {
-        Posix.unlink(n.upper());
+        RawFs.unlink(n.upper().dirfd(), n.upper().rel());
       }
     }
     if (n.lower() != null) {
       Markers.writeWhiteout(parent, name(n.path()), opts.whiteoutForm());
     }
     upperOpaque.invalidate(n.path());
+    if (n.isDir()) {
+      steps.invalidateAll(); // the removed directory's and everything below it
+    }
   }
 
   /** Empties an upper directory of the whiteouts and markers that make it look non-empty. */
-  private static void clearMarkers(Path dir) throws IOException {
-    try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir)) {
-      for (Path c : ds) {
-        Posix.unlink(c); // only whiteouts remain in a directory the view shows as empty
-      }
+  private static void clearMarkers(Loc dir) throws IOException {
+    for (RawFs.DirEntry e : RawFs.list(dir.dirfd(), dir.rel())) {
+      // only whiteouts remain in a directory the view shows as empty
+      RawFs.unlink(dir.dirfd(), dir.child(e.name()).rel());
     }
   }
 
@@ -983,8 +1053,8 @@ public final class UnionView implements AutoCloseable {
     return out;
   }
 
-  private boolean isMetacopy(Path p) throws IOException {
-    return Posix.lgetxattr(p, metacopyXattr) != null;
+  private boolean isMetacopy(Loc p) throws IOException {
+    return RawFs.lgetxattr(p.dirfd(), p.rel(), metacopyXattr) != null;
   }
 
   /**
@@ -993,7 +1063,7 @@ public final class UnionView implements AutoCloseable {
    * {@code withData == false}, only its size, marked metacopy), owner, mode, xattrs, times and
    * origin, then renamed into place, so a failure leaves nothing half-written in the upper.
    */
-  private Path copyUp(Node n, boolean withData) throws FsException {
+  private Loc copyUp(Node n, boolean withData) throws FsException {
     try {
       if (n.upper() != null) {
         if (withData && !n.upperAttr().isDirectory() && isMetacopy(n.upper())) {
@@ -1001,39 +1071,40 @@ public final class UnionView implements AutoCloseable {
         }
         return n.upper();
       }
-      Path parent = copyUp(resolveRel(parentOf(n.path())), false);
-      Path src = n.lower().path();
+      Loc parent = copyUp(resolveRel(parentOf(n.path())), false);
+      Loc src = n.lower().path();
       Attr a = Stat.lstat(src);
-      Path tmp = staging.resolve("copyup-" + tmpNames.incrementAndGet());
+      Loc tmp = stagingRoot.child("copyup-" + tmpNames.incrementAndGet());
       try {
         boolean meta = false;
         switch (a.type()) {
           case Posix.S_IFDIR:
-            Posix.mkdir(tmp, 0700);
+            RawFs.mkdir(tmp.dirfd(), tmp.rel(), 0700);
             break;
           case Posix.S_IFLNK:
-            Posix.symlink(Files.readSymbolicLink(src).toString(), tmp);
+            RawFs.symlink(RawFs.readlink(src.dirfd(), src.rel()), tmp.dirfd(), tmp.rel());
             break;
           case Posix.S_IFREG:
             meta = !withData && a.size() > 0;
             copyFile(src, tmp, a, meta);
             break;
           default:
-            Posix.mknod(tmp, a.type() | 0600, (int) ((a.rdev() >>> 8) & 0xfff),
+            RawFs.mknod(tmp.dirfd(), tmp.rel(), a.type() | 0600, (int) ((a.rdev() >>> 8) & 0xfff),
                 (int) ((a.rdev() & 0xff) | ((a.rdev() >>> 12) & 0xfff00)));
         }
         copyMetadata(src, tmp, a, compose(n.lower().layer(), a.ino()));
         if (meta) {
-          Posix.lsetxattr(tmp, metacopyXattr, new byte[0]);
+          RawFs.lsetxattr(tmp.dirfd(), tmp.rel(), metacopyXattr, new byte[0]);
         }
-        Path target = parent.resolve(name(n.path()));
-        Posix.rename(tmp, target);
+        Loc target = parent.child(name(n.path()));
+        RawFs.rename(tmp.dirfd(), tmp.rel(), target.dirfd(), target.rel(), 0);
         if (a.type() == Posix.S_IFDIR) {
           upperOpaque.put(n.path(), false);
+          steps.invalidate(n.path()); // it has an upper directory now
         }
         return target;
       } catch (IOException | FsException | RuntimeException e) {
-        Trees.deleteRecursively(tmp);
+        Trees.deleteRecursively(staging.resolve(tmp.rel()));
         throw e;
       }
     } catch (IOException e) {
@@ -1042,25 +1113,26 @@ public final class UnionView implements AutoCloseable {
   }
 
   /** Replaces a metacopy upper file with a full copy, keeping its (newer) metadata. */
-  private Path completeMetacopy(Node n) throws IOException, FsException {
-    Path tmp = staging.resolve("copyup-" + tmpNames.incrementAndGet());
+  private Loc completeMetacopy(Node n) throws IOException, FsException {
+    Loc tmp = stagingRoot.child("copyup-" + tmpNames.incrementAndGet());
+    Loc up = n.upper();
     try {
-      Attr meta = Stat.lstat(n.upper());
+      Attr meta = Stat.lstat(up);
       copyFile(n.lower().path(), tmp, meta, false);
-      copyMetadata(n.upper(), tmp, meta, -1); // private xattrs, metacopy among them, stay behind
-      byte[] origin = Posix.lgetxattr(n.upper(), originXattr);
+      copyMetadata(up, tmp, meta, -1); // private xattrs, metacopy among them, stay behind
+      byte[] origin = RawFs.lgetxattr(up.dirfd(), up.rel(), originXattr);
       if (origin != null) {
-        Posix.lsetxattr(tmp, originXattr, origin);
+        RawFs.lsetxattr(tmp.dirfd(), tmp.rel(), originXattr, origin);
       }
-      Posix.rename(tmp, n.upper());
-      return n.upper();
+      RawFs.rename(tmp.dirfd(), tmp.rel(), up.dirfd(), up.rel(), 0);
+      return up;
     } catch (IOException | FsException | RuntimeException e) {
-      Trees.deleteRecursively(tmp);
+      Trees.deleteRecursively(staging.resolve(tmp.rel()));
       throw e;
     }
   }
 
-  private void copyFile(Path src, Path tmp, Attr a, boolean sizeOnly) throws FsException {
+  private void copyFile(Loc src, Loc tmp, Attr a, boolean sizeOnly) throws FsException {
     int out = Io.open(tmp, Io.O_WRONLY | Io.O_CREAT | Io.O_EXCL, 0600);
     try {
       if (sizeOnly) {
@@ -1082,25 +1154,26 @@ public final class UnionView implements AutoCloseable {
   }
 
   /** Owner, mode, xattrs (not the overlay's own), times and the origin inode number. */
-  private void copyMetadata(Path src, Path dst, Attr a, long originIno) throws IOException {
-    Posix.lchown(dst, a.uid(), a.gid());
+  private void copyMetadata(Loc src, Loc dst, Attr a, long originIno) throws IOException {
+    RawFs.lchown(dst.dirfd(), dst.rel(), a.uid(), a.gid());
     if (a.type() != Posix.S_IFLNK) {
-      Posix.chmod(dst, a.mode() & 07777);
+      RawFs.chmod(dst.dirfd(), dst.rel(), a.mode() & 07777);
     }
     if (opts.xattrs()) {
-      for (String x : Posix.llistxattr(src)) {
+      for (String x : RawFs.llistxattr(src.dirfd(), src.rel())) {
         if (!Markers.isPrivateXattr(x)) {
-          byte[] v = Posix.lgetxattr(src, x);
+          byte[] v = RawFs.lgetxattr(src.dirfd(), src.rel(), x);
           if (v != null) {
-            Posix.lsetxattr(dst, x, v);
+            RawFs.lsetxattr(dst.dirfd(), dst.rel(), x, v);
           }
         }
       }
     }
     if (originIno >= 0) {
-      Posix.lsetxattr(dst, originXattr, java.nio.ByteBuffer.allocate(8).putLong(originIno).array());
+      RawFs.lsetxattr(dst.dirfd(), dst.rel(), originXattr,
+          java.nio.ByteBuffer.allocate(8).putLong(originIno).array());
     }
-    Posix.lutimes(dst, a.atimeNanos(), a.mtimeNanos());
+    RawFs.lutimes(dst.dirfd(), dst.rel(), a.atimeNanos(), a.mtimeNanos());
   }
 
   private static String parentOf(String rel) {
@@ -1113,17 +1186,44 @@ public final class UnionView implements AutoCloseable {
   }
 
   private void lockRead() {
+    if (unusedFds.size() > 256 && namespace.writeLock().tryLock()) {
+      try {
+        closeUnused(); // a mount that only reads never takes the write lock otherwise
+      } finally {
+        namespace.writeLock().unlock();
+      }
+    }
     namespace.readLock().lock();
   }
 
   private void lockWrite() {
     namespace.writeLock().lock();
+    closeUnused();
+  }
+
+  /** Closes the descriptors of dropped steps; only under the write lock, so none is in use. */
+  private void closeUnused() {
+    Integer fd;
+    while ((fd = unusedFds.poll()) != null) {
+      RawFs.close(fd);
+    }
   }
 
   @Override
   public void close() {
     for (Long fh : new ArrayList<>(open.keySet())) {
       release(fh);
+    }
+    steps.invalidateAll();
+    closeUnused();
+    for (Loc l : lowerRoots) {
+      RawFs.close(l.dirfd());
+    }
+    if (upperRoot != null) {
+      RawFs.close(upperRoot.dirfd());
+    }
+    if (stagingRoot != null) {
+      RawFs.close(stagingRoot.dirfd());
     }
   }
 }

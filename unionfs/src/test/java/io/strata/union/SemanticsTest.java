@@ -127,6 +127,94 @@ class SemanticsTest {
     }
   }
 
+  /**
+   * Issue 8, items 7 and 9: a 4,095-byte path of 127-byte names under layers whose own location
+   * is long, and a 2,000-level directory chain, worked on kernel overlayfs but gave
+   * ENAMETOOLONG and EIO through strata, whose calls used absolute paths. The same script runs
+   * on both; its output (the chain's entry count, what was read and written at the bottom,
+   * what was made at PATH_MAX) must be the same.
+   */
+  @Test
+  void pathsAtPathMaxAndTwoThousandLevelsWorkAsOnKernelOverlayfs() throws Exception {
+    Path base = tmp;
+    for (int i = 0; i < 8; i++) {
+      // ~1.5 KB of location: kernel overlayfs takes its options in one page, both dirs in it
+      base = base.resolve("long-location-" + "x".repeat(180));
+    }
+    String n = "n".repeat(127);
+    String script = "cd \"$1\" && find . | wc -l && cat chain$(printf '/d%.0s' $(seq 2000))/leaf"
+        + " && cd chain$(printf '/d%.0s' $(seq 2000)) && echo bottom > new && cat new && cd \"$1\""
+        + " && for i in $(seq 31); do mkdir " + n + " && cd -P " + n + " || exit 1; done"
+        + " && echo pathmax > " + n + " && cat " + n + " && rm " + n + " && echo removed";
+    String lowerScript = "mkdir -p \"$1\" && cd \"$1\" && mkdir chain && cd chain"
+        + " && for i in $(seq 2000); do mkdir d && cd -P d || exit 1; done && echo leaf > leaf";
+    String[] outputs = new String[2];
+    try {
+      for (int k = 0; k < 2; k++) {
+        // The upper lives at the long location; the chain's lower can live anywhere.
+        Path root = Files.createDirectories(base.resolve(k == 0 ? "kernel" : "strata"));
+        Path lower = tmp.resolve("chain-lower-" + k);
+        Mounted.run("sh", "-c", lowerScript, "sh", lower.toString());
+        try (Mounted m = k == 0
+            ? Mounted.kernel(List.of(lower), root.resolve("u"), root.resolve("w"), tmp.resolve("km"))
+            : Mounted.strata(List.of(lower), root.resolve("u"), root.resolve("w"),
+                tmp.resolve("sm"))) {
+          outputs[k] = Mounted.run("sh", "-c", script, "sh", m.mountpoint.toString());
+        }
+      }
+    } finally {
+      // java.nio cannot delete what lies past PATH_MAX; rm -rf can.
+      Mounted.run("rm", "-rf", tmp.resolve("long-location-" + "x".repeat(180)).toString(),
+          tmp.resolve("chain-lower-0").toString(), tmp.resolve("chain-lower-1").toString());
+    }
+    assertThat(outputs[1]).isEqualTo(outputs[0]);
+    assertThat(outputs[1].split("\n")).containsExactly("2003", "leaf", "bottom", "pathmax",
+        "removed");
+  }
+
+  /**
+   * Issue 8, item 6: 'bad\xff' and 'bad\xfe' became one upper file 'bad\uFFFD'. The view
+   * keeps names as bytes, and the jnr-fuse transport hands them over undecoded
+   * ({@link RawCallbacks}).
+   */
+  @Test
+  void namesThatAreNotUtf8StayDistinct() throws Exception {
+    Path lower = Files.createDirectories(tmp.resolve("raw-lower"));
+    Mounted.run("sh", "-c", "cd \"$1\" && printf one > \"$(printf 'low\\377')\""
+        + " && printf two > \"$(printf 'low\\376')\"", "sh", lower.toString());
+    UnionView v = UnionView.open(List.of(lower), Files.createDirectories(tmp.resolve("ru")),
+        tmp.resolve("rw"), UnionView.Options.defaults());
+    String ff = io.strata.layers.RawFs.raw(new byte[] {'b', 'a', 'd', (byte) 0xff});
+    String fe = io.strata.layers.RawFs.raw(new byte[] {'b', 'a', 'd', (byte) 0xfe});
+    v.release(v.create("/" + ff, 0644, Io.O_WRONLY, 0, 0));
+    v.release(v.create("/" + fe, 0600, Io.O_WRONLY, 0, 0));
+    assertThat(v.readdir("/")).extracting(UnionView.DirEntry::name).containsExactlyInAnyOrder(
+        ff, fe, io.strata.layers.RawFs.raw(new byte[] {'l', 'o', 'w', (byte) 0xff}),
+        io.strata.layers.RawFs.raw(new byte[] {'l', 'o', 'w', (byte) 0xfe}));
+    assertThat(v.getattr("/" + ff).mode() & 07777).isEqualTo(0644);
+    assertThat(v.getattr("/" + fe).mode() & 07777).isEqualTo(0600);
+    v.close();
+    // Through the mount, the issue's reproduction and more, with kernel overlayfs as oracle.
+    String script = "cd \"$1\" && cat \"$(printf 'low\\377')\" && printf one > \"$(printf 'bad\\377')\""
+        + " && printf two > \"$(printf 'bad\\376')\" && cat \"$(printf 'bad\\377')\""
+        + " \"$(printf 'bad\\376')\" && mkdir \"$(printf 'd\\351')\" && ln -s \"$(printf 'bad\\377')\""
+        + " \"$(printf 'd\\351/l')\" && readlink \"$(printf 'd\\351/l')\" | od -An -tx1"
+        + " && mv \"$(printf 'low\\376')\" \"$(printf 'd\\351/m\\376')\" && rm \"$(printf 'low\\377')\""
+        + " && ls -R | od -An -tx1";
+    String[] out = new String[2];
+    for (int k = 0; k < 2; k++) {
+      Path u = tmp.resolve("raw-u" + k);
+      Path w = tmp.resolve("raw-w" + k);
+      Path mp = tmp.resolve("raw-mnt" + k);
+      try (Mounted m = k == 0 ? Mounted.kernel(List.of(lower), u, w, mp)
+          : Mounted.strata(List.of(lower), u, w, mp)) {
+        out[k] = Mounted.run("sh", "-c", script, "sh", m.mountpoint.toString());
+      }
+    }
+    assertThat(out[1]).isEqualTo(out[0]).startsWith("oneonetwo")
+        .contains("62 61 64 ff"); // the link's target, byte for byte
+  }
+
   @Test
   void oDirectReadsAndWritesWorkAsOnKernelOverlayfs() throws Exception {
     try (Mounted m = mount()) {
