@@ -25,14 +25,6 @@ public final class Posix {
 
     @SaveError int mknod(String path, int mode, long dev);
 
-    @SaveError int lsetxattr(String path, String name, byte[] value, long size, int flags);
-
-    @SaveError long lgetxattr(String path, String name, byte[] value, long size);
-
-    @SaveError long llistxattr(String path, byte[] list, long size);
-
-    @SaveError int lremovexattr(String path, String name);
-
     @SaveError int utimensat(int dirfd, String path, long[] times, int flags);
 
     @SaveError int mkdir(String path, int mode);
@@ -129,72 +121,29 @@ public final class Posix {
     check(LIBC.utimensat(AT_FDCWD, path.toString(), times, AT_SYMLINK_NOFOLLOW), "utimensat", path);
   }
 
+  /** Sets an xattr of the path itself (through {@link RawFs}, names as UTF-8 bytes). */
   public static void lsetxattr(Path path, String name, byte[] value) throws IOException {
-    check(LIBC.lsetxattr(path.toString(), name, value, value.length, 0), "lsetxattr " + name, path);
+    RawFs.lsetxattr(RawFs.AT_FDCWD, RawFs.raw(path), utf8(name), value);
   }
 
-  /** Returns the value of an xattr, or null when the path has none of that name. */
+
+  /** An xattr of the path itself, or null when it has none of that name. */
   public static byte[] lgetxattr(Path path, String name) throws IOException {
-    String p = path.toString();
-    for (int attempt = 0; attempt < 4; attempt++) {
-      long size = LIBC.lgetxattr(p, name, null, 0);
-      if (size < 0) {
-        int errno = errno();
-        if (errno == ENODATA || errno == ENOTSUP) {
-          return null;
-        }
-        throw failure("lgetxattr " + name, path, errno);
-      }
-      byte[] buf = new byte[(int) size];
-      long got = LIBC.lgetxattr(p, name, buf, buf.length);
-      if (got >= 0) {
-        return got == buf.length ? buf : java.util.Arrays.copyOf(buf, (int) got);
-      }
-      if (errno() != ERANGE) { // ERANGE: it grew between the two calls; ask again
-        throw failure("lgetxattr " + name, path, errno());
-      }
-    }
-    throw new IOException("lgetxattr " + name + " " + path + ": value keeps changing");
+    return RawFs.lgetxattr(RawFs.AT_FDCWD, RawFs.raw(path), utf8(name));
   }
 
-  /** Lists the names of the path's xattrs, in every namespace this process may read. */
+
+  /** The xattr names of the path itself. */
   public static List<String> llistxattr(Path path) throws IOException {
-    String p = path.toString();
-    for (int attempt = 0; attempt < 4; attempt++) {
-      long size = LIBC.llistxattr(p, null, 0);
-      if (size < 0) {
-        if (errno() == ENOTSUP) {
-          return List.of();
-        }
-        throw failure("llistxattr", path, errno());
-      }
-      if (size == 0) {
-        return List.of();
-      }
-      byte[] buf = new byte[(int) size];
-      long got = LIBC.llistxattr(p, buf, buf.length);
-      if (got >= 0) {
-        List<String> names = new ArrayList<>();
-        int start = 0;
-        for (int i = 0; i < got; i++) {
-          if (buf[i] == 0) {
-            if (i > start) {
-              names.add(new String(buf, start, i - start, StandardCharsets.UTF_8));
-            }
-            start = i + 1;
-          }
-        }
-        return names;
-      }
-      if (errno() != ERANGE) {
-        throw failure("llistxattr", path, errno());
-      }
+    List<String> out = new ArrayList<>();
+    for (String raw : RawFs.llistxattr(RawFs.AT_FDCWD, RawFs.raw(path))) {
+      out.add(new String(RawFs.bytes(raw), StandardCharsets.UTF_8));
     }
-    throw new IOException("llistxattr " + path + ": list keeps changing");
+    return out;
   }
 
-  public static void lremovexattr(Path path, String name) throws IOException {
-    check(LIBC.lremovexattr(path.toString(), name), "lremovexattr " + name, path);
+  private static String utf8(String name) {
+    return RawFs.raw(name.getBytes(StandardCharsets.UTF_8));
   }
 
   public static void mkdir(Path path, int mode) throws IOException {

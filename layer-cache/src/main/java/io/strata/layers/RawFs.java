@@ -147,6 +147,9 @@ public final class RawFs {
 
     /** The same place as a path for calls that have no *at form (the xattr calls). */
     byte[] procPath() {
+      if (dirfd == AT_FDCWD) {
+        return z(rel);
+      }
       return z("/proc/self/fd/" + dirfd + "/" + (rel.isEmpty() ? "." : rel));
     }
   }
