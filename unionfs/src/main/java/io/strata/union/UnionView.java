@@ -101,8 +101,23 @@ public final class UnionView implements AutoCloseable {
   /** Descriptors of dropped steps, closed under the write lock, when no lookup can hold them. */
   private final java.util.concurrent.ConcurrentLinkedQueue<Integer> unusedFds =
       new java.util.concurrent.ConcurrentLinkedQueue<>();
-  /** At most this many directory steps, each an open descriptor. */
-  private static final int MAX_OPEN_STEPS = 8192;
+  /** At most this many directory steps, each an open descriptor: a quarter of what we may open. */
+  private static final int MAX_OPEN_STEPS = (int) Math.min(8192, openFileLimit() / 4);
+
+  /** The soft RLIMIT_NOFILE, from /proc (Java has no call for it); 1024 if unknown. */
+  private static long openFileLimit() {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/self/limits"))) {
+        if (line.startsWith("Max open files")) {
+          String soft = line.substring("Max open files".length()).trim().split("\\s+")[0];
+          return soft.equals("unlimited") ? Long.MAX_VALUE : Long.parseLong(soft);
+        }
+      }
+    } catch (IOException | RuntimeException e) {
+      // fall through
+    }
+    return 1024;
+  }
   private final ConcurrentHashMap<Long, OpenFile> open = new ConcurrentHashMap<>();
   private final AtomicLong handles = new AtomicLong(1);
   private final AtomicLong tmpNames = new AtomicLong();
@@ -311,11 +326,18 @@ public final class UnionView implements AutoCloseable {
         throw FsException.of(Posix.ENOTDIR, "/" + sub);
       }
       Loc up = null;
+      boolean owned = false;
       if (n.upperAttr() != null && n.upperAttr().isDirectory()) {
-        up = new Loc(RawFs.open(n.upper().dirfd(), n.upper().rel(),
-            RawFs.O_PATH | RawFs.O_DIRECTORY | RawFs.O_NOFOLLOW, 0), "");
+        try {
+          up = new Loc(RawFs.open(n.upper().dirfd(), n.upper().rel(),
+              RawFs.O_PATH | RawFs.O_DIRECTORY | RawFs.O_NOFOLLOW, 0), "");
+          owned = true;
+        } catch (Posix.PosixException outOfDescriptors) {
+          // EMFILE and the like: the path from the upper's root, which stays open, still works
+          up = new Loc(upperRoot.dirfd(), sub);
+        }
       }
-      s = new Step(up, n.lowerDirVisible() ? sub : null, up != null);
+      s = new Step(up, n.lowerDirVisible() ? sub : null, owned);
       steps.put(sub, s);
     }
     return s;
