@@ -54,7 +54,8 @@ public final class RunCommand implements Callable<Integer> {
   @Option(names = {"-v", "--volume"}, paramLabel = "HOSTDIR:DIR[:ro]", description = "Bind mount.")
   List<String> volumes = new ArrayList<>();
 
-  @Option(names = {"-u", "--user"}, paramLabel = "UID[:GID]", description = "Run as this user.")
+  @Option(names = {"-u", "--user"}, paramLabel = "USER[:GROUP]",
+      description = "Run as this user: names from the image's /etc/passwd and /etc/group, or ids.")
   String user;
 
   @Option(names = "--read-only", description = "Mount the container's root read-only.")

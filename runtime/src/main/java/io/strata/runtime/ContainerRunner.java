@@ -47,8 +47,6 @@ public final class ContainerRunner {
 
   /** How long a container has to end after strata passed a signal on, as `docker stop`'s. */
   static final Duration STOP_GRACE = Duration.ofSeconds(10);
-  /** The largest uid or gid: (uid_t) -1 means "unchanged" to the kernel. */
-  static final long MAX_ID = 0xffff_fffeL;
   private static final int SIGINT = 2;
   private static final int SIGTERM = 15;
   private static final int SIGHUP = 1;
@@ -94,9 +92,6 @@ public final class ContainerRunner {
     if (spec.workdir() != null) {
       helper.addAll(List.of("--cwd", containerPath(spec.workdir(), "-w/--workdir")));
     }
-    if (spec.user() != null) {
-      helper.addAll(List.of("--user", user(spec.user(), "--user")));
-    }
     for (String v : spec.volumes()) {
       helper.addAll(List.of("--volume", volume(v)));
     }
@@ -120,10 +115,14 @@ public final class ContainerRunner {
             "the image's WorkingDir")));
       }
       if (spec.user() == null && !config.path("User").asText("").isEmpty()) {
-        helper.addAll(List.of("--user", user(config.path("User").asText(), "the image's User")));
+        helper.addAll(List.of("--user", user(image, config.path("User").asText(),
+            "the image's User")));
       }
     } catch (IllegalArgumentException e) {
       throw new BadInputException("image " + spec.image() + ": " + e.getMessage());
+    }
+    if (spec.user() != null) {
+      helper.addAll(List.of("--user", user(image, spec.user(), "--user")));
     }
     all.putAll(env);
     all.put("HOSTNAME", hostname); // as `hostname` says inside
@@ -164,9 +163,12 @@ public final class ContainerRunner {
     Run run = new Run(name, cgName, spec.remove(), spec.limits());
     Thread hook = new Thread(() -> run.finish(143, "strata was terminated"), "strata-run-cleanup");
     Runtime.getRuntime().addShutdownHook(hook);
+    // From here on SIGINT, SIGTERM and SIGHUP are the container's to handle, not the JVM's.
+    List<Object> saved = Signals.forward(List.of(SIGINT, SIGTERM, SIGHUP), run::forward);
     try {
       return run.start(spec, plan, created);
     } finally {
+      Signals.restore(saved);
       removeHook(hook);
     }
   }
@@ -203,6 +205,7 @@ public final class ContainerRunner {
           if (finalCode != null) {
             return finalCode; // terminated while being created
           }
+          stopIfSignalled();
           store.pin(cgName, plan.image().diffIds());
           Path upper = Files.createDirectories(dir.resolve("upper"));
           Path work = Files.createDirectories(dir.resolve("work"));
@@ -237,6 +240,7 @@ public final class ContainerRunner {
           ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO();
           pb.environment().clear();
           pb.environment().putAll(plan.env());
+          stopIfSignalled();
           helper = pb.start();
           started = helper;
           cgroup.add(helper.pid()); // before the helper does anything: it waits on the FIFO
@@ -244,16 +248,13 @@ public final class ContainerRunner {
           containers.write(created.withRunning(helper.pid(), cgName));
         }
       } catch (Exception e) {
+        if (forwarded != 0) {
+          return finish(128 + forwarded, e.getMessage());
+        }
         finish(125, "start failed: " + e.getMessage());
         throw e;
       }
-      List<Object> saved = Signals.forward(List.of(SIGINT, SIGTERM, SIGHUP), this::forward);
-      int code;
-      try {
-        code = started.waitFor();
-      } finally {
-        Signals.restore(saved);
-      }
+      int code = started.waitFor();
       String reason = null;
       if (forwarded != 0 && code == 137) {
         code = 128 + forwarded; // it had to be killed after the signal strata was sent
@@ -265,8 +266,15 @@ public final class ContainerRunner {
       return finish(code, reason);
     }
 
+    /** A signal that came before the helper started ends the start here. */
+    private void stopIfSignalled() throws IOException {
+      if (forwarded != 0) {
+        throw new IOException("stopped by signal " + forwarded + " before it started");
+      }
+    }
+
     /** Passes a signal sent to strata on to the container; kills it if it has not ended in time. */
-    private void forward(int signal) {
+    void forward(int signal) {
       Process h = helper;
       boolean first = forwarded == 0;
       if (first) {
@@ -376,16 +384,21 @@ public final class ContainerRunner {
     env.put(kv.substring(0, eq), kv.substring(eq + 1));
   }
 
-  /** A numeric UID[:GID], each below 2^32-1; names would need the image's /etc/passwd. */
-  static String user(String user, String what) {
-    java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\d{1,10})(?::(\\d{1,10}))?")
-        .matcher(user);
-    if (!m.matches() || Long.parseLong(m.group(1)) > MAX_ID
-        || (m.group(2) != null && Long.parseLong(m.group(2)) > MAX_ID)) {
-      throw new IllegalArgumentException(what + " '" + Text.clip(user) + "': expected a numeric"
-          + " UID[:GID], each from 0 to " + MAX_ID + " (user names are not supported yet)");
+  /** USER[:GROUP] as numeric ids, names looked up in the image's own files ({@link Users}). */
+  private String user(ImageRecord image, String user, String what) throws IOException {
+    List<Path> lowers = new ArrayList<>();
+    for (int i = image.diffIds().size() - 1; i >= 0; i--) {
+      lowers.add(store.layerTree(image.diffIds().get(i)));
     }
-    return m.group(2) == null ? m.group(1) + ":" + m.group(1) : user;
+    try (UnionView v = UnionView.open(lowers, null, null, UnionView.Options.defaults())) {
+      return Users.resolve(user, what, path -> {
+        try {
+          return v.readSmallFile(path, 1 << 20);
+        } catch (io.strata.union.FsException e) {
+          return null;
+        }
+      });
+    }
   }
 
   /** An absolute path inside the container without '..', such as a working directory. */

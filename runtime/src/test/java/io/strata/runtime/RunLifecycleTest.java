@@ -44,6 +44,15 @@ class RunLifecycleTest {
     store.importImage(TestImages.ociLayout(tar, shared.resolve("relative-wd"),
         c -> c.put("WorkingDir", "app/dir").putArray("Cmd").add("pwd")), "relative-wd:test",
         null, Progress.NONE);
+    Path users = shared.resolve("users");
+    assertThat(new ProcessBuilder("cp", "-a", root.toString(), users.toString()).start()
+        .waitFor()).isZero();
+    Files.writeString(users.resolve("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n"
+        + "app:x:1000:1001::/:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n");
+    Files.writeString(users.resolve("etc/group"), "root:x:0:\nstaff:x:50:\napp:x:1001:\n");
+    store.importImage(TestImages.ociLayout(TestImages.tar(users, shared.resolve("users.tar")),
+        shared.resolve("users-layout"), c -> c.put("User", "app")), "users:test", null,
+        Progress.NONE);
     Path link = shared.resolve("link-proc");
     assertThat(new ProcessBuilder("cp", "-a", root.toString(), link.toString()).start()
         .waitFor()).isZero();
@@ -75,7 +84,7 @@ class RunLifecycleTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"--user=4294967296", "--user=abc", "--env==x", "--volume=/tmp",
+  @ValueSource(strings = {"--user=4294967296", "--user=nosuchuser", "--user=1:2:3", "--env==x", "--volume=/tmp",
       "--volume=/tmp:rel", "--cpus=0.0001", "--cpus=NaN", "--memory=1k",
       "--pids-limit=99999999999", "--hostname=hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh", "--workdir=relative",
       "--security-opt=apparmor=x", "--network=bridge"})
@@ -95,6 +104,29 @@ class RunLifecycleTest {
   void anImageUserThatCannotBeUsedIsTheImagesFault() {
     assertThat(cli("run", "--rm", "named-user:test")).isEqualTo(4);
     assertThat(cli("run", "--rm", "--user", "0", "named-user:test")).isZero();
+  }
+
+  /** User names, as Docker takes them: looked up in the image's own /etc/passwd and /etc/group. */
+  @Test
+  void userNamesAreLookedUpInTheImage() throws Exception {
+    io.strata.layers.Posix.chmod(out, 0777);
+    String ids = "id -u > /out/$1; id -g >> /out/$1";
+    assertThat(cli("run", "--rm", "-v", out + ":/out", "users:test", "sh", "-c", ids, "sh",
+        "config")).isZero();
+    assertThat(cli("run", "--rm", "--user", "nobody", "-v", out + ":/out", "users:test", "sh",
+        "-c", ids, "sh", "nobody")).isZero();
+    assertThat(cli("run", "--rm", "--user", "app:staff", "-v", out + ":/out", "users:test", "sh",
+        "-c", ids, "sh", "group")).isZero();
+    assertThat(cli("run", "--rm", "--user", "0:app", "-v", out + ":/out", "users:test", "sh",
+        "-c", ids, "sh", "mixed")).isZero();
+    assertThat(Files.readString(out.resolve("config")).split("\n")).containsExactly("1000", "1001");
+    assertThat(Files.readString(out.resolve("nobody")).split("\n"))
+        .containsExactly("65534", "65534");
+    assertThat(Files.readString(out.resolve("group")).split("\n")).containsExactly("1000", "50");
+    assertThat(Files.readString(out.resolve("mixed")).split("\n")).containsExactly("0", "1001");
+    assertThat(cli("run", "--rm", "--user", "ghost", "users:test", "true")).isEqualTo(2);
+    assertThat(cli("run", "--rm", "--user", "app:ghosts", "users:test", "true")).isEqualTo(2);
+    assertThat(containerDirs()).isEmpty();
   }
 
   @Test

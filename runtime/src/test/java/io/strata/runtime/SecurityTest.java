@@ -171,14 +171,15 @@ class SecurityTest {
   @ValueSource(strings = {"4294967296", "4294967296:4294967297", "99999999999", "4294967295",
       "0:4294967295", "-1", "root", "1:2:3"})
   void idsThatWouldWrapOrMeanNothingAreUsageErrors(String user) {
-    assertThatThrownBy(() -> ContainerRunner.user(user, "--user"))
-        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("numeric");
+    assertThatThrownBy(() -> Users.resolve(user, "--user", path -> null))
+        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("--user '" + user);
   }
 
   @Test
   void theLargestIdsAreTakenAsThey() {
-    assertThat(ContainerRunner.user("4294967294", "--user")).isEqualTo("4294967294:4294967294");
-    assertThat(ContainerRunner.user("0:4294967294", "--user")).isEqualTo("0:4294967294");
+    assertThat(Users.resolve("4294967294", "--user", path -> null))
+        .isEqualTo("4294967294:4294967294");
+    assertThat(Users.resolve("0:4294967294", "--user", path -> null)).isEqualTo("0:4294967294");
   }
 
   // ---- system calls (item 4)

@@ -535,6 +535,43 @@ public final class UnionView implements AutoCloseable {
     return new ArrayList<>(out.values());
   }
 
+  /**
+   * The bytes of a small regular file of the view (at most {@code max}), or null when there is
+   * no regular file there: for reading an image's /etc/passwd before it runs.
+   */
+  public byte[] readSmallFile(String path, int max) throws FsException {
+    lockRead();
+    try {
+      Node n;
+      try {
+        n = resolve(path);
+      } catch (FsException e) {
+        if (e.errno() == Posix.ENOENT || e.errno() == Posix.ENOTDIR) {
+          return null;
+        }
+        throw e;
+      }
+      Loc real = n.real();
+      if (n.upper() != null && n.lower() != null && isMetacopy(n.upper())) {
+        real = n.lower().path(); // the data is still below
+      }
+      Attr a = attrOf(n);
+      if (a.type() != Posix.S_IFREG) {
+        return null;
+      }
+      int fd = Io.open(real, Io.O_RDONLY, 0);
+      try (java.io.InputStream in = Files.newInputStream(Path.of("/proc/self/fd/" + fd))) {
+        return in.readNBytes(max);
+      } finally {
+        Io.close(fd);
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
   public String readlink(String path) throws FsException {
     lockRead();
     try {
