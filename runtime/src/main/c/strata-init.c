@@ -61,6 +61,9 @@ static int nvolumes, use_init, read_only, seccomp_on = 1, keep_mknod = 1, init_f
 static long userns_host = -1, userns_count;
 static uid_t uid;
 static gid_t gid;
+#define MAX_GROUPS 64
+static gid_t groups[MAX_GROUPS];
+static int ngroups;
 static pid_t child;
 
 static void die(const char *fmt, ...) {
@@ -329,7 +332,7 @@ static void container(char **argv) {
   if (strcmp(net, "none") == 0) loopback_up();
   drop_caps();
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
-  if (setgroups(0, NULL) < 0) die("setgroups");
+  if (setgroups((size_t)ngroups, groups) < 0) die("setgroups");
   if (setgid(gid) < 0) die("setgid %d", gid);
   if (setuid(uid) < 0) die("setuid %d", uid);
   if (chdir(cwd) < 0) die("chdir %s", cwd);
@@ -392,12 +395,15 @@ int main(int argc, char **argv) {
         return SETUP_FAILED;
       }
     }
-    else if (strcmp(a, "--user") == 0) {
-      unsigned u = 0, g = 0;
-      int n = sscanf(v, "%u:%u", &u, &g);
-      if (n < 1) { fprintf(stderr, "strata-init: bad --user %s\n", v); return SETUP_FAILED; }
-      uid = u;
-      gid = n == 2 ? g : u;
+    else if (strcmp(a, "--user") == 0) { /* UID:GID[:G1,G2...] */
+      char *end;
+      unsigned long u = strtoul(v, &end, 10), g = u;
+      if (end != v && *end == ':') g = strtoul(end + 1, &end, 10);
+      while (end != v && *end && (*end == ':' || *end == ',') && ngroups < MAX_GROUPS)
+        groups[ngroups++] = (gid_t)strtoul(end + 1, &end, 10);
+      if (end == v || *end) { fprintf(stderr, "strata-init: bad --user %s\n", v); return SETUP_FAILED; }
+      uid = (uid_t)u;
+      gid = (gid_t)g;
     } else if (strcmp(a, "--volume") == 0 && nvolumes < MAX_VOLUMES) volumes[nvolumes++] = v;
     else { fprintf(stderr, "strata-init: unknown option %s\n", a); return SETUP_FAILED; }
   }

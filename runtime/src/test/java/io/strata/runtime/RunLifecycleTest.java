@@ -49,7 +49,7 @@ class RunLifecycleTest {
         .waitFor()).isZero();
     Files.writeString(users.resolve("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n"
         + "app:x:1000:1001::/:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n");
-    Files.writeString(users.resolve("etc/group"), "root:x:0:\nstaff:x:50:\napp:x:1001:\n");
+    Files.writeString(users.resolve("etc/group"), "root:x:0:\nstaff:x:50:app\napp:x:1001:\n");
     store.importImage(TestImages.ociLayout(TestImages.tar(users, shared.resolve("users.tar")),
         shared.resolve("users-layout"), c -> c.put("User", "app")), "users:test", null,
         Progress.NONE);
@@ -110,7 +110,7 @@ class RunLifecycleTest {
   @Test
   void userNamesAreLookedUpInTheImage() throws Exception {
     io.strata.layers.Posix.chmod(out, 0777);
-    String ids = "id -u > /out/$1; id -g >> /out/$1";
+    String ids = "id -u > /out/$1; id -g >> /out/$1; id -G >> /out/$1";
     assertThat(cli("run", "--rm", "-v", out + ":/out", "users:test", "sh", "-c", ids, "sh",
         "config")).isZero();
     assertThat(cli("run", "--rm", "--user", "nobody", "-v", out + ":/out", "users:test", "sh",
@@ -119,11 +119,19 @@ class RunLifecycleTest {
         "-c", ids, "sh", "group")).isZero();
     assertThat(cli("run", "--rm", "--user", "0:app", "-v", out + ":/out", "users:test", "sh",
         "-c", ids, "sh", "mixed")).isZero();
-    assertThat(Files.readString(out.resolve("config")).split("\n")).containsExactly("1000", "1001");
+    assertThat(cli("run", "--rm", "--user", "4321", "-v", out + ":/out", "users:test", "sh",
+        "-c", ids, "sh", "number")).isZero();
+    // uid, gid, then every group: the primary one and those that list the user as a member
+    assertThat(Files.readString(out.resolve("config")).split("\n"))
+        .containsExactly("1000", "1001", "1001 50");
     assertThat(Files.readString(out.resolve("nobody")).split("\n"))
-        .containsExactly("65534", "65534");
-    assertThat(Files.readString(out.resolve("group")).split("\n")).containsExactly("1000", "50");
-    assertThat(Files.readString(out.resolve("mixed")).split("\n")).containsExactly("0", "1001");
+        .containsExactly("65534", "65534", "65534");
+    assertThat(Files.readString(out.resolve("group")).split("\n"))
+        .containsExactly("1000", "50", "50");
+    assertThat(Files.readString(out.resolve("mixed")).split("\n"))
+        .containsExactly("0", "1001", "1001");
+    assertThat(Files.readString(out.resolve("number")).split("\n"))
+        .containsExactly("4321", "0", "0");
     assertThat(cli("run", "--rm", "--user", "ghost", "users:test", "true")).isEqualTo(2);
     assertThat(cli("run", "--rm", "--user", "app:ghosts", "users:test", "true")).isEqualTo(2);
     assertThat(containerDirs()).isEmpty();
