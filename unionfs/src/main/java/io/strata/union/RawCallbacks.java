@@ -127,7 +127,7 @@ final class RawCallbacks {
 
   private static FuseFillDir filler(Pointer p) {
     ClosureHelper h = ClosureHelper.getInstance();
-    return (FuseFillDir) h.getNativeConveter(FuseFillDir.class).fromNative(p,
+    return h.getNativeConveter(FuseFillDir.class).fromNative(p,
         h.getFromNativeContext());
   }
 
