@@ -2,12 +2,7 @@ package io.strata.layers;
 
 import java.io.IOException;
 import java.io.InputStream;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -244,13 +239,14 @@ final class LayerExtractor {
 
   private void writeFile(TarReader in, TarReader.Entry e, String target) throws IOException {
     int fd = RawFs.open(rootFd, target, RawFs.O_WRONLY | RawFs.O_CREAT | RawFs.O_EXCL, 0600);
-    try (FileChannel out = FileChannel.open(Path.of("/proc/self/fd/" + fd),
-        StandardOpenOption.WRITE)) {
+    try {
       if (e.sparse != null) {
-        writeSparse(in, e, out);
+        writeSparse(in, e, fd);
       } else {
-        copy(in, out, 0, e.size);
+        copy(in, fd, 0, e.size);
       }
+    } finally {
+      RawFs.close(fd);
     }
     diskBytes += e.realSize;
   }
@@ -271,28 +267,28 @@ final class LayerExtractor {
    * Writes only the data regions of a sparse entry at their offsets and leaves the rest as
    * holes, as {@code tar --sparse} does, so a 100 GiB sparse file costs what its data costs.
    */
-  private void writeSparse(TarReader in, TarReader.Entry e, FileChannel out) throws IOException {
+  private void writeSparse(TarReader in, TarReader.Entry e, int fd) throws IOException {
+    long end = 0;
     for (TarReader.Region region : e.sparse) {
-      copy(in, out, region.offset(), region.length());
+      copy(in, fd, region.offset(), region.length());
+      end = Math.max(end, region.offset() + region.length());
     }
-    if (out.size() < e.realSize) {
+    if (end < e.realSize) {
       // A trailing hole: writing its last byte, a zero, sets the size and allocates one block.
-      out.write(ByteBuffer.wrap(new byte[1]), e.realSize - 1);
+      RawFs.pwrite(fd, new byte[1], 1, e.realSize - 1);
     }
   }
 
   /** Copies exactly {@code length} bytes of content to {@code out} at {@code at}. */
-  private void copy(TarReader in, FileChannel out, long at, long length) throws IOException {
+  private void copy(TarReader in, int fd, long at, long length) throws IOException {
     long done = 0;
     while (done < length) {
       int n = in.read(buffer, 0, (int) Math.min(buffer.length, length - done));
       if (n < 0) {
         throw new java.io.EOFException("entry content ends " + (length - done) + " bytes early");
       }
-      ByteBuffer bb = ByteBuffer.wrap(buffer, 0, n);
-      while (bb.hasRemaining()) {
-        done += out.write(bb, at + done);
-      }
+      RawFs.pwrite(fd, buffer, n, at + done);
+      done += n;
     }
   }
 

@@ -62,6 +62,8 @@ public final class RawFs {
     @SaveError int lremovexattr(byte[] path, byte[] name);
 
     @SaveError long syscall(long number, int fd, byte[] buf, long count);
+
+    @SaveError long pwrite(int fd, byte[] buf, long count, long offset);
   }
 
   public static final int AT_FDCWD = -100;
@@ -235,6 +237,19 @@ public final class RawFs {
 
   public static void close(int fd) {
     LIBC.close(fd);
+  }
+
+  /** Writes {@code len} bytes of {@code buf} at {@code offset} of an open file, all of them. */
+  public static void pwrite(int fd, byte[] buf, int len, long offset) throws IOException {
+    int done = 0;
+    while (done < len) {
+      byte[] rest = done == 0 ? buf : java.util.Arrays.copyOfRange(buf, done, len);
+      long n = LIBC.pwrite(fd, rest, len - done, offset + done);
+      if (n < 0) {
+        throw new Posix.PosixException("pwrite", Path.of("fd" + fd), errno());
+      }
+      done += (int) n;
+    }
   }
 
   public static void mkdir(int dirfd, String rel, int mode) throws IOException {

@@ -193,6 +193,25 @@ class ImportTest {
     assertThat(store.gc().removedLayers()).hasSize(3);
   }
 
+  /** Each extracted file once cost a descriptor that was never closed. */
+  @Test
+  void anImportLeavesNoDescriptorOpen() throws Exception {
+    TarBuilder many = TarBuilder.layer();
+    for (int i = 0; i < 300; i++) {
+      many.file("f" + i, "x" + i);
+    }
+    Path tar = many.writeTo(tmp.resolve("many.tar"));
+    long before = openDescriptors();
+    store.importImage(tar, "many:1", null, Progress.NONE);
+    assertThat(openDescriptors() - before).isLessThan(50);
+  }
+
+  private static long openDescriptors() throws Exception {
+    try (var s = Files.list(Path.of("/proc/self/fd"))) {
+      return s.count();
+    }
+  }
+
   @Test
   void namesAreValidatedAndCompleted() {
     assertThat(LayerStore.normalizeName("busybox")).isEqualTo("busybox:latest");
