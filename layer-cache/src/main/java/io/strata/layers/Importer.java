@@ -112,18 +112,32 @@ final class Importer {
   }
 
   private ImageRecord store(ImageSource image, Path source, String name) throws IOException {
+    return store(image, source.toAbsolutePath().toString(), source, name);
+  }
+
+  /**
+   * Stores an image read from somewhere other than a file (a registry, a commit). A layer whose
+   * opener is null is one the store already holds and was not fetched.
+   */
+  ImageRecord storeFrom(ImageSource image, String sourceText, String name) throws IOException {
+    return store(image, sourceText, null, java.util.Objects.requireNonNull(name));
+  }
+
+  private ImageRecord store(ImageSource image, String sourceText, Path source, String name)
+      throws IOException {
     List<Digest> diffIds = new ArrayList<>();
     List<Path> staged = new ArrayList<>();
     int count = image.layers().size();
     if (count == 0) {
-      throw new BadInputException(source + ": the image has no layers");
+      throw new BadInputException(sourceText + ": the image has no layers");
     }
     for (int i = 0; i < count; i++) {
       ImageSource.LayerSource layer = image.layers().get(i);
       progress.layerStarted(i + 1, count, layer.label(), layer.size());
       boolean have = layer.diffId() != null && store.hasLayer(layer.diffId());
       Path dir = staging.resolve("layer-" + i);
-      Digest diffId = have ? verifyOnly(layer) : extract(layer, dir);
+      Digest diffId = have && layer.opener() == null ? layer.diffId()
+          : have ? verifyOnly(layer) : extract(layer, dir);
       diffIds.add(diffId);
       staged.add(have || store.hasLayer(diffId) ? null : dir);
       progress.layerDone(i + 1, count, layer.label(), staged.get(i) == null);
@@ -150,7 +164,7 @@ final class Importer {
       }
     }
     ImageRecord record = new ImageRecord(id, List.of(), image.manifestDigest(), diffIds,
-        Digest.chainId(diffIds), source.toAbsolutePath().toString(), now);
+        Digest.chainId(diffIds), sourceText, now);
     Path imageDir = staging.resolve("image");
     Files.createDirectory(imageDir);
     Files.write(imageDir.resolve("config.json"), config);
@@ -174,7 +188,9 @@ final class Importer {
       raw = new DigestingInputStream(new BufferedInputStream(in, 1 << 16), progress);
       BufferedInputStream peek = new BufferedInputStream(raw, 1 << 16);
       Compression c = Compression.detect(peek, label);
-      result = new LayerExtractor(label, tree, budget).extract(c.decompress(peek));
+      try (java.io.OutputStream split = TarSplit.create(dir.resolve(TarSplit.FILE))) {
+        result = new LayerExtractor(label, tree, budget).extract(c.decompress(peek), split);
+      }
       raw.drain();
     }
     check(layer, label, raw, result.diffId());

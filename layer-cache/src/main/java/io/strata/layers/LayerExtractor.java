@@ -67,22 +67,35 @@ final class LayerExtractor {
   /** The root directory's descriptor while an extraction runs: every call is relative to it. */
   private int rootFd = -1;
 
+  /** Records the tar's headers while it is read, when a split is asked for. */
+  private TarSplit.Recorder recorder;
+
   /** Extracts the tar read from {@code tar}, hashing it whole, and returns its DiffID. */
   Result extract(InputStream tar) throws IOException {
+    return extract(tar, null);
+  }
+
+  /**
+   * As {@link #extract(InputStream)}, also writing the layer's {@link TarSplit} to {@code split}
+   * (which the caller closes) when it is not null.
+   */
+  Result extract(InputStream tar, java.io.OutputStream split) throws IOException {
     rootFd = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(root), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);
     try {
-      return extractAll(tar);
+      return extractAll(tar, split);
     } finally {
+      recorder = null;
       RawFs.close(rootFd);
       rootFd = -1;
     }
   }
 
-  private Result extractAll(InputStream tar) throws IOException {
+  private Result extractAll(InputStream tar, java.io.OutputStream split) throws IOException {
     DigestingInputStream hashed = new DigestingInputStream(tar, null);
+    recorder = split == null ? null : new TarSplit.Recorder(hashed, split);
     String current = "(first header)";
     try {
-      TarReader in = new TarReader(hashed);
+      TarReader in = new TarReader(recorder != null ? recorder : hashed);
       TarReader.Entry entry;
       while ((entry = in.next()) != null) {
         current = entry.name;
@@ -91,6 +104,10 @@ final class LayerExtractor {
         current = "(header after '" + entry.name + "')";
       }
       current = "(end of archive)";
+      if (recorder != null) {
+        recorder.drain();
+        recorder.finish();
+      }
       hashed.drain();
     } catch (BadInputException e) {
       throw e;
@@ -243,6 +260,9 @@ final class LayerExtractor {
       if (e.sparse != null) {
         writeSparse(in, e, fd);
       } else {
+        if (recorder != null) {
+          recorder.payload(target, e.size);
+        }
         copy(in, fd, 0, e.size);
       }
     } finally {

@@ -2,6 +2,7 @@ package io.strata.layers;
 
 import com.fasterxml.jackson.core.type.TypeReference;
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.DirectoryNotEmptyException;
@@ -126,6 +127,142 @@ public final class LayerStore {
     }
   }
 
+  /** How pulls and pushes reach registries. */
+  public record RegistryOptions(boolean tlsVerify, Path certDir, Path authFile,
+      Credentials.Login login, java.time.Duration stall) {
+    public RegistryOptions {
+      if (stall == null) {
+        stall = java.time.Duration.ofSeconds(60);
+      }
+    }
+
+    Registry.Options with(Consumer<String> log) {
+      return new Registry.Options(tlsVerify, certDir, authFile, login, stall, log);
+    }
+  }
+
+  /** What a pull did. */
+  public record PullResult(ImageRecord image, String reference, int layersFetched,
+      int layersSkipped, long bytesFetched) {}
+
+  /**
+   * Pulls an image from a registry; layers the store has are not fetched. Everything is checked
+   * before anything is stored, as for {@link #importImage}.
+   *
+   * @param name the NAME[:TAG] to give it; null names it HOST/PATH:TAG
+   * @param platform OS/ARCH[/VARIANT] to take from an index; null for this machine's
+   * @param registriesConf where short names are looked up (registries.conf)
+   */
+  public PullResult pull(String reference, String name, String platform, RegistryOptions options,
+      Path registriesConf, Progress progress) {
+    String tag = name == null ? null : normalizeName(name);
+    Path staging = tmp.resolve("pull-" + UUID.randomUUID());
+    try (FileMutex.Held held = storeLock.shared()) {
+      Files.createDirectory(staging);
+      Pull.Result r = new Pull(this, staging, progress, options.with(log), platform)
+          .run(reference, registriesConf, tag);
+      return new PullResult(r.image(), r.reference().toString(), r.layersFetched(),
+          r.layersSkipped(), r.bytesFetched());
+    } catch (IOException e) {
+      throw new StoreException("pull of " + Text.clip(reference) + " failed: " + e.getMessage(), e);
+    } finally {
+      try {
+        Trees.deleteRecursively(staging);
+      } catch (IOException e) {
+        log.accept("could not remove staging area " + staging + ": " + e.getMessage()
+            + " (the next strata command will)");
+      }
+    }
+  }
+
+  /** What a push did. */
+  public record PushResult(String target, Digest manifestDigest, int blobsSent, int blobsPresent,
+      int blobsMounted, long bytesSent) {}
+
+  /** Work that needs a scratch directory in the store and the store's layers kept meanwhile. */
+  @FunctionalInterface
+  private interface ScratchWork<T> {
+    T run(Path scratch) throws IOException;
+  }
+
+  private <T> T withScratch(String what, ScratchWork<T> work) {
+    Path scratch = tmp.resolve(what.replaceAll("[^a-z]", "") + "-" + UUID.randomUUID());
+    try (FileMutex.Held held = storeLock.shared()) {
+      Files.createDirectory(scratch);
+      return work.run(scratch);
+    } catch (IOException e) {
+      throw new StoreException(what + " failed: " + e.getMessage(), e);
+    } finally {
+      try {
+        Trees.deleteRecursively(scratch);
+      } catch (IOException e) {
+        log.accept("could not remove " + scratch + ": " + e.getMessage()
+            + " (the next strata command will)");
+      }
+    }
+  }
+
+  /**
+   * Pushes an image to {@code destination} ([HOST/]PATH[:TAG]); blobs the registry has are not
+   * sent.
+   *
+   * @param chunk upload in PATCH requests of this many bytes; 0 sends each blob in one
+   */
+  public PushResult push(String image, String destination, RegistryOptions options, long chunk,
+      Progress progress) {
+    ImageRecord record = resolve(image);
+    Reference target = Reference.parse(destination, Reference.DOCKER_HUB);
+    return withScratch("push", scratch -> {
+      Push.Result r = new Push(this, new ImageWriter(this, scratch), options.with(log), progress,
+          chunk).run(record, target);
+      return new PushResult(r.target().toString(), r.manifestDigest(), r.blobsSent(),
+          r.blobsPresent(), r.blobsMounted(), r.bytesSent());
+    });
+  }
+
+  /** The forms {@link #save} writes. */
+  public enum SaveFormat { DOCKER_ARCHIVE, OCI_DIR, OCI_ARCHIVE }
+
+  /**
+   * Writes images out, each under the name it was asked by (an id names none).
+   *
+   * @param gzip compress layers (OCI forms only; a docker-archive holds plain tars)
+   */
+  public void save(List<String> refs, Path out, SaveFormat format, boolean gzip) {
+    List<ImageWriter.Item> items = new ArrayList<>();
+    for (String ref : refs) {
+      ImageRecord r = resolve(ref);
+      String asked = normalizeNameOrNull(ref);
+      String n = null;
+      for (String x : r.names()) {
+        if (asked != null && (x.equals(asked) || x.endsWith("/" + asked))) {
+          n = x;
+          break;
+        }
+      }
+      items.add(new ImageWriter.Item(r, n));
+    }
+    withScratch("save", scratch -> {
+      ImageWriter w = new ImageWriter(this, scratch);
+      switch (format) {
+        case DOCKER_ARCHIVE -> w.dockerArchive(items, out);
+        case OCI_DIR -> w.ociDirectory(items, out, gzip);
+        case OCI_ARCHIVE -> w.ociArchive(items, out, gzip);
+        default -> throw new AssertionError(format);
+      }
+      return null;
+    });
+  }
+
+  /** Checks a login against a registry (nothing is stored). */
+  public void checkLogin(String host, RegistryOptions options) {
+    try (Registry r = new Registry(host, options.with(log))) {
+      r.checkLogin("strata/login-check");
+    } catch (IOException e) {
+      throw new StoreException("login to " + host + " failed: " + e.getMessage(), e);
+    }
+  }
+
   /** All images, newest first. */
   public List<ImageRecord> images() {
     Map<Digest, List<String>> names = namesByImage();
@@ -182,6 +319,77 @@ public final class LayerStore {
   }
 
   /**
+   * The layer's tar exactly as it was imported (its sha256 is the DiffID), rebuilt from the
+   * layer's tree and its {@link TarSplit}. The stream fails at its end if the bytes are not the
+   * layer's.
+   */
+  public InputStream openLayerTar(Digest diffId) {
+    Path dir = layers.resolve(layerTree(diffId).getParent().getFileName().toString());
+    if (!TarSplit.exists(dir)) {
+      throw new StoreException("layer " + diffId + " was stored by a strata that kept no"
+          + " tar-split record, so its tar cannot be rebuilt; remove its images (`strata rmi`,"
+          + " `strata gc`) and import or pull them again");
+    }
+    try {
+      return TarSplit.open(dir, diffId);
+    } catch (IOException e) {
+      throw new StoreException("cannot read layer " + diffId + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** The record of a stored layer. */
+  public LayerRecord layer(Digest diffId) {
+    try {
+      return Json.read(layerTree(diffId).resolveSibling("layer.json"), LayerRecord.class);
+    } catch (IOException e) {
+      throw new StoreException("unreadable record of layer " + diffId + ": " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * The manifest an image was pulled with, or null (imported from a file, committed). A push
+   * to a registry that has its blobs sends it unchanged.
+   */
+  public byte[] pulledManifest(ImageRecord image) {
+    Path f = images.resolve(image.id().hex()).resolve("manifest.json");
+    try {
+      return Files.isRegularFile(f) ? Files.readAllBytes(f) : null;
+    } catch (IOException e) {
+      throw new StoreException("cannot read " + f + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** Where an image was pulled from ({@code HOST/PATH[:TAG]}), or null. */
+  public Reference pulledFrom(ImageRecord image) {
+    Path f = images.resolve(image.id().hex()).resolve("pulled-from");
+    try {
+      return Files.isRegularFile(f)
+          ? Reference.parse(Files.readString(f).trim(), Reference.DOCKER_HUB) : null;
+    } catch (IOException | IllegalArgumentException e) {
+      return null;
+    }
+  }
+
+  void rememberManifest(Digest imageId, byte[] manifest, Reference from) throws IOException {
+    Path dir = images.resolve(imageId.hex());
+    Json.writeAtomically(dir.resolve("manifest.json"), manifest);
+    Json.writeAtomically(dir.resolve("pulled-from"),
+        (from.registry() + "/" + from.repository()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+  }
+
+  /** Gives an image one more name (a NAME[:TAG] already in use moves to this image). */
+  public String tag(String ref, String newName) {
+    ImageRecord image = resolve(ref);
+    String n = normalizeName(newName);
+    try {
+      tag(image.id(), List.of(n));
+    } catch (IOException e) {
+      throw new StoreException("cannot tag " + ref + ": " + e.getMessage(), e);
+    }
+    return n;
+  }
+
+  /**
    * Finds an image by NAME[:TAG] (":latest" when no tag is given), by full id
    * ({@code sha256:HEX} or HEX), or by a unique id prefix of at least 4 hex digits.
    */
@@ -193,6 +401,23 @@ public final class LayerStore {
     Digest byName = repos.get(normalizeNameOrNull(ref));
     if (byName != null) {
       return image(byName);
+    }
+    String shortName = normalizeNameOrNull(ref);
+    if (shortName != null && Reference.isShort(ref)) {
+      // A pulled image is named HOST/PATH:TAG; its short name finds it if only one image has it.
+      Set<Digest> found = new HashSet<>();
+      for (Map.Entry<String, Digest> e : repos.entrySet()) {
+        String n = e.getKey();
+        if (n.endsWith("/" + shortName)) {
+          String prefix = n.substring(0, n.length() - shortName.length() - 1);
+          if (prefix.equals("docker.io/library") || !Reference.isShort(prefix + "/x")) {
+            found.add(e.getValue());
+          }
+        }
+      }
+      if (found.size() == 1) {
+        return image(found.iterator().next());
+      }
     }
     String hex = ref.startsWith("sha256:") ? ref.substring(7) : ref;
     if (hex.matches("[0-9a-f]{4,64}")) {

@@ -13,4 +13,10 @@ public interface Progress {
   default void layerDone(int index, int count, String label, boolean alreadyStored) {}
 
   default void message(String text) {}
+
+  /** {@code bytes} more of a blob labelled {@code label} of {@code total} bytes came from a registry (any thread). */
+  default void bytesFetched(String label, long bytes, long total) {}
+
+  /** {@code bytes} more of a blob were sent to a registry (any thread). */
+  default void bytesSent(String label, long bytes, long total) {}
 }

@@ -8,6 +8,7 @@ public final class StoreCommands {
 
   public static List<Object> all() {
     return List.of(new ImportCommand(), new ImagesCommand(), new LayersCommand(),
-        new InspectCommand(), new RmiCommand(), new GcCommand());
+        new InspectCommand(), new RmiCommand(), new GcCommand(), new PullCommand(),
+        new LoginCommand(), new PushCommand(), new SaveCommand(), new TagCommand());
   }
 }

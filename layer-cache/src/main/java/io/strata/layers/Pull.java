@@ -1,0 +1,264 @@
+package io.strata.layers;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * One pull: the manifest (through an index to this machine's platform), the config, then the
+ * layer blobs the store lacks, downloaded a few at a time into the staging directory while the
+ * importer extracts them in order. Every blob is checked as it streams; the image is stored
+ * the way a file import stores it, all or nothing.
+ */
+final class Pull {
+  static final Set<String> LAYER_TYPES = Set.of(
+      "application/vnd.oci.image.layer.v1.tar",
+      "application/vnd.oci.image.layer.v1.tar+gzip",
+      "application/vnd.oci.image.layer.v1.tar+zstd",
+      "application/vnd.docker.image.rootfs.diff.tar.gzip",
+      "application/vnd.docker.image.rootfs.diff.tar");
+  static final Set<String> CONFIG_TYPES = Set.of(
+      "application/vnd.oci.image.config.v1+json",
+      "application/vnd.docker.container.image.v1+json");
+  private static final int PARALLEL = 3;
+
+  /** What a pull did, for the command line and the measurements. */
+  record Result(ImageRecord image, Reference reference, int layersFetched, int layersSkipped,
+      long bytesFetched) {}
+
+  private final LayerStore store;
+  private final Path staging;
+  private final Progress progress;
+  private final Registry.Options options;
+  private final String platform;
+
+  Pull(LayerStore store, Path staging, Progress progress, Registry.Options options,
+      String platform) {
+    this.store = store;
+    this.staging = staging;
+    this.progress = progress;
+    this.options = options;
+    this.platform = platform != null ? platform : "linux/" + ImageConfig.goArch();
+    checkPlatform(this.platform);
+  }
+
+  static void checkPlatform(String p) {
+    if (!p.matches("[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?")) {
+      throw new IllegalArgumentException("--platform '" + Text.clip(p) + "' is not OS/ARCH[/VARIANT]"
+          + " (such as linux/amd64 or linux/arm64/v8)");
+    }
+  }
+
+  Result run(String text, Path registriesConf, String name) throws IOException {
+    List<Reference> candidates = Reference.candidates(text, registriesConf);
+    NotFoundException notFound = null;
+    for (Reference ref : candidates) {
+      try (Registry registry = new Registry(ref.registry(), options)) {
+        Registry.Manifest top;
+        try {
+          top = registry.manifest(ref.repository(), ref.manifestRef());
+        } catch (NotFoundException e) {
+          if (candidates.size() > 1) {
+            options.log().accept(ref + ": " + e.getMessage());
+          }
+          notFound = e;
+          continue;
+        }
+        return pull(registry, ref, top, name != null ? name : ref.storeName());
+      }
+    }
+    throw notFound != null ? notFound : new NotFoundException("no registry to pull " + text + " from");
+  }
+
+  private Result pull(Registry registry, Reference ref, Registry.Manifest top, String name)
+      throws IOException {
+    String repo = ref.repository();
+    Registry.Manifest m = top;
+    for (int depth = 0; isIndex(m); depth++) {
+      if (depth > 2) {
+        throw new BadInputException(ref + ": indexes nested too deeply");
+      }
+      JsonNode chosen = choose(Json.parse(m.bytes(), ref + ": index " + m.digest()), ref, m);
+      Digest d = Json.digest(chosen, "digest", ref + ": index entry");
+      m = registry.manifest(repo, d.toString());
+    }
+    String what = ref + ": manifest " + m.digest();
+    JsonNode manifest = Json.parse(m.bytes(), what);
+    String type = type(m, manifest);
+    if (type.contains("distribution.manifest.v1")) {
+      throw new BadInputException(what + ": Docker schema 1 manifests are not supported (the"
+          + " registry must serve schema 2 or OCI)");
+    }
+    if (!Registry.OCI_MANIFEST.equals(type) && !Registry.DOCKER_MANIFEST.equals(type)) {
+      throw new BadInputException(what + ": unknown media type '" + Text.clip(type) + "'");
+    }
+    JsonNode configDesc = manifest.get("config");
+    if (configDesc == null || !configDesc.isObject()) {
+      throw new BadInputException(what + ": no config descriptor");
+    }
+    String configType = configDesc.path("mediaType").asText("");
+    if (!CONFIG_TYPES.contains(configType)) {
+      throw new BadInputException(what + ": the config's media type '" + Text.clip(configType)
+          + "' is not an image config (is this an artifact rather than an image?)");
+    }
+    Digest configDigest = Json.digest(configDesc, "digest", what + ": config");
+    byte[] config = registry.smallBlob(repo, configDigest, Json.size(configDesc, what + ": config"),
+        "config");
+    List<Digest> diffIds = ImageConfig.diffIds(config, ref + ": config " + configDigest);
+    JsonNode layers = manifest.get("layers");
+    if (layers == null || !layers.isArray()) {
+      throw new BadInputException(what + ": no layers array");
+    }
+    if (layers.size() != diffIds.size()) {
+      throw new BadInputException(what + ": " + layers.size() + " layers but the config lists "
+          + diffIds.size() + " diff_ids");
+    }
+    // Check every descriptor before fetching a byte.
+    List<Digest> blobs = new ArrayList<>();
+    List<Long> sizes = new ArrayList<>();
+    for (int i = 0; i < layers.size(); i++) {
+      JsonNode l = layers.get(i);
+      String lw = what + ": layer " + (i + 1);
+      String lt = l.path("mediaType").asText("");
+      if (!LAYER_TYPES.contains(lt)) {
+        throw new BadInputException(lw + ": media type '" + Text.clip(lt) + "' is not a layer"
+            + " strata can read" + (lt.contains("nondistributable") || lt.contains("foreign")
+                ? " (a foreign layer lives outside the registry)" : ""));
+      }
+      blobs.add(Json.digest(l, "digest", lw));
+      sizes.add(Json.size(l, lw));
+    }
+
+    ExecutorService pool = Executors.newFixedThreadPool(PARALLEL, r -> {
+      Thread t = new Thread(r, "pull");
+      t.setDaemon(true);
+      return t;
+    });
+    AtomicLong fetched = new AtomicLong();
+    int skipped = 0;
+    List<ImageSource.LayerSource> sources = new ArrayList<>();
+    List<CompletableFuture<Path>> downloads = new ArrayList<>();
+    try {
+      for (int i = 0; i < blobs.size(); i++) {
+        Digest blob = blobs.get(i);
+        long size = sizes.get(i);
+        String label = "layer " + (i + 1) + " (" + blob.shortHex() + ")";
+        if (store.hasLayer(diffIds.get(i))) {
+          skipped++;
+          sources.add(new ImageSource.LayerSource(label, blob, size, diffIds.get(i), null));
+          continue;
+        }
+        Path file = staging.resolve("blob-" + i);
+        int index = i + 1;
+        int count = blobs.size();
+        CompletableFuture<Path> f = CompletableFuture.supplyAsync(() -> {
+          long start = System.nanoTime();
+          try {
+            registry.blob(repo, blob, size, file, n -> {
+              fetched.addAndGet(n);
+              progress.bytesFetched(label, n, size);
+            });
+          } catch (IOException e) {
+            throw new java.util.concurrent.CompletionException(e);
+          }
+          progress.message(String.format(java.util.Locale.ROOT,
+              "layer %d/%d %s: fetched %d bytes in %.1f s", index, count, blob.shortHex(), size,
+              (System.nanoTime() - start) / 1e9));
+          return file;
+        }, pool);
+        downloads.add(f);
+        sources.add(new ImageSource.LayerSource(label, blob, size, diffIds.get(i),
+            () -> Files.newInputStream(await(f))));
+      }
+      ImageSource image = new ImageSource(ref.toString(), sources, config, configDigest,
+          m.digest(), List.of(name));
+      ImageRecord record = new Importer(store, staging, progress).storeFrom(image, ref.toString(),
+          name);
+      store.rememberManifest(record.id(), m.bytes(), ref);
+      return new Result(record, ref, downloads.size(), skipped, fetched.get());
+    } finally {
+      downloads.forEach(f -> f.cancel(true));
+      pool.shutdownNow();
+    }
+  }
+
+  private static Path await(CompletableFuture<Path> f) throws IOException {
+    try {
+      return f.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("interrupted", e);
+    } catch (ExecutionException e) {
+      Throwable c = e.getCause() instanceof java.util.concurrent.CompletionException
+          && e.getCause().getCause() != null ? e.getCause().getCause() : e.getCause();
+      if (c instanceof RuntimeException r) {
+        throw r;
+      }
+      if (c instanceof IOException io) {
+        throw new IOException(io.getMessage(), io);
+      }
+      throw new IOException(c);
+    }
+  }
+
+  private static boolean isIndex(Registry.Manifest m) {
+    if (m.mediaType().equals(Registry.OCI_INDEX) || m.mediaType().equals(Registry.DOCKER_LIST)) {
+      return true;
+    }
+    if (m.mediaType().isEmpty() || m.mediaType().equals("application/json")) {
+      JsonNode doc = Json.parse(m.bytes(), "manifest " + m.digest());
+      String t = doc.path("mediaType").asText("");
+      return t.equals(Registry.OCI_INDEX) || t.equals(Registry.DOCKER_LIST)
+          || (t.isEmpty() && doc.has("manifests"));
+    }
+    return false;
+  }
+
+  private static String type(Registry.Manifest m, JsonNode doc) {
+    String inDoc = doc.path("mediaType").asText("");
+    if (!m.mediaType().isEmpty() && !m.mediaType().equals("application/json")) {
+      return m.mediaType();
+    }
+    if (!inDoc.isEmpty()) {
+      return inDoc;
+    }
+    return doc.has("config") ? Registry.OCI_MANIFEST : "";
+  }
+
+  private JsonNode choose(JsonNode index, Reference ref, Registry.Manifest m) {
+    JsonNode manifests = index.get("manifests");
+    if (manifests == null || !manifests.isArray() || manifests.isEmpty()) {
+      throw new BadInputException(ref + ": index " + m.digest() + " lists no manifests");
+    }
+    String[] want = platform.split("/");
+    List<String> offered = new ArrayList<>();
+    JsonNode best = null;
+    for (JsonNode e : manifests) {
+      JsonNode p = e.path("platform");
+      String os = p.path("os").asText("");
+      String arch = p.path("architecture").asText("");
+      String variant = p.path("variant").asText("");
+      offered.add(os + "/" + arch + (variant.isEmpty() ? "" : "/" + variant));
+      if (os.equals(want[0]) && arch.equals(want[1])
+          && (want.length < 3 || variant.equals(want[2]))) {
+        if (best == null) {
+          best = e;
+        }
+      }
+    }
+    if (best == null) {
+      throw new NotFoundException(ref + " has no image for " + platform + " (it has "
+          + Text.clip(String.join(", ", offered)) + "; choose with --platform)");
+    }
+    return best;
+  }
+}
