@@ -55,6 +55,68 @@ final class ImageConfig {
         com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(c);
   }
 
+  /**
+   * The config of a committed image: the base's (or a minimal one) with the new DiffIDs, a
+   * history entry, the creation time and the requested changes.
+   */
+  static byte[] committed(byte[] base, List<Digest> diffIds, String comment, String author,
+      java.util.Map<String, Object> changes) throws IOException {
+    ObjectNode c = base != null
+        ? (ObjectNode) Json.parse(base, "the base image's config")
+        : (ObjectNode) Json.MAPPER.readTree(forLayers(List.of()));
+    String now = java.time.Instant.now().toString();
+    c.put("created", now);
+    if (author != null) {
+      c.put("author", author);
+    }
+    ObjectNode rootfs = c.putObject("rootfs");
+    rootfs.put("type", "layers");
+    ArrayNode ids = rootfs.putArray("diff_ids");
+    diffIds.forEach(d -> ids.add(d.toString()));
+    JsonNode oldHistory = c.get("history");
+    ArrayNode history = c.putArray("history");
+    if (oldHistory != null && oldHistory.isArray()) {
+      history.addAll((ArrayNode) oldHistory);
+    }
+    ObjectNode h = history.addObject();
+    h.put("created", now);
+    h.put("created_by", "strata commit");
+    if (comment != null) {
+      h.put("comment", comment);
+    }
+    if (author != null) {
+      h.put("author", author);
+    }
+    ObjectNode cfg = c.has("config") && c.get("config").isObject()
+        ? (ObjectNode) c.get("config") : c.putObject("config");
+    if (changes != null) {
+      changes.forEach((k, v) -> {
+        if (k.equals("Env+")) {
+          ArrayNode env = cfg.has("Env") && cfg.get("Env").isArray()
+              ? (ArrayNode) cfg.get("Env") : cfg.putArray("Env");
+          for (Object o : (List<?>) v) {
+            String kv = o.toString();
+            String key = kv.substring(0, kv.indexOf('=') + 1);
+            for (int i = env.size() - 1; i >= 0; i--) {
+              if (env.get(i).asText().startsWith(key)) {
+                env.remove(i);
+              }
+            }
+            env.add(kv);
+          }
+        } else if (k.equals("Labels+")) {
+          ObjectNode labels = cfg.has("Labels") && cfg.get("Labels").isObject()
+              ? (ObjectNode) cfg.get("Labels") : cfg.putObject("Labels");
+          ((java.util.Map<?, ?>) v).forEach((lk, lv) -> labels.put(lk.toString(), lv.toString()));
+        } else {
+          cfg.set(k, Json.MAPPER.valueToTree(v));
+        }
+      });
+    }
+    return Json.MAPPER.writer().withoutFeatures(
+        com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT).writeValueAsBytes(c);
+  }
+
   /** This machine's architecture in the Go spelling that OCI platforms use. */
   static String goArch() {
     String arch = System.getProperty("os.arch");

@@ -136,6 +136,10 @@ final class Importer {
       progress.layerStarted(i + 1, count, layer.label(), layer.size());
       boolean have = layer.diffId() != null && store.hasLayer(layer.diffId());
       Path dir = staging.resolve("layer-" + i);
+      if (!have && layer.opener() == null) {
+        throw new NotFoundException(layer.label() + " (" + layer.diffId() + ") is no longer in"
+            + " the store");
+      }
       Digest diffId = have && layer.opener() == null ? layer.diffId()
           : have ? verifyOnly(layer) : extract(layer, dir);
       diffIds.add(diffId);

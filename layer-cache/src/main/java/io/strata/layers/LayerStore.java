@@ -3,6 +3,7 @@ package io.strata.layers;
 import com.fasterxml.jackson.core.type.TypeReference;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.DirectoryNotEmptyException;
@@ -251,6 +252,50 @@ public final class LayerStore {
         default -> throw new AssertionError(format);
       }
       return null;
+    });
+  }
+
+  /** Writes a layer tar for {@link #commit}. */
+  @FunctionalInterface
+  public interface LayerTarWriter {
+    void write(OutputStream out) throws IOException;
+  }
+
+  /** What a commit made. */
+  public record CommitResult(ImageRecord image, Digest diffId, long tarBytes) {}
+
+  /**
+   * Makes a new image of {@code base}'s layers plus one: the tar {@code writer} writes (a
+   * container's changes). The config is the base's with the DiffID and a history entry
+   * appended, and {@code changes} applied (Cmd, Entrypoint, Env, WorkingDir, User, Labels).
+   *
+   * @param base the image the changes were made on, or null for a layer on its own
+   */
+  public CommitResult commit(ImageRecord base, LayerTarWriter writer, String name,
+      String comment, String author, Map<String, Object> changes) {
+    String tag = normalizeName(name);
+    return withScratch("commit", scratch -> {
+      Path tar = scratch.resolve("layer.tar");
+      java.security.MessageDigest sha = Digest.newSha256();
+      try (OutputStream out = new java.security.DigestOutputStream(new java.io.BufferedOutputStream(
+          Files.newOutputStream(tar), 1 << 16), sha)) {
+        writer.write(out);
+      }
+      Digest diffId = Digest.fromBytes(sha.digest());
+      List<Digest> diffIds = new ArrayList<>(base != null ? base.diffIds() : List.of());
+      diffIds.add(diffId);
+      byte[] config = ImageConfig.committed(base != null ? config(base) : null, diffIds, comment,
+          author, changes);
+      List<ImageSource.LayerSource> layers = new ArrayList<>();
+      for (int i = 0; i < diffIds.size() - 1; i++) {
+        layers.add(new ImageSource.LayerSource("layer " + (i + 1), null, -1, diffIds.get(i), null));
+      }
+      layers.add(new ImageSource.LayerSource("the committed changes", null, Files.size(tar),
+          diffId, () -> Files.newInputStream(tar)));
+      Path staging = Files.createDirectory(scratch.resolve("import"));
+      ImageRecord r = new Importer(this, staging, Progress.NONE).storeFrom(new ImageSource(
+          "commit", layers, config, Digest.of(config), null, List.of(tag)), "commit", tag);
+      return new CommitResult(r, diffId, Files.size(tar));
     });
   }
 

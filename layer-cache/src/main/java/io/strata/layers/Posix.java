@@ -199,6 +199,14 @@ public final class Posix {
     return ((ma & 0xfffff000L) << 32) | ((ma & 0xfffL) << 8) | ((mi & 0xffffff00L) << 12) | (mi & 0xffL);
   }
 
+  public static int major(long dev) {
+    return (int) (((dev >>> 32) & 0xfffff000L) | ((dev >>> 8) & 0xfffL));
+  }
+
+  public static int minor(long dev) {
+    return (int) (((dev >>> 12) & 0xffffff00L) | (dev & 0xffL));
+  }
+
   private static void check(long rc, String op, Path path) throws IOException {
     if (rc < 0) {
       throw failure(op, path, errno());

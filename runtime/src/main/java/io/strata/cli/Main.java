@@ -57,6 +57,8 @@ public final class Main implements Runnable {
     cl.addSubcommand(new PsCommand());
     cl.addSubcommand(new KillCommand());
     cl.addSubcommand(new RmCommand());
+    cl.addSubcommand(new DiffCommand());
+    cl.addSubcommand(new CommitCommand());
     // Everything after the image name belongs to the container's command.
     cl.getSubcommands().get("run").setStopAtPositional(true);
     cl.setExitCodeExceptionMapper(Main::exitCode);

@@ -158,7 +158,7 @@ public final class ContainerRunner {
     String cgName = "ctr-" + name;
     ContainerState created = new ContainerState(name, spec.image(), plan.argv(),
         ContainerState.CREATED, null, null, ProcessHandle.current().pid(), -1,
-        Instant.now().toString(), null, cgName, null);
+        Instant.now().toString(), null, cgName, null, plan.image().id().toString());
     containers.create(created); // the name is taken, with its state, in one rename
     Run run = new Run(name, cgName, spec.remove(), spec.limits());
     Thread hook = new Thread(() -> run.finish(143, "strata was terminated"), "strata-run-cleanup");

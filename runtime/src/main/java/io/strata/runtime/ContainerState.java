@@ -4,11 +4,12 @@ import java.util.List;
 
 /**
  * What strata records about a container in {@code STORE/containers/NAME/state.json}: enough to
- * list it, signal it, and clean up after a strata that was killed.
+ * list it, signal it, and clean up after a strata that was killed. {@code imageId} is the
+ * image it was started from ({@code sha256:HEX}; null in states written before it was kept).
  */
 public record ContainerState(String name, String image, List<String> command, String status,
     Integer exitCode, String reason, long strataPid, long helperPid, String created,
-    String finished, String cgroup, Usage usage) {
+    String finished, String cgroup, Usage usage, String imageId) {
 
   /** The cgroup's own counters, read just before it was removed. */
   public record Usage(long oomKills, long throttledPeriods, long pidsLimitHits) {}
@@ -19,16 +20,16 @@ public record ContainerState(String name, String image, List<String> command, St
 
   public ContainerState withRunning(long helper, String cg) {
     return new ContainerState(name, image, command, RUNNING, null, null, strataPid, helper,
-        created, null, cg, null);
+        created, null, cg, null, imageId);
   }
 
   public ContainerState withExit(int code, String why, String at) {
     return new ContainerState(name, image, command, EXITED, code, why, strataPid, helperPid,
-        created, at, cgroup, usage);
+        created, at, cgroup, usage, imageId);
   }
 
   public ContainerState withUsage(Usage u) {
     return new ContainerState(name, image, command, status, exitCode, reason, strataPid,
-        helperPid, created, finished, cgroup, u);
+        helperPid, created, finished, cgroup, u, imageId);
   }
 }

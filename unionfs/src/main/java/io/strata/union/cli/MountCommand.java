@@ -148,6 +148,8 @@ public final class MountCommand implements Callable<Integer> {
     UnionView.Options o = new UnionView.Options(whiteout != null ? whiteout : d.whiteoutForm(),
         d.metacopy(), d.xattrs(), d.fsync(), d.uids(), d.gids(), false, d.cacheEntries());
     s.pin(pin, ids);
+    MountRecords.write(s.root(), new MountRecords.Entry(mp.toString(), image, r.id().toString(),
+        readOnly ? null : upper.toAbsolutePath().normalize().toString()));
     UnionView view = UnionView.open(lowers, readOnly ? null : upper, readOnly ? null : work, o);
     FuseMount.Settings set = FuseMount.Settings.defaults("strata:" + image);
     if (timeout != null) {

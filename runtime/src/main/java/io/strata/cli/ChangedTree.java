@@ -1,0 +1,77 @@
+package io.strata.cli;
+
+import io.strata.layers.Digest;
+import io.strata.layers.ImageRecord;
+import io.strata.layers.LayerStore;
+import io.strata.layers.NotFoundException;
+import io.strata.runtime.ContainerState;
+import io.strata.runtime.Containers;
+import io.strata.union.UpperChanges;
+import io.strata.union.cli.MountRecords;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * What {@code strata diff} and {@code strata commit} work on: a container (by name) or a
+ * {@code strata mount} mountpoint, as its upper directory over its image's layers.
+ */
+record ChangedTree(String description, ImageRecord image, Path upper, boolean running) {
+
+  static ChangedTree find(LayerStore store, String target) throws IOException {
+    Path asPath = Path.of(target);
+    if (target.contains("/") || Files.isDirectory(asPath)) {
+      MountRecords.Entry m = MountRecords.read(store.root(), asPath);
+      if (m == null) {
+        throw new NotFoundException(target + " is not a `strata mount` mountpoint of the store "
+            + store.root() + " (nor a container name)");
+      }
+      if (m.upper() == null) {
+        throw new IllegalArgumentException(target + " was mounted read-only: nothing changed");
+      }
+      return new ChangedTree("mount " + m.mountpoint(), image(store, m.imageId(), m.image()),
+          Path.of(m.upper()), false);
+    }
+    Containers c = new Containers(store.root(), io.strata.layers.cli.Output::note);
+    ContainerState s;
+    try {
+      s = c.read(target);
+    } catch (java.nio.file.NoSuchFileException e) {
+      throw new NotFoundException("no container or mountpoint " + target
+          + " (see `strata ps -a`)");
+    }
+    return new ChangedTree("container " + s.name(), image(store, s.imageId(), s.image()),
+        c.dirOf(s.name()).resolve("upper"), ContainerState.RUNNING.equals(s.status()));
+  }
+
+  private static ImageRecord image(LayerStore store, String id, String ref) {
+    if (id != null && Digest.isDigest(id)) {
+      try {
+        return store.resolve(id);
+      } catch (NotFoundException gone) {
+        throw new NotFoundException("the image " + ref + " (" + id + ") is no longer in the"
+            + " store");
+      }
+    }
+    return store.resolve(ref);
+  }
+
+  /** The layer trees, top first. */
+  List<Path> lowers(LayerStore store) {
+    List<Path> out = new ArrayList<>();
+    List<Digest> ids = image.diffIds();
+    for (int i = ids.size() - 1; i >= 0; i--) {
+      out.add(store.layerTree(ids.get(i)));
+    }
+    return out;
+  }
+
+  UpperChanges open(LayerStore store) throws IOException {
+    if (!Files.isDirectory(upper)) {
+      throw new NotFoundException(description + ": its upper directory " + upper + " is gone");
+    }
+    return new UpperChanges(upper, lowers(store));
+  }
+}
