@@ -119,6 +119,11 @@ final class Registry implements AutoCloseable {
       r = sendOnce(HttpRequest.newBuilder(https).GET(), null);
       base = URI.create("https://" + endpointHost());
     } catch (SSLException | ConnectException e) {
+      if (isCertificateProblem(e)) {
+        throw new IOException("https://" + endpointHost() + ": its certificate is not trusted ("
+            + message(rootCause(e)) + "); give the registry's CA with --cert-dir, or"
+            + " --tls-verify=false to skip the check", e);
+      }
       if (!isLoopback(host) && options.tlsVerify()) {
         throw new IOException("cannot reach https://" + endpointHost() + ": " + message(e)
             + (e instanceof SSLException ? " (give the registry's CA with --cert-dir, or"
@@ -143,6 +148,24 @@ final class Registry implements AutoCloseable {
       throw new IOException("registry " + host + " answered " + r.statusCode() + " to /v2/;"
           + " is it an OCI registry?");
     }
+  }
+
+  /** Whether TLS failed because the server's certificate is not trusted (it does speak TLS). */
+  private static boolean isCertificateProblem(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t instanceof java.security.cert.CertificateException) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static Throwable rootCause(Throwable e) {
+    Throwable t = e;
+    while (t.getCause() != null && t.getCause() != t) {
+      t = t.getCause();
+    }
+    return t;
   }
 
   private static final Pattern PARAM = Pattern.compile("(\\w+)=\"([^\"]*)\"|(\\w+)=([^,\\s]*)");

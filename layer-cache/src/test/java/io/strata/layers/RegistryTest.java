@@ -1,0 +1,215 @@
+package io.strata.layers;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Pull and push against a real registry (Debian's docker-registry, started here on
+ * 127.0.0.1), with skopeo as the other side: what skopeo pushes strata pulls with the same
+ * digests, and what strata pushes or saves skopeo reads back to the same image.
+ */
+class RegistryTest {
+  @TempDir Path tmp;
+  LayerStore store;
+  final List<String> log = new ArrayList<>();
+
+  @BeforeEach
+  void setUp() {
+    store = LayerStore.open(tmp.resolve("store"), line -> {
+      log.add(line);
+      System.err.println("store: " + line);
+    });
+  }
+
+  static LayerStore.RegistryOptions plain() {
+    return new LayerStore.RegistryOptions(true, null, null, null, Duration.ofSeconds(20));
+  }
+
+  static TarBuilder base() {
+    return TarBuilder.layer().dir("etc").file("etc/os-release", "ID=strata-test\n")
+        .file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n").dir("bin")
+        .file("bin/tool", new byte[300_000], 0755, e -> {}).hardlink("bin/tool2", "bin/tool")
+        .symlink("bin/sh", "tool");
+  }
+
+  static TarBuilder app(String v) {
+    return TarBuilder.layer().dir("app").file("app/version", v + "\n");
+  }
+
+  @Test
+  void whatSkopeoPushesStrataPullsWithTheSameDigestsAndASecondPullFetchesOneLayer()
+      throws Exception {
+    Path a = ImageBuilder.image().layer(base()).layer(app("1")).ref("v1")
+        .ociLayout(tmp.resolve("a"));
+    Path b = ImageBuilder.image().layer(base()).layer(app("2")).ref("v2")
+        .ociLayout(tmp.resolve("b"));
+    try (LocalRegistry reg = LocalRegistry.plain(tmp.resolve("reg"))) {
+      reg.skopeoCopy("oci:" + a + ":v1", "docker://" + reg.host() + "/app:v1");
+      reg.skopeoCopy("oci:" + b + ":v2", "docker://" + reg.host() + "/app:v2");
+
+      LayerStore.PullResult r = store.pull(reg.host() + "/app:v1", null, null, plain(), null,
+          Progress.NONE);
+      assertThat(r.image().names()).containsExactly(reg.host() + "/app:v1");
+      assertThat(r.layersFetched()).isEqualTo(2);
+      assertThat("sha256:" + r.image().manifestDigest().hex())
+          .isEqualTo(reg.skopeoDigest("app:v1"));
+      ImageRecord local = store.importImage(a, "local:v1", null, Progress.NONE);
+      assertThat(r.image().id()).isEqualTo(local.id()); // same config, same image
+      assertThat(store.layerTree(r.image().diffIds().get(0)).resolve("bin/tool2")).exists();
+
+      LayerStore.PullResult second = store.pull(reg.host() + "/app:v2", null, null, plain(),
+          null, Progress.NONE);
+      assertThat(second.layersFetched()).isEqualTo(1);
+      assertThat(second.layersSkipped()).isEqualTo(1);
+      assertThat(second.bytesFetched()).isLessThan(1000); // only the small app layer
+
+      LayerStore.PullResult again = store.pull(reg.host() + "/app:v2", null, null, plain(),
+          null, Progress.NONE);
+      assertThat(again.layersFetched()).isZero();
+
+      // by digest, and resolving the short name of a pulled image
+      LayerStore.PullResult byDigest = store.pull(reg.host() + "/app@"
+          + reg.skopeoDigest("app:v1"), "pinned:1", null, plain(), null, Progress.NONE);
+      assertThat(byDigest.image().id()).isEqualTo(r.image().id());
+    }
+  }
+
+  @Test
+  void whatStrataPushesAndSavesSkopeoReadsBackAsTheSameImage() throws Exception {
+    Path a = ImageBuilder.image().layer(base()).layer(app("1")).ociLayout(tmp.resolve("a"));
+    ImageRecord img = store.importImage(a, "local:v1", null, Progress.NONE);
+    try (LocalRegistry reg = LocalRegistry.plain(tmp.resolve("reg"))) {
+      LayerStore.PushResult p = store.push("local:v1", reg.host() + "/pushed:v1", plain(), 0,
+          Progress.NONE);
+      assertThat(p.blobsSent()).isEqualTo(3);
+      assertThat(reg.skopeoDigest("pushed:v1")).isEqualTo(p.manifestDigest().toString());
+      Path back = tmp.resolve("back");
+      reg.skopeoCopy("docker://" + reg.host() + "/pushed:v1", "oci:" + back + ":x");
+      LayerStore other = LayerStore.open(tmp.resolve("other"), l -> {});
+      assertThat(other.importImage(back, "x:1", null, Progress.NONE).id()).isEqualTo(img.id());
+
+      // a second push sends nothing; a chunked push to another repository sends all
+      LayerStore.PushResult again = store.push("local:v1", reg.host() + "/pushed:v1", plain(), 0,
+          Progress.NONE);
+      assertThat(again.blobsSent()).isZero();
+      assertThat(again.manifestDigest()).isEqualTo(p.manifestDigest());
+      LayerStore.PushResult chunked = store.push("local:v1", reg.host() + "/chunked:v1", plain(),
+          64 * 1024, Progress.NONE);
+      assertThat(chunked.blobsSent()).isEqualTo(3);
+      assertThat(reg.skopeoDigest("chunked:v1")).isEqualTo(p.manifestDigest().toString());
+
+      // a pulled image pushed to another repository of its registry is mounted, not sent, and
+      // keeps its manifest digest
+      LayerStore.PullResult pulled = store.pull(reg.host() + "/pushed:v1", null, null, plain(),
+          null, Progress.NONE);
+      LayerStore.PushResult mounted = store.push(pulled.image().names().get(0),
+          reg.host() + "/elsewhere:v1", plain(), 0, Progress.NONE);
+      assertThat(mounted.blobsMounted()).isEqualTo(3);
+      assertThat(mounted.blobsSent()).isZero();
+      assertThat(mounted.manifestDigest()).isEqualTo(p.manifestDigest());
+    }
+
+    // save in every format; skopeo reads each, and strata imports each to the same image id
+    Path docker = tmp.resolve("saved.tar");
+    store.save(List.of("local:v1"), docker, LayerStore.SaveFormat.DOCKER_ARCHIVE, false);
+    Path fromDocker = tmp.resolve("from-docker");
+    LocalRegistry.run("skopeo", "copy", "--quiet", "docker-archive:" + docker,
+        "oci:" + fromDocker + ":d");
+    Path ociDir = tmp.resolve("saved-oci");
+    store.save(List.of("local:v1"), ociDir, LayerStore.SaveFormat.OCI_DIR, true);
+    LocalRegistry.run("skopeo", "inspect", "oci:" + ociDir + ":local:v1");
+    Path ociTar = tmp.resolve("saved-oci.tar");
+    store.save(List.of("local:v1"), ociTar, LayerStore.SaveFormat.OCI_ARCHIVE, false);
+    LocalRegistry.run("skopeo", "inspect", "oci-archive:" + ociTar);
+    for (Path p : List.of(docker, fromDocker, ociDir, ociTar)) {
+      LayerStore fresh = LayerStore.open(tmp.resolve("fresh-" + p.getFileName()), l -> {});
+      ImageRecord again = fresh.importImage(p, "again:1", null, Progress.NONE);
+      assertThat(again.diffIds()).as(p.toString()).isEqualTo(img.diffIds());
+      if (p != fromDocker) { // skopeo rewrites a docker config it turns into OCI
+        assertThat(again.id()).as(p.toString()).isEqualTo(img.id());
+      }
+    }
+  }
+
+  @Test
+  void tlsAndLoginWithATestCa() throws Exception {
+    Path a = ImageBuilder.image().layer(base()).ociLayout(tmp.resolve("a"));
+    try (LocalRegistry reg = LocalRegistry.tlsWithAuth(tmp.resolve("reg"), "tester", "s3cret-pw")) {
+      reg.skopeoCopy("oci:" + a + ":test:1", "docker://" + reg.host() + "/secure:v1");
+      List<String> before = StoreFixture.snapshot(store.root());
+      String ref = reg.host() + "/secure:v1";
+
+      // the CA is not trusted: refused, and the message says how to trust it
+      assertThatThrownBy(() -> store.pull(ref, null, null, plain(), null, Progress.NONE))
+          .hasMessageContaining("--cert-dir");
+      LayerStore.RegistryOptions trusted = new LayerStore.RegistryOptions(true, reg.caDir, null,
+          null, Duration.ofSeconds(20));
+      // trusted but anonymous: a login is asked for
+      assertThatThrownBy(() -> store.pull(ref, null, null, trusted, null, Progress.NONE))
+          .isInstanceOf(NotFoundException.class).hasMessageContaining("login");
+      // a wrong password: refused, and never shown
+      LayerStore.RegistryOptions wrong = new LayerStore.RegistryOptions(true, reg.caDir, null,
+          new Credentials.Login("tester", "not-the-pw"), Duration.ofSeconds(20));
+      assertThatThrownBy(() -> store.pull(ref, null, null, wrong, null, Progress.NONE))
+          .isInstanceOf(NotFoundException.class)
+          .satisfies(e -> assertThat(e.getMessage()).doesNotContain("not-the-pw"));
+      assertThat(StoreFixture.snapshot(store.root())).isEqualTo(before);
+      assertThat(String.join("\n", log)).doesNotContain("not-the-pw").doesNotContain("s3cret");
+
+      // a login stored in an auth file (as strata login writes it) is used
+      Path auth = tmp.resolve("auth.json");
+      store.checkLogin(reg.host(), new LayerStore.RegistryOptions(true, reg.caDir, null,
+          new Credentials.Login("tester", "s3cret-pw"), Duration.ofSeconds(20)));
+      Credentials.store(reg.host(), new Credentials.Login("tester", "s3cret-pw"), auth);
+      assertThat(Files.getPosixFilePermissions(auth).toString()).isEqualTo("[OWNER_READ, OWNER_WRITE]");
+      LayerStore.RegistryOptions withFile = new LayerStore.RegistryOptions(true, reg.caDir, auth,
+          null, Duration.ofSeconds(20));
+      LayerStore.PullResult r = store.pull(ref, null, null, withFile, null, Progress.NONE);
+      assertThat(r.layersFetched()).isEqualTo(1);
+      LayerStore.PushResult p = store.push(ref, reg.host() + "/copy:v1", withFile, 0,
+          Progress.NONE);
+      assertThat(reg.skopeoDigest("copy:v1")).isEqualTo(p.manifestDigest().toString());
+
+      // --tls-verify=false takes the certificate as it is
+      LayerStore other = LayerStore.open(tmp.resolve("other"), l -> {});
+      assertThat(other.pull(ref, null, null, new LayerStore.RegistryOptions(false, null, auth,
+          null, Duration.ofSeconds(20)), null, Progress.NONE).image().id())
+          .isEqualTo(r.image().id());
+    }
+  }
+
+  @Test
+  void referencesTheGrammarRefusesAreUsageErrorsBeforeAnyNetwork() {
+    for (String bad : List.of("UPPER/case:v1", "localhost:5000/app:-tag", "app:" + "t".repeat(129),
+        "app@sha512:" + "a".repeat(128), "app@sha256:xyz", "a//b", "host:99999999/x", "")) {
+      assertThatThrownBy(() -> store.pull(bad, null, null, plain(), null, Progress.NONE))
+          .as(bad).isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("invalid image reference");
+    }
+    Reference r = Reference.parse("busybox", Reference.DOCKER_HUB);
+    assertThat(r.toString()).isEqualTo("docker.io/library/busybox:latest");
+    assertThat(Reference.parse("localhost:5000/a/b:1", "x").registry()).isEqualTo("localhost:5000");
+  }
+
+  @Test
+  void shortNamesFollowRegistriesConf() throws Exception {
+    Path conf = Files.writeString(tmp.resolve("registries.conf"),
+        "# test\nunqualified-search-registries = [\"127.0.0.1:1\", 'quay.io']\n[[registry]]\n"
+            + "location = \"x\"\n");
+    assertThat(Reference.candidates("app:v1", conf)).extracting(Reference::toString)
+        .containsExactly("127.0.0.1:1/app:v1", "quay.io/app:v1");
+    assertThat(Reference.candidates("app:v1", tmp.resolve("none"))).extracting(Reference::toString)
+        .containsExactly("docker.io/library/app:v1");
+    assertThat(Reference.candidates("ghcr.io/o/app", conf)).extracting(Reference::toString)
+        .containsExactly("ghcr.io/o/app:latest");
+  }
+}
