@@ -17,6 +17,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
@@ -106,48 +107,50 @@ final class Registry implements AutoCloseable {
   // ---------------------------------------------------------------- connecting
 
   /**
-   * Finds the scheme (https; plain http only for loopback or with TLS checks off) and the
-   * authentication the registry asks for. Called once, before the first request.
+   * Finds the scheme and the authentication the registry asks for. https, and plain http only
+   * for loopback (tried first there, as a TLS handshake with a plain server may hang) or with
+   * TLS checks off (after https). Called once, before the first request.
    */
   private synchronized void ping() throws IOException {
     if (base != null) {
       return;
     }
-    URI https = URI.create("https://" + endpointHost() + "/v2/");
-    HttpResponse<InputStream> r;
-    try {
-      r = sendOnce(HttpRequest.newBuilder(https).GET(), null);
-      base = URI.create("https://" + endpointHost());
-    } catch (SSLException | ConnectException e) {
-      if (isCertificateProblem(e)) {
-        throw new IOException("https://" + endpointHost() + ": its certificate is not trusted ("
-            + message(rootCause(e)) + "); give the registry's CA with --cert-dir, or"
-            + " --tls-verify=false to skip the check", e);
-      }
-      if (!isLoopback(host) && options.tlsVerify()) {
-        throw new IOException("cannot reach https://" + endpointHost() + ": " + message(e)
-            + (e instanceof SSLException ? " (give the registry's CA with --cert-dir, or"
-                + " --tls-verify=false to skip the check)" : ""), e);
-      }
-      URI plain = URI.create("http://" + endpointHost() + "/v2/");
+    List<String> schemes = isLoopback(host) ? List.of("http", "https")
+        : options.tlsVerify() ? List.of("https") : List.of("https", "http");
+    List<String> failures = new java.util.ArrayList<>();
+    for (String scheme : schemes) {
+      URI uri = URI.create(scheme + "://" + endpointHost() + "/v2/");
+      HttpResponse<InputStream> r;
       try {
-        r = sendOnce(HttpRequest.newBuilder(plain).GET(), null);
-      } catch (IOException e2) {
-        throw new IOException("cannot reach " + endpointHost() + " over https (" + message(e)
-            + ") nor http (" + message(e2) + ")", e2);
+        r = sendOnce(HttpRequest.newBuilder(uri).GET().timeout(options.stall()), null);
+      } catch (SSLException | ConnectException | HttpTimeoutException e) {
+        if (isCertificateProblem(e)) {
+          throw new IOException("https://" + endpointHost() + ": its certificate is not trusted ("
+              + message(rootCause(e)) + "); give the registry's CA with --cert-dir, or"
+              + " --tls-verify=false to skip the check", e);
+        }
+        failures.add(scheme + ": " + message(e));
+        continue;
+      } catch (IOException e) {
+        failures.add(scheme + ": " + message(e));
+        continue;
       }
-      base = URI.create("http://" + endpointHost());
-      options.log().accept("registry " + host + " speaks plain http");
+      drain(r);
+      if (r.statusCode() != 200 && r.statusCode() != 401) {
+        failures.add(scheme + ": answered " + r.statusCode() + " to /v2/");
+        continue;
+      }
+      base = URI.create(scheme + "://" + endpointHost());
+      if (scheme.equals("http")) {
+        options.log().accept("registry " + host + " is reached over plain http");
+      }
+      if (r.statusCode() == 401) {
+        challenge = parseChallenge(r.headers().firstValue("WWW-Authenticate").orElse(""));
+      }
+      return;
     }
-    try (InputStream body = r.body()) {
-      body.readNBytes(64 * 1024);
-    }
-    if (r.statusCode() == 401) {
-      challenge = parseChallenge(r.headers().firstValue("WWW-Authenticate").orElse(""));
-    } else if (r.statusCode() != 200) {
-      throw new IOException("registry " + host + " answered " + r.statusCode() + " to /v2/;"
-          + " is it an OCI registry?");
-    }
+    throw new IOException("cannot reach the registry " + host + " (" + String.join("; ", failures)
+        + ")" + (schemes.size() == 1 ? "; if it speaks plain http, --tls-verify=false" : ""));
   }
 
   /** Whether TLS failed because the server's certificate is not trusted (it does speak TLS). */
