@@ -60,7 +60,34 @@ class CliTest {
   void helpListsEveryCommand() {
     Result r = strata("--help");
     assertThat(r.code()).isZero();
-    assertThat(r.out()).contains("import", "images", "layers", "inspect", "rmi", "gc", "Exit codes");
+    assertThat(r.out()).contains("import", "images", "layers", "inspect", "rmi", "gc", "Exit codes",
+        "pull", "push", "save", "tag", "login", "commit", "diff");
+  }
+
+  @Test
+  void imagesInAndOutSayWhatIsWrongWithExitCodes() throws Exception {
+    assertThat(strata("import", layer("x", "y").toString(), "--name", "x:1").code()).isZero();
+    Result badRef = strata("pull", "127.0.0.1:1/UPPER:v1");
+    assertThat(badRef.code()).isEqualTo(Main.USAGE);
+    assertThat(badRef.err()).contains("invalid image reference");
+    Result closed = strata("pull", "127.0.0.1:1/app:v1", "--stall-timeout", "2");
+    assertThat(closed.code()).isEqualTo(Main.FAILED);
+    assertThat(closed.err()).contains("cannot reach the registry 127.0.0.1:1");
+    assertThat(strata("push", "nope:1", "127.0.0.1:1/x:1").code()).isEqualTo(Main.NOT_FOUND);
+    assertThat(strata("save", "x:1", "-o", tmp.resolve("o.tar").toString(), "--format", "zip")
+        .code()).isEqualTo(Main.USAGE);
+    assertThat(strata("save", "nope:1", "-o", tmp.resolve("o.tar").toString()).code())
+        .isEqualTo(Main.NOT_FOUND);
+    assertThat(tmp.resolve("o.tar")).doesNotExist();
+    assertThat(strata("tag", "x:1", "Bad Name").code()).isEqualTo(Main.USAGE);
+    assertThat(strata("tag", "nope:1", "y:1").code()).isEqualTo(Main.NOT_FOUND);
+    Result tagged = strata("tag", "x:1", "y:2");
+    assertThat(tagged.code()).isZero();
+    assertThat(strata("inspect", "y:2").code()).isZero();
+    assertThat(strata("login", "127.0.0.1:1").code()).isEqualTo(Main.USAGE);
+    Result saved = strata("save", "x:1", "y:2", "-o", tmp.resolve("two.tar").toString());
+    assertThat(saved.code()).as(saved.err()).isZero();
+    assertThat(tmp.resolve("two.tar")).exists();
   }
 
   @Test
