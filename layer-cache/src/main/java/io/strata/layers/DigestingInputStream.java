@@ -7,21 +7,29 @@ import java.security.MessageDigest;
 
 /** Hashes and counts every byte read through it, so one pass both extracts and verifies. */
 final class DigestingInputStream extends FilterInputStream {
-  private final MessageDigest sha256 = Digest.newSha256();
+  private final MessageDigest sha256;
   private final Progress progress;
   private long count;
   private Digest result;
 
   DigestingInputStream(InputStream in, Progress progress) {
+    this(in, progress, true);
+  }
+
+  /** @param hash false to only count (the bytes were checked elsewhere, as a download's are) */
+  DigestingInputStream(InputStream in, Progress progress, boolean hash) {
     super(in);
     this.progress = progress;
+    this.sha256 = hash ? Digest.newSha256() : null;
   }
 
   @Override
   public int read() throws IOException {
     int b = in.read();
     if (b >= 0) {
-      sha256.update((byte) b);
+      if (sha256 != null) {
+        sha256.update((byte) b);
+      }
       advance(1);
     }
     return b;
@@ -31,7 +39,9 @@ final class DigestingInputStream extends FilterInputStream {
   public int read(byte[] b, int off, int len) throws IOException {
     int n = in.read(b, off, len);
     if (n > 0) {
-      sha256.update(b, off, n);
+      if (sha256 != null) {
+        sha256.update(b, off, n);
+      }
       advance(n);
     }
     return n;
@@ -71,6 +81,9 @@ final class DigestingInputStream extends FilterInputStream {
 
   /** The digest of everything read; once asked, the stream must not be read further. */
   Digest digest() {
+    if (sha256 == null) {
+      throw new IllegalStateException("this stream only counts");
+    }
     if (result == null) {
       result = Digest.fromBytes(sha256.digest());
     }

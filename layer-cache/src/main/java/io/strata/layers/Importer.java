@@ -189,7 +189,8 @@ final class Importer {
     LayerExtractor.Result result;
     DigestingInputStream raw;
     try (InputStream in = layer.opener().open()) {
-      raw = new DigestingInputStream(new BufferedInputStream(in, 1 << 16), progress);
+      raw = new DigestingInputStream(new BufferedInputStream(in, 1 << 16), progress,
+          layer.blobDigest() != null);
       BufferedInputStream peek = new BufferedInputStream(raw, 1 << 16);
       Compression c = Compression.detect(peek, label);
       try (java.io.OutputStream split = TarSplit.create(dir.resolve(TarSplit.FILE))) {

@@ -160,12 +160,16 @@ final class Pull {
         Path file = staging.resolve("blob-" + i);
         int index = i + 1;
         int count = blobs.size();
+        Object grew = new Object();
         CompletableFuture<Path> f = CompletableFuture.supplyAsync(() -> {
           long start = System.nanoTime();
           try {
             registry.blob(repo, blob, size, file, n -> {
               fetched.addAndGet(n);
               progress.bytesFetched(label, n, size);
+              synchronized (grew) {
+                grew.notifyAll();
+              }
             });
           } catch (IOException e) {
             throw new java.util.concurrent.CompletionException(e);
@@ -175,9 +179,15 @@ final class Pull {
               (System.nanoTime() - start) / 1e9));
           return file;
         }, pool);
+        f.whenComplete((p, e) -> {
+          synchronized (grew) {
+            grew.notifyAll();
+          }
+        });
         downloads.add(f);
-        sources.add(new ImageSource.LayerSource(label, blob, size, diffIds.get(i),
-            () -> Files.newInputStream(await(f))));
+        // the download checks the blob's digest; the importer checks size and DiffID
+        sources.add(new ImageSource.LayerSource(label, null, size, diffIds.get(i),
+            () -> new Following(file, f, grew)));
       }
       ImageSource image = new ImageSource(ref.toString(), sources, config, configDigest,
           m.digest(), List.of(name));
@@ -188,6 +198,73 @@ final class Pull {
     } finally {
       downloads.forEach(f -> f.cancel(true));
       pool.shutdownNow();
+    }
+  }
+
+  /**
+   * Reads a blob while its download still writes it, so a layer is extracted as it arrives;
+   * it ends when the download has ended, and fails if the download failed. (The download only
+   * appends; the importer checks the digest of what it read, the download that of what came.)
+   */
+  static final class Following extends java.io.InputStream {
+    private final Path file;
+    private final CompletableFuture<Path> download;
+    private final Object grew;
+    private java.nio.channels.FileChannel channel;
+    private long position;
+
+    Following(Path file, CompletableFuture<Path> download, Object grew) {
+      this.file = file;
+      this.download = download;
+      this.grew = grew;
+    }
+
+    @Override
+    public int read() throws IOException {
+      byte[] one = new byte[1];
+      int n = read(one, 0, 1);
+      return n < 0 ? -1 : one[0] & 0xff;
+    }
+
+    @Override
+    public int read(byte[] b, int off, int len) throws IOException {
+      if (len == 0) {
+        return 0;
+      }
+      while (true) {
+        boolean ended = download.isDone();
+        if (ended) {
+          await(download); // throws what the download threw
+        }
+        if (channel == null && Files.exists(file)) {
+          channel = java.nio.channels.FileChannel.open(file);
+        }
+        if (channel != null) {
+          int n = channel.read(java.nio.ByteBuffer.wrap(b, off, len), position);
+          if (n > 0) {
+            position += n;
+            return n;
+          }
+        }
+        if (ended) {
+          return -1;
+        }
+        synchronized (grew) {
+          try {
+            grew.wait(20);
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted", e);
+          }
+        }
+      }
+    }
+
+    @Override
+    public void close() throws IOException {
+      if (channel != null) {
+        channel.close();
+      }
     }
   }
 

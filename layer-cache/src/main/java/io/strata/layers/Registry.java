@@ -482,21 +482,33 @@ final class Registry implements AutoCloseable {
     MessageDigest sha = Digest.newSha256();
     long have = 0;
     Files.deleteIfExists(dest);
+    Files.createFile(dest);
     for (int attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       Map<String, String> headers = have > 0 ? Map.of("Range", "bytes=" + have + "-") : null;
       try {
         HttpResponse<InputStream> r = request("GET", "/v2/" + repo + "/blobs/" + d, repo, "pull",
             headers, null);
+        InputStream body = r.body();
         if (r.statusCode() == 200 && have > 0) {
+          // The file only grows (a reader may follow it): skip what it has, hashing it again.
           options.log().accept("blob " + d.shortHex() + ": the registry ignored the range;"
-              + " reading it again from the start");
+              + " reading the first " + have + " bytes again");
           sha.reset();
-          have = 0;
-          Files.deleteIfExists(dest);
+          byte[] skip = new byte[1 << 16];
+          long left = have;
+          while (left > 0) {
+            int n = body.read(skip, 0, (int) Math.min(skip.length, left));
+            if (n < 0) {
+              throw new PartialRead(have, new IOException("connection closed"));
+            }
+            sha.update(skip, 0, n);
+            left -= n;
+          }
         } else if (r.statusCode() != 200 && r.statusCode() != 206) {
+          body.close();
           throw failure("blob " + d, r);
         }
-        try (InputStream in = r.body();
+        try (InputStream in = body;
             OutputStream out = Files.newOutputStream(dest, StandardOpenOption.CREATE,
                 StandardOpenOption.WRITE, StandardOpenOption.APPEND)) {
           have = copyWatched(in, out, sha, have, size, d, progress);
