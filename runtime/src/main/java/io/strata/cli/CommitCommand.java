@@ -17,10 +17,12 @@ import picocli.CommandLine.Parameters;
 
 /** {@code strata commit}: a container's or a mount's changes as a new image. */
 @Command(name = "commit", mixinStandardHelpOptions = true,
-    description = {"Make a new image of a container's or a mount's changes: its image's layers",
-        "plus one layer holding what was written (OCI whiteouts for deletions, opaque",
-        "directories, hard links, owners, modes, times and xattrs kept). The same changes",
-        "give the same layer (DiffID). Stop the container first for a consistent image."})
+    description = {"Make a new image of a container's or a mount's changes.",
+        "",
+        "The new image is its image's layers plus one layer holding what was written (OCI"
+            + " whiteouts for deletions, opaque directories, hard links, owners, modes, times and"
+            + " xattrs kept). The same changes give the same layer (DiffID). Stop the container"
+            + " first for a consistent image."})
 public final class CommitCommand implements Callable<Integer> {
   @Mixin StoreOptions store;
 

@@ -12,10 +12,11 @@ import picocli.CommandLine.Parameters;
 @Command(name = "pull", mixinStandardHelpOptions = true,
     description = {
         "Pull an image from a registry (the OCI distribution API).",
-        "REF is [HOST[:PORT]/]NAME[:TAG][@sha256:HEX]. A name without a host is looked up in",
-        "registries.conf's unqualified-search-registries, else on docker.io. Layers the store",
-        "already has are not fetched; every blob is checked while it streams and a broken",
-        "download resumes where it stopped. On any error nothing is stored."})
+        "",
+        "REF is [HOST[:PORT]/]NAME[:TAG][@sha256:HEX]. A name without a host is looked up in"
+            + " registries.conf's unqualified-search-registries, else on docker.io. Layers the"
+            + " store already has are not fetched; every blob is checked while it streams, and a"
+            + " broken download resumes where it stopped. On any error nothing is stored."})
 public final class PullCommand implements Callable<Integer> {
   @Mixin StoreOptions store;
   @Mixin RegistryOptions registry;

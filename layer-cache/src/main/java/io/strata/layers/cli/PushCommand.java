@@ -11,9 +11,10 @@ import picocli.CommandLine.Parameters;
 @Command(name = "push", mixinStandardHelpOptions = true,
     description = {
         "Push an image to a registry and print the manifest digest.",
-        "Blobs the repository already has are not sent (HEAD, then a cross-repository mount",
-        "from where the image was pulled); the rest are sent gzip-compressed, then the",
-        "manifest. A pulled image whose blobs are all there keeps its manifest digest."})
+        "",
+        "Blobs the repository already has are not sent (HEAD, then a cross-repository mount"
+            + " from where the image was pulled); the rest are sent gzip-compressed, then the"
+            + " manifest. A pulled image whose blobs are all there keeps its manifest digest."})
 public final class PushCommand implements Callable<Integer> {
   @Mixin StoreOptions store;
   @Mixin RegistryOptions registry;

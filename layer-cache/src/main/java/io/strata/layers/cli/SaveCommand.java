@@ -12,9 +12,11 @@ import picocli.CommandLine.Parameters;
 /** {@code strata save}: writes images out as a docker-archive or an OCI layout. */
 @Command(name = "save", mixinStandardHelpOptions = true,
     description = {
-        "Write images out: a docker-archive (docker load, podman load, skopeo), an OCI image",
-        "layout directory or an oci-archive. Layers are the exact tars they were imported as,",
-        "so image ids and DiffIDs stay the same. The output appears whole or not at all."})
+        "Write images out: a docker-archive (docker load, podman load, skopeo), an OCI image"
+            + " layout directory or an oci-archive.",
+        "",
+        "Layers are the exact tars they were imported as, so image ids and DiffIDs stay the"
+            + " same. The output appears whole or not at all."})
 public final class SaveCommand implements Callable<Integer> {
   @Mixin StoreOptions store;
 
