@@ -124,6 +124,12 @@ class RegistryTest {
     Path fromDocker = tmp.resolve("from-docker");
     LocalRegistry.run("skopeo", "copy", "--quiet", "docker-archive:" + docker,
         "oci:" + fromDocker + ":d");
+    // podman loads it as the same image (its own vfs store in the test's directory)
+    String podman = "podman --root " + tmp.resolve("podman") + " --runroot "
+        + tmp.resolve("podman-run") + " --storage-driver vfs ";
+    LocalRegistry.run("sh", "-c", podman + "load -q -i " + docker);
+    assertThat(LocalRegistry.run("sh", "-c", podman + "image inspect --format '{{.Id}}' local:v1")
+        .trim()).isEqualTo(img.id().hex());
     Path ociDir = tmp.resolve("saved-oci");
     store.save(List.of("local:v1"), ociDir, LayerStore.SaveFormat.OCI_DIR, true);
     LocalRegistry.run("skopeo", "inspect", "oci:" + ociDir + ":local:v1");
