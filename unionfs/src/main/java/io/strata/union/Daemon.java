@@ -53,11 +53,15 @@ public final class Daemon {
         .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
         .redirectInput(ProcessBuilder.Redirect.from(Path.of("/dev/null").toFile()));
     long logStart = Files.exists(logFile) ? Files.size(logFile) : 0;
+    // Two strata may start daemons for one mountpoint at once, logging to one file: the token
+    // tells this daemon's ready line from the other's.
+    String token = java.util.UUID.randomUUID().toString();
+    pb.environment().put(READY_TOKEN, token);
     Process p = pb.start();
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
       // Ready when this daemon says so: another strata may have mounted here meanwhile.
-      if (p.isAlive() && saysReady(logFile, logStart, mp)) {
+      if (p.isAlive() && saysReady(logFile, logStart, readyLine(mp, token))) {
         return;
       }
       if (!p.isAlive()) {
@@ -79,7 +83,7 @@ public final class Daemon {
     }
   }
 
-  private static boolean saysReady(Path log, long from, Path mp) throws IOException {
+  private static boolean saysReady(Path log, long from, String line) throws IOException {
     try (var ch = java.nio.channels.FileChannel.open(log)) {
       long size = ch.size();
       if (size <= from) {
@@ -88,7 +92,7 @@ public final class Daemon {
       java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate((int) Math.min(size - from, 1 << 20));
       ch.read(b, from);
       return new String(b.array(), 0, b.position(), StandardCharsets.UTF_8)
-          .contains(READY + mp + "\n");
+          .contains(line + "\n");
     }
   }
 
@@ -114,4 +118,18 @@ public final class Daemon {
 
   /** What a foreground mount prints, with its mountpoint, once it answers. */
   public static final String READY = "strata: ready on ";
+
+  /** The environment variable that carries the token a started daemon prints when ready. */
+  static final String READY_TOKEN = "STRATA_READY_TOKEN";
+
+  /** The line a foreground mount prints once it answers (with its starter's token, if any). */
+  public static String readyLine(Path mountpoint, String token) {
+    return READY + mountpoint.toAbsolutePath().normalize()
+        + (token == null ? "" : " [" + token + "]");
+  }
+
+  /** The token of this process's starter, or null when started by hand. */
+  public static String readyToken() {
+    return System.getenv(READY_TOKEN);
+  }
 }

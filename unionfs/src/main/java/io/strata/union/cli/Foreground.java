@@ -33,8 +33,8 @@ final class Foreground {
     Runtime.getRuntime().addShutdownHook(hook);
     log("mounted " + mountpoint + " (lowers " + view.lowers().size() + ", upper "
         + (view.upper() == null ? "none: read-only" : view.upper()) + ")");
-    System.err.println(Instant.now() + " " + io.strata.union.Daemon.READY
-        + mountpoint.toAbsolutePath().normalize());
+    System.err.println(Instant.now() + " " + io.strata.union.Daemon.readyLine(mountpoint,
+        io.strata.union.Daemon.readyToken()));
     m.awaitUnmount();
     log("unmounted " + mountpoint + "; " + view.cacheReport());
     try {

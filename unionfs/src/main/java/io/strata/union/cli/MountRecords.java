@@ -6,7 +6,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
- * What {@code strata mount} records of each mount in {@code STORE/mounts/PIN.json}: the
+ * What {@code strata mount} records of each mount in {@code STORE/mount-records/PIN.json}: the
  * mountpoint, the image (by id) and the upper directory, so that {@code strata diff} and
  * {@code strata commit} can take a mountpoint. The record stays after umount (the upper does
  * too) and is replaced by the next mount on the same mountpoint.
@@ -18,7 +18,7 @@ public final class MountRecords {
   private MountRecords() {}
 
   static Path fileOf(Path storeRoot, Path mountpoint) {
-    return storeRoot.resolve("mounts").resolve(MountCommand.pinOf(mountpoint) + ".json");
+    return storeRoot.resolve("mount-records").resolve(MountCommand.pinOf(mountpoint) + ".json");
   }
 
   static void write(Path storeRoot, Entry e) throws IOException {
