@@ -59,6 +59,7 @@ public final class Main implements Runnable {
     cl.addSubcommand(new RmCommand());
     cl.addSubcommand(new DiffCommand());
     cl.addSubcommand(new CommitCommand());
+    cl.addSubcommand(new SnapshotterCommand());
     // Everything after the image name belongs to the container's command.
     cl.getSubcommands().get("run").setStopAtPositional(true);
     cl.setExitCodeExceptionMapper(Main::exitCode);

@@ -1,0 +1,98 @@
+package io.strata.cli;
+
+import io.grpc.Server;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.epoll.EpollIoHandler;
+import io.grpc.netty.shaded.io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
+import io.strata.layers.LayerStore;
+import io.strata.runtime.snapshots.SnapshotService;
+import io.strata.runtime.snapshots.SnapshotStore;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code strata snapshotter}: containerd's snapshots API on a unix socket, as a proxy plugin. */
+@Command(name = "snapshotter", mixinStandardHelpOptions = true,
+    description = {"Serve containerd's snapshots API (a proxy plugin of type \"snapshot\") on a"
+        + " unix socket until SIGTERM or SIGINT.",
+        "",
+        "Active snapshots over parents are strata unions, mounted by containerd through"
+            + " mount.fuse3 and strata-overlay (which must be on containerd's PATH); others are"
+            + " bind mounts. In containerd's config:",
+        "  [proxy_plugins.strata]",
+        "    type = \"snapshot\"",
+        "    address = \"/run/strata/snapshotter.sock\""})
+public final class SnapshotterCommand implements Callable<Integer> {
+  @Option(names = "--address", paramLabel = "SOCKET",
+      description = "The unix socket (default: /run/strata/snapshotter.sock).")
+  Path address = Path.of("/run/strata/snapshotter.sock");
+
+  @Option(names = "--root", paramLabel = "DIR",
+      description = "Where snapshots live (default: STORE/snapshotter).")
+  Path root;
+
+  @Option(names = "--store", paramLabel = "DIR", hidden = true,
+      description = "The strata store (default: $STRATA_ROOT, else /var/lib/strata).")
+  Path store;
+
+  static void log(String line) {
+    System.err.println(Instant.now() + " strata snapshotter: " + line);
+  }
+
+  @Override
+  public Integer call() throws Exception {
+    Path dir = root != null ? root : LayerStore.rootFrom(store).resolve("snapshotter");
+    SnapshotStore snapshots = new SnapshotStore(dir, "fuse3.strata-overlay",
+        SnapshotterCommand::log);
+    Files.createDirectories(address.toAbsolutePath().getParent());
+    if (Files.exists(address)) {
+      if (answers(address)) {
+        throw new IllegalStateException(address + " is served by another process");
+      }
+      Files.delete(address); // left by a snapshotter that was killed
+    }
+    EventLoopGroup boss = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
+    EventLoopGroup workers = new MultiThreadIoEventLoopGroup(2, EpollIoHandler.newFactory());
+    Server server = NettyServerBuilder.forAddress(new DomainSocketAddress(address.toString()))
+        .channelType(EpollServerDomainSocketChannel.class)
+        .bossEventLoopGroup(boss).workerEventLoopGroup(workers)
+        .addService(new SnapshotService(snapshots, SnapshotterCommand::log))
+        .build().start();
+    Files.setPosixFilePermissions(address,
+        java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+      log("stopping");
+      server.shutdown();
+      try {
+        server.awaitTermination(5, TimeUnit.SECONDS);
+        Files.deleteIfExists(address);
+      } catch (Exception e) {
+        log("stop: " + e);
+      }
+      boss.shutdownGracefully();
+      workers.shutdownGracefully();
+    }, "snapshotter-stop"));
+    log("serving " + dir + " on " + address);
+    server.awaitTermination();
+    return 0;
+  }
+
+  private static boolean answers(Path socket) {
+    try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+      ch.connect(UnixDomainSocketAddress.of(socket));
+      return true;
+    } catch (java.io.IOException e) {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,331 @@
+package io.strata.runtime.snapshots;
+
+import io.strata.layers.Json;
+import io.strata.layers.RawFs;
+import io.strata.layers.Trees;
+import java.io.IOException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.UUID;
+import java.util.function.Consumer;
+
+/**
+ * containerd's snapshots as strata keeps them: each snapshot a directory {@code
+ * ROOT/snapshots/ID/} with its tree ({@code fs}, the upper of an active snapshot, frozen once
+ * committed) and a work directory, and one metadata file ({@code ROOT/metadata.json}: key,
+ * parent, kind, labels, times, id) replaced in one rename after every change. A directory
+ * appears before the metadata names it and goes after, so a snapshotter killed at any point
+ * loses no committed snapshot, and the next start removes what no record names.
+ *
+ * <p>An active snapshot over parents is served as a strata union (lower: the parents' trees,
+ * top first; upper: its own tree); one without parents, and a view of a single snapshot, as a
+ * bind mount.
+ */
+public final class SnapshotStore {
+  /** What a snapshot is, in containerd's terms. */
+  public enum Kind { VIEW, ACTIVE, COMMITTED }
+
+  /** One snapshot's record; {@code parent} is a key or null. */
+  public record Snapshot(String id, String key, String parent, Kind kind,
+      Map<String, String> labels, String created, String updated) {
+    Snapshot with(String newKey, Kind newKind, Map<String, String> newLabels) {
+      return new Snapshot(id, newKey, parent, newKind, newLabels, created,
+          Instant.now().toString());
+    }
+  }
+
+  /** A mount for containerd: type, source and options, as its Mount message. */
+  public record Mount(String type, String source, List<String> options) {}
+
+  /** A request containerd may not make: the gRPC layer maps these to status codes. */
+  public static final class Refused extends RuntimeException {
+    public enum Why { NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT }
+
+    public final Why why;
+
+    Refused(Why why, String message) {
+      super(message);
+      this.why = why;
+    }
+  }
+
+  private final Path root;
+  private final Path dirs;
+  private final Path metadata;
+  private final String mountType;
+  private final Consumer<String> log;
+  private final Map<String, Snapshot> byKey = new TreeMap<>();
+
+  /**
+   * @param mountType the mount type of a union, as containerd runs it through its helper:
+   *     {@code fuse3.strata-overlay} makes containerd run {@code mount.fuse3}, which runs
+   *     {@code strata-overlay} from PATH
+   */
+  public SnapshotStore(Path root, String mountType, Consumer<String> log) throws IOException {
+    this.root = root.toAbsolutePath().normalize();
+    this.dirs = Files.createDirectories(this.root.resolve("snapshots"));
+    this.metadata = this.root.resolve("metadata.json");
+    this.mountType = mountType;
+    this.log = log;
+    if (Files.exists(metadata)) {
+      Snapshot[] all = Json.MAPPER.readValue(metadata.toFile(), Snapshot[].class);
+      for (Snapshot s : all) {
+        byKey.put(s.key(), s);
+      }
+    }
+    cleanup();
+  }
+
+  public Path root() {
+    return root;
+  }
+
+  // ---------------------------------------------------------------- the snapshotter interface
+
+  public synchronized List<Mount> prepare(String key, String parent, Map<String, String> labels)
+      throws IOException {
+    return create(key, parent, labels, Kind.ACTIVE);
+  }
+
+  public synchronized List<Mount> view(String key, String parent, Map<String, String> labels)
+      throws IOException {
+    return create(key, parent, labels, Kind.VIEW);
+  }
+
+  private List<Mount> create(String key, String parent, Map<String, String> labels, Kind kind)
+      throws IOException {
+    checkKey(key);
+    if (byKey.containsKey(key)) {
+      throw new Refused(Refused.Why.ALREADY_EXISTS, "snapshot " + key + " already exists");
+    }
+    String p = parent == null || parent.isEmpty() ? null : parent;
+    if (p != null) {
+      Snapshot ps = get(p);
+      if (ps.kind() != Kind.COMMITTED) {
+        throw new Refused(Refused.Why.FAILED_PRECONDITION, "parent " + p + " is not committed");
+      }
+    }
+    String id = UUID.randomUUID().toString();
+    Path dir = dirs.resolve(id);
+    Files.createDirectories(dir.resolve("fs"));
+    Files.createDirectories(dir.resolve("work"));
+    String now = Instant.now().toString();
+    byKey.put(key, new Snapshot(id, key, p, kind, new TreeMap<>(labels), now, now));
+    save();
+    return mounts(byKey.get(key));
+  }
+
+  public synchronized List<Mount> mounts(String key) {
+    Snapshot s = get(key);
+    if (s.kind() == Kind.COMMITTED) {
+      throw new Refused(Refused.Why.FAILED_PRECONDITION, "snapshot " + key
+          + " is committed; only active and view snapshots have mounts");
+    }
+    return mounts(s);
+  }
+
+  private List<Mount> mounts(Snapshot s) {
+    List<Path> lowers = new ArrayList<>();
+    for (String p = s.parent(); p != null; p = get(p).parent()) {
+      lowers.add(fs(get(p)));
+    }
+    if (s.kind() == Kind.VIEW) {
+      if (lowers.isEmpty()) {
+        return List.of(new Mount("bind", fs(s).toString(), List.of("rbind", "ro")));
+      }
+      if (lowers.size() == 1) {
+        return List.of(new Mount("bind", lowers.get(0).toString(), List.of("rbind", "ro")));
+      }
+      return List.of(new Mount(mountType, "strata", List.of("lowerdir=" + join(lowers))));
+    }
+    if (lowers.isEmpty()) {
+      return List.of(new Mount("bind", fs(s).toString(), List.of("rbind", "rw")));
+    }
+    return List.of(new Mount(mountType, "strata", List.of("lowerdir=" + join(lowers),
+        "upperdir=" + fs(s), "workdir=" + dirs.resolve(s.id()).resolve("work"))));
+  }
+
+  private static String join(List<Path> lowers) {
+    List<String> out = new ArrayList<>();
+    for (Path p : lowers) {
+      out.add(p.toString());
+    }
+    return String.join(":", out);
+  }
+
+  public synchronized void commit(String name, String key, Map<String, String> labels)
+      throws IOException {
+    checkKey(name);
+    Snapshot s = get(key);
+    if (s.kind() != Kind.ACTIVE) {
+      throw new Refused(Refused.Why.FAILED_PRECONDITION, "snapshot " + key + " is not active");
+    }
+    if (byKey.containsKey(name)) {
+      throw new Refused(Refused.Why.ALREADY_EXISTS, "snapshot " + name + " already exists");
+    }
+    Map<String, String> l = new TreeMap<>(s.labels());
+    l.putAll(labels);
+    byKey.remove(key);
+    byKey.put(name, s.with(name, Kind.COMMITTED, l));
+    save();
+    // the work directory holds nothing a committed snapshot needs
+    Trees.deleteRecursively(dirs.resolve(s.id()).resolve("work"));
+  }
+
+  public synchronized void remove(String key) throws IOException {
+    Snapshot s = get(key);
+    for (Snapshot o : byKey.values()) {
+      if (key.equals(o.parent())) {
+        throw new Refused(Refused.Why.FAILED_PRECONDITION, "snapshot " + key
+            + " has children (" + o.key() + ")");
+      }
+    }
+    byKey.remove(key);
+    save();
+    retire(dirs.resolve(s.id()));
+  }
+
+  public synchronized Snapshot stat(String key) {
+    return get(key);
+  }
+
+  /** Replaces the labels (the only mutable field); returns the new record. */
+  public synchronized Snapshot updateLabels(String key, Map<String, String> labels,
+      boolean replaceAll, List<String> paths) throws IOException {
+    Snapshot s = get(key);
+    Map<String, String> l = new TreeMap<>(s.labels());
+    if (replaceAll) {
+      l = new TreeMap<>(labels);
+    } else {
+      for (String path : paths) {
+        if (path.equals("labels")) {
+          l = new TreeMap<>(labels);
+        } else if (path.startsWith("labels.")) {
+          String k = path.substring("labels.".length());
+          if (labels.containsKey(k)) {
+            l.put(k, labels.get(k));
+          } else {
+            l.remove(k);
+          }
+        } else {
+          throw new Refused(Refused.Why.INVALID_ARGUMENT, "cannot update field " + path
+              + " of a snapshot (only labels)");
+        }
+      }
+    }
+    Snapshot n = s.with(key, s.kind(), l);
+    byKey.put(key, n);
+    save();
+    return n;
+  }
+
+  public synchronized List<Snapshot> list() {
+    return new ArrayList<>(byKey.values());
+  }
+
+  /** What a snapshot adds: bytes of its tree (allocated blocks) and inodes. */
+  public long[] usage(String key) throws IOException {
+    Path fs;
+    synchronized (this) {
+      fs = fs(get(key));
+    }
+    long[] out = new long[2];
+    usage(fs, "", out);
+    return out;
+  }
+
+  private static void usage(Path fs, String rel, long[] out) throws IOException {
+    int dirfd = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(fs), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);
+    try {
+      walk(dirfd, rel, out, new java.util.HashSet<>());
+    } finally {
+      RawFs.close(dirfd);
+    }
+  }
+
+  private static void walk(int root, String rel, long[] out, java.util.Set<Long> seen)
+      throws IOException {
+    for (RawFs.DirEntry e : RawFs.list(root, rel)) {
+      String child = rel.isEmpty() ? e.name() : rel + "/" + e.name();
+      RawFs.Statx st = RawFs.lstat(root, child);
+      if (st == null || (st.nlink() > 1 && (st.mode() & 0170000) != 0040000 && !seen.add(st.ino()))) {
+        continue; // gone, or a hard link already counted
+      }
+      out[0] += st.blocks() * 512;
+      out[1]++;
+      if ((st.mode() & 0170000) == 0040000) {
+        walk(root, child, out, seen);
+      }
+    }
+  }
+
+  /** Removes snapshot directories that no record names (left by a killed snapshotter). */
+  public synchronized int cleanup() throws IOException {
+    java.util.Set<String> ids = new java.util.HashSet<>();
+    byKey.values().forEach(s -> ids.add(s.id()));
+    int removed = 0;
+    try (DirectoryStream<Path> ds = Files.newDirectoryStream(dirs)) {
+      for (Path p : ds) {
+        if (!ids.contains(p.getFileName().toString())) {
+          log.accept("removing " + p.getFileName() + ", which no snapshot names");
+          retire(p);
+          removed++;
+        }
+      }
+    }
+    try (DirectoryStream<Path> ds = Files.newDirectoryStream(root, "removed-*")) {
+      for (Path p : ds) {
+        Trees.deleteRecursively(p); // a removal a killed snapshotter did not finish
+      }
+    }
+    return removed;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private Snapshot get(String key) {
+    Snapshot s = key == null ? null : byKey.get(key);
+    if (s == null) {
+      throw new Refused(Refused.Why.NOT_FOUND, "snapshot " + key + " does not exist");
+    }
+    return s;
+  }
+
+  private Path fs(Snapshot s) {
+    return dirs.resolve(s.id()).resolve("fs");
+  }
+
+  private static void checkKey(String key) {
+    if (key == null || key.isEmpty() || key.length() > 4096 || key.indexOf('\0') >= 0) {
+      throw new Refused(Refused.Why.INVALID_ARGUMENT, "a snapshot key must be 1 to 4096"
+          + " characters without NUL");
+    }
+  }
+
+  private void save() throws IOException {
+    Path tmp = root.resolve(".metadata.json.tmp-" + ProcessHandle.current().pid());
+    Files.write(tmp, Json.MAPPER.writeValueAsBytes(byKey.values()));
+    try (var ch = java.nio.channels.FileChannel.open(tmp, java.nio.file.StandardOpenOption.WRITE)) {
+      ch.force(true);
+    }
+    Files.move(tmp, metadata, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+  }
+
+  /** Moves a directory aside in one rename, then deletes it. */
+  private void retire(Path dir) throws IOException {
+    Path grave = root.resolve("removed-" + UUID.randomUUID());
+    try {
+      Files.move(dir, grave, StandardCopyOption.ATOMIC_MOVE);
+    } catch (java.nio.file.NoSuchFileException gone) {
+      return;
+    }
+    Trees.deleteRecursively(grave);
+  }
+}
