@@ -31,6 +31,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 TOML
 ./strata snapshotter --address "$W/snap.sock" --root "$W/snapshots" > "$W/snapshotter.log" 2>&1 &
 SNAP=$!
+while [ ! -S "$W/snap.sock" ]; do sleep 0.1; done
 PATH="$W/bin:$PATH" containerd --config "$W/config.toml" > "$W/containerd.log" 2>&1 &
 CTD=$!
 trap 'kill $CTD $SNAP 2>/dev/null || true' EXIT

@@ -41,6 +41,13 @@ public final class SnapshotterCommand implements Callable<Integer> {
       description = "Where snapshots live (default: STORE/snapshotter).")
   Path root;
 
+  @Option(names = "--mount-helper",
+      description = "Have containerd mount each union through mount.fuse3 and strata-overlay"
+          + " (a process per mount, which outlives the snapshotter) instead of serving all"
+          + " unions in this process and handing out bind mounts (the default: faster, but"
+          + " containers' roots end with the snapshotter).")
+  boolean mountHelper;
+
   @Option(names = "--store", paramLabel = "DIR", hidden = true,
       description = "The strata store (default: $STRATA_ROOT, else /var/lib/strata).")
   Path store;
@@ -52,7 +59,9 @@ public final class SnapshotterCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     Path dir = root != null ? root : LayerStore.rootFrom(store).resolve("snapshotter");
-    SnapshotStore snapshots = new SnapshotStore(dir, "fuse3.strata-overlay",
+    io.strata.runtime.snapshots.ServedUnions served = mountHelper ? null
+        : new io.strata.runtime.snapshots.ServedUnions(SnapshotterCommand::log);
+    SnapshotStore snapshots = new SnapshotStore(dir, "fuse3.strata-overlay", served,
         SnapshotterCommand::log);
     Files.createDirectories(address.toAbsolutePath().getParent());
     if (Files.exists(address)) {
@@ -81,8 +90,12 @@ public final class SnapshotterCommand implements Callable<Integer> {
       }
       boss.shutdownGracefully();
       workers.shutdownGracefully();
+      if (served != null) {
+        served.close();
+      }
     }, "snapshotter-stop"));
-    log("serving " + dir + " on " + address);
+    log("serving " + dir + " on " + address + (mountHelper ? " (unions mounted by containerd"
+        + " through mount.fuse3)" : " (unions served in this process)"));
     server.awaitTermination();
     return 0;
   }

@@ -14,7 +14,8 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -48,13 +49,26 @@ class ContainerdTest {
         + "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"" + socket
         + "\"\n[proxy_plugins]\n  [proxy_plugins.strata]\n    type = \"snapshot\"\n"
         + "    address = \"" + snapSocket + "\"\n");
+    this.config = config;
+  }
+
+  Path config;
+  boolean mountHelper;
+
+  /** Starts the snapshotter, then containerd (which dials it). */
+  void start(boolean helper) throws Exception {
+    mountHelper = helper;
     startSnapshotter();
     ProcessBuilder pb = new ProcessBuilder("containerd", "--config", config.toString())
         .redirectErrorStream(true).redirectOutput(tmp.resolve("containerd.log").toFile());
     // mount.fuse3 runs strata-overlay from containerd's PATH (and its shims')
-    pb.environment().put("PATH", bin + ":" + System.getenv("PATH"));
+    pb.environment().put("PATH", tmp.resolve("bin") + ":" + System.getenv("PATH"));
     containerd = pb.start();
     waitFor(socket);
+  }
+
+  @BeforeEach
+  void image() throws Exception {
     // an image: busybox, imported by strata and saved as a docker-archive for ctr
     Path root = Files.createDirectories(tmp.resolve("bb/bin"));
     Files.copy(Path.of("/bin/busybox"), root.resolve("busybox"));
@@ -70,8 +84,12 @@ class ContainerdTest {
   }
 
   void startSnapshotter() throws Exception {
-    List<String> cmd = new ArrayList<>(Daemon.command(List.of("snapshotter", "--address",
-        snapSocket.toString(), "--root", snapRoot.toString())));
+    List<String> args = new ArrayList<>(List.of("snapshotter", "--address",
+        snapSocket.toString(), "--root", snapRoot.toString()));
+    if (mountHelper) {
+      args.add("--mount-helper");
+    }
+    List<String> cmd = new ArrayList<>(Daemon.command(args));
     cmd.remove("setsid");
     snapshotter = new ProcessBuilder(cmd).redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(tmp.resolve("snapshotter.log").toFile()))
@@ -143,8 +161,12 @@ class ContainerdTest {
     return Json.MAPPER.readTree(snapRoot.resolve("metadata.json").toFile());
   }
 
-  @Test
-  void ctrRunsAContainerOnStrataSnapshotsAndTheyOutliveASnapshotterRestart() throws Exception {
+  /** With unions served by the snapshotter (bind mounts), and mounted by containerd's helper. */
+  @ParameterizedTest(name = "mount helper: {0}")
+  @ValueSource(booleans = {false, true})
+  void ctrRunsAContainerOnStrataSnapshotsAndTheyOutliveASnapshotterRestart(boolean helper)
+      throws Exception {
+    start(helper);
     ctr("images", "import", "--snapshotter", "strata", tmp.resolve("bb-archive.tar").toString());
     String ls = ctr("snapshots", "--snapshotter", "strata", "ls");
     assertThat(ls).contains("Committed");

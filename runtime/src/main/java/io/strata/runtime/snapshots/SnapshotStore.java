@@ -62,6 +62,20 @@ public final class SnapshotStore {
   private final String mountType;
   private final Consumer<String> log;
   private final Map<String, Snapshot> byKey = new TreeMap<>();
+  private final Unions unions;
+
+  /**
+   * Serves unions in the snapshotter's own process: containerd then gets a bind mount of
+   * {@code ROOT/snapshots/ID/merged}, and no process is started per mount.
+   */
+  public interface Unions {
+    /** Mounts the union of {@code lowers} (top first) and {@code upper} (null: read-only). */
+    void serve(String id, List<Path> lowers, Path upper, Path work, Path mountpoint)
+        throws IOException;
+
+    /** Unmounts the union of snapshot {@code id}, if served. */
+    void stop(String id, Path mountpoint) throws IOException;
+  }
 
   /**
    * @param mountType the mount type of a union, as containerd runs it through its helper:
@@ -69,6 +83,13 @@ public final class SnapshotStore {
    *     {@code strata-overlay} from PATH
    */
   public SnapshotStore(Path root, String mountType, Consumer<String> log) throws IOException {
+    this(root, mountType, null, log);
+  }
+
+  /** @param unions serves unions in this process; null has containerd mount them itself */
+  public SnapshotStore(Path root, String mountType, Unions unions, Consumer<String> log)
+      throws IOException {
+    this.unions = unions;
     this.root = root.toAbsolutePath().normalize();
     this.dirs = Files.createDirectories(this.root.resolve("snapshots"));
     this.metadata = this.root.resolve("metadata.json");
@@ -81,6 +102,13 @@ public final class SnapshotStore {
       }
     }
     cleanup();
+    if (unions != null) {
+      for (Snapshot snap : byKey.values()) {
+        if (isUnion(snap)) {
+          serve(snap); // after a restart: what containers use is served again
+        }
+      }
+    }
   }
 
   public Path root() {
@@ -117,9 +145,20 @@ public final class SnapshotStore {
     Files.createDirectories(dir.resolve("fs"));
     Files.createDirectories(dir.resolve("work"));
     String now = Instant.now().toString();
-    byKey.put(key, new Snapshot(id, key, p, kind, new TreeMap<>(labels), now, now));
+    Snapshot created = new Snapshot(id, key, p, kind, new TreeMap<>(labels), now, now);
+    byKey.put(key, created);
     save();
-    return mounts(byKey.get(key));
+    if (unions != null && isUnion(created)) {
+      try {
+        serve(created);
+      } catch (IOException | RuntimeException e) {
+        byKey.remove(key);
+        save();
+        retire(dir);
+        throw e;
+      }
+    }
+    return mounts(created);
   }
 
   public synchronized List<Mount> mounts(String key) {
@@ -131,10 +170,36 @@ public final class SnapshotStore {
     return mounts(s);
   }
 
-  private List<Mount> mounts(Snapshot s) {
+  private List<Path> lowers(Snapshot s) {
     List<Path> lowers = new ArrayList<>();
     for (String p = s.parent(); p != null; p = get(p).parent()) {
       lowers.add(fs(get(p)));
+    }
+    return lowers;
+  }
+
+  /** Whether the snapshot is mounted as a union (not a bind of one directory). */
+  private boolean isUnion(Snapshot s) {
+    int parents = lowers(s).size();
+    return s.kind() == Kind.ACTIVE ? parents > 0 : s.kind() == Kind.VIEW && parents > 1;
+  }
+
+  private Path merged(Snapshot s) {
+    return dirs.resolve(s.id()).resolve("merged");
+  }
+
+  private void serve(Snapshot s) throws IOException {
+    Path mp = Files.createDirectories(merged(s));
+    unions.stop(s.id(), mp); // a mount left by a killed snapshotter is dead: replace it
+    unions.serve(s.id(), lowers(s), s.kind() == Kind.ACTIVE ? fs(s) : null,
+        dirs.resolve(s.id()).resolve("work"), mp);
+  }
+
+  private List<Mount> mounts(Snapshot s) {
+    List<Path> lowers = lowers(s);
+    if (unions != null && isUnion(s)) {
+      return List.of(new Mount("bind", merged(s).toString(),
+          List.of("rbind", s.kind() == Kind.ACTIVE ? "rw" : "ro")));
     }
     if (s.kind() == Kind.VIEW) {
       if (lowers.isEmpty()) {
@@ -172,6 +237,9 @@ public final class SnapshotStore {
     }
     Map<String, String> l = new TreeMap<>(s.labels());
     l.putAll(labels);
+    if (unions != null && isUnion(s)) {
+      unions.stop(s.id(), merged(s)); // everything written is in the upper once unmounted
+    }
     byKey.remove(key);
     byKey.put(name, s.with(name, Kind.COMMITTED, l));
     save();
@@ -186,6 +254,9 @@ public final class SnapshotStore {
         throw new Refused(Refused.Why.FAILED_PRECONDITION, "snapshot " + key
             + " has children (" + o.key() + ")");
       }
+    }
+    if (unions != null && isUnion(s)) {
+      unions.stop(s.id(), merged(s));
     }
     byKey.remove(key);
     save();
@@ -275,6 +346,9 @@ public final class SnapshotStore {
       for (Path p : ds) {
         if (!ids.contains(p.getFileName().toString())) {
           log.accept("removing " + p.getFileName() + ", which no snapshot names");
+          if (io.strata.union.Mounts.isMountpoint(p.resolve("merged"))) {
+            io.strata.union.Mounts.unmount(p.resolve("merged"), true); // dead: its server is gone
+          }
           retire(p);
           removed++;
         }

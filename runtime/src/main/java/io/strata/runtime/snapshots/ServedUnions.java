@@ -1,0 +1,65 @@
+package io.strata.runtime.snapshots;
+
+import io.strata.union.FuseMount;
+import io.strata.union.Mounts;
+import io.strata.union.UnionView;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Consumer;
+
+/**
+ * Unions served by the snapshotter's own JVM (jnr-fuse, one FUSE loop per mount): a mount
+ * costs no process start and runs on code the JIT has already compiled. The price: the unions
+ * live as long as the snapshotter, so a container's root breaks when it stops (the helper
+ * mode, {@code --mount-helper}, keeps each union in its own process instead).
+ */
+public final class ServedUnions implements SnapshotStore.Unions, AutoCloseable {
+  private final Map<String, FuseMount> mounts = new ConcurrentHashMap<>();
+  private final Consumer<String> log;
+
+  public ServedUnions(Consumer<String> log) {
+    this.log = log;
+  }
+
+  @Override
+  public void serve(String id, List<Path> lowers, Path upper, Path work, Path mountpoint)
+      throws IOException {
+    UnionView view = UnionView.open(lowers, upper, upper == null ? null : work,
+        UnionView.Options.defaults());
+    try {
+      mounts.put(id, FuseMount.mount(view, mountpoint,
+          FuseMount.Settings.defaults("strata-snapshot"), log, Duration.ofSeconds(30)));
+    } catch (IOException | RuntimeException e) {
+      view.close();
+      throw e;
+    }
+  }
+
+  @Override
+  public void stop(String id, Path mountpoint) throws IOException {
+    FuseMount m = mounts.remove(id);
+    if (m != null) {
+      m.close();
+    } else if (Mounts.isMountpoint(mountpoint)) {
+      log.accept("unmounting " + mountpoint + ", left by an earlier snapshotter");
+      Mounts.unmount(mountpoint, true);
+    }
+  }
+
+  /** Unmounts every union (the snapshotter is stopping). */
+  @Override
+  public void close() {
+    for (Map.Entry<String, FuseMount> e : mounts.entrySet()) {
+      try {
+        e.getValue().close();
+      } catch (IOException ex) {
+        log.accept("unmount of " + e.getValue().mountpoint() + " failed: " + ex.getMessage());
+      }
+    }
+    mounts.clear();
+  }
+}
