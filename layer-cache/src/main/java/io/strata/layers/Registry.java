@@ -55,11 +55,7 @@ final class Registry implements AutoCloseable {
 
   /** How to reach registries: TLS checks, extra CAs, credentials, how long a stall may last. */
   record Options(boolean tlsVerify, Path certDir, Path authFile, Credentials.Login login,
-      Duration stall, Consumer<String> log) {
-    static Options defaults(Consumer<String> log) {
-      return new Options(true, null, null, null, Duration.ofSeconds(60), log);
-    }
-  }
+      Duration stall, Consumer<String> log) {}
 
   /** A manifest or index as the registry sent it. */
   record Manifest(byte[] bytes, String mediaType, Digest digest) {}
@@ -350,8 +346,12 @@ final class Registry implements AutoCloseable {
       Map<String, String> headers, HttpRequest.BodyPublisher body) throws IOException {
     for (int hop = 0; ; hop++) {
       HttpRequest.Builder b = HttpRequest.newBuilder(uri)
-          .method(method, body != null ? body : HttpRequest.BodyPublishers.noBody())
-          .timeout(options.stall());
+          .method(method, body != null ? body : HttpRequest.BodyPublishers.noBody());
+      if (body == null || body.contentLength() == 0) {
+        // the answer's headers must come within the stall limit; an upload's come only after
+        // its body, however long that takes
+        b.timeout(options.stall());
+      }
       if (headers != null) {
         headers.forEach(b::header);
       }

@@ -192,6 +192,10 @@ class ContainerdTest {
     assertThat(info).contains("\"Kind\": \"Active\"");
     String usage = ctr("snapshots", "--snapshotter", "strata", "usage", "c1");
     assertThat(usage).contains("c1");
+    // labels are kept, and survive in the records
+    ctr("snapshots", "--snapshotter", "strata", "label", "c1", "strata.test/label=yes");
+    assertThat(ctr("snapshots", "--snapshotter", "strata", "info", "c1"))
+        .contains("\"strata.test/label\": \"yes\"");
     // the layer has a child: it cannot be removed
     Process rm = new ProcessBuilder("ctr", "-a", socket.toString(), "snapshots", "--snapshotter",
         "strata", "rm", layerKey.substring(layerKey.lastIndexOf('/') + 1)).redirectErrorStream(true).start();

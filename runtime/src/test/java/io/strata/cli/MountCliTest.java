@@ -178,10 +178,7 @@ class MountCliTest {
   @Test
   void umountRecoversAMountWhoseDaemonWasKilled() throws Exception {
     assertThat(strata("--root", root.toString(), "mount", "img:1", mp.toString()).code()).isZero();
-    Optional<ProcessHandle> daemon = ProcessHandle.allProcesses()
-        .filter(p -> p.info().commandLine().map(c -> c.contains("--foreground") && c.contains(mp.toString()))
-            .orElse(false))
-        .findFirst();
+    Optional<ProcessHandle> daemon = daemonOf(mp);
     assertThat(daemon).isPresent();
     daemon.get().destroyForcibly();
     awaitExit(daemon.get());
@@ -192,6 +189,28 @@ class MountCliTest {
     assertThat(strata("--root", root.toString(), "mount", "img:1", mp.toString()).code()).isZero();
     assertThat(mp.resolve("etc/hostname")).hasContent("img");
     assertThat(strata("umount", mp.toString()).code()).isZero();
+  }
+
+  /**
+   * The daemon serving {@code mountpoint}, found by its command line in /proc (the JDK's
+   * ProcessHandle.Info gives no command line past 4 KiB, and a test's classpath is longer).
+   */
+  static Optional<ProcessHandle> daemonOf(Path mountpoint) throws java.io.IOException {
+    try (var procs = Files.list(Path.of("/proc"))) {
+      for (Path p : procs.filter(x -> x.getFileName().toString().matches("[0-9]+")).toList()) {
+        String cmd;
+        try {
+          cmd = new String(Files.readAllBytes(p.resolve("cmdline")), StandardCharsets.UTF_8)
+              .replace('\0', ' ');
+        } catch (java.io.IOException gone) {
+          continue;
+        }
+        if (cmd.contains(" --foreground") && cmd.contains(" " + mountpoint + " ")) {
+          return ProcessHandle.of(Long.parseLong(p.getFileName().toString()));
+        }
+      }
+    }
+    return Optional.empty();
   }
 
   /** Waits for a process this JVM did not start directly (onExit can miss it once reaped). */
@@ -206,10 +225,7 @@ class MountCliTest {
   @Test
   void sigtermUnmountsCleanly() throws Exception {
     assertThat(strata("--root", root.toString(), "mount", "img:1", mp.toString()).code()).isZero();
-    ProcessHandle daemon = ProcessHandle.allProcesses()
-        .filter(p -> p.info().commandLine().map(c -> c.contains("--foreground") && c.contains(mp.toString()))
-            .orElse(false))
-        .findFirst().orElseThrow();
+    ProcessHandle daemon = daemonOf(mp).orElseThrow();
     daemon.destroy(); // SIGTERM
     awaitExit(daemon);
     assertThat(Mounts.isMountpoint(mp)).isFalse();
