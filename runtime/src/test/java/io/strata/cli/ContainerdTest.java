@@ -118,7 +118,7 @@ class ContainerdTest {
       ctrQuiet("containers", "rm", "c1");
       ctrQuiet("images", "rm", "docker.io/library/bb:1");
     } finally {
-      for (Process p : new Process[] {containerd, snapshotter}) {
+      for (Process p : new Process[] {containerd, snapshotter, registry}) {
         if (p != null) {
           p.destroy();
           if (!p.waitFor(15, TimeUnit.SECONDS)) {
@@ -154,6 +154,30 @@ class ContainerdTest {
           ProcessBuilder.Redirect.DISCARD).start().waitFor(30, TimeUnit.SECONDS);
     } catch (Exception ignored) {
       // best effort
+    }
+  }
+
+  Process registry;
+
+  /** docker-registry on a free loopback port with its own storage; returns HOST:PORT. */
+  String startRegistry() throws Exception {
+    int port;
+    try (var s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+      port = s.getLocalPort();
+    }
+    Path cfg = Files.writeString(tmp.resolve("registry.yml"), "version: 0.1\nlog:\n  level: warn\n"
+        + "storage:\n  filesystem:\n    rootdirectory: " + tmp.resolve("registry") + "\n"
+        + "http:\n  addr: 127.0.0.1:" + port + "\n");
+    registry = new ProcessBuilder("docker-registry", "serve", cfg.toString())
+        .redirectErrorStream(true).redirectOutput(tmp.resolve("registry.log").toFile()).start();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (true) {
+      try (var sock = new java.net.Socket("127.0.0.1", port)) {
+        return "127.0.0.1:" + port;
+      } catch (java.io.IOException notYet) {
+        assertThat(System.nanoTime()).as("docker-registry did not start").isLessThan(deadline);
+        Thread.sleep(50);
+      }
     }
   }
 
@@ -224,7 +248,23 @@ class ContainerdTest {
       }
     }
     assertThat(after).contains("Committed").contains(layerKey.substring(layerKey.lastIndexOf('/') + 1));
+
+    // a snapshot made and removed through ctr
+    ctr("snapshots", "--snapshotter", "strata", "prepare", "scratch",
+        layerKey.substring(layerKey.lastIndexOf('/') + 1));
+    assertThat(ctr("snapshots", "--snapshotter", "strata", "ls")).contains("scratch");
+    ctr("snapshots", "--snapshotter", "strata", "rm", "scratch");
+    assertThat(ctr("snapshots", "--snapshotter", "strata", "ls")).doesNotContain("scratch");
     ctr("run", "--rm", "--snapshotter", "strata", "docker.io/library/bb:1", "c2", "true");
+
+    // and an image pulled by ctr from a registry (Debian's docker-registry on loopback)
+    String reg = startRegistry();
+    CommitTest.sh("skopeo copy --quiet --dest-tls-verify=false docker-archive:"
+        + tmp.resolve("bb-archive.tar") + " docker://" + reg + "/pulled:1");
+    ctr("images", "pull", "--plain-http", "--snapshotter", "strata", reg + "/pulled:1");
+    ctr("run", "--rm", "--snapshotter", "strata", reg + "/pulled:1", "c3", "sh", "-c",
+        "echo pulled > /y && test \"$(cat /y)\" = pulled");
+    ctrQuiet("images", "rm", reg + "/pulled:1");
     long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
     while (records().size() > 1 && System.nanoTime() < until) {
       Thread.sleep(100); // containerd's garbage collector removes c2's snapshot
