@@ -105,7 +105,12 @@ public final class SnapshotStore {
     if (unions != null) {
       for (Snapshot snap : byKey.values()) {
         if (isUnion(snap)) {
-          serve(snap); // after a restart: what containers use is served again
+          try {
+            serve(snap); // after a restart: what containers use is served again
+          } catch (IOException | RuntimeException e) {
+            log.accept("cannot serve snapshot " + snap.key() + " again: " + e.getMessage()
+                + " (its mounts will fail until it is removed)");
+          }
         }
       }
     }
