@@ -39,6 +39,7 @@ class RegistryFaultsTest {
   final List<String> requests = new CopyOnWriteArrayList<>();
   final List<String> otherAuth = new CopyOnWriteArrayList<>();
 
+  byte[] tar;
   byte[] layer;
   byte[] config;
   byte[] manifest;
@@ -54,7 +55,7 @@ class RegistryFaultsTest {
     });
     byte[] random = new byte[2 << 20];
     new Random(42).nextBytes(random);
-    byte[] tar = TarBuilder.layer().dir("data").file("data/blob", random, 0644, e -> {}).bytes();
+    tar = TarBuilder.layer().dir("data").file("data/blob", random, 0644, e -> {}).bytes();
     layer = TarBuilder.gzip(tar);
     ObjectNode c = Json.MAPPER.createObjectNode();
     c.put("architecture", ImageConfig.goArch());
@@ -185,6 +186,20 @@ class RegistryFaultsTest {
       }
     }
     ex.close();
+  }
+
+  @Test
+  void zstdAndPlainLayersArePulledToo() throws Exception {
+    for (String type : List.of("application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.v1.tar")) {
+      layer = type.endsWith("zstd") ? TarBuilder.zstd(tar) : tar;
+      manifest = manifest(Digest.of(layer).toString(), type);
+      LayerStore fresh = LayerStore.open(tmp.resolve("store-" + type.length()), l -> { });
+      LayerStore.PullResult r = fresh.pull(ref(), null, null, new LayerStore.RegistryOptions(
+          true, null, null, null, Duration.ofSeconds(5)), null, Progress.NONE);
+      assertThat(r.image().diffIds()).containsExactly(Digest.of(tar));
+      assertThat(fresh.layerTree(Digest.of(tar)).resolve("data/blob")).hasSize(2 << 20);
+    }
   }
 
   @Test
