@@ -157,23 +157,12 @@ public final class LayerStore {
   public PullResult pull(String reference, String name, String platform, RegistryOptions options,
       Path registriesConf, Progress progress) {
     String tag = name == null ? null : normalizeName(name);
-    Path staging = tmp.resolve("pull-" + UUID.randomUUID());
-    try (FileMutex.Held held = storeLock.shared()) {
-      Files.createDirectory(staging);
+    return withScratch("pull of " + Text.clip(reference), staging -> {
       Pull.Result r = new Pull(this, staging, progress, options.with(log), platform)
           .run(reference, registriesConf, tag);
       return new PullResult(r.image(), r.reference().toString(), r.layersFetched(),
           r.layersSkipped(), r.bytesFetched());
-    } catch (IOException e) {
-      throw new StoreException("pull of " + Text.clip(reference) + " failed: " + e.getMessage(), e);
-    } finally {
-      try {
-        Trees.deleteRecursively(staging);
-      } catch (IOException e) {
-        log.accept("could not remove staging area " + staging + ": " + e.getMessage()
-            + " (the next strata command will)");
-      }
-    }
+    });
   }
 
   /** What a push did. */
@@ -187,7 +176,7 @@ public final class LayerStore {
   }
 
   private <T> T withScratch(String what, ScratchWork<T> work) {
-    Path scratch = tmp.resolve(what.replaceAll("[^a-z]", "") + "-" + UUID.randomUUID());
+    Path scratch = tmp.resolve(what.replaceFirst(" .*", "") + "-" + UUID.randomUUID());
     try (FileMutex.Held held = storeLock.shared()) {
       Files.createDirectory(scratch);
       return work.run(scratch);
@@ -213,7 +202,7 @@ public final class LayerStore {
       Progress progress) {
     ImageRecord record = resolve(image);
     Reference target = Reference.parse(destination, Reference.DOCKER_HUB);
-    return withScratch("push", scratch -> {
+    return withScratch("push of " + image, scratch -> {
       Push.Result r = new Push(this, new ImageWriter(this, scratch), options.with(log), progress,
           chunk).run(record, target);
       return new PushResult(r.target().toString(), r.manifestDigest(), r.blobsSent(),
@@ -243,7 +232,7 @@ public final class LayerStore {
       }
       items.add(new ImageWriter.Item(r, n));
     }
-    withScratch("save", scratch -> {
+    withScratch("save of " + String.join(", ", refs), scratch -> {
       ImageWriter w = new ImageWriter(this, scratch);
       switch (format) {
         case DOCKER_ARCHIVE -> w.dockerArchive(items, out);
@@ -274,7 +263,7 @@ public final class LayerStore {
   public CommitResult commit(ImageRecord base, LayerTarWriter writer, String name,
       String comment, String author, Map<String, Object> changes) {
     String tag = normalizeName(name);
-    return withScratch("commit", scratch -> {
+    return withScratch("commit of " + tag, scratch -> {
       Path tar = scratch.resolve("layer.tar");
       java.security.MessageDigest sha = Digest.newSha256();
       try (OutputStream out = new java.security.DigestOutputStream(new java.io.BufferedOutputStream(
