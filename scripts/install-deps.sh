@@ -4,7 +4,7 @@
 # (Debian's fuse and fuse3 packages exclude each other, so the old fuse is not asked for).
 set -eu
 pkgs="openjdk-17-jdk-headless maven gcc libc6-dev libfuse2 fuse3 fuse-overlayfs busybox-static
-umoci skopeo tar gzip zstd debootstrap sqlite3 git docker-registry apache2-utils openssl attr podman buildah runc"
+umoci skopeo tar gzip zstd debootstrap sqlite3 git docker-registry apache2-utils openssl attr podman buildah runc containerd"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
