@@ -22,12 +22,13 @@ record ChangedTree(String description, ImageRecord image, Path upper, boolean ru
 
   static ChangedTree find(LayerStore store, String target) throws IOException {
     Path asPath = Path.of(target);
-    if (target.contains("/") || Files.isDirectory(asPath)) {
-      MountRecords.Entry m = MountRecords.read(store.root(), asPath);
-      if (m == null) {
-        throw new NotFoundException(target + " is not a `strata mount` mountpoint of the store "
-            + store.root() + " (nor a container name)");
-      }
+    MountRecords.Entry m = target.contains("/") || Files.isDirectory(asPath)
+        ? MountRecords.read(store.root(), asPath) : null;
+    if (m == null && target.contains("/")) {
+      throw new NotFoundException(target + " is not a `strata mount` mountpoint of the store "
+          + store.root());
+    }
+    if (m != null) {
       if (m.upper() == null) {
         throw new IllegalArgumentException(target + " was mounted read-only: nothing changed");
       }
@@ -35,13 +36,7 @@ record ChangedTree(String description, ImageRecord image, Path upper, boolean ru
           Path.of(m.upper()), false);
     }
     Containers c = new Containers(store.root(), io.strata.layers.cli.Output::note);
-    ContainerState s;
-    try {
-      s = c.read(target);
-    } catch (java.nio.file.NoSuchFileException e) {
-      throw new NotFoundException("no container or mountpoint " + target
-          + " (see `strata ps -a`)");
-    }
+    ContainerState s = c.read(target); // NotFound names the container and `strata ps`
     return new ChangedTree("container " + s.name(), image(store, s.imageId(), s.image()),
         c.dirOf(s.name()).resolve("upper"), ContainerState.RUNNING.equals(s.status()));
   }
