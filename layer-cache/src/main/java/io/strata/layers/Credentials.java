@@ -34,7 +34,7 @@ public final class Credentials {
   private Credentials() {}
 
   /** The files read, first match wins: an explicit file, then podman's, then docker's. */
-  public static List<Path> files(Path authFile) {
+  private static List<Path> files(Path authFile) {
     List<Path> out = new ArrayList<>();
     if (authFile != null) {
       out.add(authFile);

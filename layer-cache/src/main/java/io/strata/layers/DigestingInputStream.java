@@ -1,12 +1,12 @@
 package io.strata.layers;
 
-import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.security.MessageDigest;
 
 /** Hashes and counts every byte read through it, so one pass both extracts and verifies. */
-final class DigestingInputStream extends FilterInputStream {
+final class DigestingInputStream extends ChunkInputStream {
+  private final InputStream in;
   private final MessageDigest sha256;
   private final Progress progress;
   private long count;
@@ -18,7 +18,7 @@ final class DigestingInputStream extends FilterInputStream {
 
   /** @param hash false to only count (the bytes were checked elsewhere, as a download's are) */
   DigestingInputStream(InputStream in, Progress progress, boolean hash) {
-    super(in);
+    this.in = in;
     this.progress = progress;
     this.sha256 = hash ? Digest.newSha256() : null;
   }
@@ -48,31 +48,8 @@ final class DigestingInputStream extends FilterInputStream {
   }
 
   @Override
-  public long skip(long n) throws IOException {
-    // Skipped bytes must still be hashed, so skip by reading.
-    byte[] buf = new byte[(int) Math.min(n, 65536)];
-    long done = 0;
-    while (done < n) {
-      int r = read(buf, 0, (int) Math.min(buf.length, n - done));
-      if (r < 0) {
-        break;
-      }
-      done += r;
-    }
-    return done;
-  }
-
-  @Override
-  public boolean markSupported() {
-    return false;
-  }
-
-  /** Reads to the end so the digest covers the whole stream, padding after the tar included. */
-  void drain() throws IOException {
-    byte[] buf = new byte[65536];
-    while (read(buf, 0, buf.length) >= 0) {
-      // hashing happens in read
-    }
+  public void close() throws IOException {
+    in.close();
   }
 
   long count() {

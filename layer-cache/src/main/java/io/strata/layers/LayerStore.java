@@ -358,7 +358,7 @@ public final class LayerStore {
    * layer's.
    */
   public InputStream openLayerTar(Digest diffId) {
-    Path dir = layers.resolve(layerTree(diffId).getParent().getFileName().toString());
+    Path dir = layerTree(diffId).getParent();
     if (!TarSplit.exists(dir)) {
       throw new StoreException("layer " + diffId + " was stored by a strata that kept no"
           + " tar-split record, so its tar cannot be rebuilt; remove its images (`strata rmi`,"

@@ -206,7 +206,7 @@ final class Pull {
    * it ends when the download has ended, and fails if the download failed. (The download only
    * appends; the importer checks the digest of what it read, the download that of what came.)
    */
-  static final class Following extends java.io.InputStream {
+  static final class Following extends ChunkInputStream {
     private final Path file;
     private final CompletableFuture<Path> download;
     private final Object grew;
@@ -217,13 +217,6 @@ final class Pull {
       this.file = file;
       this.download = download;
       this.grew = grew;
-    }
-
-    @Override
-    public int read() throws IOException {
-      byte[] one = new byte[1];
-      int n = read(one, 0, 1);
-      return n < 0 ? -1 : one[0] & 0xff;
     }
 
     @Override

@@ -86,10 +86,6 @@ final class Registry implements AutoCloseable {
     });
   }
 
-  String host() {
-    return host;
-  }
-
   /** The API endpoint of a registry as references name it (Docker Hub's differs). */
   private String endpointHost() {
     return host.equals(Reference.DOCKER_HUB) ? "registry-1.docker.io" : host;

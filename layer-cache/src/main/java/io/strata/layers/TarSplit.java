@@ -4,7 +4,6 @@ import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.EOFException;
-import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -35,13 +34,14 @@ public final class TarSplit {
    * Sits below the tar reader during an import and records what passes, except the contents
    * the extractor announces with {@link #payload}.
    */
-  static final class Recorder extends FilterInputStream {
+  static final class Recorder extends ChunkInputStream {
+    private final InputStream in;
     private final DataOutputStream out;
     private final ByteArrayOutputStream raw = new ByteArrayOutputStream(8192);
     private long payloadLeft;
 
     Recorder(InputStream in, OutputStream split) {
-      super(in);
+      this.in = in;
       this.out = new DataOutputStream(split);
     }
 
@@ -57,13 +57,6 @@ public final class TarSplit {
       out.write(n);
       out.writeLong(size);
       payloadLeft = size;
-    }
-
-    @Override
-    public int read() throws IOException {
-      byte[] one = new byte[1];
-      int n = read(one, 0, 1);
-      return n < 0 ? -1 : one[0] & 0xff;
     }
 
     @Override
@@ -83,33 +76,6 @@ public final class TarSplit {
         }
       }
       return n;
-    }
-
-    @Override
-    public long skip(long n) throws IOException {
-      byte[] buf = new byte[(int) Math.min(Math.max(n, 1), 65536)];
-      long done = 0;
-      while (done < n) {
-        int r = read(buf, 0, (int) Math.min(buf.length, n - done));
-        if (r < 0) {
-          break;
-        }
-        done += r;
-      }
-      return done;
-    }
-
-    @Override
-    public boolean markSupported() {
-      return false;
-    }
-
-    /** Reads what follows the archive (trailing zeros and padding are part of the DiffID). */
-    void drain() throws IOException {
-      byte[] buf = new byte[65536];
-      while (read(buf, 0, buf.length) >= 0) {
-        // recorded in read
-      }
     }
 
     /** Ends the record; the caller closes the stream it was given. */
@@ -158,7 +124,7 @@ public final class TarSplit {
     }
   }
 
-  private static final class Rebuild extends InputStream {
+  private static final class Rebuild extends ChunkInputStream {
     private final DataInputStream split;
     private final int rootFd;
     private final Digest expected;
@@ -173,13 +139,6 @@ public final class TarSplit {
       this.split = split;
       this.rootFd = rootFd;
       this.expected = expected;
-    }
-
-    @Override
-    public int read() throws IOException {
-      byte[] one = new byte[1];
-      int n = read(one, 0, 1);
-      return n < 0 ? -1 : one[0] & 0xff;
     }
 
     @Override

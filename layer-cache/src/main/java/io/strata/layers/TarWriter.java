@@ -14,7 +14,7 @@ import java.util.Map;
  * Nothing varies between runs (no atime, no ctime, no user or group names, fixed PAX header
  * names), so the same entries give the same bytes, and so the same DiffID.
  */
-public final class TarWriter implements AutoCloseable {
+public final class TarWriter {
   private static final int BLOCK = 512;
 
   /** The metadata of one entry; {@code name} and {@code link} are raw. */
@@ -30,7 +30,6 @@ public final class TarWriter implements AutoCloseable {
   public static final char FIFO = '6';
 
   private final OutputStream out;
-  private long written;
 
   public TarWriter(OutputStream out) {
     this.out = out;
@@ -156,7 +155,6 @@ public final class TarWriter implements AutoCloseable {
 
   private void write(byte[] b, int n) throws IOException {
     out.write(b, 0, n);
-    written += n;
   }
 
   private void pad(long size) throws IOException {
@@ -170,14 +168,5 @@ public final class TarWriter implements AutoCloseable {
   public void finish() throws IOException {
     write(new byte[2 * BLOCK]);
     out.flush();
-  }
-
-  public long written() {
-    return written;
-  }
-
-  @Override
-  public void close() throws IOException {
-    out.close();
   }
 }

@@ -217,11 +217,11 @@ class RegistryFaultsTest {
   @Test
   void aStalledConnectionIsGivenUpAfterTheStallTimeoutAndResumed() throws Exception {
     fault = "stall";
-    long start = System.nanoTime();
     LayerStore.PullResult r = pull();
     assertThat(r.layersFetched()).isEqualTo(1);
     assertThat(String.join("\n", log)).contains("no data for 1 s");
-    assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(14));
+    // cut off by the watchdog and resumed after the bytes that came, not restarted
+    assertThat(requests).anyMatch(q -> q.matches(".*/blobs/sha256:.* bytes=[1-9][0-9]*-"));
   }
 
   @Test
