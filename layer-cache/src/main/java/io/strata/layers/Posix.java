@@ -81,6 +81,10 @@ public final class Posix {
   public static final int EBADF = 9;
   public static final int ENOSYS = 38;
   public static final int EOPNOTSUPP = 95;
+  public static final int EINTR = 4;
+  public static final int EAGAIN = 11;
+  public static final int ENODEV = 19;
+  public static final int ESTALE = 116;
 
   private static final int AT_FDCWD = -100;
   private static final int AT_SYMLINK_NOFOLLOW = 0x100;

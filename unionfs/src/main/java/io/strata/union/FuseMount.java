@@ -7,6 +7,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
+import io.strata.union.kernel.KernelSession;
 
 /**
  * A live FUSE mount of a {@link UnionView}: mounting returns only once the kernel lists the
@@ -14,25 +15,82 @@ import java.util.function.Consumer;
  * end. (jnr-fuse's own mount() sleeps two seconds and its umount() does not wait.)
  */
 public final class FuseMount implements AutoCloseable {
-  /** Kernel-facing settings: timeouts and the name the mount shows in /proc/mounts. */
-  public record Settings(double entryTimeout, double attrTimeout, double negativeTimeout,
-      boolean kernelCache, String fsName, boolean allowOther, List<String> extraOptions) {
+  /**
+   * Which code speaks to the kernel: strata's own FUSE protocol on /dev/fuse (inode-based,
+   * cached, passthrough), or jnr-fuse over libfuse2's path API, the portable path.
+   */
+  public enum Transport {
+    KERNEL, JNR;
+
+    /** "kernel" (also "own") or "jnr"; anything else is a clear error. */
+    public static Transport parse(String s) {
+      return switch (s.toLowerCase(java.util.Locale.ROOT)) {
+        case "kernel", "own", "strata" -> KERNEL;
+        case "jnr", "jnr-fuse", "libfuse" -> JNR;
+        default -> throw new IllegalArgumentException("transport " + s
+            + ": must be kernel (strata's own /dev/fuse transport) or jnr (jnr-fuse)");
+      };
+    }
 
     /**
-     * Names are cached for a minute: every change to the namespace goes through this mount,
-     * and the kernel updates its own dentries. Attributes are not cached and data is
-     * close-to-open: libfuse2's path-based API gives each name of a hard link its own kernel
-     * inode, so `ln a b; stat a` would show a cached link count, and a write through one name
-     * cannot invalidate what the kernel cached for another.
+     * The transport to use when none is asked for: {@code -Dstrata.transport} or
+     * {@code $STRATA_TRANSPORT} if set, else strata's own where it can mount (root: mount(2)
+     * with the device's descriptor), else jnr-fuse.
      */
+    public static Transport preferred() {
+      String asked = System.getProperty("strata.transport", System.getenv("STRATA_TRANSPORT"));
+      if (asked != null && !asked.isBlank()) {
+        return parse(asked.trim());
+      }
+      return io.strata.layers.Posix.isRoot() && Files.isReadable(Path.of("/dev/fuse"))
+          ? KERNEL : JNR;
+    }
+  }
+
+  /** Kernel-facing settings: transport, timeouts and the name the mount shows in /proc/mounts. */
+  public record Settings(double entryTimeout, double attrTimeout, double negativeTimeout,
+      boolean kernelCache, String fsName, boolean allowOther, List<String> extraOptions,
+      Transport transport, boolean passthrough) {
+
+    /** A day: "forever" for a kernel cache whose every change goes through this mount. */
+    static final double LONG = 86_400;
+
+    /** The defaults of the preferred transport. */
     public static Settings defaults(String fsName) {
-      return new Settings(60, 0, 1, false, fsName, true, List.of());
+      return defaults(fsName, Transport.preferred());
+    }
+
+    /**
+     * strata's own transport caches names, attributes, negative entries and data for a day:
+     * every change goes through the mount, lowers never change, one kernel inode stands for
+     * all names of a file, and strata invalidates what it changes behind the kernel's back
+     * (copy-up). jnr-fuse caches names for a minute but neither attributes nor data: libfuse2's
+     * path-based API gives each name of a hard link its own kernel inode, so `ln a b; stat a`
+     * would show a cached link count, and a write through one name could not invalidate what
+     * the kernel cached for another.
+     */
+    public static Settings defaults(String fsName, Transport t) {
+      return t == Transport.KERNEL
+          ? new Settings(LONG, LONG, LONG, true, fsName, true, List.of(), t, true)
+          : new Settings(60, 0, 1, false, fsName, true, List.of(), t, false);
     }
 
     /** The same settings with every kernel cache timeout set to {@code seconds}. */
     public Settings withTimeout(double seconds) {
-      return new Settings(seconds, seconds, Math.min(1, seconds), kernelCache && seconds > 0,
-          fsName, allowOther, extraOptions);
+      return new Settings(seconds, seconds, transport == Transport.KERNEL ? seconds
+          : Math.min(1, seconds), kernelCache && seconds > 0, fsName, allowOther, extraOptions,
+          transport, passthrough);
+    }
+
+    /** The defaults of {@code t}, with this name. */
+    public Settings withTransport(Transport t) {
+      return t == transport ? this : defaults(fsName, t);
+    }
+
+    /** The same settings with passthrough of open files allowed or not (own transport). */
+    public Settings withPassthrough(boolean on) {
+      return new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
+          allowOther, extraOptions, transport, on);
     }
 
     List<String> args() {
@@ -51,20 +109,22 @@ public final class FuseMount implements AutoCloseable {
     }
   }
 
-  private final UnionFuse fuse;
+  private final UnionView view;
   private final Path mountpoint;
-  private final Thread loop;
+  private final Thread loop; // jnr-fuse's loop; null for strata's own transport
+  private final KernelSession kernel; // null for jnr-fuse
   private final Consumer<String> log;
   private volatile Throwable loopFailure;
   private volatile boolean closed;
   private final MountLock lock;
 
-  private FuseMount(UnionFuse fuse, Path mountpoint, Thread loop, Consumer<String> log,
-      MountLock lock) {
+  private FuseMount(UnionView view, Path mountpoint, Thread loop, KernelSession kernel,
+      Consumer<String> log, MountLock lock) {
+    this.view = view;
     this.lock = lock;
-    this.fuse = fuse;
     this.mountpoint = mountpoint;
     this.loop = loop;
+    this.kernel = kernel;
     this.log = log;
   }
 
@@ -91,15 +151,33 @@ public final class FuseMount implements AutoCloseable {
       if (Mounts.isMountpoint(mp)) {
         throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
       }
-      return start(view, mp, settings, log, timeout, lock);
+      Settings s = settings;
+      if (s.transport() == Transport.KERNEL && !io.strata.layers.Posix.isRoot()) {
+        log.accept("strata's own FUSE transport mounts with mount(2), which needs root;"
+            + " serving " + mp + " through jnr-fuse");
+        s = s.withTransport(Transport.JNR);
+      }
+      FuseMount m = s.transport() == Transport.KERNEL
+          ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
+      m.awaitAnswer(timeout);
+      return m;
     } catch (IOException | RuntimeException e) {
       lock.close();
       throw e;
     }
   }
 
-  private static FuseMount start(UnionView view, Path mp, Settings settings,
-      Consumer<String> log, Duration timeout, MountLock lock) throws IOException {
+  private static FuseMount startKernel(UnionView view, Path mp, Settings s,
+      Consumer<String> log, MountLock lock) throws IOException {
+    int workers = Math.max(2, Math.min(8, 2 * Runtime.getRuntime().availableProcessors()));
+    KernelSession k = KernelSession.start(view, mp, new KernelSession.Options(s.fsName(),
+        s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers,
+        s.passthrough()), log);
+    return new FuseMount(view, mp, null, k, log, lock);
+  }
+
+  private static FuseMount startJnr(UnionView view, Path mp, Settings settings,
+      Consumer<String> log, MountLock lock) {
     UnionFuse fuse = new UnionFuse(view, log);
     String[] args = settings.args().toArray(new String[0]);
     final Path target = mp;
@@ -113,29 +191,39 @@ public final class FuseMount implements AutoCloseable {
         }
       }
     }, "fuse-loop " + mp);
-    FuseMount m = new FuseMount(fuse, mp, loop, log, lock);
+    FuseMount m = new FuseMount(view, mp, loop, null, log, lock);
     self[0] = m;
     loop.setDaemon(true);
     loop.start();
+    return m;
+  }
+
+  private boolean serving() {
+    return kernel != null ? !kernel.ended() : loop.isAlive();
+  }
+
+  private void awaitAnswer(Duration timeout) throws IOException {
+    Path mp = mountpoint;
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
       if (Mounts.isFuseMountpoint(mp) && answers(mp, deadline)) {
-        return m;
+        return;
       }
-      if (!loop.isAlive()) {
+      if (!serving()) {
+        Throwable why = kernel != null ? kernel.failure() : loopFailure;
         throw new IOException("mounting " + mp + " failed"
-            + (m.loopFailure != null ? ": " + m.loopFailure.getMessage() : "")
-            + " (is /dev/fuse there, libfuse2 installed, and are you root?)");
+            + (why != null ? ": " + why.getMessage() : "")
+            + (kernel != null ? "" : " (is /dev/fuse there, libfuse2 installed, and are you root?)"));
       }
       if (System.nanoTime() > deadline) {
-        m.close();
+        close();
         throw new IOException("the mount at " + mp + " did not answer within " + timeout);
       }
       try {
         Thread.sleep(5);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
-        m.close();
+        close();
         throw new IOException("interrupted while mounting " + mp);
       }
     }
@@ -176,12 +264,34 @@ public final class FuseMount implements AutoCloseable {
   }
 
   public UnionView view() {
-    return fuse.view();
+    return view;
+  }
+
+  /** Which transport serves this mount. */
+  public Transport transport() {
+    return kernel != null ? Transport.KERNEL : Transport.JNR;
+  }
+
+  /**
+   * What the transport counted: requests by opcode, opens passed through and served, nodes
+   * known (strata's own transport; empty for jnr-fuse, which counts nothing).
+   */
+  public java.util.Map<String, Long> stats() {
+    return kernel != null ? kernel.stats() : java.util.Map.of();
+  }
+
+  /** Whether open files are passed through to their real files by the kernel. */
+  public boolean passthrough() {
+    return kernel != null && kernel.passthrough();
   }
 
   /** Blocks until the mount goes away (unmounted from outside, or closed). */
   public void awaitUnmount() throws InterruptedException {
-    loop.join();
+    if (kernel != null) {
+      kernel.awaitEnd();
+    } else {
+      loop.join();
+    }
   }
 
   /** Unmounts and waits for the FUSE loop to end; safe to call twice. */
@@ -200,16 +310,23 @@ public final class FuseMount implements AutoCloseable {
         } // else someone else (jnr-fuse's own exit hook) unmounted it first: fine
       }
     }
+    boolean ended;
     try {
-      loop.join(Duration.ofSeconds(30).toMillis());
+      if (kernel != null) {
+        ended = kernel.awaitEnd(Duration.ofSeconds(30).toMillis());
+      } else {
+        loop.join(Duration.ofSeconds(30).toMillis());
+        ended = !loop.isAlive();
+      }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
+      ended = false;
     }
-    if (loop.isAlive()) {
+    if (!ended) {
       log.accept("the FUSE loop for " + mountpoint + " did not end after unmount");
     }
     try {
-      fuse.view().close();
+      view.close();
     } finally {
       lock.close(); // only now may another strata mount here
     }

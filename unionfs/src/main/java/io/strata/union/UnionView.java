@@ -121,6 +121,17 @@ public final class UnionView implements AutoCloseable {
   private final ConcurrentHashMap<Long, OpenFile> open = new ConcurrentHashMap<>();
   private final AtomicLong handles = new AtomicLong(1);
   private final AtomicLong tmpNames = new AtomicLong();
+  /** Told the inode number of every node copied up (for a transport's cache invalidation). */
+  private volatile java.util.function.LongConsumer copyUpListener = ino -> { };
+
+  /**
+   * Whom to tell, after each copy-up, the inode number of the node copied up: its data and
+   * number stay, but its ctime, blocks and (for a directory) link count may not. Called under
+   * the namespace lock: the listener must only queue.
+   */
+  public void onCopyUp(java.util.function.LongConsumer listener) {
+    this.copyUpListener = listener;
+  }
 
   /**
    * An open file: a descriptor on the real file and, once its last name is gone, the
@@ -424,6 +435,9 @@ public final class UnionView implements AutoCloseable {
       } else {
         a = n.lower().attr(); // lower layers never change while mounted: stat'ed once, at merge
         ino = compose(n.lower().layer(), a.ino());
+        if (a.nlink() > 1 && !a.isDirectory()) {
+          a = a.withLowerLink();
+        }
       }
       if (n.path().isEmpty()) {
         ino = 1; // the root is inode 1, as FUSE numbers it
@@ -452,14 +466,14 @@ public final class UnionView implements AutoCloseable {
   private Attr mapIds(Attr a) {
     if (opts.squashToRoot()) {
       return new Attr(a.ino(), a.mode(), a.nlink(), 0, 0, a.rdev(), a.size(), a.blocks(),
-          a.atimeNanos(), a.mtimeNanos(), a.ctimeNanos());
+          a.atimeNanos(), a.mtimeNanos(), a.ctimeNanos(), a.lowerLink());
     }
     if (opts.uids().isIdentity() && opts.gids().isIdentity()) {
       return a;
     }
     return new Attr(a.ino(), a.mode(), a.nlink(), opts.uids().toContainer(a.uid()),
         opts.gids().toContainer(a.gid()), a.rdev(), a.size(), a.blocks(), a.atimeNanos(),
-        a.mtimeNanos(), a.ctimeNanos());
+        a.mtimeNanos(), a.ctimeNanos(), a.lowerLink());
   }
 
   /** An upper file's number: its origin's if it was copied up, else its own. */
@@ -687,6 +701,41 @@ public final class UnionView implements AutoCloseable {
     Io.check(Io.LIBC.fallocate(f.fd, mode, offset, length), "fallocate /" + f.path);
   }
 
+  /** lseek(2) on an open file: SEEK_DATA and SEEK_HOLE see the real file's holes. */
+  public long lseek(long fh, long offset, int whence) throws FsException {
+    OpenFile f = handle(fh);
+    long r = Io.LIBC.lseek(f.fd, offset, whence);
+    if (r < 0) {
+      throw FsException.of(Io.errno(), "lseek /" + f.path);
+    }
+    return r;
+  }
+
+  /** copy_file_range(2) between two open files of the view; returns the bytes copied. */
+  public long copyFileRange(long fhIn, long offIn, long fhOut, long offOut, long len)
+      throws FsException {
+    OpenFile in = handle(fhIn);
+    OpenFile out = handle(fhOut);
+    if (!out.writable) {
+      throw FsException.of(Posix.EBADF, "copy_file_range to /" + out.path);
+    }
+    var oi = new jnr.ffi.byref.LongLongByReference(offIn);
+    var oo = new jnr.ffi.byref.LongLongByReference(offOut);
+    long n = Io.LIBC.copy_file_range(in.fd, oi, out.fd, oo, len, 0);
+    if (n < 0) {
+      throw FsException.of(Io.errno(), "copy_file_range /" + in.path);
+    }
+    return n;
+  }
+
+  /**
+   * The descriptor of the real file behind an open file, for a transport that hands it to the
+   * kernel (FUSE passthrough). It stays the view's: valid until {@link #release}.
+   */
+  public int descriptor(long fh) throws FsException {
+    return handle(fh).fd;
+  }
+
   private OpenFile handle(long fh) throws FsException {
     OpenFile f = open.get(fh);
     if (f == null) {
@@ -857,9 +906,42 @@ public final class UnionView implements AutoCloseable {
    * as fuse-overlayfs and the kernel without redirect_dir); programs such as mv then copy.
    */
   public void rename(String from, String to) throws FsException {
+    rename(from, to, 0);
+  }
+
+  /** RENAME_NOREPLACE: fail with EEXIST when the target exists. */
+  public static final int RENAME_NOREPLACE = 1;
+  /** RENAME_EXCHANGE: swap the two names, which must both exist. */
+  public static final int RENAME_EXCHANGE = 2;
+
+  /**
+   * rename(2) with renameat2's flags: {@link #RENAME_NOREPLACE}, decided under the namespace
+   * lock (no race with a create of the target), and {@link #RENAME_EXCHANGE}, which swaps the
+   * two names in the upper layer after copying both up. A directory that a lower layer
+   * contributes to moves neither way (EXDEV). RENAME_WHITEOUT is refused (EINVAL).
+   */
+  public void rename(String from, String to, int flags) throws FsException {
+    if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0
+        || flags == (RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+      throw new FsException(Posix.EINVAL, "rename flags " + flags);
+    }
+    if (flags == RENAME_EXCHANGE) {
+      exchange(from, to);
+      return;
+    }
     mutate(to, () -> {
       Node src = resolve(from);
       String toRel = rel(to);
+      if ((flags & RENAME_NOREPLACE) != 0) {
+        try {
+          resolveRel(toRel);
+          throw FsException.of(Posix.EEXIST, to);
+        } catch (FsException e) {
+          if (e.errno() != Posix.ENOENT) {
+            throw e;
+          }
+        }
+      }
       if (src.path().isEmpty() || toRel.equals(src.path())) {
         if (toRel.equals(src.path())) {
           return;
@@ -907,6 +989,37 @@ public final class UnionView implements AutoCloseable {
       }
       upperOpaque.invalidateAll();
       steps.invalidateAll(); // the moved directory's and everything below it
+    });
+  }
+
+  private void exchange(String a, String b) throws FsException {
+    mutate(b, () -> {
+      Node na = resolve(a);
+      Node nb = resolve(b);
+      if (na.path().equals(nb.path())) {
+        return;
+      }
+      if (na.path().isEmpty() || nb.path().isEmpty()) {
+        throw FsException.of(Posix.EBUSY, a);
+      }
+      if (nb.path().startsWith(na.path() + "/") || na.path().startsWith(nb.path() + "/")) {
+        throw FsException.of(Posix.EINVAL, a + " and " + b + " contain each other");
+      }
+      if ((na.isDir() && na.lowerDirVisible()) || (nb.isDir() && nb.lowerDirVisible())) {
+        throw FsException.of(Posix.EXDEV, na.isDir() && na.lowerDirVisible() ? a : b);
+      }
+      Loc ua = copyUp(na, true);
+      Loc ub = copyUp(nb, true);
+      RawFs.rename(ua.dirfd(), ua.rel(), ub.dirfd(), ub.rel(), RENAME_EXCHANGE);
+      // A directory arriving where a lower directory of that name is must hide it.
+      if (nb.isDir() && na.lower() != null && na.lower().isDir()) {
+        Markers.markOpaque(ua, opts.whiteoutForm());
+      }
+      if (na.isDir() && nb.lower() != null && nb.lower().isDir()) {
+        Markers.markOpaque(ub, opts.whiteoutForm());
+      }
+      upperOpaque.invalidateAll();
+      steps.invalidateAll();
     });
   }
 
@@ -1161,6 +1274,7 @@ public final class UnionView implements AutoCloseable {
           upperOpaque.put(n.path(), false);
           steps.invalidate(n.path()); // it has an upper directory now
         }
+        copyUpListener.accept(compose(n.lower().layer(), a.ino()));
         return target;
       } catch (IOException | FsException | RuntimeException e) {
         Trees.deleteRecursively(staging.resolve(tmp.rel()));

@@ -51,10 +51,13 @@ class FaultTest {
           StandardOpenOption.TRUNCATE_EXISTING)) {
         c.write(ByteBuffer.wrap(synced));
         c.force(true);
-        // More writes that nobody fsyncs, then the daemon dies in the middle of them.
+        // More writes that nobody fsyncs, then the daemon dies in the middle of them. Served
+        // writes fail once it is gone; passed-through ones go on to the real file (the kernel
+        // holds it, as kernel overlayfs would), so the writer is also told to stop.
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
         Thread writer = new Thread(() -> {
           try {
-            while (true) {
+            while (!stop.get()) {
               c.write(ByteBuffer.wrap(new byte[65536]));
             }
           } catch (Exception expected) {
@@ -65,6 +68,7 @@ class FaultTest {
         Thread.sleep(100);
         daemon.destroyForcibly(); // SIGKILL
         assertThat(daemon.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        stop.set(true);
         writer.join(30_000);
       } catch (java.io.IOException closeFailed) {
         // closing a file on a dead mount fails: expected
@@ -77,13 +81,19 @@ class FaultTest {
       }
     }
     assertThat(Mounts.isMountpoint(mp)).isFalse();
-    byte[] head = Arrays.copyOf(Files.readAllBytes(upper.resolve("base")), synced.length);
+    byte[] head;
+    try (var in = Files.newInputStream(upper.resolve("base"))) {
+      head = Arrays.copyOf(in.readNBytes(synced.length), synced.length);
+    }
     assertThat(head).isEqualTo(synced);
 
     Process again = MountProcess.start(lower, upper, work, mp);
     try {
       awaitReady(again);
-      byte[] through = Arrays.copyOf(Files.readAllBytes(mp.resolve("base")), synced.length);
+      byte[] through;
+      try (var in = Files.newInputStream(mp.resolve("base"))) {
+        through = Arrays.copyOf(in.readNBytes(synced.length), synced.length);
+      }
       assertThat(through).isEqualTo(synced);
       try (Stream<Path> s = Files.list(work.resolve("strata-staging"))) {
         assertThat(s).isEmpty();

@@ -44,14 +44,27 @@ final class Mounted implements AutoCloseable {
       Files.createDirectories(work);
     }
     UnionView view = UnionView.open(lowers, upper, work, options);
-    // No kernel caching: the tests compare what the view does, operation by operation.
-    FuseMount m = FuseMount.mount(view, mp, FuseMount.Settings.defaults("strata-test").withTimeout(0),
-        line -> System.err.println("fuse: " + line), Duration.ofSeconds(30));
+    FuseMount m = FuseMount.mount(view, mp, settings(), line -> System.err.println("fuse: " + line),
+        Duration.ofSeconds(30));
     return new Mounted(mp, m);
   }
 
   static Mounted strata(List<Path> lowers, Path upper, Path work, Path mp) throws Exception {
     return strata(lowers, upper, work, mp, UnionView.Options.defaults());
+  }
+
+  /**
+   * The transport under test ({@code -Dstrata.transport}, else the preferred one) as a user gets
+   * it: strata's own with its kernel caches on, which is what must match the oracle; jnr-fuse
+   * without kernel caching, its only safe setting.
+   */
+  static FuseMount.Settings settings() {
+    FuseMount.Settings s = FuseMount.Settings.defaults("strata-test");
+    return s.transport() == FuseMount.Transport.JNR ? s.withTimeout(0) : s;
+  }
+
+  FuseMount fuse() {
+    return fuse;
   }
 
   UnionView view() {

@@ -1,0 +1,83 @@
+package io.strata.union.kernel;
+
+import jnr.ffi.LibraryLoader;
+import jnr.ffi.Memory;
+import jnr.ffi.Pointer;
+import jnr.ffi.Runtime;
+import jnr.ffi.annotations.SaveError;
+
+/**
+ * The few system calls Java lacks for speaking FUSE: /dev/fuse's descriptor, read and write of
+ * whole frames into native memory, its ioctls, and mount(2). Nothing here knows the protocol.
+ */
+final class Device {
+  /** libc, as bound here. */
+  public interface C {
+    @SaveError int open(String path, int flags);
+
+    @SaveError long read(int fd, Pointer buf, long count);
+
+    @SaveError long write(int fd, Pointer buf, long count);
+
+    @SaveError int ioctl(int fd, long request, Pointer arg);
+
+    @SaveError int mount(byte[] source, byte[] target, byte[] type, long flags, byte[] data);
+
+    @SaveError int close(int fd);
+  }
+
+  static final C LIBC = LibraryLoader.create(C.class).load("c");
+  static final Runtime RUNTIME = Runtime.getRuntime(LIBC);
+  static final int O_RDWR = 2;
+  static final int O_CLOEXEC = 02000000;
+  static final long MS_NOSUID = 2;
+  static final long MS_NODEV = 4;
+
+  private Device() {}
+
+  static int errno() {
+    return jnr.ffi.LastError.getLastError(RUNTIME);
+  }
+
+  /** Opens /dev/fuse; the descriptor, or -errno. */
+  static int open() {
+    int fd = LIBC.open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    return fd < 0 ? -errno() : fd;
+  }
+
+  /** A new descriptor on the same connection as {@code fd} (FUSE_DEV_IOC_CLONE), or -errno. */
+  static int cloneOf(int fd) {
+    int clone = open();
+    if (clone < 0) {
+      return clone;
+    }
+    Pointer arg = Memory.allocateDirect(RUNTIME, 4);
+    arg.putInt(0, fd);
+    if (LIBC.ioctl(clone, Fuse.DEV_IOC_CLONE, arg) < 0) {
+      int e = errno();
+      LIBC.close(clone);
+      return -e;
+    }
+    return clone;
+  }
+
+  /** Registers {@code backing} as a passthrough file (FUSE_DEV_IOC_BACKING_OPEN): id or -errno. */
+  static int backingOpen(int fd, int backing) {
+    Pointer map = Memory.allocateDirect(RUNTIME, 16);
+    map.putInt(0, backing);
+    map.putInt(4, 0);
+    map.putLong(8, 0);
+    int id = LIBC.ioctl(fd, Fuse.DEV_IOC_BACKING_OPEN, map);
+    return id < 0 ? -errno() : id;
+  }
+
+  static void backingClose(int fd, int id) {
+    Pointer arg = Memory.allocateDirect(RUNTIME, 4);
+    arg.putInt(0, id);
+    LIBC.ioctl(fd, Fuse.DEV_IOC_BACKING_CLOSE, arg);
+  }
+
+  static byte[] z(byte[] b) {
+    return java.util.Arrays.copyOf(b, b.length + 1);
+  }
+}

@@ -1,0 +1,757 @@
+package io.strata.union.kernel;
+
+import io.strata.layers.Posix;
+import io.strata.union.Attr;
+import io.strata.union.FsException;
+import io.strata.union.UnionView;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.function.Consumer;
+import jnr.ffi.Pointer;
+
+/**
+ * Maps each FUSE request onto the {@link UnionView} and writes its reply: the dispatch table of
+ * strata's own transport. It knows node ids (through the {@link NodeTable}) and frame layouts;
+ * the view knows neither. Every {@link FsException} becomes its errno, a malformed frame
+ * EINVAL, and anything else is logged and becomes EIO: no request kills a worker.
+ *
+ * <p>Thread-safe: several workers call {@link #handle} at once, each with its own buffers.
+ */
+final class Dispatcher {
+  /** What the dispatcher asks of the session that owns the device. */
+  interface Session {
+    /** Registers {@code fd} as a backing file; the id, or -errno. */
+    int backingOpen(int fd);
+
+    void backingClose(int id);
+
+    /** Queues an attribute invalidation of a node (never written from a request's thread). */
+    void invalidateAttr(long nodeid);
+
+    /** Called once INIT is answered: whether passthrough was negotiated. */
+    void initialized(boolean passthrough, int minor);
+  }
+
+  /** The kernel cache timeouts, in nanoseconds. */
+  record Timeouts(long entry, long attr, long negative) {}
+
+  private final UnionView view;
+  private final NodeTable nodes;
+  private final Timeouts timeouts;
+  private final Session session;
+  private final Consumer<String> log;
+  private final boolean wantPassthrough;
+  private volatile boolean passthrough;
+  private volatile boolean passthroughFailureLogged;
+  private final AtomicLongArray counts = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
+  private final AtomicLong passthroughOpens = new AtomicLong();
+  private final AtomicLong servedOpens = new AtomicLong();
+  private final AtomicLong dirHandles = new AtomicLong(1);
+  private final ConcurrentHashMap<Long, List<UnionView.DirEntry>> dirs = new ConcurrentHashMap<>();
+  /** Open files by handle: the node and, when passed through, its backing. */
+  private final ConcurrentHashMap<Long, Open> opens = new ConcurrentHashMap<>();
+  /** Requests being answered that an INTERRUPT may still turn into EINTR. */
+  private final ConcurrentHashMap<Long, Boolean> inFlight = new ConcurrentHashMap<>();
+
+  /** An open file of the kernel: its node and the backing it shares, if passed through. */
+  private record Open(NodeTable.Node node, Backing backing) {}
+
+  /** A backing file registered with the kernel, shared by the opens of one node. */
+  private static final class Backing {
+    final int id;
+    final long dev;
+    final long ino;
+    int users;
+
+    Backing(int id, long dev, long ino) {
+      this.id = id;
+      this.dev = dev;
+      this.ino = ino;
+    }
+  }
+
+  private final ConcurrentHashMap<Long, Backing> backings = new ConcurrentHashMap<>();
+
+  Dispatcher(UnionView view, NodeTable nodes, Timeouts timeouts, boolean wantPassthrough,
+      Session session, Consumer<String> log) {
+    this.view = view;
+    this.nodes = nodes;
+    this.timeouts = timeouts;
+    this.wantPassthrough = wantPassthrough;
+    this.session = session;
+    this.log = log;
+  }
+
+  /** Requests served, by opcode name, and opens by kind: for logs, tests and benchmarks. */
+  java.util.Map<String, Long> stats() {
+    java.util.Map<String, Long> out = new java.util.TreeMap<>();
+    for (int i = 0; i <= Fuse.MAX_OPCODE; i++) {
+      long c = counts.get(i);
+      if (c > 0) {
+        out.put(Fuse.name(i), c);
+      }
+    }
+    out.put("opens passed through", passthroughOpens.get());
+    out.put("opens served", servedOpens.get());
+    out.put("nodes", (long) nodes.size());
+    return out;
+  }
+
+  boolean passthrough() {
+    return passthrough;
+  }
+
+  /**
+   * Answers the request in {@code in} (already parsed) into {@code out}; returns the length of
+   * the reply to write, or 0 when there is none (FORGET, INTERRUPT, a frame without a header).
+   * {@code inMem} and {@code outMem} are the same buffers as native memory, for data that goes
+   * between the kernel and a real file without a Java copy.
+   */
+  int handle(Request in, Reply out, Pointer inMem, Pointer outMem) {
+    int op = in.opcode;
+    if (op >= 0 && op <= Fuse.MAX_OPCODE) {
+      counts.incrementAndGet(op);
+    }
+    out.start();
+    COUNTED.get().n = 0;
+    boolean watch = interruptible(op);
+    if (watch) {
+      inFlight.put(in.unique, Boolean.FALSE);
+    }
+    int errno;
+    try {
+      errno = dispatch(in, out, inMem, outMem);
+    } catch (FsException e) {
+      errno = e.errno();
+    } catch (Request.BadFrame e) {
+      log.accept("bad request: " + e.getMessage());
+      errno = Posix.EINVAL;
+    } catch (RuntimeException | Error e) {
+      log.accept(Fuse.name(op) + " node " + in.nodeid + ": unexpected " + e);
+      errno = Posix.EIO;
+    }
+    if (watch && Boolean.TRUE.equals(inFlight.remove(in.unique))) {
+      errno = Posix.EINTR; // interrupted before its answer: what it found is not reported
+    }
+    if (errno < 0) {
+      return 0; // FORGET and INTERRUPT: no reply
+    }
+    if (errno != 0) {
+      replyLost();
+    }
+    return out.finish(in.unique, errno);
+  }
+
+  private static boolean interruptible(int op) {
+    return switch (op) {
+      case Fuse.LOOKUP, Fuse.GETATTR, Fuse.READLINK, Fuse.READ, Fuse.READDIR, Fuse.READDIRPLUS,
+          Fuse.GETXATTR, Fuse.LISTXATTR, Fuse.STATFS, Fuse.ACCESS, Fuse.LSEEK -> true;
+      default -> false;
+    };
+  }
+
+  /**
+   * Undoes the lookups counted by the last reply built on this thread: the kernel refused it
+   * (the request was interrupted or aborted meanwhile), so it will never forget them.
+   */
+  void replyLost() {
+    Counted c = COUNTED.get();
+    for (int i = 0; i < c.n; i++) {
+      nodes.forget(c.ids[i], 1);
+    }
+    c.n = 0;
+  }
+
+  /**
+   * Parses and answers a frame of {@code n} bytes: a frame whose header is whole but lies gets
+   * EINVAL, one shorter than a header is dropped (0: nothing to write).
+   */
+  int serve(Request in, int n, Reply out, Pointer inMem, Pointer outMem) {
+    try {
+      in.parse(n);
+    } catch (Request.BadFrame e) {
+      log.accept("bad frame: " + e.getMessage());
+      if (n < Fuse.IN_HEADER) {
+        return 0;
+      }
+      out.start();
+      return out.finish(in.unique, Posix.EINVAL);
+    }
+    return handle(in, out, inMem, outMem);
+  }
+
+  private NodeTable.Node node(long id) throws FsException {
+    NodeTable.Node n = nodes.get(id);
+    if (n == null) {
+      throw new FsException(Posix.ESTALE, "node " + id + " is not known (forgotten?)");
+    }
+    return n;
+  }
+
+  private String path(long id) throws FsException {
+    String p = nodes.path(node(id));
+    if (p == null) {
+      throw new FsException(Posix.ENOENT, "node " + id + " has no name left");
+    }
+    return p;
+  }
+
+  private String child(long parent, String name) throws FsException {
+    if (name.isEmpty() || name.equals(".") || name.equals("..")) {
+      throw new FsException(Posix.EINVAL, "name " + name);
+    }
+    if (name.length() > 255) {
+      throw new FsException(Posix.ENAMETOOLONG, "name of " + name.length() + " bytes");
+    }
+    String p = nodes.childPath(node(parent), name);
+    if (p == null) {
+      throw new FsException(Posix.ENOENT, "node " + parent + " has no name left");
+    }
+    return p;
+  }
+
+  /** The lookups the reply being built counted, so that a reply the kernel never took undoes them. */
+  static final class Counted {
+    long[] ids = new long[16];
+    int n;
+
+    void add(long id) {
+      if (n == ids.length) {
+        ids = java.util.Arrays.copyOf(ids, n * 2);
+      }
+      ids[n++] = id;
+    }
+
+    long last() {
+      return n == 0 ? 0 : ids[n - 1];
+    }
+  }
+
+  private static final ThreadLocal<Counted> COUNTED = ThreadLocal.withInitial(Counted::new);
+
+  private void entry(Reply out, long parent, String name, String path) throws FsException {
+    Attr a = view.getattr(path);
+    NodeTable.Node n = nodes.lookedUp(node(parent), name, a.ino(), a.isDirectory(), a.lowerLink());
+    COUNTED.get().add(n.id);
+    out.entry(n.id, a, timeouts.entry(), timeouts.attr());
+  }
+
+  private int dispatch(Request in, Reply out, Pointer inMem, Pointer outMem)
+      throws FsException, Request.BadFrame {
+        long id = in.nodeid;
+    switch (in.opcode) {
+      case Fuse.INIT:
+        return init(in, out);
+      case Fuse.LOOKUP: {
+        String name = in.name();
+        String p = child(id, name);
+        try {
+          entry(out, id, name, p);
+        } catch (FsException e) {
+          if (e.errno() == Posix.ENOENT && timeouts.negative() > 0) {
+            out.start().entry(0, null, timeouts.negative(), 0);
+            return 0;
+          }
+          throw e;
+        }
+        return 0;
+      }
+      case Fuse.FORGET:
+        nodes.forget(id, in.u64());
+        return -1;
+      case Fuse.BATCH_FORGET: {
+        int count = in.u32();
+        in.u32();
+        for (int i = 0; i < count; i++) {
+          long nodeid = in.u64();
+          nodes.forget(nodeid, in.u64());
+        }
+        return -1;
+      }
+      case Fuse.GETATTR: {
+        int flags = in.u32();
+        in.u32();
+        long fh = in.u64();
+        Attr a;
+        if ((flags & Fuse.GETATTR_FH) != 0) {
+          a = view.fgetattr(nodes.path(node(id)), fh);
+        } else {
+          a = view.getattr(path(id));
+        }
+        out.attrOut(a, timeouts.attr());
+        return 0;
+      }
+      case Fuse.SETATTR:
+        return setattr(in, out);
+      case Fuse.READLINK:
+        out.raw(view.readlink(path(id)), false);
+        return 0;
+      case Fuse.SYMLINK: {
+        String name = in.name();
+        String target = in.target();
+        String p = child(id, name);
+        view.symlink(target, p, in.uid, in.gid);
+        entry(out, id, name, p);
+        return 0;
+      }
+      case Fuse.MKNOD: {
+        int mode = in.u32();
+        int rdev = in.u32();
+        in.u32(); // umask: the kernel applied it
+        in.u32();
+        String name = in.name();
+        String p = child(id, name);
+        view.mknod(p, mode, rdev & 0xffffffffL, in.uid, in.gid);
+        entry(out, id, name, p);
+        return 0;
+      }
+      case Fuse.MKDIR: {
+        int mode = in.u32();
+        in.u32();
+        String name = in.name();
+        String p = child(id, name);
+        view.mkdir(p, mode, in.uid, in.gid);
+        entry(out, id, name, p);
+        return 0;
+      }
+      case Fuse.UNLINK: {
+        String name = in.name();
+        view.unlink(child(id, name));
+        nodes.removed(id, name);
+        return 0;
+      }
+      case Fuse.RMDIR: {
+        String name = in.name();
+        view.rmdir(child(id, name));
+        nodes.removed(id, name);
+        return 0;
+      }
+      case Fuse.RENAME:
+      case Fuse.RENAME2: {
+        long newdir = in.u64();
+        int flags = 0;
+        if (in.opcode == Fuse.RENAME2) {
+          flags = in.u32();
+          in.u32();
+        }
+        String from = in.name();
+        String to = in.name();
+        view.rename(child(id, from), child(newdir, to), flags);
+        if ((flags & Fuse.RENAME_EXCHANGE) != 0) {
+          nodes.exchanged(id, from, newdir, to);
+        } else {
+          nodes.renamed(id, from, newdir, to);
+        }
+        return 0;
+      }
+      case Fuse.LINK: {
+        long old = in.u64();
+        String name = in.name();
+        String p = child(id, name);
+        view.link(path(old), p);
+        entry(out, id, name, p);
+        return 0;
+      }
+      case Fuse.OPEN: {
+        int flags = in.u32();
+        in.u32();
+        NodeTable.Node n = node(id);
+        long fh = view.open(path(id), flags);
+        openReply(out, n, fh);
+        return 0;
+      }
+      case Fuse.CREATE: {
+        int flags = in.u32();
+        int mode = in.u32();
+        in.u32();
+        in.u32();
+        String name = in.name();
+        String p = child(id, name);
+        long fh = view.create(p, mode, flags, in.uid, in.gid);
+        try {
+          entry(out, id, name, p);
+          NodeTable.Node n = nodes.get(COUNTED.get().last());
+          openReply(out, n, fh);
+        } catch (FsException | RuntimeException e) {
+          view.release(fh);
+          throw e;
+        }
+        return 0;
+      }
+      case Fuse.READ: {
+        long fh = in.u64();
+        long offset = in.u64();
+        int size = in.u32();
+        int room = out.room();
+        int n = view.read(fh, outMem.slice(out.size()), Math.min(size, room), offset);
+        out.advance(n);
+        return 0;
+      }
+      case Fuse.WRITE: {
+        long fh = in.u64();
+        long offset = in.u64();
+        int size = in.u32();
+        in.skip(4 + 8 + 4 + 4);
+        if (size < 0 || size > in.remaining()) {
+          throw new Request.BadFrame("WRITE of " + Integer.toUnsignedString(size)
+              + " bytes in a frame with " + in.remaining());
+        }
+        int n = view.write(fh, inMem.slice(in.position()), size, offset);
+        out.u32(n).u32(0);
+        return 0;
+      }
+      case Fuse.STATFS: {
+        UnionView.FsStats s = view.statfs();
+        out.u64(s.blocks()).u64(s.blocksFree()).u64(s.blocksAvailable()).u64(s.files())
+            .u64(s.filesFree()).u32((int) s.blockSize()).u32((int) s.nameMax())
+            .u32((int) s.blockSize()).u32(0).zeros(24);
+        return 0;
+      }
+      case Fuse.RELEASE: {
+        long fh = in.u64();
+        release(fh);
+        return 0;
+      }
+      case Fuse.FLUSH:
+      case Fuse.FSYNCDIR:
+        return 0;
+      case Fuse.FSYNC: {
+        long fh = in.u64();
+        int flags = in.u32();
+        view.fsync(fh, (flags & Fuse.FSYNC_FDATASYNC) != 0);
+        return 0;
+      }
+      case Fuse.SETXATTR: {
+        int size = in.u32();
+        int flags = in.u32();
+        String name = in.name();
+        byte[] value = in.bytes(size);
+        NodeTable.Node n = node(id);
+        view.setxattr(path(id), name, value, flags);
+        n.noXattrs = false;
+        return 0;
+      }
+      case Fuse.GETXATTR: {
+        int size = in.u32();
+        in.u32();
+        String name = in.name();
+        NodeTable.Node n = node(id);
+        if (Boolean.TRUE.equals(n.noXattrs)) {
+          throw new FsException(Posix.ENODATA, name); // known to have none: no disk access
+        }
+        byte[] v;
+        try {
+          v = view.getxattr(path(id), name);
+        } catch (FsException e) {
+          if (e.errno() == Posix.ENODATA && n.noXattrs == null) {
+            n.noXattrs = view.listxattr(path(id)).isEmpty();
+          }
+          throw e;
+        }
+        sized(out, v, size);
+        return 0;
+      }
+      case Fuse.LISTXATTR: {
+        int size = in.u32();
+        in.u32();
+        NodeTable.Node n = node(id);
+        List<String> names = Boolean.TRUE.equals(n.noXattrs) ? List.of()
+            : view.listxattr(path(id));
+        n.noXattrs = names.isEmpty();
+        StringBuilder sb = new StringBuilder();
+        for (String x : names) {
+          sb.append(x).append('\0');
+        }
+        sized(out, io.strata.layers.RawFs.bytes(sb.toString()), size);
+        return 0;
+      }
+      case Fuse.REMOVEXATTR: {
+        String name = in.name();
+        NodeTable.Node n = node(id);
+        view.removexattr(path(id), name);
+        n.noXattrs = null;
+        return 0;
+      }
+      case Fuse.OPENDIR: {
+        in.u32();
+        in.u32();
+        if (!view.getattr(path(id)).isDirectory()) {
+          throw new FsException(Posix.ENOTDIR, path(id));
+        }
+        long fh = dirHandles.getAndIncrement();
+        dirs.put(fh, List.of());
+        // The kernel may keep a listing across opens: every change of it goes through here,
+        // and the kernel drops its copy when it sees the directory change.
+        out.u64(fh).u32(Fuse.FOPEN_CACHE_DIR | Fuse.FOPEN_KEEP_CACHE).u32(0);
+        return 0;
+      }
+      case Fuse.READDIR:
+      case Fuse.READDIRPLUS:
+        return readdir(in, out, in.opcode == Fuse.READDIRPLUS);
+      case Fuse.RELEASEDIR:
+        dirs.remove(in.u64());
+        return 0;
+      case Fuse.ACCESS:
+        view.access(path(id));
+        return 0;
+      case Fuse.INTERRUPT: {
+        long target = in.u64();
+        inFlight.replace(target, Boolean.FALSE, Boolean.TRUE);
+        return -1; // an interrupt is never answered itself
+      }
+      case Fuse.DESTROY:
+        return 0;
+      case Fuse.FALLOCATE: {
+        long fh = in.u64();
+        long offset = in.u64();
+        long length = in.u64();
+        int mode = in.u32();
+        view.fallocate(fh, mode, offset, length);
+        return 0;
+      }
+      case Fuse.LSEEK: {
+        long fh = in.u64();
+        long offset = in.u64();
+        int whence = in.u32();
+        out.u64(view.lseek(fh, offset, whence));
+        return 0;
+      }
+      case Fuse.COPY_FILE_RANGE: {
+        long fhIn = in.u64();
+        long offIn = in.u64();
+        in.u64(); // nodeid_out: the handle says it
+        long fhOut = in.u64();
+        long offOut = in.u64();
+        long len = in.u64();
+        long n = view.copyFileRange(fhIn, offIn, fhOut, offOut, Math.min(len, Integer.MAX_VALUE));
+        out.u32((int) n).u32(0);
+        return 0;
+      }
+      default:
+        // TMPFILE among them: the kernel then answers O_TMPFILE with EOPNOTSUPP itself
+        throw new FsException(Posix.ENOSYS, Fuse.name(in.opcode));
+    }
+  }
+
+  private static void sized(Reply out, byte[] v, int size) throws FsException {
+    if (size == 0) {
+      out.u32(v.length).u32(0);
+    } else if (v.length > size) {
+      throw new FsException(Posix.ERANGE, "value of " + v.length + " bytes");
+    } else {
+      out.bytes(v);
+    }
+  }
+
+  private int init(Request in, Reply out) throws Request.BadFrame {
+    int major = in.u32();
+    int minor = in.u32();
+    int maxReadahead = in.u32();
+    long flags = in.u32() & 0xffffffffL;
+    if (major < Fuse.KERNEL_MAJOR) {
+      log.accept("the kernel speaks FUSE " + major + "." + minor + ": too old");
+      throw new Request.BadFrame("FUSE major " + major);
+    }
+    if (major > Fuse.KERNEL_MAJOR) {
+      out.u32(Fuse.KERNEL_MAJOR).u32(Fuse.KERNEL_MINOR).zeros(Fuse.INIT_OUT - 8);
+      return 0; // the kernel asks again with our major
+    }
+    if ((flags & Fuse.INIT_EXT) != 0) {
+      flags |= (in.u32() & 0xffffffffL) << 32;
+    }
+    long want = Fuse.ASYNC_READ | Fuse.ATOMIC_O_TRUNC | Fuse.BIG_WRITES | Fuse.AUTO_INVAL_DATA
+        | Fuse.DO_READDIRPLUS | Fuse.READDIRPLUS_AUTO | Fuse.ASYNC_DIO | Fuse.PARALLEL_DIROPS
+        | Fuse.POSIX_ACL | Fuse.MAX_PAGES | Fuse.CACHE_SYMLINKS | Fuse.INIT_EXT;
+    if (wantPassthrough) {
+      want |= Fuse.PASSTHROUGH;
+    }
+    long got = flags & want;
+    passthrough = (got & Fuse.PASSTHROUGH) != 0;
+    out.u32(Fuse.KERNEL_MAJOR).u32(Math.min(minor, Fuse.KERNEL_MINOR)).u32(maxReadahead)
+        .u32((int) got).u16(64).u16(48).u32(Fuse.MAX_WRITE).u32(1).u16(Fuse.MAX_PAGES_COUNT)
+        .u16(0).u32((int) (got >>> 32))
+        // backing files must be on a filesystem that stacks on nothing (ext4, xfs, tmpfs), so
+        // that this mount may itself be a lower layer of kernel overlayfs
+        .u32(passthrough ? 1 : 0).u16(0).zeros(22);
+    session.initialized(passthrough, minor);
+    return 0;
+  }
+
+  private int setattr(Request in, Reply out) throws FsException, Request.BadFrame {
+    int valid = in.u32();
+    in.u32();
+    long fh = in.u64();
+    long size = in.u64();
+    in.u64(); // lock owner
+    long atime = in.u64();
+    long mtime = in.u64();
+    in.u64(); // ctime
+    int atimensec = in.u32();
+    int mtimensec = in.u32();
+    in.u32();
+    int mode = in.u32();
+    in.u32();
+    int uid = in.u32();
+    int gid = in.u32();
+    NodeTable.Node n = node(in.nodeid);
+    String p = nodes.path(n);
+    boolean byHandle = (valid & Fuse.FATTR_FH) != 0;
+    if (p == null && !(byHandle && (valid & ~(Fuse.FATTR_FH | Fuse.FATTR_SIZE)) == 0)) {
+      throw new FsException(Posix.ENOENT, "node " + n.id + " has no name left");
+    }
+    if ((valid & Fuse.FATTR_MODE) != 0) {
+      view.chmod(p, mode);
+    }
+    if ((valid & (Fuse.FATTR_UID | Fuse.FATTR_GID)) != 0) {
+      view.chown(p, (valid & Fuse.FATTR_UID) != 0 ? uid : -1,
+          (valid & Fuse.FATTR_GID) != 0 ? gid : -1);
+    }
+    if ((valid & Fuse.FATTR_SIZE) != 0) {
+      if (byHandle) {
+        view.ftruncate(fh, size);
+      } else {
+        view.truncate(p, size);
+      }
+    }
+    if ((valid & (Fuse.FATTR_ATIME | Fuse.FATTR_MTIME)) != 0) {
+      long a = (valid & Fuse.FATTR_ATIME) == 0 ? -1
+          : (valid & Fuse.FATTR_ATIME_NOW) != 0 ? -2 : atime * 1_000_000_000L + atimensec;
+      long m = (valid & Fuse.FATTR_MTIME) == 0 ? -1
+          : (valid & Fuse.FATTR_MTIME_NOW) != 0 ? -2 : mtime * 1_000_000_000L + mtimensec;
+      view.utimens(p, a, m);
+    }
+    if ((valid & Fuse.FATTR_MODE) != 0) {
+      n.noXattrs = null; // chmod may have rewritten an ACL
+    }
+    Attr a = byHandle ? view.fgetattr(p, fh) : view.getattr(p);
+    out.attrOut(a, timeouts.attr());
+    return 0;
+  }
+
+  /**
+   * The open reply: with passthrough, the real file is registered as the node's backing file
+   * (one per node, shared by its opens: the kernel refuses two), and the kernel reads and
+   * writes it without asking. An open of a node whose backing is another file (it was copied
+   * up while open) is served uncached; without passthrough, opens are served with the page
+   * cache kept (every write goes through this mount).
+   */
+  private void openReply(Reply out, NodeTable.Node n, long fh) throws FsException {
+    Backing b = passthrough ? backing(n, fh) : null;
+    int flags;
+    int backingId = 0;
+    if (b != null) {
+      flags = Fuse.FOPEN_PASSTHROUGH;
+      backingId = b.id;
+      passthroughOpens.incrementAndGet();
+    } else {
+      flags = passthrough ? Fuse.FOPEN_DIRECT_IO : Fuse.FOPEN_KEEP_CACHE;
+      servedOpens.incrementAndGet();
+    }
+    opens.put(fh, new Open(n, b));
+    out.u64(fh).u32(flags).u32(backingId);
+  }
+
+  private Backing backing(NodeTable.Node n, long fh) throws FsException {
+    int fd = view.descriptor(fh);
+    io.strata.layers.RawFs.Statx st;
+    try {
+      st = io.strata.layers.RawFs.lstat(fd, "");
+    } catch (java.io.IOException e) {
+      throw FsException.from(e);
+    }
+    if (st == null || (st.mode() & Posix.S_IFMT) != Posix.S_IFREG) {
+      return null;
+    }
+    synchronized (n) {
+      Backing b = backings.get(n.id);
+      if (b != null) {
+        if (b.dev != st.dev() || b.ino != st.ino()) {
+          return null; // copied up while open: the kernel holds the other file for this inode
+        }
+        b.users++;
+        return b;
+      }
+      int id = session.backingOpen(fd);
+      if (id <= 0) {
+        if (!passthroughFailureLogged) {
+          passthroughFailureLogged = true;
+          log.accept("passthrough refused for a file (" + Posix.strerror(-id)
+              + "); such opens are served by strata instead");
+        }
+        return null;
+      }
+      b = new Backing(id, st.dev(), st.ino());
+      b.users = 1;
+      backings.put(n.id, b);
+      return b;
+    }
+  }
+
+  private void release(long fh) {
+    Open o = opens.remove(fh);
+    view.release(fh);
+    if (o != null && o.backing() != null) {
+      synchronized (o.node()) {
+        Backing b = o.backing();
+        if (--b.users == 0) {
+          backings.remove(o.node().id, b);
+          session.backingClose(b.id);
+        }
+      }
+    }
+  }
+
+  private int readdir(Request in, Reply out, boolean plus) throws FsException, Request.BadFrame {
+    long fh = in.u64();
+    long offset = in.u64();
+    int size = in.u32();
+    NodeTable.Node dir = node(in.nodeid);
+    String dirPath = nodes.path(dir);
+    if (dirPath == null) {
+      throw new FsException(Posix.ENOENT, "directory " + dir.id + " has no name left");
+    }
+    List<UnionView.DirEntry> list = dirs.get(fh);
+    if (list == null) {
+      throw new FsException(Posix.EBADF, "no open directory " + fh);
+    }
+    if (offset == 0 || list.isEmpty()) {
+      List<UnionView.DirEntry> fresh = new ArrayList<>();
+      Attr self = view.getattr(dirPath);
+      fresh.add(new UnionView.DirEntry(".", self.ino(), Posix.S_IFDIR));
+      fresh.add(new UnionView.DirEntry("..", 1, Posix.S_IFDIR));
+      fresh.addAll(view.readdir(dirPath));
+      list = fresh;
+      dirs.put(fh, list);
+    }
+    int limit = Math.min(size, out.room());
+    int start = out.size();
+    for (int i = (int) Math.min(offset, list.size()); i < list.size(); i++) {
+      UnionView.DirEntry e = list.get(i);
+      int need = Reply.direntSize(e.name()) + (plus ? Fuse.ENTRY_OUT : 0);
+      if (out.size() - start + need > limit) {
+        break;
+      }
+      if (plus) {
+        if (e.name().equals(".") || e.name().equals("..")) {
+          out.entry(0, null, 0, 0);
+        } else {
+          String p = dirPath.length() == 1 ? "/" + e.name() : dirPath + "/" + e.name();
+          Attr a;
+          try {
+            a = view.getattr(p);
+          } catch (FsException gone) {
+            continue; // removed since the listing was taken
+          }
+          NodeTable.Node n = nodes.lookedUp(dir, e.name(), a.ino(), a.isDirectory(), a.lowerLink());
+          COUNTED.get().add(n.id);
+          out.entry(n.id, a, timeouts.entry(), timeouts.attr());
+        }
+      }
+      out.dirent(e.ino(), i + 1, e.type(), e.name());
+    }
+    return 0;
+  }
+}

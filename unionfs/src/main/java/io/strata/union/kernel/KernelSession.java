@@ -1,0 +1,267 @@
+package io.strata.union.kernel;
+
+import io.strata.layers.Posix;
+import io.strata.layers.RawFs;
+import io.strata.union.FsException;
+import io.strata.union.UnionView;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.function.Consumer;
+import jnr.ffi.Pointer;
+
+/**
+ * strata's own FUSE transport: a {@link UnionView} served on /dev/fuse by mount(2) and the
+ * kernel's protocol, in Java. One worker reads the first descriptor; once INIT is answered,
+ * more workers each read a clone of it (FUSE_DEV_IOC_CLONE), so no lock orders the reads. A
+ * notifier thread writes the invalidations the view asks for, so that no request's thread ever
+ * waits on the kernel. The session ends when the kernel says the mount is gone (ENODEV).
+ */
+public final class KernelSession {
+  /** How to serve: kernel cache timeouts in seconds, workers, and whether to pass files through. */
+  public record Options(String source, boolean allowOther, double entryTimeout,
+      double attrTimeout, double negativeTimeout, int workers, boolean passthrough) {}
+
+  private final UnionView view;
+  private final Path mountpoint;
+  private final Options options;
+  private final Consumer<String> log;
+  private final NodeTable nodes;
+  private final Dispatcher dispatcher;
+  private final int fd;
+  private final List<Thread> workers = new ArrayList<>();
+  private final List<Integer> clones = new ArrayList<>();
+  private final CountDownLatch ended = new CountDownLatch(1);
+  private final LinkedBlockingQueue<Long> invalidations = new LinkedBlockingQueue<>();
+  private final Thread notifier;
+  private volatile Throwable failure;
+  private volatile boolean passthroughNegotiated;
+  private int running;
+
+  private KernelSession(UnionView view, Path mountpoint, Options options, Consumer<String> log,
+      int fd) throws FsException {
+    this.view = view;
+    this.mountpoint = mountpoint;
+    this.options = options;
+    this.log = log;
+    this.fd = fd;
+    this.nodes = new NodeTable(view.getattr("/").ino());
+    this.dispatcher = new Dispatcher(view, nodes, new Dispatcher.Timeouts(
+        nanos(options.entryTimeout()), nanos(options.attrTimeout()),
+        nanos(options.negativeTimeout())), options.passthrough(), new Bridge(), log);
+    this.notifier = new Thread(this::notifyLoop, "fuse-notify " + mountpoint);
+    this.notifier.setDaemon(true);
+  }
+
+  private static long nanos(double seconds) {
+    return (long) (seconds * 1e9);
+  }
+
+  /**
+   * Mounts {@code view} on {@code mountpoint} (which the caller has checked and locked) and
+   * starts serving it. Needs root (mount(2)); the caller falls back to jnr-fuse otherwise.
+   */
+  public static KernelSession start(UnionView view, Path mountpoint, Options options,
+      Consumer<String> log) throws IOException {
+    int fd = Device.open();
+    if (fd < 0) {
+      throw new IOException("cannot open /dev/fuse: " + Posix.strerror(-fd));
+    }
+    KernelSession s;
+    try {
+      s = new KernelSession(view, mountpoint, options, log, fd);
+    } catch (FsException e) {
+      Device.LIBC.close(fd);
+      throw new IOException("the view's root: " + e.getMessage());
+    }
+    String data = "fd=" + fd + ",rootmode=40000,user_id=0,group_id=0,default_permissions"
+        + (options.allowOther() ? ",allow_other" : "");
+    byte[] source = options.source().replace(",", "_").getBytes(StandardCharsets.UTF_8);
+    if (Device.LIBC.mount(Device.z(source), Device.z(RawFs.bytes(RawFs.raw(mountpoint))),
+        Device.z("fuse.strata".getBytes(StandardCharsets.US_ASCII)),
+        Device.MS_NOSUID | Device.MS_NODEV, Device.z(data.getBytes(StandardCharsets.US_ASCII)))
+        < 0) {
+      int e = Device.errno();
+      Device.LIBC.close(fd);
+      throw new IOException("mount(2) of " + mountpoint + " failed: " + Posix.strerror(e));
+    }
+    view.onCopyUp(ino -> {
+      for (NodeTable.Node n : s.nodes.byIno(ino)) {
+        s.invalidations.add(n.id);
+      }
+    });
+    s.notifier.start();
+    s.startWorker(fd); // answers INIT; the others start once it is answered
+    return s;
+  }
+
+  private synchronized void startWorker(int wfd) {
+    // A deep stack: the view copies up parents recursively, 2,000 levels in a PATH_MAX path.
+    Thread t = new Thread(null, () -> serve(wfd), "fuse-worker-" + workers.size() + " "
+        + mountpoint, 64L << 20);
+    t.setDaemon(true);
+    workers.add(t);
+    running++;
+    t.start();
+  }
+
+  /** Called by the dispatcher once INIT is answered: more workers, each on its own clone. */
+  private void afterInit(boolean passthrough, int minor) {
+    passthroughNegotiated = passthrough;
+    log.accept("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR) + ", "
+        + options.workers() + " workers, passthrough "
+        + (passthrough ? "on" : options.passthrough() ? "not offered by this kernel: reads and"
+            + " writes are served" : "off"));
+    for (int i = 1; i < options.workers(); i++) {
+      int c = Device.cloneOf(fd);
+      if (c < 0) {
+        log.accept("cannot clone the FUSE device (" + Posix.strerror(-c) + "): "
+            + i + " workers");
+        break;
+      }
+      synchronized (this) {
+        clones.add(c);
+      }
+      startWorker(c);
+    }
+  }
+
+  private void serve(int wfd) {
+    ByteBuffer inBuf = ByteBuffer.allocateDirect(Fuse.BUFFER);
+    ByteBuffer outBuf = ByteBuffer.allocateDirect(Fuse.BUFFER);
+    Pointer inMem = Pointer.wrap(Device.RUNTIME, inBuf);
+    Pointer outMem = Pointer.wrap(Device.RUNTIME, outBuf);
+    Request req = new Request(inBuf);
+    Reply rep = new Reply(outBuf);
+    try {
+      while (true) {
+        long n = Device.LIBC.read(wfd, inMem, Fuse.BUFFER);
+        if (n < 0) {
+          int e = Device.errno();
+          if (e == Posix.EINTR || e == Posix.EAGAIN || e == Posix.ENOENT) {
+            continue; // ENOENT: the request was interrupted before we read it
+          }
+          if (e != Posix.ENODEV) {
+            log.accept("reading /dev/fuse: " + Posix.strerror(e));
+          }
+          return; // ENODEV: unmounted
+        }
+        int len = dispatcher.serve(req, (int) n, rep, inMem, outMem);
+        if (len > 0 && Device.LIBC.write(wfd, outMem, len) < 0) {
+          int e = Device.errno();
+          if (e == Posix.ENOENT) {
+            dispatcher.replyLost(); // interrupted meanwhile: the kernel took no reply
+          } else if (e == Posix.ENODEV) {
+            return;
+          } else {
+            log.accept("replying to " + Fuse.name(req.opcode) + ": " + Posix.strerror(e));
+          }
+        }
+        if (req.opcode == Fuse.INIT && len > 0 && workers.size() == 1) {
+          afterInit(dispatcher.passthrough(), req.buf.getInt(Fuse.IN_HEADER + 4));
+        }
+      }
+    } catch (Throwable t) {
+      failure = t;
+      log.accept("FUSE worker failed: " + t);
+    } finally {
+      workerEnded();
+    }
+  }
+
+  private void workerEnded() {
+    boolean last;
+    synchronized (this) {
+      last = --running == 0;
+    }
+    if (last) {
+      notifier.interrupt();
+      synchronized (this) {
+        for (int c : clones) {
+          Device.LIBC.close(c);
+        }
+        clones.clear();
+      }
+      Device.LIBC.close(fd);
+      ended.countDown();
+    }
+  }
+
+  private void notifyLoop() {
+    ByteBuffer buf = ByteBuffer.allocateDirect(64);
+    Pointer mem = Pointer.wrap(Device.RUNTIME, buf);
+    Reply out = new Reply(buf);
+    try {
+      while (true) {
+        long nodeid = invalidations.take();
+        out.start().u64(nodeid).u64(-1).u64(0); // offset -1: attributes only, pages stay
+        int len = out.finishNotify(Fuse.NOTIFY_INVAL_INODE);
+        if (Device.LIBC.write(fd, mem, len) < 0) {
+          int e = Device.errno();
+          if (e == Posix.ENODEV || e == Posix.EBADF) {
+            return;
+          } // ENOENT: the kernel no longer has the inode; nothing to drop
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  /** Blocks until the kernel ends the session (the mount is gone). */
+  public void awaitEnd() throws InterruptedException {
+    ended.await();
+  }
+
+  /** Waits up to {@code millis} for the end; whether it came. */
+  public boolean awaitEnd(long millis) throws InterruptedException {
+    return ended.await(millis, java.util.concurrent.TimeUnit.MILLISECONDS);
+  }
+
+  public boolean ended() {
+    return ended.getCount() == 0;
+  }
+
+  public Throwable failure() {
+    return failure;
+  }
+
+  /** Whether the kernel agreed to pass open files through to their real files. */
+  public boolean passthrough() {
+    return passthroughNegotiated;
+  }
+
+  /** Requests served by opcode, opens passed through and served, nodes known. */
+  public Map<String, Long> stats() {
+    return dispatcher.stats();
+  }
+
+  /** What the dispatcher needs of the device. */
+  private final class Bridge implements Dispatcher.Session {
+    @Override
+    public int backingOpen(int backing) {
+      return Device.backingOpen(fd, backing);
+    }
+
+    @Override
+    public void backingClose(int id) {
+      Device.backingClose(fd, id);
+    }
+
+    @Override
+    public void invalidateAttr(long nodeid) {
+      invalidations.add(nodeid);
+    }
+
+    @Override
+    public void initialized(boolean passthrough, int minor) {
+      passthroughNegotiated = passthrough;
+    }
+  }
+}
