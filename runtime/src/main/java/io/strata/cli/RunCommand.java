@@ -61,6 +61,11 @@ public final class RunCommand implements Callable<Integer> {
   @Option(names = "--read-only", description = "Mount the container's root read-only.")
   boolean readOnly;
 
+  @Option(names = "--transport", paramLabel = "T",
+      description = "How the root is served: kernel (strata's own /dev/fuse transport, the"
+          + " default as root) or jnr (jnr-fuse over libfuse2).")
+  String transport;
+
   @Option(names = "--init", description = "Run a tiny init as PID 1 that reaps and forwards signals.")
   boolean init;
 
@@ -118,6 +123,11 @@ public final class RunCommand implements Callable<Integer> {
     }
     Limits limits = new Limits(mem, swap, quota, 100_000, pids == null ? -1 : pids);
     limits.check();
+    if (transport != null) {
+      // the mount below takes the process's preferred transport
+      System.setProperty("strata.transport", io.strata.union.FuseMount.Transport.parse(transport)
+          .name().toLowerCase(java.util.Locale.ROOT));
+    }
     ContainerRunner runner = new ContainerRunner(store.open(), io.strata.layers.cli.Output::note);
     ContainerRunner.UserNamespace ns = null;
     if (userns) {

@@ -8,11 +8,12 @@ import java.util.function.Consumer;
 
 /**
  * fuse-overlayfs's {@code -o} options: lowerdir (top first, ':'-separated), upperdir, workdir,
- * uidmapping, gidmapping, squash_to_root, noxattrs, fsync=0, timeout=, plus the generic mount
+ * uidmapping, gidmapping, squash_to_root, noxattrs, fsync=0, timeout=, and strata's own
+ * transport=kernel|jnr and passthrough=0|1, plus the generic mount
  * flags that containers/storage passes along. Values are checked before anything is mounted.
  */
 public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView.Options view,
-    Double timeout) {
+    Double timeout, FuseMount.Transport transport, Boolean passthrough) {
 
   /** Generic flags accepted and left to the kernel's defaults or to FUSE's own handling. */
   private static final List<String> IGNORED = List.of("rw", "ro", "dev", "nodev", "suid",
@@ -35,6 +36,8 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
     IdMap uids = IdMap.IDENTITY;
     IdMap gids = IdMap.IDENTITY;
     Double timeout = null;
+    FuseMount.Transport transport = null;
+    Boolean passthrough = null;
     for (String opt : splitOptions(String.join(",", optionStrings))) {
       int eq = opt.indexOf('=');
       String key = eq < 0 ? opt : opt.substring(0, eq);
@@ -65,6 +68,12 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
           break;
         case "fsync":
           fsync = !"0".equals(require(key, value));
+          break;
+        case "transport":
+          transport = FuseMount.Transport.parse(require(key, value));
+          break;
+        case "passthrough":
+          passthrough = !"0".equals(require(key, value));
           break;
         case "timeout":
           try {
@@ -108,7 +117,8 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
     }
     UnionView.Options view = new UnionView.Options(form, metacopy, xattrs, fsync, uids, gids,
         squash, d.cacheEntries());
-    return new OverlayOptions(List.copyOf(lowers), upper, work, view, timeout);
+    return new OverlayOptions(List.copyOf(lowers), upper, work, view, timeout, transport,
+        passthrough);
   }
 
   private static String require(String key, String value) {

@@ -1264,7 +1264,10 @@ public final class UnionView implements AutoCloseable {
             RawFs.mknod(tmp.dirfd(), tmp.rel(), a.type() | 0600, (int) ((a.rdev() >>> 8) & 0xfff),
                 (int) ((a.rdev() & 0xff) | ((a.rdev() >>> 12) & 0xfff00)));
         }
-        copyMetadata(src, tmp, a, compose(n.lower().layer(), a.ino()));
+        // A lower file with other names keeps its number only while below: the copy breaks the
+        // link, and kernel overlayfs (without index) then reports the upper file's own number.
+        boolean breaksLink = a.type() != Posix.S_IFDIR && a.nlink() > 1;
+        copyMetadata(src, tmp, a, breaksLink ? -1 : compose(n.lower().layer(), a.ino()));
         if (meta) {
           RawFs.lsetxattr(tmp.dirfd(), tmp.rel(), metacopyXattr, new byte[0]);
         }

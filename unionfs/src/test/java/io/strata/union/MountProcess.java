@@ -22,8 +22,9 @@ public final class MountProcess {
 
   static Process start(Path lower, Path upper, Path work, Path mp) throws Exception {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    return new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"),
-        MountProcess.class.getName(), lower.toString(), upper.toString(), work.toString(),
+    return new ProcessBuilder(java, "-Dstrata.transport="
+        + FuseMount.Settings.defaults("probe").transport().name().toLowerCase(),
+        "-cp", System.getProperty("java.class.path"), MountProcess.class.getName(), lower.toString(), upper.toString(), work.toString(),
         mp.toString()).redirectErrorStream(true).start();
   }
 }

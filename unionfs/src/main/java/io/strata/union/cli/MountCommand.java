@@ -53,8 +53,18 @@ public final class MountCommand implements Callable<Integer> {
   WhiteoutForm whiteout;
 
   @Option(names = "--timeout", paramLabel = "SECONDS",
-      description = "Kernel entry and attribute cache timeout (default: names 60, attributes 1).")
+      description = "Kernel entry and attribute cache timeout (default: a day with strata's own"
+          + " transport; names 60 s, attributes 0 with jnr).")
   Double timeout;
+
+  @Option(names = "--transport", paramLabel = "T",
+      description = "kernel: strata's own /dev/fuse transport (default as root; cached,"
+          + " passthrough); jnr: jnr-fuse over libfuse2, the portable path.")
+  String transport;
+
+  @Option(names = "--no-passthrough",
+      description = "Serve reads and writes in strata instead of passing open files through.")
+  boolean noPassthrough;
 
   /** The pin that keeps a mount's layers from gc, named after the mountpoint. */
   static String pinOf(Path mountpoint) {
@@ -75,6 +85,9 @@ public final class MountCommand implements Callable<Integer> {
     }
     if (timeout != null && timeout < 0) {
       throw new IllegalArgumentException("--timeout must not be negative");
+    }
+    if (transport != null) {
+      FuseMount.Transport.parse(transport); // a bad name is a usage error before anything runs
     }
     LayerStore s = store.open();
     ImageRecord r = s.resolve(image);
@@ -126,6 +139,12 @@ public final class MountCommand implements Callable<Integer> {
       if (timeout != null) {
         args.addAll(List.of("--timeout", String.valueOf(timeout)));
       }
+      if (transport != null) {
+        args.addAll(List.of("--transport", transport));
+      }
+      if (noPassthrough) {
+        args.add("--no-passthrough");
+      }
       if (readOnly) {
         args.add("--read-only");
       } else {
@@ -151,7 +170,11 @@ public final class MountCommand implements Callable<Integer> {
     MountRecords.write(s.root(), new MountRecords.Entry(mp.toString(), image, r.id().toString(),
         readOnly ? null : upper.toAbsolutePath().normalize().toString()));
     UnionView view = UnionView.open(lowers, readOnly ? null : upper, readOnly ? null : work, o);
-    FuseMount.Settings set = FuseMount.Settings.defaults("strata:" + image);
+    FuseMount.Settings set = FuseMount.Settings.defaults("strata:" + image,
+        transport == null ? FuseMount.Transport.preferred() : FuseMount.Transport.parse(transport));
+    if (noPassthrough) {
+      set = set.withPassthrough(false);
+    }
     if (timeout != null) {
       set = set.withTimeout(timeout);
     }

@@ -21,8 +21,10 @@ import picocli.CommandLine.Parameters;
             + "workdir=W DIR`, or `strata overlay SOURCE DIR -o …` as mount.fuse3 calls it.",
         "lowerdir lists the top layer first. Without upperdir the mount is read-only.",
         "Options: lowerdir, upperdir, workdir, uidmapping=C:H:N[:…], gidmapping=…, squash_to_root,",
-        "noxattrs, fsync=0, timeout=SECONDS (kernel entry/attr caches; default 60/1), whiteout=file|device,",
-        "nometacopy. Returns once the mount answers, unless -f keeps it in the foreground."})
+        "noxattrs, fsync=0, timeout=SECONDS (kernel caches; default: a day with strata's own",
+        "transport, 60/0 with jnr-fuse), whiteout=file|device, nometacopy, transport=kernel|jnr",
+        "(default kernel: strata's own /dev/fuse transport, as root), passthrough=0|1 (default 1).",
+        "Returns once the mount answers, unless -f keeps it in the foreground."})
 public final class OverlayCommand implements Callable<Integer> {
   @Option(names = "-o", paramLabel = "OPTIONS", required = true,
       description = "Comma-separated mount options (may be repeated).")
@@ -63,7 +65,11 @@ public final class OverlayCommand implements Callable<Integer> {
       return 0;
     }
     UnionView view = UnionView.open(o.lowers(), o.upper(), o.work(), o.view());
-    FuseMount.Settings s = FuseMount.Settings.defaults("strata-overlay");
+    FuseMount.Settings s = FuseMount.Settings.defaults("strata-overlay",
+        o.transport() != null ? o.transport() : FuseMount.Transport.preferred());
+    if (o.passthrough() != null) {
+      s = s.withPassthrough(o.passthrough());
+    }
     if (o.timeout() != null) {
       s = s.withTimeout(o.timeout());
     }

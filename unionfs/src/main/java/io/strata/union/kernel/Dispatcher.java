@@ -136,8 +136,8 @@ final class Dispatcher {
     if (watch && Boolean.TRUE.equals(inFlight.remove(in.unique))) {
       errno = Posix.EINTR; // interrupted before its answer: what it found is not reported
     }
-    if (errno < 0) {
-      return 0; // FORGET and INTERRUPT: no reply
+    if (errno < 0 || op == Fuse.FORGET || op == Fuse.BATCH_FORGET || op == Fuse.INTERRUPT) {
+      return 0; // never answered, not even when malformed
     }
     if (errno != 0) {
       replyLost();
@@ -276,10 +276,14 @@ final class Dispatcher {
         in.u32();
         long fh = in.u64();
         Attr a;
+        NodeTable.Node n = node(id);
+        String p = nodes.path(n);
         if ((flags & Fuse.GETATTR_FH) != 0) {
-          a = view.fgetattr(nodes.path(node(id)), fh);
+          a = view.fgetattr(p, fh);
+        } else if (p == null) {
+          a = view.fgetattr(null, openHandle(n)); // fstat of an open file with no name left
         } else {
-          a = view.getattr(path(id));
+          a = view.getattr(p);
         }
         out.attrOut(a, timeouts.attr());
         return 0;
@@ -536,6 +540,16 @@ final class Dispatcher {
     }
   }
 
+  /** A handle of an open file of {@code n}, for a node whose names are all gone. */
+  private long openHandle(NodeTable.Node n) throws FsException {
+    for (var e : opens.entrySet()) {
+      if (e.getValue().node() == n) {
+        return e.getKey();
+      }
+    }
+    throw new FsException(Posix.ENOENT, "node " + n.id + " has no name left and is not open");
+  }
+
   private static void sized(Reply out, byte[] v, int size) throws FsException {
     if (size == 0) {
       out.u32(v.length).u32(0);
@@ -632,29 +646,35 @@ final class Dispatcher {
   }
 
   /**
-   * The open reply: with passthrough, the real file is registered as the node's backing file
-   * (one per node, shared by its opens: the kernel refuses two), and the kernel reads and
-   * writes it without asking. An open of a node whose backing is another file (it was copied
-   * up while open) is served uncached; without passthrough, opens are served with the page
-   * cache kept (every write goes through this mount).
+   * The open reply. With passthrough, the real file is registered as the node's backing file
+   * (one per node, shared by its opens: the kernel takes no second one, and wants every open
+   * of a node that has one passed through), and the kernel reads and writes it without asking.
+   * A node copied up while open for reading keeps the backing of its lower file: its new opens
+   * are passed through for mmap only (FOPEN_DIRECT_IO), reads and writes come here and go to
+   * the upper file. A file whose filesystem the kernel refuses as a backing is served with the
+   * page cache kept, as every open is without passthrough (every write goes through here).
    */
   private void openReply(Reply out, NodeTable.Node n, long fh) throws FsException {
-    Backing b = passthrough ? backing(n, fh) : null;
+    Passed p = passthrough && !n.noBacking ? backing(n, fh) : null;
+    Backing b = p == null ? null : p.backing();
     int flags;
     int backingId = 0;
     if (b != null) {
-      flags = Fuse.FOPEN_PASSTHROUGH;
+      flags = Fuse.FOPEN_PASSTHROUGH | (p.own() ? 0 : Fuse.FOPEN_DIRECT_IO);
       backingId = b.id;
       passthroughOpens.incrementAndGet();
     } else {
-      flags = passthrough ? Fuse.FOPEN_DIRECT_IO : Fuse.FOPEN_KEEP_CACHE;
+      flags = Fuse.FOPEN_KEEP_CACHE;
       servedOpens.incrementAndGet();
     }
     opens.put(fh, new Open(n, b));
     out.u64(fh).u32(flags).u32(backingId);
   }
 
-  private Backing backing(NodeTable.Node n, long fh) throws FsException {
+  /** A backing given to an open, and whether it is that open's own file. */
+  private record Passed(Backing backing, boolean own) {}
+
+  private Passed backing(NodeTable.Node n, long fh) throws FsException {
     int fd = view.descriptor(fh);
     io.strata.layers.RawFs.Statx st;
     try {
@@ -668,25 +688,23 @@ final class Dispatcher {
     synchronized (n) {
       Backing b = backings.get(n.id);
       if (b != null) {
-        if (b.dev != st.dev() || b.ino != st.ino()) {
-          return null; // copied up while open: the kernel holds the other file for this inode
-        }
         b.users++;
-        return b;
+        return new Passed(b, b.dev == st.dev() && b.ino == st.ino());
       }
       int id = session.backingOpen(fd);
       if (id <= 0) {
+        n.noBacking = true;
         if (!passthroughFailureLogged) {
           passthroughFailureLogged = true;
           log.accept("passthrough refused for a file (" + Posix.strerror(-id)
-              + "); such opens are served by strata instead");
+              + "); opens of such files are served by strata instead");
         }
         return null;
       }
       b = new Backing(id, st.dev(), st.ino());
       b.users = 1;
       backings.put(n.id, b);
-      return b;
+      return new Passed(b, true);
     }
   }
 

@@ -32,6 +32,8 @@ final class NodeTable {
     /** The names this node is known by; the first is the one its path is built from. */
     final List<Name> names = new ArrayList<>(1);
     long lookups;
+    /** Whether the kernel refused this node's file as a passthrough backing. */
+    volatile boolean noBacking;
     /** Whether the node is known to have no extended attributes (null: not known yet). */
     volatile Boolean noXattrs;
 
