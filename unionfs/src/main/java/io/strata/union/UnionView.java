@@ -1,7 +1,5 @@
 package io.strata.union;
 
-import com.github.benmanes.caffeine.cache.Cache;
-import com.github.benmanes.caffeine.cache.Caffeine;
 import io.strata.layers.Posix;
 import io.strata.layers.RawFs;
 import io.strata.layers.Trees;
@@ -12,30 +10,33 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import jnr.ffi.Pointer;
 
 /**
  * The union of read-only lower layers and one writable upper layer, as plain Java: every
- * operation a FUSE adapter needs, by path, with errors as {@link FsException}s.
- *
- * <p>Lookup: one place, {@link #resolve}, walks a path: the upper layer is consulted live (it
- * changes only through this view), the lower layers through {@link LowerTree}'s cache of merged
- * directories (they never change while mounted). An upper whiteout hides a name; an opaque
- * upper directory hides everything below it.
+ * operation a FUSE transport needs, by path relative to the view's root, with errors as
+ * {@link FsException}s. Its parts, each in a class of its own:
+ * <ul>
+ *   <li>{@link Lookup}: the one place that resolves a name against its parent directory (upper
+ *       live, lowers through {@link LowerTree}), with the cache of directory steps;
+ *   <li>{@link Markers}: whiteouts and opaque markers, in both forms;
+ *   <li>{@link DirectoryMerge} and {@link LowerTree}: merged directory listings;
+ *   <li>{@link CopyUp}: staged, atomic copy-up (and metadata-only copy-up);
+ *   <li>{@link OpenFiles}: open files by handle, read and written without a lock.
+ * </ul>
+ * This class holds the operations themselves and the lock.
  *
  * <p>Identity: every node has an inode number the view owns: (layer index << 48) | st_ino of
  * the real file it came from, the upper layer being index 0. A copy-up records the lower
  * number in the upper file ({@code *.strata.origin}), so numbers survive copy-up and hard links
- * in a layer share one.
+ * in a layer share one (until a copy-up breaks the link, as on kernel overlayfs).
  *
  * <p>Locking: {@code namespace} is held for writing by every operation that changes the upper
  * layer (copy-up included) and for reading by every lookup, so a lookup never sees a half-done
  * change. Reads and writes on open files take no lock: they go straight to the file
  * descriptor. No lock is held across a call into the FUSE kernel module: the view never calls
- * it. This class is long on purpose: it is the hot path, kept in one place.
+ * it.
  */
 public final class UnionView implements AutoCloseable {
   /** Mount-time choices; see {@link OverlayOptions} for how the command line sets them. */
@@ -54,23 +55,6 @@ public final class UnionView implements AutoCloseable {
   /** Filesystem statistics for statfs. */
   public record FsStats(long blockSize, long blocks, long blocksFree, long blocksAvailable,
       long files, long filesFree, long nameMax) {}
-
-  /** What a path resolves to: its upper file (if any) and its topmost lower entry (if any). */
-  private record Node(String path, Loc upper, Attr upperAttr, LowerTree.Entry lower,
-      boolean lowerDirVisible) {
-    boolean isDir() {
-      return upperAttr != null ? upperAttr.isDirectory() : lower.isDir();
-    }
-
-    Loc real() {
-      return upper != null ? upper : lower.path();
-    }
-
-    /** The path of this node's merged lower directory, or null if no lower directory shows. */
-    String lowerDirPath() {
-      return lowerDirVisible ? path : null;
-    }
-  }
 
   private static final String ORIGIN_TRUSTED = "trusted.strata.origin";
   private static final String ORIGIN_USER = "user.strata.origin";
@@ -91,38 +75,10 @@ public final class UnionView implements AutoCloseable {
   private final String originXattr;
   private final String metacopyXattr;
   private final ReentrantReadWriteLock namespace = new ReentrantReadWriteLock();
-  private final Cache<String, Boolean> upperOpaque;
-  /**
-   * Directory steps by path, so that a lookup resolves only its last name. A step changes only
-   * when its directory is copied up, removed or moved: copy-up replaces it, rmdir and rename
-   * drop them all. Filled under the read lock, changed under the write lock.
-   */
-  private final Cache<String, Step> steps;
-  /** Descriptors of dropped steps, closed under the write lock, when no lookup can hold them. */
-  private final java.util.concurrent.ConcurrentLinkedQueue<Integer> unusedFds =
-      new java.util.concurrent.ConcurrentLinkedQueue<>();
-  /** At most this many directory steps, each an open descriptor: a quarter of what we may open. */
-  private static final int MAX_OPEN_STEPS = (int) Math.min(8192, openFileLimit() / 4);
-
-  /** The soft RLIMIT_NOFILE, from /proc (Java has no call for it); 1024 if unknown. */
-  private static long openFileLimit() {
-    try {
-      for (String line : Files.readAllLines(Path.of("/proc/self/limits"))) {
-        if (line.startsWith("Max open files")) {
-          String soft = line.substring("Max open files".length()).trim().split("\\s+")[0];
-          return soft.equals("unlimited") ? Long.MAX_VALUE : Long.parseLong(soft);
-        }
-      }
-    } catch (IOException | RuntimeException e) {
-      // fall through
-    }
-    return 1024;
-  }
-  private final ConcurrentHashMap<Long, OpenFile> open = new ConcurrentHashMap<>();
-  private final AtomicLong handles = new AtomicLong(1);
-  private final AtomicLong tmpNames = new AtomicLong();
-  /** Told the inode number of every node copied up (for a transport's cache invalidation). */
-  private volatile java.util.function.LongConsumer copyUpListener = ino -> { };
+  private final Lookup lookup;
+  private final DirectoryMerge merge;
+  private final OpenFiles files = new OpenFiles();
+  private final CopyUp copier;
 
   /**
    * Whom to tell, after each copy-up, the inode number of the node copied up: its data and
@@ -130,24 +86,7 @@ public final class UnionView implements AutoCloseable {
    * the namespace lock: the listener must only queue.
    */
   public void onCopyUp(java.util.function.LongConsumer listener) {
-    this.copyUpListener = listener;
-  }
-
-  /**
-   * An open file: a descriptor on the real file and, once its last name is gone, the
-   * attributes it had (taken at unlink time, so opening costs no stat).
-   */
-  static final class OpenFile {
-    final int fd;
-    final String path;
-    final boolean writable;
-    volatile Attr unlinked;
-
-    OpenFile(int fd, String path, boolean writable) {
-      this.fd = fd;
-      this.path = path;
-      this.writable = writable;
-    }
+    copier.onCopyUp(listener);
   }
 
   private UnionView(List<Path> lowers, Path upper, Path work, Options opts) throws IOException {
@@ -171,14 +110,9 @@ public final class UnionView implements AutoCloseable {
     boolean root = Posix.isRoot();
     this.originXattr = root ? ORIGIN_TRUSTED : ORIGIN_USER;
     this.metacopyXattr = root ? METACOPY : METACOPY_USER;
-    this.upperOpaque = Caffeine.newBuilder().maximumSize(100_000).recordStats().build();
-    this.steps = Caffeine.newBuilder().maximumSize(MAX_OPEN_STEPS).recordStats()
-        .executor(Runnable::run)
-        .<String, Step>removalListener((k, v, cause) -> {
-          if (v != null && v.owned()) {
-            unusedFds.add(v.upper().dirfd()); // closed when no operation can be using it
-          }
-        }).build();
+    this.copier = new CopyUp(this, stagingRoot, staging, opts, originXattr, metacopyXattr);
+    this.lookup = new Lookup(lowerRoots, upperRoot, lowerTree, originXattr);
+    this.merge = new DirectoryMerge(lookup, lowerTree);
   }
 
   /**
@@ -248,12 +182,9 @@ public final class UnionView implements AutoCloseable {
   /** Hit rates and sizes of the view's caches, for logs and benchmarks. */
   public String cacheReport() {
     var s = lowerTree.stats();
-    var o = upperOpaque.stats();
-    var d = steps.stats();
-    return String.format("lower directories: %d cached, hit rate %.1f%% (%d hits, %d misses);"
-        + " upper opacity: hit rate %.1f%%; directory steps: %d cached, hit rate %.1f%%",
+    return String.format("lower directories: %d cached, hit rate %.1f%% (%d hits, %d misses); %s",
         lowerTree.cachedDirectories(), 100 * s.hitRate(), s.hitCount(), s.missCount(),
-        100 * o.hitRate(), steps.estimatedSize(), 100 * d.hitRate());
+        lookup.report());
   }
 
   // ---------------------------------------------------------------- lookup
@@ -283,124 +214,11 @@ public final class UnionView implements AutoCloseable {
   }
 
   private Node resolve(String path) throws FsException {
-    return resolveRel(rel(path));
+    return lookup.resolveRel(rel(path));
   }
 
-  /**
-   * Where a directory's children are looked up: its upper directory (null if the upper has
-   * none there) and its merged lower directory's path (null if no lower directory shows). The
-   * upper directory is held open ({@code owned}: the cache closes it), so that looking up a
-   * child costs one short *at call whatever the depth.
-   */
-  private record Step(Loc upper, String lower, boolean owned) {}
-
-  /**
-   * Resolves a relative path: its parent's {@link Step} comes from the cache of directory
-   * steps (or is resolved and cached, ancestors first), and only the last name is looked up,
-   * so a lookup costs the same at any depth. ENOENT or ENOTDIR when it does not resolve.
-   */
-  private Node resolveRel(String rel) throws FsException {
-    try {
-      if (rel.isEmpty()) {
-        LowerTree.Entry rootEntry = lowers.isEmpty() ? null
-            : new LowerTree.Entry("", 1, lowerRoots.get(0), true, lowerRoots,
-                Stat.lstat(lowerRoots.get(0)));
-        return new Node("", upperRoot, upperRoot == null ? null : Stat.lstat(upperRoot),
-            rootEntry, !lowers.isEmpty());
-      }
-      int slash = rel.lastIndexOf('/');
-      Step parent = step(slash < 0 ? "" : rel.substring(0, slash));
-      return lookup(parent, rel, rel.substring(slash + 1));
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } catch (UncheckedIOException e) {
-      throw FsException.from(e.getCause());
-    }
-  }
-
-  /** The step of the directory {@code dir}: cached, or resolved from its nearest cached ancestor. */
-  private Step step(String dir) throws FsException, IOException {
-    java.util.ArrayDeque<String> missing = new java.util.ArrayDeque<>();
-    Step s = null;
-    String d = dir;
-    while (!d.isEmpty() && (s = steps.getIfPresent(d)) == null) {
-      missing.push(d);
-      d = parentOf(d);
-    }
-    if (s == null) {
-      s = new Step(upperRoot, lowers.isEmpty() ? null : "", false);
-    }
-    while (!missing.isEmpty()) {
-      String sub = missing.pop();
-      Node n = lookup(s, sub, name(sub));
-      if (!n.isDir()) {
-        throw FsException.of(Posix.ENOTDIR, "/" + sub);
-      }
-      Loc up = null;
-      boolean owned = false;
-      if (n.upperAttr() != null && n.upperAttr().isDirectory()) {
-        try {
-          up = new Loc(RawFs.open(n.upper().dirfd(), n.upper().rel(),
-              RawFs.O_PATH | RawFs.O_DIRECTORY | RawFs.O_NOFOLLOW, 0), "");
-          owned = true;
-        } catch (Posix.PosixException outOfDescriptors) {
-          // EMFILE and the like: the path from the upper's root, which stays open, still works
-          up = new Loc(upperRoot.dirfd(), sub);
-        }
-      }
-      s = new Step(up, n.lowerDirVisible() ? sub : null, owned);
-      steps.put(sub, s);
-    }
-    return s;
-  }
-
-  /** Looks {@code name} up in the directory {@code at}; {@code sub} is the path it makes. */
-  private Node lookup(Step at, String sub, String name) throws FsException, IOException {
-    if (name.isEmpty() || name.equals(".") || name.equals("..")) {
-      throw new FsException(Posix.EINVAL, "bad name in /" + sub);
-    }
-    if (Markers.isWhiteoutName(name)) {
-      throw FsException.of(Posix.ENOENT, "/" + sub); // overlay markers are never visible
-    }
-    LowerTree.Entry le = null;
-    if (at.lower() != null) {
-      LowerTree.Dir d = lowerTree.dir(at.lower());
-      le = d == null ? null : d.entries().get(name);
-    }
-    Loc u = null;
-    Attr ua = null;
-    if (at.upper() != null) {
-      Loc cand = at.upper().child(name);
-      ua = Stat.lstat(cand);
-      if (Markers.isWhiteoutDevice(ua)) {
-        throw FsException.of(Posix.ENOENT, "/" + sub);
-      }
-      if (ua != null) {
-        u = cand;
-      } else if (le != null && Markers.hasWhiteoutFile(at.upper(), name)) {
-        throw FsException.of(Posix.ENOENT, "/" + sub);
-      }
-    }
-    if (u == null && le == null) {
-      throw FsException.of(Posix.ENOENT, "/" + sub);
-    }
-    boolean upperIsDir = ua != null && ua.isDirectory();
-    // The lower entry is kept even when the upper hides it: removing or renaming the name
-    // must then leave a whiteout. It shows through only below an upper directory that is
-    // not opaque (an upper non-directory hides everything below it).
-    boolean lowerShows = le != null
-        && (ua == null || (upperIsDir && le.isDir() && !isUpperOpaque(sub, u)));
-    return new Node(sub, u, ua, le, lowerShows && le.isDir());
-  }
-
-  private boolean isUpperOpaque(String rel, Loc dir) throws IOException {
-    Boolean cached = upperOpaque.getIfPresent(rel);
-    if (cached != null) {
-      return cached;
-    }
-    boolean o = Markers.isOpaque(dir);
-    upperOpaque.put(rel, o);
-    return o;
+  Node resolveRel(String rel) throws FsException {
+    return lookup.resolveRel(rel);
   }
 
   // ---------------------------------------------------------------- reading
@@ -416,7 +234,7 @@ public final class UnionView implements AutoCloseable {
 
   /** Attributes of an open file: by path while it has one, else from its descriptor. */
   public Attr fgetattr(String path, long fh) throws FsException {
-    OpenFile f = open.get(fh);
+    OpenFiles.OpenFile f = files.peek(fh);
     Attr gone = f == null ? null : f.unlinked;
     if (gone != null) {
       long end = Io.LIBC.lseek(f.fd, 0, 2 /* SEEK_END */);
@@ -476,11 +294,8 @@ public final class UnionView implements AutoCloseable {
         a.mtimeNanos(), a.ctimeNanos(), a.lowerLink());
   }
 
-  /** An upper file's number: its origin's if it was copied up, else its own. */
   private long upperIno(Loc p, Attr a) throws IOException {
-    byte[] origin = RawFs.lgetxattr(p.dirfd(), p.rel(), originXattr);
-    return origin != null && origin.length == 8
-        ? java.nio.ByteBuffer.wrap(origin).getLong() : compose(0, a.ino());
+    return lookup.upperIno(p, a);
   }
 
   static long compose(int layer, long ino) {
@@ -506,47 +321,7 @@ public final class UnionView implements AutoCloseable {
   }
 
   private List<DirEntry> list(Node n) throws FsException {
-    Map<String, DirEntry> out = new java.util.LinkedHashMap<>();
-    java.util.Set<String> hidden = new java.util.HashSet<>();
-    try {
-      if (n.upper() != null) {
-        {
-          for (RawFs.DirEntry de : RawFs.list(n.upper().dirfd(), n.upper().rel())) {
-            String name = de.name();
-            Loc c = n.upper().child(name);
-            if (Markers.isWhiteoutName(name)) {
-              hidden.add(name.substring(Markers.WH_PREFIX.length()));
-              continue;
-            }
-            Attr a = Stat.lstat(c);
-            if (a == null) {
-              continue;
-            }
-            if (Markers.isWhiteoutDevice(a)) {
-              hidden.add(name);
-              continue;
-            }
-            out.put(name, new DirEntry(name, upperIno(c, a), a.type()));
-          }
-        }
-      }
-      String lowerPath = n.lowerDirPath();
-      if (lowerPath != null) {
-        LowerTree.Dir d = lowerTree.dir(lowerPath);
-        if (d != null) {
-          for (LowerTree.Entry e : d.entries().values()) {
-            if (!out.containsKey(e.name()) && !hidden.contains(e.name())) {
-              out.put(e.name(), new DirEntry(e.name(), compose(e.layer(), e.ino()), e.type()));
-            }
-          }
-        }
-      }
-    } catch (IOException e) {
-      throw FsException.from(e);
-    } catch (UncheckedIOException e) {
-      throw FsException.from(e.getCause());
-    }
-    return new ArrayList<>(out.values());
+    return merge.list(n);
   }
 
   /**
@@ -633,99 +408,42 @@ public final class UnionView implements AutoCloseable {
   }
 
   private long register(int fd, String rel, boolean writable) {
-    long fh = handles.getAndIncrement();
-    open.put(fh, new OpenFile(fd, rel, writable));
-    return fh;
+    return files.register(fd, rel, writable);
   }
 
   public int read(long fh, Pointer buf, long size, long offset) throws FsException {
-    OpenFile f = handle(fh);
-    long total = 0;
-    while (total < size) {
-      long n = Io.LIBC.pread(f.fd, buf.slice(total), size - total, offset + total);
-      if (n < 0) {
-        throw FsException.of(Io.errno(), "read /" + f.path);
-      }
-      if (n == 0) {
-        break;
-      }
-      total += n;
-    }
-    return (int) total;
+    return files.read(fh, buf, size, offset);
   }
 
   public int write(long fh, Pointer buf, long size, long offset) throws FsException {
-    OpenFile f = handle(fh);
-    if (!f.writable) {
-      throw FsException.of(Posix.EBADF, "write /" + f.path);
-    }
-    long total = 0;
-    while (total < size) {
-      long n = Io.LIBC.pwrite(f.fd, buf.slice(total), size - total, offset + total);
-      if (n < 0) {
-        throw FsException.of(Io.errno(), "write /" + f.path);
-      }
-      total += n;
-    }
-    return (int) total;
+    return files.write(fh, buf, size, offset);
   }
 
   public void fsync(long fh, boolean dataOnly) throws FsException {
-    OpenFile f = handle(fh);
-    if (!opts.fsync()) {
-      return;
-    }
-    Io.check(dataOnly ? Io.LIBC.fdatasync(f.fd) : Io.LIBC.fsync(f.fd), "fsync /" + f.path);
+    files.fsync(fh, dataOnly, opts.fsync());
   }
 
   public void release(long fh) {
-    OpenFile f = open.remove(fh);
-    if (f != null) {
-      Io.close(f.fd);
-    }
+    files.release(fh);
   }
 
   public void ftruncate(long fh, long size) throws FsException {
-    OpenFile f = handle(fh);
-    if (!f.writable) {
-      throw FsException.of(Posix.EBADF, "truncate /" + f.path);
-    }
-    Io.check(Io.LIBC.ftruncate(f.fd, size), "ftruncate /" + f.path);
+    files.ftruncate(fh, size);
   }
 
   public void fallocate(long fh, int mode, long offset, long length) throws FsException {
-    OpenFile f = handle(fh);
-    if (!f.writable) {
-      throw FsException.of(Posix.EBADF, "fallocate /" + f.path);
-    }
-    Io.check(Io.LIBC.fallocate(f.fd, mode, offset, length), "fallocate /" + f.path);
+    files.fallocate(fh, mode, offset, length);
   }
 
   /** lseek(2) on an open file: SEEK_DATA and SEEK_HOLE see the real file's holes. */
   public long lseek(long fh, long offset, int whence) throws FsException {
-    OpenFile f = handle(fh);
-    long r = Io.LIBC.lseek(f.fd, offset, whence);
-    if (r < 0) {
-      throw FsException.of(Io.errno(), "lseek /" + f.path);
-    }
-    return r;
+    return files.lseek(fh, offset, whence);
   }
 
   /** copy_file_range(2) between two open files of the view; returns the bytes copied. */
   public long copyFileRange(long fhIn, long offIn, long fhOut, long offOut, long len)
       throws FsException {
-    OpenFile in = handle(fhIn);
-    OpenFile out = handle(fhOut);
-    if (!out.writable) {
-      throw FsException.of(Posix.EBADF, "copy_file_range to /" + out.path);
-    }
-    var oi = new jnr.ffi.byref.LongLongByReference(offIn);
-    var oo = new jnr.ffi.byref.LongLongByReference(offOut);
-    long n = Io.LIBC.copy_file_range(in.fd, oi, out.fd, oo, len, 0);
-    if (n < 0) {
-      throw FsException.of(Io.errno(), "copy_file_range /" + in.path);
-    }
-    return n;
+    return files.copyFileRange(fhIn, offIn, fhOut, offOut, len);
   }
 
   /**
@@ -733,15 +451,7 @@ public final class UnionView implements AutoCloseable {
    * kernel (FUSE passthrough). It stays the view's: valid until {@link #release}.
    */
   public int descriptor(long fh) throws FsException {
-    return handle(fh).fd;
-  }
-
-  private OpenFile handle(long fh) throws FsException {
-    OpenFile f = open.get(fh);
-    if (f == null) {
-      throw new FsException(Posix.EBADF, "no open file " + fh);
-    }
-    return f;
+    return files.get(fh).fd;
   }
 
   public byte[] getxattr(String path, String name) throws FsException {
@@ -845,9 +555,9 @@ public final class UnionView implements AutoCloseable {
       if (created.hadWhiteout()) {
         // Something of that name was deleted from a lower layer: keep it hidden.
         Markers.markOpaque(target, opts.whiteoutForm());
-        upperOpaque.put(rel, true);
+        lookup.opaque(rel, true);
       } else {
-        upperOpaque.put(rel, false);
+        lookup.opaque(rel, false);
       }
     });
   }
@@ -878,7 +588,7 @@ public final class UnionView implements AutoCloseable {
       if (n.isDir()) {
         throw FsException.of(Posix.EISDIR, path);
       }
-      List<OpenFile> orphaned = lastNameOpen(n);
+      List<OpenFiles.OpenFile> orphaned = lastNameOpen(n);
       Attr before = orphaned.isEmpty() ? null : attrOf(n);
       removeNode(n);
       orphaned.forEach(f -> f.unlinked = before);
@@ -987,8 +697,7 @@ public final class UnionView implements AutoCloseable {
       if (src.isDir() && (dstHadLowerDir || (dst == null && moved.hadWhiteout()))) {
         Markers.markOpaque(target, opts.whiteoutForm());
       }
-      upperOpaque.invalidateAll();
-      steps.invalidateAll(); // the moved directory's and everything below it
+      lookup.forgetDirectories(); // the moved directory's steps and everything below it
     });
   }
 
@@ -1018,8 +727,7 @@ public final class UnionView implements AutoCloseable {
       if (na.isDir() && nb.lower() != null && nb.lower().isDir()) {
         Markers.markOpaque(ub, opts.whiteoutForm());
       }
-      upperOpaque.invalidateAll();
-      steps.invalidateAll();
+      lookup.forgetDirectories();
     });
   }
 
@@ -1197,9 +905,9 @@ public final class UnionView implements AutoCloseable {
     if (n.lower() != null) {
       Markers.writeWhiteout(parent, name(n.path()), opts.whiteoutForm());
     }
-    upperOpaque.invalidate(n.path());
+    lookup.forgetOpacity(n.path());
     if (n.isDir()) {
-      steps.invalidateAll(); // the removed directory's and everything below it
+      lookup.forgetDirectories(); // the removed directory's steps and everything below it
     }
   }
 
@@ -1212,159 +920,39 @@ public final class UnionView implements AutoCloseable {
   }
 
   /** The open files that lose their last name when {@code n} is unlinked. */
-  private List<OpenFile> lastNameOpen(Node n) {
-    List<OpenFile> out = new ArrayList<>();
+  private List<OpenFiles.OpenFile> lastNameOpen(Node n) {
     if (n.upperAttr() != null && n.upperAttr().nlink() > 1) {
-      return out;
+      return List.of();
     }
-    for (OpenFile f : open.values()) {
-      if (f.path.equals(n.path())) {
-        out.add(f);
-      }
-    }
-    return out;
+    return files.named(n.path());
   }
 
   private boolean isMetacopy(Loc p) throws IOException {
-    return RawFs.lgetxattr(p.dirfd(), p.rel(), metacopyXattr) != null;
+    return copier.isMetacopy(p);
   }
 
-  /**
-   * Makes sure {@code n} exists in the upper layer and returns its upper path. Parents are
-   * copied up first. A file is staged in the work directory with data (or, for
-   * {@code withData == false}, only its size, marked metacopy), owner, mode, xattrs, times and
-   * origin, then renamed into place, so a failure leaves nothing half-written in the upper.
-   */
   private Loc copyUp(Node n, boolean withData) throws FsException {
-    try {
-      if (n.upper() != null) {
-        if (withData && !n.upperAttr().isDirectory() && isMetacopy(n.upper())) {
-          return completeMetacopy(n);
-        }
-        return n.upper();
-      }
-      Loc parent = copyUp(resolveRel(parentOf(n.path())), false);
-      Loc src = n.lower().path();
-      Attr a = Stat.lstat(src);
-      Loc tmp = stagingRoot.child("copyup-" + tmpNames.incrementAndGet());
-      try {
-        boolean meta = false;
-        switch (a.type()) {
-          case Posix.S_IFDIR:
-            RawFs.mkdir(tmp.dirfd(), tmp.rel(), 0700);
-            break;
-          case Posix.S_IFLNK:
-            RawFs.symlink(RawFs.readlink(src.dirfd(), src.rel()), tmp.dirfd(), tmp.rel());
-            break;
-          case Posix.S_IFREG:
-            meta = !withData && a.size() > 0;
-            copyFile(src, tmp, a, meta);
-            break;
-          default:
-            RawFs.mknod(tmp.dirfd(), tmp.rel(), a.type() | 0600, (int) ((a.rdev() >>> 8) & 0xfff),
-                (int) ((a.rdev() & 0xff) | ((a.rdev() >>> 12) & 0xfff00)));
-        }
-        // A lower file with other names keeps its number only while below: the copy breaks the
-        // link, and kernel overlayfs (without index) then reports the upper file's own number.
-        boolean breaksLink = a.type() != Posix.S_IFDIR && a.nlink() > 1;
-        copyMetadata(src, tmp, a, breaksLink ? -1 : compose(n.lower().layer(), a.ino()));
-        if (meta) {
-          RawFs.lsetxattr(tmp.dirfd(), tmp.rel(), metacopyXattr, new byte[0]);
-        }
-        Loc target = parent.child(name(n.path()));
-        RawFs.rename(tmp.dirfd(), tmp.rel(), target.dirfd(), target.rel(), 0);
-        if (a.type() == Posix.S_IFDIR) {
-          upperOpaque.put(n.path(), false);
-          steps.invalidate(n.path()); // it has an upper directory now
-        }
-        copyUpListener.accept(compose(n.lower().layer(), a.ino()));
-        return target;
-      } catch (IOException | FsException | RuntimeException e) {
-        Trees.deleteRecursively(staging.resolve(tmp.rel()));
-        throw e;
-      }
-    } catch (IOException e) {
-      throw FsException.from(e);
-    }
+    return copier.copyUp(n, withData);
   }
 
-  /** Replaces a metacopy upper file with a full copy, keeping its (newer) metadata. */
-  private Loc completeMetacopy(Node n) throws IOException, FsException {
-    Loc tmp = stagingRoot.child("copyup-" + tmpNames.incrementAndGet());
-    Loc up = n.upper();
-    try {
-      Attr meta = Stat.lstat(up);
-      copyFile(n.lower().path(), tmp, meta, false);
-      copyMetadata(up, tmp, meta, -1); // private xattrs, metacopy among them, stay behind
-      byte[] origin = RawFs.lgetxattr(up.dirfd(), up.rel(), originXattr);
-      if (origin != null) {
-        RawFs.lsetxattr(tmp.dirfd(), tmp.rel(), originXattr, origin);
-      }
-      RawFs.rename(tmp.dirfd(), tmp.rel(), up.dirfd(), up.rel(), 0);
-      return up;
-    } catch (IOException | FsException | RuntimeException e) {
-      Trees.deleteRecursively(staging.resolve(tmp.rel()));
-      throw e;
-    }
+  /** A directory was copied up: it has an upper directory now, not opaque. */
+  void directoryCopiedUp(String rel) {
+    lookup.directoryCopiedUp(rel);
   }
 
-  private void copyFile(Loc src, Loc tmp, Attr a, boolean sizeOnly) throws FsException {
-    int out = Io.open(tmp, Io.O_WRONLY | Io.O_CREAT | Io.O_EXCL, 0600);
-    try {
-      if (sizeOnly) {
-        Io.check(Io.LIBC.ftruncate(out, a.size()), "ftruncate " + tmp);
-      } else {
-        int in = Io.open(src, Io.O_RDONLY, 0);
-        try {
-          Io.copyData(in, out, a.size(), src.toString());
-        } finally {
-          Io.close(in);
-        }
-        if (opts.fsync()) {
-          Io.check(Io.LIBC.fsync(out), "fsync " + tmp);
-        }
-      }
-    } finally {
-      Io.close(out);
-    }
-  }
-
-  /** Owner, mode, xattrs (not the overlay's own), times and the origin inode number. */
-  private void copyMetadata(Loc src, Loc dst, Attr a, long originIno) throws IOException {
-    RawFs.lchown(dst.dirfd(), dst.rel(), a.uid(), a.gid());
-    if (a.type() != Posix.S_IFLNK) {
-      RawFs.chmod(dst.dirfd(), dst.rel(), a.mode() & 07777);
-    }
-    if (opts.xattrs()) {
-      for (String x : RawFs.llistxattr(src.dirfd(), src.rel())) {
-        if (!Markers.isPrivateXattr(x)) {
-          byte[] v = RawFs.lgetxattr(src.dirfd(), src.rel(), x);
-          if (v != null) {
-            RawFs.lsetxattr(dst.dirfd(), dst.rel(), x, v);
-          }
-        }
-      }
-    }
-    if (originIno >= 0) {
-      RawFs.lsetxattr(dst.dirfd(), dst.rel(), originXattr,
-          java.nio.ByteBuffer.allocate(8).putLong(originIno).array());
-    }
-    RawFs.lutimes(dst.dirfd(), dst.rel(), a.atimeNanos(), a.mtimeNanos());
-  }
-
-  private static String parentOf(String rel) {
+  static String parentOf(String rel) {
     int slash = rel.lastIndexOf('/');
     return slash < 0 ? "" : rel.substring(0, slash);
   }
 
-  private static String name(String rel) {
+  static String name(String rel) {
     return rel.substring(rel.lastIndexOf('/') + 1);
   }
 
   private void lockRead() {
-    if (unusedFds.size() > 256 && namespace.writeLock().tryLock()) {
+    if (lookup.unusedDescriptors() > 256 && namespace.writeLock().tryLock()) {
       try {
-        closeUnused(); // a mount that only reads never takes the write lock otherwise
+        lookup.closeUnused(); // a mount that only reads never takes the write lock otherwise
       } finally {
         namespace.writeLock().unlock();
       }
@@ -1374,24 +962,13 @@ public final class UnionView implements AutoCloseable {
 
   private void lockWrite() {
     namespace.writeLock().lock();
-    closeUnused();
-  }
-
-  /** Closes the descriptors of dropped steps; only under the write lock, so none is in use. */
-  private void closeUnused() {
-    Integer fd;
-    while ((fd = unusedFds.poll()) != null) {
-      RawFs.close(fd);
-    }
+    lookup.closeUnused();
   }
 
   @Override
   public void close() {
-    for (Long fh : new ArrayList<>(open.keySet())) {
-      release(fh);
-    }
-    steps.invalidateAll();
-    closeUnused();
+    files.closeAll();
+    lookup.close();
     for (Loc l : lowerRoots) {
       RawFs.close(l.dirfd());
     }

@@ -21,6 +21,8 @@ import javax.imageio.ImageIO;
 final class Report {
   /** seconds[backend][workload] = one value per run. */
   final Map<String, Map<String, List<Double>>> seconds = new LinkedHashMap<>();
+  /** roundTrip[backend] = microseconds per uncached stat. */
+  final Map<String, Double> roundTrip = new LinkedHashMap<>();
   /** scaling[backend][layers] = seconds. */
   final Map<String, Map<Integer, Double>> scaling = new LinkedHashMap<>();
   final List<String> backends;
@@ -78,6 +80,16 @@ final class Report {
       }
       sb.append('\n');
     }
+    if (!roundTrip.isEmpty()) {
+      sb.append("\nThe FUSE round trip: microseconds per stat of one file with the kernel's"
+          + " caches off (timeout=0), so that every stat is a GETATTR the daemon answers:\n\n|");
+      roundTrip.keySet().forEach(b -> sb.append(' ').append(b).append(" |"));
+      sb.append("\n|");
+      roundTrip.keySet().forEach(b -> sb.append("---|"));
+      sb.append("\n|");
+      roundTrip.values().forEach(v -> sb.append(String.format(Locale.ROOT, " %.1f µs |", v)));
+      sb.append('\n');
+    }
     if (!scaling.isEmpty()) {
       sb.append("\nLookup cost against the number of lower layers (seconds to stat every"
           + " file of the bottom layer, cold mount):\n\n| layers |");
@@ -106,6 +118,8 @@ final class Report {
             .append(String.format(Locale.ROOT, "%.6f", v.get(i))).append('\n');
       }
     }));
+    roundTrip.forEach((b, us) -> sb.append(b).append(",getattr-roundtrip-us,1,")
+        .append(String.format(Locale.ROOT, "%.3f", us)).append('\n'));
     scaling.forEach((b, m) -> m.forEach((n, s) -> sb.append(b).append(",lookup-").append(n)
         .append("-layers,1,").append(String.format(Locale.ROOT, "%.6f", s)).append('\n')));
     return sb.toString();

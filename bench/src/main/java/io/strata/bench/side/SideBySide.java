@@ -31,7 +31,7 @@ import picocli.CommandLine.Option;
         "Builds its images once under --work (100,000 files over three layers with deletions"
             + " and changes, a 2 GiB file, a git repository, stacks of 1 to 64 layers)."})
 public final class SideBySide implements Callable<Integer> {
-  static final List<String> WORKLOADS = List.of("stat-walk-cold", "stat-walk-warm",
+  static final List<String> WORKLOADS = List.of("stat-walk-cold", "stat-walk-warm", "ls-lR-warm",
       "readdir-large", "seq-read-cold", "seq-read-warm", "random-4k-reads", "copy-up-large",
       "small-files", "untar", "chmod-recursive", "git-status");
 
@@ -46,7 +46,8 @@ public final class SideBySide implements Callable<Integer> {
       description = "Where results.md, results.csv and results.png go (default ${DEFAULT-VALUE}).")
   Path out;
 
-  @Option(names = "--backends", split = ",", defaultValue = "plain,kernel,fuse-overlayfs,strata",
+  @Option(names = "--backends", split = ",",
+      defaultValue = "plain,kernel,fuse-overlayfs,strata,strata-jnr",
       description = "Backends to run (default ${DEFAULT-VALUE}).")
   List<String> backends;
 
@@ -89,7 +90,12 @@ public final class SideBySide implements Callable<Integer> {
           }
         }
       }
-      for (String b : List.of("strata", "fuse-overlayfs", "kernel")) {
+      for (String b : List.of("strata", "strata-jnr", "fuse-overlayfs")) {
+        if (backends.contains(b)) {
+          report.roundTrip.put(b, roundTrip(b, img, sz));
+        }
+      }
+      for (String b : List.of("strata", "strata-jnr", "fuse-overlayfs", "kernel")) {
         if (!backends.contains(b)) {
           continue;
         }
@@ -127,7 +133,35 @@ public final class SideBySide implements Callable<Integer> {
         + cpu + "), " + mem + ", Linux " + System.getProperty("os.version");
   }
 
+  /**
+   * The FUSE round trip: microseconds per stat of one file with every kernel cache off
+   * ({@code timeout=0}), so that each stat is a GETATTR answered by the daemon.
+   */
+  private double roundTrip(String backend, Images img, Sizes sz) throws IOException {
+    Path dir = work.resolve("roundtrip/" + backend);
+    Path mp = mount(backend, img.stack(1, sz), dir, ",timeout=0");
+    try {
+      Path f = mp.resolve("bottom");
+      int n = quick ? 2_000 : 50_000;
+      for (int i = 0; i < n / 10; i++) {
+        Files.readAttributes(f, java.nio.file.attribute.BasicFileAttributes.class);
+      }
+      long start = System.nanoTime();
+      for (int i = 0; i < n; i++) {
+        Files.readAttributes(f, java.nio.file.attribute.BasicFileAttributes.class);
+      }
+      return (System.nanoTime() - start) / 1e3 / n;
+    } finally {
+      unmount(backend, mp);
+    }
+  }
+
   private Path mount(String backend, List<Path> lowers, Path dir) throws IOException {
+    return mount(backend, lowers, dir, "");
+  }
+
+  private Path mount(String backend, List<Path> lowers, Path dir, String extra)
+      throws IOException {
     io.strata.layers.Trees.deleteRecursively(dir);
     Path upper = Files.createDirectories(dir.resolve("upper"));
     Path workDir = Files.createDirectories(dir.resolve("work"));
@@ -136,7 +170,7 @@ public final class SideBySide implements Callable<Integer> {
     for (Path l : lowers) {
       lower.append(lower.length() == 0 ? "" : ":").append(l);
     }
-    String opts = "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + workDir;
+    String opts = "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + workDir + extra;
     switch (backend) {
       case "plain" -> {
         // The floor: the same merged tree as a plain directory (made through kernel overlayfs).
@@ -151,10 +185,14 @@ public final class SideBySide implements Callable<Integer> {
       case "kernel" -> Sh.run(List.of("mount", "-t", "overlay", "overlay", "-o", opts,
           mp.toString()));
       case "fuse-overlayfs" -> Sh.run(List.of("fuse-overlayfs", "-o", opts, mp.toString()));
-      case "strata" -> Daemon.startAndWait(List.of("overlay", "-f", "-o", opts, mp.toString()),
-          mp, dir.resolve("strata.log"), Duration.ofSeconds(60));
+      case "strata" -> Daemon.startAndWait(List.of("overlay", "-f", "-o",
+          opts + ",transport=kernel", mp.toString()), mp, dir.resolve("strata.log"),
+          Duration.ofSeconds(60));
+      case "strata-jnr" -> Daemon.startAndWait(List.of("overlay", "-f", "-o",
+          opts + ",transport=jnr", mp.toString()), mp, dir.resolve("strata.log"),
+          Duration.ofSeconds(60));
       default -> throw new IllegalArgumentException("unknown backend " + backend
-          + " (plain, kernel, fuse-overlayfs, strata)");
+          + " (plain, kernel, fuse-overlayfs, strata, strata-jnr)");
     }
     mounted.add(mp);
     return mp;
@@ -187,6 +225,8 @@ public final class SideBySide implements Callable<Integer> {
         return Sh.time("find " + m + "/tree -printf '%s %i\\n'");
       case "stat-walk-warm":
         return Sh.time("find " + m + "/tree -printf '%s %i\\n'");
+      case "ls-lR-warm":
+        return Sh.time("ls -lR " + m + "/tree > /dev/null");
       case "readdir-large":
         return Sh.time("for i in 1 2 3 4 5 6 7 8 9 10; do ls -f " + m + "/bigdir; done");
       case "seq-read-cold":
