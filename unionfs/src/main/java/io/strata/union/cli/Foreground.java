@@ -36,7 +36,8 @@ final class Foreground {
     System.err.println(Instant.now() + " " + io.strata.union.Daemon.readyLine(mountpoint,
         io.strata.union.Daemon.readyToken()));
     m.awaitUnmount();
-    log("unmounted " + mountpoint + "; " + view.cacheReport());
+    log("unmounted " + mountpoint + "; " + view.cacheReport()
+        + (m.stats().isEmpty() ? "" : "; requests " + m.stats()));
     try {
       Runtime.getRuntime().removeShutdownHook(hook);
     } catch (IllegalStateException shuttingDown) {
