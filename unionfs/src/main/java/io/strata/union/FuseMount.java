@@ -35,15 +35,17 @@ public final class FuseMount implements AutoCloseable {
     /**
      * The transport to use when none is asked for: {@code -Dstrata.transport} or
      * {@code $STRATA_TRANSPORT} if set, else strata's own where it can mount (root: mount(2)
-     * with the device's descriptor), else jnr-fuse.
+     * with the device's descriptor; a user: fusermount3), else jnr-fuse.
      */
     public static Transport preferred() {
       String asked = System.getProperty("strata.transport", System.getenv("STRATA_TRANSPORT"));
       if (asked != null && !asked.isBlank()) {
         return parse(asked.trim());
       }
-      return io.strata.layers.Posix.isRoot() && Files.isReadable(Path.of("/dev/fuse"))
-          ? KERNEL : JNR;
+      boolean device = Files.isReadable(Path.of("/dev/fuse"))
+          && Files.isWritable(Path.of("/dev/fuse"));
+      return device && (io.strata.layers.Posix.isRoot()
+          || io.strata.union.kernel.KernelSession.canMountAsUser()) ? KERNEL : JNR;
     }
   }
 
@@ -152,11 +154,6 @@ public final class FuseMount implements AutoCloseable {
         throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
       }
       Settings s = settings;
-      if (s.transport() == Transport.KERNEL && !io.strata.layers.Posix.isRoot()) {
-        log.accept("strata's own FUSE transport mounts with mount(2), which needs root;"
-            + " serving " + mp + " through jnr-fuse");
-        s = s.withTransport(Transport.JNR);
-      }
       FuseMount m = s.transport() == Transport.KERNEL
           ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
       m.awaitAnswer(timeout);

@@ -54,7 +54,8 @@ public final class KernelSession {
     this.nodes = new NodeTable(view.getattr("/").ino());
     this.dispatcher = new Dispatcher(view, nodes, new Dispatcher.Timeouts(
         nanos(options.entryTimeout()), nanos(options.attrTimeout()),
-        nanos(options.negativeTimeout())), options.passthrough(), new Bridge(), log);
+        nanos(options.negativeTimeout())), options.passthrough() && Posix.isRoot(),
+        new Bridge(), log);
     this.notifier = new Thread(this::notifyLoop, "fuse-notify " + mountpoint);
     this.notifier.setDaemon(true);
   }
@@ -65,13 +66,34 @@ public final class KernelSession {
 
   /**
    * Mounts {@code view} on {@code mountpoint} (which the caller has checked and locked) and
-   * starts serving it. Needs root (mount(2)); the caller falls back to jnr-fuse otherwise.
+   * starts serving it: as root with mount(2) and the device's descriptor, as a user through
+   * fusermount3. Passthrough is asked for only as root (backing files need CAP_SYS_ADMIN).
    */
   public static KernelSession start(UnionView view, Path mountpoint, Options options,
       Consumer<String> log) throws IOException {
-    int fd = Device.open();
-    if (fd < 0) {
-      throw new IOException("cannot open /dev/fuse: " + Posix.strerror(-fd));
+    boolean root = Posix.isRoot();
+    String common = "default_permissions" + (options.allowOther()
+        && (root || Fusermount.userAllowOther()) ? ",allow_other" : "");
+    int fd;
+    if (root) {
+      fd = Device.open();
+      if (fd < 0) {
+        throw new IOException("cannot open /dev/fuse: " + Posix.strerror(-fd));
+      }
+      String data = "fd=" + fd + ",rootmode=40000,user_id=0,group_id=0," + common;
+      byte[] source = options.source().replace(",", "_").getBytes(StandardCharsets.UTF_8);
+      if (Device.LIBC.mount(Device.z(source), Device.z(RawFs.bytes(RawFs.raw(mountpoint))),
+          Device.z("fuse.strata".getBytes(StandardCharsets.US_ASCII)),
+          Device.MS_NOSUID | Device.MS_NODEV,
+          Device.z(data.getBytes(StandardCharsets.US_ASCII))) < 0) {
+        int e = Device.errno();
+        Device.LIBC.close(fd);
+        throw new IOException("mount(2) of " + mountpoint + " failed: " + Posix.strerror(e));
+      }
+    } else {
+      // fusermount3 adds user_id, group_id and rootmode itself
+      fd = Fusermount.mount(mountpoint, "fsname=" + options.source().replace(",", "_")
+          + ",subtype=strata," + common);
     }
     KernelSession s;
     try {
@@ -79,17 +101,6 @@ public final class KernelSession {
     } catch (FsException e) {
       Device.LIBC.close(fd);
       throw new IOException("the view's root: " + e.getMessage());
-    }
-    String data = "fd=" + fd + ",rootmode=40000,user_id=0,group_id=0,default_permissions"
-        + (options.allowOther() ? ",allow_other" : "");
-    byte[] source = options.source().replace(",", "_").getBytes(StandardCharsets.UTF_8);
-    if (Device.LIBC.mount(Device.z(source), Device.z(RawFs.bytes(RawFs.raw(mountpoint))),
-        Device.z("fuse.strata".getBytes(StandardCharsets.US_ASCII)),
-        Device.MS_NOSUID | Device.MS_NODEV, Device.z(data.getBytes(StandardCharsets.US_ASCII)))
-        < 0) {
-      int e = Device.errno();
-      Device.LIBC.close(fd);
-      throw new IOException("mount(2) of " + mountpoint + " failed: " + Posix.strerror(e));
     }
     view.onCopyUp(ino -> {
       for (NodeTable.Node n : s.nodes.byIno(ino)) {
@@ -116,8 +127,9 @@ public final class KernelSession {
     passthroughNegotiated = passthrough;
     log.accept("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR) + ", "
         + options.workers() + " workers, passthrough "
-        + (passthrough ? "on" : options.passthrough() ? "not offered by this kernel: reads and"
-            + " writes are served" : "off"));
+        + (passthrough ? "on" : !options.passthrough() ? "off"
+            : !Posix.isRoot() ? "off (backing files need root): reads and writes are served"
+            : "not offered by this kernel: reads and writes are served"));
     for (int i = 1; i < options.workers(); i++) {
       int c = Device.cloneOf(fd);
       if (c < 0) {
@@ -182,6 +194,11 @@ public final class KernelSession {
     }
     if (last) {
       notifier.interrupt();
+      try {
+        notifier.join(5_000); // it writes to fd: never after fd is closed and its number reused
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
       synchronized (this) {
         for (int c : clones) {
           Device.LIBC.close(c);
@@ -212,6 +229,11 @@ public final class KernelSession {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
+  }
+
+  /** Whether a user can mount this transport here: fusermount3 is installed. */
+  public static boolean canMountAsUser() {
+    return Fusermount.program() != null;
   }
 
   /** Blocks until the kernel ends the session (the mount is gone). */
