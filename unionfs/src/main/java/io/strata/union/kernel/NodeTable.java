@@ -18,8 +18,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * (ESTALE), and an inode number of the upper filesystem that is reused for a new file after the
  * old one lost its last name gets a new node.
  *
- * <p>Locking: {@code byId} is concurrent for the per-request lookup; every change of counts or
- * names is made under this table's monitor, which guards no I/O and is held for microseconds.
+ * <p>Locking: {@code byId} is concurrent and each node's first name is volatile, so building a
+ * request's path takes no lock; every change of counts or names is made under this table's
+ * monitor, which guards no I/O and is held for microseconds.
  */
 final class NodeTable {
   /** One kernel inode. */
@@ -29,8 +30,10 @@ final class NodeTable {
     final boolean dir;
     /** One name of a lower file with several: its own kernel inode (see {@code Attr.lowerLink}). */
     final boolean perName;
-    /** The names this node is known by; the first is the one its path is built from. */
+    /** The names this node is known by (guarded by the table). */
     final List<Name> names = new ArrayList<>(1);
+    /** The first of {@code names}, or null: what its path is built from, read without a lock. */
+    volatile Name first;
     long lookups;
     /** Whether the kernel refused this node's file as a passthrough backing. */
     volatile boolean noBacking;
@@ -78,18 +81,15 @@ final class NodeTable {
     if (n.id == Fuse.ROOT_ID) {
       return "/";
     }
-    java.util.ArrayDeque<String> names = new java.util.ArrayDeque<>();
+    java.util.ArrayDeque<String> parts = new java.util.ArrayDeque<>();
     int length = 0;
     Node at = n;
     while (at.id != Fuse.ROOT_ID) {
-      Name first;
-      synchronized (this) {
-        first = at.names.isEmpty() ? null : at.names.get(0);
-      }
-      if (first == null || names.size() > 65_536) {
+      Name first = at.first;
+      if (first == null || parts.size() > 65_536) {
         return null;
       }
-      names.push(first.name());
+      parts.push(first.name());
       length += first.name().length() + 1;
       at = byId.get(first.parent());
       if (at == null) {
@@ -97,7 +97,7 @@ final class NodeTable {
       }
     }
     StringBuilder sb = new StringBuilder(length);
-    for (String name : names) {
+    for (String name : parts) {
       sb.append('/').append(name);
     }
     return sb.toString();
@@ -149,9 +149,17 @@ final class NodeTable {
         n.names.clear();
       }
       n.names.add(key);
+      named(n);
+      if (before != null) {
+        named(before);
+      }
     }
     n.lookups++;
     return n;
+  }
+
+  private static void named(Node n) {
+    n.first = n.names.isEmpty() ? null : n.names.get(0);
   }
 
   /** Drops {@code count} lookups; the node goes when none is left. */
@@ -183,6 +191,7 @@ final class NodeTable {
     Node n = byName.remove(key);
     if (n != null) {
       n.names.remove(key);
+      named(n);
       if (n.names.isEmpty()) {
         byIno.remove(n.ino, n); // a new file may reuse the number: it gets a node of its own
       }
@@ -197,6 +206,7 @@ final class NodeTable {
     Node replaced = byName.remove(to);
     if (replaced != null && replaced != moving) {
       replaced.names.remove(to);
+      named(replaced);
       if (replaced.names.isEmpty()) {
         byIno.remove(replaced.ino, replaced);
       }
@@ -204,6 +214,7 @@ final class NodeTable {
     if (moving != null) {
       int i = moving.names.indexOf(from);
       moving.names.set(i, to);
+      named(moving);
       byName.put(to, moving);
     }
   }
@@ -216,10 +227,12 @@ final class NodeTable {
     Node nb = byName.remove(b);
     if (na != null) {
       na.names.set(na.names.indexOf(a), b);
+      named(na);
       byName.put(b, na);
     }
     if (nb != null) {
       nb.names.set(nb.names.indexOf(b), a);
+      named(nb);
       byName.put(a, nb);
     }
   }
