@@ -9,7 +9,7 @@ import java.util.List;
 import java.util.stream.Stream;
 
 /** Builds lower layers on disk for the benchmarks and removes them afterwards. */
-final class Layers {
+public final class Layers {
   private Layers() {}
 
   /**
@@ -17,7 +17,7 @@ final class Layers {
    * directories ending in {@code width} files; every other layer holds the same directory chain
    * with one file of its own, so a lookup of a bottom file merges every layer on the way.
    */
-  static List<Path> stack(Path root, int count, int depth, int width) throws IOException {
+  public static List<Path> stack(Path root, int count, int depth, int width) throws IOException {
     List<Path> layers = new ArrayList<>();
     for (int i = 0; i < count; i++) {
       Path layer = Files.createDirectories(root.resolve("layer" + i));
@@ -34,7 +34,7 @@ final class Layers {
     return layers;
   }
 
-  static String chain(int depth) {
+  public static String chain(int depth) {
     StringBuilder sb = new StringBuilder();
     for (int d = 0; d < depth; d++) {
       sb.append(d == 0 ? "" : "/").append("d").append(d);
@@ -42,7 +42,7 @@ final class Layers {
     return sb.length() == 0 ? "." : sb.toString();
   }
 
-  static void delete(Path root) throws IOException {
+  public static void delete(Path root) throws IOException {
     if (root == null || !Files.exists(root)) {
       return;
     }

@@ -24,7 +24,26 @@ class OptionsTest {
     assertThat(o.view().fsync()).isFalse();
     assertThat(o.view().squashToRoot()).isTrue();
     assertThat(o.timeout()).isEqualTo(5.0);
+    assertThat(o.transport()).isNull(); // the preferred one
     assertThat(warnings).containsExactly("ignoring unknown option 'frobnicate'");
+    OverlayOptions t = OverlayOptions.parse(List.of("lowerdir=/l,transport=jnr,passthrough=0"),
+        warnings::add);
+    assertThat(t.transport()).isEqualTo(FuseMount.Transport.JNR);
+    assertThat(t.passthrough()).isFalse();
+    assertThat(OverlayOptions.parse(List.of("lowerdir=/l,transport=kernel"), w -> {}).transport())
+        .isEqualTo(FuseMount.Transport.KERNEL);
+  }
+
+  @Test
+  void transportSettingsFollowTheTransport() {
+    FuseMount.Settings k = FuseMount.Settings.defaults("x", FuseMount.Transport.KERNEL);
+    assertThat(k.attrTimeout()).isEqualTo(86_400);
+    assertThat(k.passthrough()).isTrue();
+    FuseMount.Settings j = k.withTransport(FuseMount.Transport.JNR);
+    assertThat(j.attrTimeout()).isZero(); // libfuse2's path API cannot cache attributes safely
+    assertThat(j.entryTimeout()).isEqualTo(60);
+    assertThat(k.withTimeout(0).negativeTimeout()).isZero();
+    assertThat(k.withPassthrough(false).passthrough()).isFalse();
   }
 
   @Test
@@ -39,6 +58,8 @@ class OptionsTest {
         .hasMessageContaining("CONTAINER:HOST:SIZE");
     assertThatThrownBy(() -> OverlayOptions.parse(List.of("lowerdir="), w -> {}))
         .hasMessageContaining("lowerdir needs a value");
+    assertThatThrownBy(() -> OverlayOptions.parse(List.of("lowerdir=/l,transport=fast"), w -> {}))
+        .hasMessageContaining("must be kernel").hasMessageContaining("or jnr");
   }
 
   @Test
