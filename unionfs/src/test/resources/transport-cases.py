@@ -92,5 +92,16 @@ try:
 except OSError as e:
     out.append(("SEEK_DATA past the end", errno.errorcode[e.errno]))
 os.close(fd)
+fd = os.open("ldir", os.O_TMPFILE | os.O_RDWR, 0o640)
+os.write(fd, b"anonymous")
+st = os.fstat(fd)
+out.append(("O_TMPFILE in a lower directory", st.st_nlink, st.st_size, oct(st.st_mode),
+            sorted(os.listdir("ldir"))))
+# linkat(fd, "", AT_EMPTY_PATH) names it (through /proc/self/fd both say EXDEV on 6.18)
+r = libc.linkat(fd, b"", -100, b"ldir/named-tmp", 0x1000)
+st = os.fstat(fd)
+out.append(("O_TMPFILE given a name", "ok" if r == 0 else errno.errorcode[ctypes.get_errno()],
+            st.st_nlink, read("ldir/named-tmp"), sorted(os.listdir("ldir"))))
+os.close(fd)
 for o in out:
     print(o)

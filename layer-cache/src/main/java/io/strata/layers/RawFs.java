@@ -312,6 +312,17 @@ public final class RawFs {
     }
   }
 
+  /**
+   * Gives an open file a name: linkat of /proc/self/fd/N with AT_SYMLINK_FOLLOW, which works
+   * without CAP_DAC_READ_SEARCH (unlike AT_EMPTY_PATH), for an O_TMPFILE file among others.
+   */
+  public static void linkOpenFile(int fd, int toDir, String to) throws IOException {
+    try (At b = at(toDir, to)) {
+      check(LIBC.linkat(AT_FDCWD, z("/proc/self/fd/" + fd), b.dirfd(), b.path(), 0x400),
+          "link", toDir, to);
+    }
+  }
+
   public static void lchown(int dirfd, String rel, int uid, int gid) throws IOException {
     try (At a = at(dirfd, rel)) {
       check(LIBC.fchownat(a.dirfd(), a.path(), uid, gid, AT_SYMLINK_NOFOLLOW), "lchown", dirfd,

@@ -31,6 +31,10 @@ final class Io {
 
     @SaveError int ftruncate(int fd, long length);
 
+    @SaveError int fchown(int fd, int uid, int gid);
+
+    @SaveError int fchmod(int fd, int mode);
+
     @SaveError int fallocate(int fd, int mode, long offset, long len);
 
     @SaveError long lseek(int fd, long offset, int whence);
@@ -47,6 +51,8 @@ final class Io {
   static final int O_EXCL = 0200;
   static final int O_TRUNC = 01000;
   static final int O_CLOEXEC = 02000000;
+  /** O_TMPFILE as open(2) takes it (with O_DIRECTORY's bit). */
+  static final int O_TMPFILE = 020200000;
   /**
    * Not passed on to the real file: the kernel already serves an O_DIRECT open of a FUSE file
    * uncached, and the real file would then demand aligned buffers and offsets, which the FUSE

@@ -19,7 +19,8 @@ final class OpenFiles {
    */
   static final class OpenFile {
     final int fd;
-    final String path;
+    /** The name it was opened by (relative); "" for an O_TMPFILE file until it is linked. */
+    volatile String path;
     final boolean writable;
     volatile Attr unlinked;
 

@@ -518,7 +518,7 @@ public final class UnionView implements AutoCloseable {
       String rel = rel(path);
       Loc target = prepareNew(rel);
       int fd = Io.open(target, (flags | Io.O_CREAT | Io.O_EXCL) & ~(Io.O_TRUNC | Io.O_DIRECT),
-          0600);
+          mode & 0777);
       try {
         finishNew(target, mode, uid, gid, false);
         return register(fd, rel, (flags & Io.O_ACCMODE) != Io.O_RDONLY);
@@ -536,7 +536,7 @@ public final class UnionView implements AutoCloseable {
       Loc target = prepareNew(rel(path));
       int type = mode & Posix.S_IFMT;
       if (type == Posix.S_IFREG || type == 0) {
-        Io.close(Io.open(target, Io.O_CREAT | Io.O_EXCL | Io.O_WRONLY, 0600));
+        Io.close(Io.open(target, Io.O_CREAT | Io.O_EXCL | Io.O_WRONLY, mode & 0777));
       } else {
         RawFs.mknod(target.dirfd(), target.rel(), (mode & Posix.S_IFMT) | 0600, (int) ((rdev >>> 8) & 0xfff),
             (int) ((rdev & 0xff) | ((rdev >>> 12) & 0xfff00)));
@@ -550,7 +550,7 @@ public final class UnionView implements AutoCloseable {
       String rel = rel(path);
       NewName created = prepareNew(rel, false);
       Loc target = created.path();
-      RawFs.mkdir(target.dirfd(), target.rel(), 0700);
+      RawFs.mkdir(target.dirfd(), target.rel(), mode & 0777);
       finishNew(target, mode, uid, gid, false);
       if (created.hadWhiteout()) {
         // Something of that name was deleted from a lower layer: keep it hidden.
@@ -579,6 +579,57 @@ public final class UnionView implements AutoCloseable {
       Loc existing = copyUp(src, true);
       Loc link = prepareNew(rel(to));
       RawFs.link(existing.dirfd(), existing.rel(), link.dirfd(), link.rel());
+    });
+  }
+
+  /**
+   * open(O_TMPFILE) in the directory {@code dir}: an unnamed regular file in its upper
+   * directory (copied up first), owned by the caller; returns its handle. Its attributes come
+   * by handle (st_nlink 0) until {@link #linkOpen} names it.
+   */
+  public long tmpfile(String dir, int mode, int flags, int uid, int gid) throws FsException {
+    requireWritable(dir);
+    lockWrite();
+    try {
+      Node d = resolve(dir);
+      if (!d.isDir()) {
+        throw FsException.of(Posix.ENOTDIR, dir);
+      }
+      Loc up = copyUp(d, false);
+      int access = (flags & Io.O_ACCMODE) == Io.O_RDONLY ? Io.O_RDWR : flags & Io.O_ACCMODE;
+      int fd = Io.open(up, Io.O_TMPFILE | access, mode & 0777);
+      try {
+        Io.check(Io.LIBC.fchown(fd, opts.uids().toHost(uid), opts.gids().toHost(gid)),
+            "fchown tmpfile in " + dir);
+        Io.check(Io.LIBC.fchmod(fd, mode & 07777), "fchmod tmpfile in " + dir);
+        RawFs.Statx st = RawFs.lstat(fd, "");
+        long fh = register(fd, "", (flags & Io.O_ACCMODE) != Io.O_RDONLY);
+        files.get(fh).unlinked = mapIds(new Attr(compose(0, st.ino()), st.mode(), 0, st.uid(),
+            st.gid(), st.rdev(), st.size(), st.blocks(), st.atimeNanos(), st.mtimeNanos(),
+            st.ctimeNanos()));
+        return fh;
+      } catch (FsException | IOException | RuntimeException e) {
+        Io.close(fd);
+        throw e;
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  /** Names an open file that has no name (O_TMPFILE): linkat(2) of its descriptor to {@code to}. */
+  public void linkOpen(long fh, String to) throws FsException {
+    mutate(to, () -> {
+      OpenFiles.OpenFile f = files.get(fh);
+      String rel = rel(to);
+      Loc link = prepareNew(rel);
+      RawFs.linkOpenFile(f.fd, link.dirfd(), link.rel());
+      if (f.path.isEmpty()) {
+        f.path = rel;
+        f.unlinked = null;
+      }
     });
   }
 
@@ -879,11 +930,21 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
-  /** Gives a new upper node its caller's owner and exact mode (the kernel applied the umask). */
+  /**
+   * Gives a new upper node its caller's owner and exact mode (the kernel applied the umask).
+   * The node was made with at most its permission bits (never setuid/setgid, which chown would
+   * clear), so only what differs is changed: each chown or chmod is a journaled inode update,
+   * and creating files is what untar and builds do most.
+   */
   private void finishNew(Loc p, int mode, int uid, int gid, boolean symlink) throws FsException {
     try {
-      RawFs.lchown(p.dirfd(), p.rel(), opts.uids().toHost(uid), opts.gids().toHost(gid));
-      if (!symlink) {
+      int hostUid = opts.uids().toHost(uid);
+      int hostGid = opts.gids().toHost(gid);
+      Attr made = Stat.lstat(p);
+      if (made == null || made.uid() != hostUid || made.gid() != hostGid) {
+        RawFs.lchown(p.dirfd(), p.rel(), hostUid, hostGid);
+      }
+      if (!symlink && (made == null || (made.mode() & 07777) != (mode & 07777))) {
         RawFs.chmod(p.dirfd(), p.rel(), mode & 07777);
       }
     } catch (IOException e) {

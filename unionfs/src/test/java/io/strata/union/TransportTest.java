@@ -16,8 +16,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * What strata's own transport adds over jnr-fuse, against kernel overlayfs with the kernel's
  * caches on: renameat2's flags, fstat of an unlinked open file, hard links seen through both
- * names, mmap around a copy-up, SEEK_DATA/SEEK_HOLE; and passthrough, shown by the daemon's
- * request counts, with its fallbacks.
+ * names, mmap around a copy-up, SEEK_DATA/SEEK_HOLE, O_TMPFILE; and passthrough, shown by the
+ * daemon's request counts, with its fallbacks.
  */
 class TransportTest {
   @TempDir Path tmp;
@@ -62,7 +62,9 @@ class TransportTest {
         .contains("('exchange two lower files', 'ok', 'three\\n', 'two\\n')")
         .contains("('fstat of an unlinked open file', 0, 6, 'ENOENT')")
         .contains("('nlink after link', 2, 2)")
-        .contains("('read through the other name', 'h appended', 10)");
+        .contains("('read through the other name', 'h appended', 10)")
+        .contains("('O_TMPFILE in a lower directory', 0, 9, '0o100640', ['x'])")
+        .contains("('O_TMPFILE given a name', 'ok', 1, 'anonymous', ['named-tmp', 'x'])");
   }
 
   private FuseMount mount(Path lower, FuseMount.Settings settings, List<String> log)

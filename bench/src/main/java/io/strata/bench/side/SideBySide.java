@@ -51,6 +51,14 @@ public final class SideBySide implements Callable<Integer> {
       description = "Backends to run (default ${DEFAULT-VALUE}).")
   List<String> backends;
 
+  @Option(names = "--workloads", split = ",",
+      description = "Only these workloads (default: all).")
+  List<String> only;
+
+  @Option(names = "--no-extras",
+      description = "Skip the round-trip and layer-scaling measurements.")
+  boolean noExtras;
+
   @Option(names = "--scaling", split = ",", defaultValue = "1,2,4,8,16,32,64",
       description = "Layer counts for the lookup scaling curve (default ${DEFAULT-VALUE}).")
   List<Integer> scaling;
@@ -75,14 +83,20 @@ public final class SideBySide implements Callable<Integer> {
     Runtime.getRuntime().addShutdownHook(cleanup);
     try {
       Images img = Images.build(work.resolve(quick ? "images-quick" : "images"), sz);
-      Report report = new Report(backends, WORKLOADS, machine());
+      List<String> workloads = only == null ? WORKLOADS : only;
+      for (String w : workloads) {
+        if (!WORKLOADS.contains(w)) {
+          throw new IllegalArgumentException("unknown workload " + w + " (" + WORKLOADS + ")");
+        }
+      }
+      Report report = new Report(backends, workloads, machine());
       for (int run = 1; run <= runs; run++) {
         for (String b : backends) {
           System.err.printf("run %d/%d: %s%n", run, runs, b);
           Path dir = work.resolve("run/" + b);
           Path mp = mount(b, img.lowers(), dir);
           try {
-            for (String w : WORKLOADS) {
+            for (String w : workloads) {
               report.add(b, w, workload(w, mp, img, sz, dir));
             }
           } finally {
@@ -91,12 +105,12 @@ public final class SideBySide implements Callable<Integer> {
         }
       }
       for (String b : List.of("strata", "strata-jnr", "fuse-overlayfs")) {
-        if (backends.contains(b)) {
+        if (backends.contains(b) && !noExtras) {
           report.roundTrip.put(b, roundTrip(b, img, sz));
         }
       }
       for (String b : List.of("strata", "strata-jnr", "fuse-overlayfs", "kernel")) {
-        if (!backends.contains(b)) {
+        if (!backends.contains(b) || noExtras) {
           continue;
         }
         Map<Integer, Double> curve = new LinkedHashMap<>();

@@ -355,8 +355,32 @@ final class Dispatcher {
         long old = in.u64();
         String name = in.name();
         String p = child(id, name);
-        view.link(path(old), p);
+        NodeTable.Node from = node(old);
+        String fromPath = nodes.path(from);
+        if (fromPath != null) {
+          view.link(fromPath, p);
+        } else {
+          view.linkOpen(openHandle(from), p); // linkat of an O_TMPFILE file
+        }
         entry(out, id, name, p);
+        return 0;
+      }
+      case Fuse.TMPFILE: {
+        int flags = in.u32();
+        int mode = in.u32();
+        in.u32();
+        in.u32();
+        long fh = view.tmpfile(path(id), mode, flags, in.uid, in.gid);
+        try {
+          Attr a = view.fgetattr(null, fh);
+          NodeTable.Node n = nodes.unnamed(a.ino());
+          COUNTED.get().add(n.id);
+          out.entry(n.id, a, timeouts.entry(), timeouts.attr());
+          openReply(out, n, fh);
+        } catch (FsException | RuntimeException e) {
+          view.release(fh);
+          throw e;
+        }
         return 0;
       }
       case Fuse.OPEN: {
@@ -420,6 +444,10 @@ final class Dispatcher {
         return 0;
       }
       case Fuse.FLUSH:
+        // Nothing is buffered here (writes go to the real file, or the kernel passes them
+        // through): ENOSYS tells the kernel never to send FLUSH again, which saves an upcall on
+        // every close(2).
+        throw new FsException(Posix.ENOSYS, "FLUSH");
       case Fuse.FSYNCDIR:
         return 0;
       case Fuse.FSYNC: {
@@ -450,7 +478,9 @@ final class Dispatcher {
         try {
           v = view.getxattr(path(id), name);
         } catch (FsException e) {
-          if (e.errno() == Posix.ENODATA && n.noXattrs == null) {
+          // At the second miss, learn whether the node has any xattr at all: a listing such
+          // as ls -l asks each file once, so the first miss costs only the one lookup.
+          if (e.errno() == Posix.ENODATA && n.noXattrs == null && n.xattrMisses++ > 0) {
             n.noXattrs = view.listxattr(path(id)).isEmpty();
           }
           throw e;
@@ -535,7 +565,6 @@ final class Dispatcher {
         return 0;
       }
       default:
-        // TMPFILE among them: the kernel then answers O_TMPFILE with EOPNOTSUPP itself
         throw new FsException(Posix.ENOSYS, Fuse.name(in.opcode));
     }
   }

@@ -71,6 +71,8 @@ final class Fuse {
       case BATCH_FORGET -> "BATCH_FORGET"; case FALLOCATE -> "FALLOCATE";
       case READDIRPLUS -> "READDIRPLUS"; case RENAME2 -> "RENAME2"; case LSEEK -> "LSEEK";
       case COPY_FILE_RANGE -> "COPY_FILE_RANGE"; case TMPFILE -> "TMPFILE";
+      case 31 -> "GETLK"; case 32 -> "SETLK"; case 33 -> "SETLKW"; case 37 -> "BMAP";
+      case 39 -> "IOCTL"; case 40 -> "POLL"; case 50 -> "SYNCFS"; case 52 -> "STATX";
       default -> "OP" + opcode;
     };
   }

@@ -39,6 +39,8 @@ final class NodeTable {
     volatile boolean noBacking;
     /** Whether the node is known to have no extended attributes (null: not known yet). */
     volatile Boolean noXattrs;
+    /** GETXATTR misses before {@code noXattrs} was known (a hint: races only cost a syscall). */
+    int xattrMisses;
 
     Node(long id, long ino, boolean dir, boolean perName) {
       this.id = id;
@@ -160,6 +162,15 @@ final class NodeTable {
 
   private static void named(Node n) {
     n.first = n.names.isEmpty() ? null : n.names.get(0);
+  }
+
+  /** A node with no name yet (an O_TMPFILE file), counted once; a LINK names it later. */
+  synchronized Node unnamed(long ino) {
+    Node n = new Node(next.getAndIncrement(), ino, false, false);
+    byId.put(n.id, n);
+    byIno.put(ino, n);
+    n.lookups = 1;
+    return n;
   }
 
   /** Drops {@code count} lookups; the node goes when none is left. */

@@ -140,7 +140,7 @@ class DispatcherTest {
   @Test
   void anUnknownOpcodeIsENOSYS() {
     assertThat(serve(frame(99, 1, new byte[8], null))).isEqualTo(Posix.ENOSYS);
-    assertThat(serve(frame(Fuse.TMPFILE, 1, new byte[16], null))).isEqualTo(Posix.ENOSYS);
+    assertThat(serve(frame(50 /* SYNCFS */, 1, new byte[8], null))).isEqualTo(Posix.ENOSYS);
     assertThat(serve(frame(-7, 1, new byte[0], null))).isEqualTo(Posix.ENOSYS);
   }
 
