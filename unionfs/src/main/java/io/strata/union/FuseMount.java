@@ -1,5 +1,6 @@
 package io.strata.union;
 
+import io.strata.union.kernel.KernelSession;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -7,7 +8,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
-import io.strata.union.kernel.KernelSession;
 
 /**
  * A live FUSE mount of a {@link UnionView}: mounting returns only once the kernel lists the
