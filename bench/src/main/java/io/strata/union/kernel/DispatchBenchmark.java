@@ -65,9 +65,6 @@ public class DispatchBenchmark {
           public void backingClose(int id) {}
 
           @Override
-          public void invalidateAttr(long nodeid) {}
-
-          @Override
           public void initialized(boolean passthrough, int minor) {}
         }, line -> { });
     inMem = Pointer.wrap(Device.RUNTIME, in);

@@ -28,9 +28,6 @@ final class Dispatcher {
 
     void backingClose(int id);
 
-    /** Queues an attribute invalidation of a node (never written from a request's thread). */
-    void invalidateAttr(long nodeid);
-
     /** Called once INIT is answered: whether passthrough was negotiated. */
     void initialized(boolean passthrough, int minor);
   }

@@ -277,11 +277,6 @@ public final class KernelSession {
     }
 
     @Override
-    public void invalidateAttr(long nodeid) {
-      invalidations.add(nodeid);
-    }
-
-    @Override
     public void initialized(boolean passthrough, int minor) {
       passthroughNegotiated = passthrough;
     }

@@ -53,9 +53,6 @@ class DispatcherTest {
           public void backingClose(int id) {}
 
           @Override
-          public void invalidateAttr(long nodeid) {}
-
-          @Override
           public void initialized(boolean passthrough, int minor) {}
         }, log::add);
   }
