@@ -50,8 +50,6 @@ final class Dispatcher {
   private final ConcurrentHashMap<Long, List<UnionView.DirEntry>> dirs = new ConcurrentHashMap<>();
   /** Open files by handle: the node and, when passed through, its backing. */
   private final ConcurrentHashMap<Long, Open> opens = new ConcurrentHashMap<>();
-  /** Requests being answered that an INTERRUPT may still turn into EINTR. */
-  private final ConcurrentHashMap<Long, Boolean> inFlight = new ConcurrentHashMap<>();
 
   /** An open file of the kernel: its node and the backing it shares, if passed through. */
   private record Open(NodeTable.Node node, Backing backing) {}
@@ -114,10 +112,6 @@ final class Dispatcher {
     }
     out.start();
     COUNTED.get().n = 0;
-    boolean watch = interruptible(op);
-    if (watch) {
-      inFlight.put(in.unique, Boolean.FALSE);
-    }
     int errno;
     try {
       errno = dispatch(in, out, inMem, outMem);
@@ -130,9 +124,6 @@ final class Dispatcher {
       log.accept(Fuse.name(op) + " node " + in.nodeid + ": unexpected " + e);
       errno = Posix.EIO;
     }
-    if (watch && Boolean.TRUE.equals(inFlight.remove(in.unique))) {
-      errno = Posix.EINTR; // interrupted before its answer: what it found is not reported
-    }
     if (errno < 0 || op == Fuse.FORGET || op == Fuse.BATCH_FORGET || op == Fuse.INTERRUPT) {
       return 0; // never answered, not even when malformed
     }
@@ -140,14 +131,6 @@ final class Dispatcher {
       replyLost();
     }
     return out.finish(in.unique, errno);
-  }
-
-  private static boolean interruptible(int op) {
-    return switch (op) {
-      case Fuse.LOOKUP, Fuse.GETATTR, Fuse.READLINK, Fuse.READ, Fuse.READDIR, Fuse.READDIRPLUS,
-          Fuse.GETXATTR, Fuse.LISTXATTR, Fuse.STATFS, Fuse.ACCESS, Fuse.LSEEK -> true;
-      default -> false;
-    };
   }
 
   /**
@@ -528,11 +511,14 @@ final class Dispatcher {
       case Fuse.ACCESS:
         view.access(path(id));
         return 0;
-      case Fuse.INTERRUPT: {
-        long target = in.u64();
-        inFlight.replace(target, Boolean.FALSE, Boolean.TRUE);
+      case Fuse.INTERRUPT:
+        // Nothing here blocks (no request waits on another or on the network), so the
+        // interrupted request is simply answered as it completes, which the protocol allows.
+        // Answering EINTR instead broke Go programs: their runtime signals threads all the
+        // time (SIGURG preemption), the kernel turns each signal into an INTERRUPT, and Go's
+        // lgetxattr does not retry EINTR (buildah failed so).
+        in.u64();
         return -1; // an interrupt is never answered itself
-      }
       case Fuse.DESTROY:
         return 0;
       case Fuse.FALLOCATE: {

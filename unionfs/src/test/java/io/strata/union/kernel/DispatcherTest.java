@@ -135,6 +135,14 @@ class DispatcherTest {
   }
 
   @Test
+  void anInterruptIsNotAnsweredAndItsRequestIsAnsweredNormally() {
+    long file = lookup("file");
+    ByteBuffer interrupt = le(8).putLong(unique + 1);
+    assertThat(serve(frame(Fuse.INTERRUPT, 0, cat(interrupt, new byte[0]), null))).isNull();
+    assertThat(getattr(file)).isZero(); // not EINTR: it completed
+  }
+
+  @Test
   void anUnknownOpcodeIsENOSYS() {
     assertThat(serve(frame(99, 1, new byte[8], null))).isEqualTo(Posix.ENOSYS);
     assertThat(serve(frame(50 /* SYNCFS */, 1, new byte[8], null))).isEqualTo(Posix.ENOSYS);
