@@ -191,8 +191,13 @@ final class Pull {
       }
       ImageSource image = new ImageSource(ref.toString(), sources, config, configDigest,
           m.digest(), List.of(name));
-      ImageRecord record = new Importer(store, staging, progress).storeFrom(image, ref.toString(),
-          name);
+      ImageRecord record;
+      try {
+        record = new Importer(store, staging, progress).storeFrom(image, ref.toString(), name);
+      } catch (IOException | RuntimeException e) {
+        throwDownloadFailure(downloads);
+        throw e;
+      }
       store.rememberManifest(record.id(), m.bytes(), ref);
       return new Result(record, ref, downloads.size(), skipped, fetched.get());
     } finally {
@@ -257,6 +262,29 @@ final class Pull {
     public void close() throws IOException {
       if (channel != null) {
         channel.close();
+      }
+    }
+  }
+
+  /**
+   * Throws, when the import failed, a download's own failure if one failed (a blob
+   * whose digest lies also makes a corrupt stream, and the importer, reading as the blob
+   * arrives, may see the corruption before the download has checked the digest); else the
+   * caller reports the importer's. Waits a little for downloads still ending.
+   */
+  private static void throwDownloadFailure(List<CompletableFuture<Path>> downloads)
+      throws IOException {
+    for (CompletableFuture<Path> f : downloads) {
+      try {
+        f.get(10, java.util.concurrent.TimeUnit.SECONDS);
+      } catch (ExecutionException failed) {
+        await(f); // throws the download's failure
+      } catch (java.util.concurrent.TimeoutException | java.util.concurrent.CancellationException
+          e) {
+        // still running or cancelled: the importer's failure stands
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return;
       }
     }
   }
