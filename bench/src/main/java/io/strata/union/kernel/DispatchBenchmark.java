@@ -63,9 +63,6 @@ public class DispatchBenchmark {
 
           @Override
           public void backingClose(int id) {}
-
-          @Override
-          public void initialized(boolean passthrough, int minor) {}
         }, line -> { });
     inMem = Pointer.wrap(Device.RUNTIME, in);
     outMem = Pointer.wrap(Device.RUNTIME, out);

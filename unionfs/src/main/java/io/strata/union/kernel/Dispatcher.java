@@ -27,9 +27,6 @@ final class Dispatcher {
     int backingOpen(int fd);
 
     void backingClose(int id);
-
-    /** Called once INIT is answered: whether passthrough was negotiated. */
-    void initialized(boolean passthrough, int minor);
   }
 
   /** The kernel cache timeouts, in nanoseconds. */
@@ -602,7 +599,6 @@ final class Dispatcher {
         // backing files must be on a filesystem that stacks on nothing (ext4, xfs, tmpfs), so
         // that this mount may itself be a lower layer of kernel overlayfs
         .u32(passthrough ? 1 : 0).u16(0).zeros(22);
-    session.initialized(passthrough, minor);
     return 0;
   }
 

@@ -41,7 +41,6 @@ public final class KernelSession {
   private final LinkedBlockingQueue<Long> invalidations = new LinkedBlockingQueue<>();
   private final Thread notifier;
   private volatile Throwable failure;
-  private volatile boolean passthroughNegotiated;
   private int running;
 
   private KernelSession(UnionView view, Path mountpoint, Options options, Consumer<String> log,
@@ -124,7 +123,6 @@ public final class KernelSession {
 
   /** Called by the dispatcher once INIT is answered: more workers, each on its own clone. */
   private void afterInit(boolean passthrough, int minor) {
-    passthroughNegotiated = passthrough;
     log.accept("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR) + ", "
         + options.workers() + " workers, passthrough "
         + (passthrough ? "on" : !options.passthrough() ? "off"
@@ -256,7 +254,7 @@ public final class KernelSession {
 
   /** Whether the kernel agreed to pass open files through to their real files. */
   public boolean passthrough() {
-    return passthroughNegotiated;
+    return dispatcher.passthrough();
   }
 
   /** Requests served by opcode, opens passed through and served, nodes known. */
@@ -274,11 +272,6 @@ public final class KernelSession {
     @Override
     public void backingClose(int id) {
       Device.backingClose(fd, id);
-    }
-
-    @Override
-    public void initialized(boolean passthrough, int minor) {
-      passthroughNegotiated = passthrough;
     }
   }
 }

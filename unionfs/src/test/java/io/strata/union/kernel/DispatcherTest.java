@@ -51,9 +51,6 @@ class DispatcherTest {
 
           @Override
           public void backingClose(int id) {}
-
-          @Override
-          public void initialized(boolean passthrough, int minor) {}
         }, log::add);
   }
 
