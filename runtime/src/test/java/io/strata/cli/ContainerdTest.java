@@ -140,7 +140,11 @@ class ContainerdTest {
   String ctr(String... args) throws Exception {
     List<String> cmd = new ArrayList<>(List.of("ctr", "-a", socket.toString()));
     cmd.addAll(List.of(args));
-    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+    // ctr mounts snapshots itself too (reading the image's files for the spec): its
+    // mount.fuse3 must find this test's strata-overlay, not whatever the machine has
+    pb.environment().put("PATH", tmp.resolve("bin") + ":" + System.getenv("PATH"));
+    Process p = pb.start();
     String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     assertThat(p.waitFor()).as(String.join(" ", cmd) + "\n" + out).isZero();
     return out;
