@@ -79,9 +79,7 @@ public final class LayerStore {
     Path abs = root.toAbsolutePath().normalize();
     LayerStore store = new LayerStore(abs, log);
     try {
-      Files.createDirectories(store.layers);
-      Files.createDirectories(store.images);
-      Files.createDirectories(store.tmp);
+      StoreLayout.secure(abs);
     } catch (IOException e) {
       throw new StoreException("cannot create the store at " + abs + ": " + e.getMessage()
           + " (choose another with --root or $STRATA_ROOT)", e);
@@ -570,7 +568,7 @@ public final class LayerStore {
   public void pin(String owner, List<Digest> diffIds) {
     checkOwner(owner);
     try {
-      Path pins = Files.createDirectories(root.resolve("pins"));
+      Path pins = root.resolve("pins");
       ProcessHandle self = ProcessHandle.current();
       Json.writeAtomically(pins.resolve(owner + ".json"), new Pin(self.pid(),
           self.info().startInstant().map(Object::toString).orElse(null), diffIds));

@@ -207,9 +207,12 @@ public final class ContainerRunner {
           }
           stopIfSignalled();
           store.pin(cgName, plan.image().diffIds());
-          Path upper = Files.createDirectories(dir.resolve("upper"));
-          Path work = Files.createDirectories(dir.resolve("work"));
-          Path rootfs = Files.createDirectories(dir.resolve("rootfs"));
+          Path upper = Files.createDirectories(containers.upperOf(name));
+          Path work = Files.createDirectories(containers.workOf(name));
+          Path rootfs = Files.createDirectories(containers.rootfsOf(name));
+          if (spec.userns() != null) {
+            containers.shareWithContainerRoot(name, (int) spec.userns().hostId());
+          }
           List<Path> lowers = new ArrayList<>();
           for (int i = plan.image().diffIds().size() - 1; i >= 0; i--) {
             lowers.add(store.layerTree(plan.image().diffIds().get(i)));

@@ -3,6 +3,7 @@ package io.strata.runtime;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.strata.layers.Json;
 import io.strata.layers.NotFoundException;
+import io.strata.layers.StoreLayout;
 import io.strata.layers.Trees;
 import io.strata.union.Mounts;
 import java.io.IOException;
@@ -21,6 +22,12 @@ import java.util.function.Consumer;
  */
 public final class Containers {
   private static final ObjectMapper JSON = Json.MAPPER;
+  private static final java.nio.file.attribute.FileAttribute<?> PRIVATE =
+      java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+          java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+  private static final java.nio.file.attribute.FileAttribute<?> PRIVATE_FILE =
+      java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+          java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
   private final Path dir;
   private final Consumer<String> log;
 
@@ -31,6 +38,35 @@ public final class Containers {
 
   public Path dirOf(String name) {
     return dir.resolve(name);
+  }
+
+  /**
+   * The container's upper layer: in {@code NAME/diff/}, a directory only root may enter, since
+   * the upper holds what the container's root made (setuid files, device nodes) with container
+   * ids on disk, and under {@code --userns} the container's root group may pass through
+   * {@code NAME/} to its rootfs. A container made by a strata older than that has it in
+   * {@code NAME/upper}.
+   */
+  public Path upperOf(String name) throws IOException {
+    Path old = dirOf(name).resolve("upper");
+    if (Files.isDirectory(old, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+      return old;
+    }
+    return StoreLayout.privateDir(dirOf(name).resolve("diff")).resolve("upper");
+  }
+
+  /** The work directory beside {@link #upperOf the upper}. */
+  public Path workOf(String name) throws IOException {
+    Path old = dirOf(name).resolve("work");
+    if (Files.isDirectory(old, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+      return old;
+    }
+    return StoreLayout.privateDir(dirOf(name).resolve("diff")).resolve("work");
+  }
+
+  /** Where the container's root is mounted while it runs. */
+  public Path rootfsOf(String name) {
+    return dirOf(name).resolve("rootfs");
   }
 
   public ContainerState read(String name) throws IOException {
@@ -44,6 +80,8 @@ public final class Containers {
   public void write(ContainerState s) throws IOException {
     Path f = dirOf(s.name()).resolve("state.json");
     Path tmp = f.resolveSibling("state.json.tmp");
+    Files.deleteIfExists(tmp);
+    Files.createFile(tmp, PRIVATE_FILE); // the command line may hold a secret
     JSON.writeValue(tmp.toFile(), s);
     Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
   }
@@ -53,7 +91,7 @@ public final class Containers {
    * that no directory of a container is ever without its state.
    */
   public void create(ContainerState s) throws IOException {
-    Files.createDirectories(dir);
+    StoreLayout.ensure(dir, StoreLayout.DIRS.get("containers"));
     Path target = dirOf(s.name());
     if (Files.exists(target)) {
       throw new IllegalArgumentException("container name " + s.name() + " is in use (`strata rm "
@@ -61,7 +99,8 @@ public final class Containers {
     }
     Path tmp = dir.resolve(".new-" + s.name() + "-" + ProcessHandle.current().pid());
     Trees.deleteRecursively(tmp);
-    Files.createDirectory(tmp);
+    Files.createDirectory(tmp, PRIVATE); // its upper will hold what the container's root made
+    Files.createFile(tmp.resolve("state.json"), PRIVATE_FILE);
     JSON.writeValue(tmp.resolve("state.json").toFile(), s);
     try {
       Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
@@ -88,12 +127,39 @@ public final class Containers {
           continue;
         }
         if (Files.exists(p.resolve("state.json"))) {
+          closeToOthers(p);
           out.add(reap(read(p.getFileName().toString())));
         }
       }
     }
     out.sort((a, b) -> b.created().compareTo(a.created()));
     return out;
+  }
+
+  /**
+   * Lets the root of a user-namespaced container (host ids {@code hostGid}..) reach its rootfs
+   * mountpoint: its directory becomes 0710 with that group, so that it and no other user may
+   * pass through (not list); upper and work stay behind {@code diff/} (0700), and the state
+   * file is 0600.
+   */
+  public void shareWithContainerRoot(String name, int hostGid) throws IOException {
+    Path d = dirOf(name);
+    if (!Files.isDirectory(d.resolve("diff"))) {
+      throw new IOException(d + " keeps its upper outside diff/: it cannot be shared");
+    }
+    io.strata.layers.Posix.lchown(d, 0, hostGid);
+    io.strata.layers.Posix.chmod(d, 0710);
+  }
+
+  /**
+   * A container directory made by a strata older than {@link StoreLayout}'s table (0755) is
+   * made private; one shared with a user-namespaced container's root group (0710) stays so.
+   */
+  private static void closeToOthers(Path d) throws IOException {
+    int mode = (Integer) Files.getAttribute(d, "unix:mode") & 07777;
+    if ((mode & 07) != 0 || ((mode & 070) != 0 && (Integer) Files.getAttribute(d, "unix:gid") == 0)) {
+      io.strata.layers.Posix.chmod(d, 0700);
+    }
   }
 
   /**
@@ -118,7 +184,7 @@ public final class Containers {
 
   /** Removes the cgroup and unmounts the rootfs of a container; safe to call twice. */
   public void cleanupResources(String name, String cgroupName) throws IOException {
-    Path rootfs = dirOf(name).resolve("rootfs");
+    Path rootfs = rootfsOf(name);
     if (Mounts.isMountpoint(rootfs)) {
       Mounts.unmount(rootfs, true);
     }

@@ -88,7 +88,7 @@ class ContainerTest {
     assertThat(read("ls")).isEmpty();
     assertThat(read("passwd")).startsWith("root:x:0:0");
     Containers c = new Containers(store.root(), s -> { });
-    assertThat(c.dirOf("w1").resolve("upper/root/file")).hasContent("mine");
+    assertThat(c.upperOf("w1").resolve("root/file")).hasContent("mine");
     assertThat(Files.exists(store.layerTree(busybox.diffIds().get(0)).resolve("root/file"))).isFalse();
     c.remove("w1");
     c.remove("w2");
@@ -112,7 +112,7 @@ class ContainerTest {
     assertThat(read("mknod")).contains("refused");
     Containers c = new Containers(store.root(), s -> { });
     // On disk the upper holds what container root wrote under the image's own ids.
-    assertThat(Files.getAttribute(c.dirOf("userns").resolve("upper/root/mine"), "unix:uid"))
+    assertThat(Files.getAttribute(c.upperOf("userns").resolve("root/mine"), "unix:uid"))
         .isEqualTo(0);
     c.remove("userns");
   }

@@ -87,8 +87,8 @@ class DistroTest {
     assertThat(share.resolve("status")).content().contains("install ok installed");
     assertThat(fsLog).contains("fs-ok");
     Containers c = new Containers(store.root(), s -> { });
-    assertThat(c.dirOf("deb").resolve("upper/usr/bin/strata-hello")).exists();
-    assertThat(c.dirOf("deb").resolve("upper/var/lib/dpkg/status")).exists();
+    assertThat(c.upperOf("deb").resolve("usr/bin/strata-hello")).exists();
+    assertThat(c.upperOf("deb").resolve("var/lib/dpkg/status")).exists();
     c.remove("deb");
   }
 }

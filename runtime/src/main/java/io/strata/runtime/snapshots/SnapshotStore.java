@@ -91,7 +91,11 @@ public final class SnapshotStore {
       throws IOException {
     this.unions = unions;
     this.root = root.toAbsolutePath().normalize();
-    this.dirs = Files.createDirectories(this.root.resolve("snapshots"));
+    // Private, as containerd's own snapshotters keep theirs: committed snapshots are image
+    // layers (setuid files, device nodes), active ones containers' uppers.
+    io.strata.layers.StoreLayout.ensure(this.root, 0700);
+    this.dirs = this.root.resolve("snapshots");
+    io.strata.layers.StoreLayout.ensure(this.dirs, 0700);
     this.metadata = this.root.resolve("metadata.json");
     this.mountType = mountType;
     this.log = log;

@@ -1,0 +1,61 @@
+package io.strata.runtime;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A real unprivileged user for one test class: made with useradd (a group of its own, no home),
+ * and removed with its processes when closed. Commands run as it through setpriv with its own
+ * uid, gid and groups only, as a person logged in as that user would.
+ */
+final class TestUser implements AutoCloseable {
+  final String name;
+  final int uid;
+  final int gid;
+
+  private TestUser(String name, int uid, int gid) {
+    this.name = name;
+    this.uid = uid;
+    this.gid = gid;
+  }
+
+  /** What a command printed (stdout and stderr together) and how it ended. */
+  record Result(int code, String output) {}
+
+  static TestUser create() throws Exception {
+    String name = "strata-t" + ThreadLocalRandom.current().nextInt(100_000, 1_000_000);
+    Result r = root(List.of("useradd", "-M", "-U", "-s", "/bin/sh", name));
+    assertThat(r.code()).as("useradd: " + r.output()).isZero();
+    int uid = Integer.parseInt(root(List.of("id", "-u", name)).output().trim());
+    int gid = Integer.parseInt(root(List.of("id", "-g", name)).output().trim());
+    return new TestUser(name, uid, gid);
+  }
+
+  /** Runs {@code sh -c script} as this user. */
+  Result sh(String script) throws Exception {
+    return root(List.of("setpriv", "--reuid=" + uid, "--regid=" + gid, "--init-groups",
+        "--reset-env", "sh", "-c", script));
+  }
+
+  private static Result root(List<String> cmd) throws Exception {
+    Process p = new ProcessBuilder(new ArrayList<>(cmd)).redirectErrorStream(true).start();
+    byte[] out = p.getInputStream().readAllBytes();
+    if (!p.waitFor(60, TimeUnit.SECONDS)) {
+      p.destroyForcibly();
+      throw new AssertionError(cmd + " did not end");
+    }
+    return new Result(p.exitValue(), new String(out, StandardCharsets.UTF_8));
+  }
+
+  @Override
+  public void close() throws Exception {
+    root(List.of("pkill", "-KILL", "-u", String.valueOf(uid)));
+    Result r = root(List.of("userdel", name));
+    assertThat(r.code()).as("userdel " + name + ": " + r.output()).isZero();
+  }
+}
