@@ -18,7 +18,8 @@ import java.util.List;
  * What {@code strata diff} and {@code strata commit} work on: a container (by name) or a
  * {@code strata mount} mountpoint, as its upper directory over its image's layers.
  */
-record ChangedTree(String description, ImageRecord image, Path upper, boolean running) {
+record ChangedTree(String description, ImageRecord image, Path upper, boolean running,
+    String cgroup) {
 
   static ChangedTree find(LayerStore store, String target) throws IOException {
     Path asPath = Path.of(target);
@@ -33,12 +34,12 @@ record ChangedTree(String description, ImageRecord image, Path upper, boolean ru
         throw new IllegalArgumentException(target + " was mounted read-only: nothing changed");
       }
       return new ChangedTree("mount " + m.mountpoint(), image(store, m.imageId(), m.image()),
-          Path.of(m.upper()), false);
+          Path.of(m.upper()), false, null);
     }
     Containers c = new Containers(store.root(), io.strata.layers.cli.Output::note);
     ContainerState s = c.read(target); // NotFound names the container and `strata ps`
     return new ChangedTree("container " + s.name(), image(store, s.imageId(), s.image()),
-        c.dirOf(s.name()).resolve("upper"), ContainerState.RUNNING.equals(s.status()));
+        c.upperOf(s.name()), ContainerState.RUNNING.equals(s.status()), s.cgroup());
   }
 
   private static ImageRecord image(LayerStore store, String id, String ref) {
@@ -61,6 +62,23 @@ record ChangedTree(String description, ImageRecord image, Path upper, boolean ru
       out.add(store.layerTree(ids.get(i)));
     }
     return out;
+  }
+
+  /**
+   * Pauses a running container until the result is closed (nothing to do for a mount or a
+   * stopped container): its processes cannot change the upper while it is read.
+   */
+  io.strata.runtime.Cgroups.Paused pause() throws IOException {
+    if (!running || cgroup == null) {
+      return () -> { };
+    }
+    try {
+      return io.strata.runtime.Cgroups.pause(io.strata.runtime.Cgroups.detect(), cgroup,
+          java.time.Duration.ofSeconds(10));
+    } catch (IOException e) {
+      throw new IOException("cannot pause " + description + ": " + e.getMessage()
+          + "; --pause=false commits it running", e);
+    }
   }
 
   UpperChanges open(LayerStore store) throws IOException {

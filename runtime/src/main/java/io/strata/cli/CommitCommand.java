@@ -21,8 +21,8 @@ import picocli.CommandLine.Parameters;
         "",
         "The new image is its image's layers plus one layer holding what was written (OCI"
             + " whiteouts for deletions, opaque directories, hard links, owners, modes, times and"
-            + " xattrs kept). The same changes give the same layer (DiffID). Stop the container"
-            + " first for a consistent image."})
+            + " xattrs kept). The same changes give the same layer (DiffID). A running container"
+            + " is paused while its changes are read, as podman does."})
 public final class CommitCommand implements Callable<Integer> {
   @Mixin StoreOptions store;
 
@@ -44,18 +44,24 @@ public final class CommitCommand implements Callable<Integer> {
   @Option(names = {"-q", "--quiet"}, description = "Print only the image id.")
   boolean quiet;
 
+  @Option(names = {"-p", "--pause"}, arity = "0..1", defaultValue = "true", fallbackValue = "true",
+      paramLabel = "BOOL", description = "Pause a running container while its changes are read"
+          + " (default: true; --pause=false reads them while it runs).")
+  boolean pause = true;
+
   @Override
   public Integer call() throws Exception {
     LayerStore.normalizeName(name);
     Map<String, Object> config = parseChanges(changes);
     LayerStore s = store.open();
     ChangedTree t = ChangedTree.find(s, target);
-    if (t.running() && !quiet) {
-      Output.note(t.description() + " is running: writes it makes meanwhile may be partly"
-          + " seen (stop it for a consistent image)");
+    if (t.running() && !pause && !quiet) {
+      Output.note(t.description() + " is running and not paused: writes it makes meanwhile"
+          + " may be partly seen");
     }
     LayerStore.CommitResult r;
-    try (UpperChanges u = t.open(s)) {
+    try (io.strata.runtime.Cgroups.Paused paused = pause ? t.pause() : () -> { };
+        UpperChanges u = t.open(s)) {
       r = s.commit(t.image(), u::writeTar, name, message, author, config);
     }
     if (!quiet) {

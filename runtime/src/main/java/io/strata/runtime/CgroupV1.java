@@ -32,6 +32,12 @@ final class CgroupV1 implements Cgroup {
         Cgroups.write(d.resolve("devices.allow"), r.line());
       }
     }
+    Path freezer = roots.get(Cgroups.FREEZER);
+    if (freezer != null) {
+      Path d = freezer.resolve(Cgroups.PARENT).resolve(name);
+      Files.createDirectories(d);
+      dirs.put(Cgroups.FREEZER, d);
+    }
     return new CgroupV1(dirs);
   }
 

@@ -20,6 +20,8 @@ public final class Cgroups {
   static final List<String> CONTROLLERS = List.of("memory", "cpu", "pids");
   /** Not needed to run, but used where present: it enforces {@link DevicePolicy}. */
   static final String DEVICES = "devices";
+  /** Not needed to run, but used where present: commit pauses a container through it. */
+  static final String FREEZER = "freezer";
   static final String PARENT = "strata";
 
   private Cgroups() {}
@@ -42,7 +44,7 @@ public final class Cgroups {
         v2 = mp;
       } else if (tail[0].equals("cgroup") && tail.length > 2) {
         for (String opt : tail[2].split(",")) {
-          if (CONTROLLERS.contains(opt) || opt.equals(DEVICES)) {
+          if (CONTROLLERS.contains(opt) || opt.equals(DEVICES) || opt.equals(FREEZER)) {
             v1.put(opt, mp);
           }
         }
@@ -94,6 +96,66 @@ public final class Cgroups {
     }
   }
 
+  /** A paused cgroup; closing it lets its processes run again. */
+  public interface Paused extends AutoCloseable {
+    @Override
+    void close() throws IOException;
+  }
+
+  /**
+   * Pauses every process of the cgroup {@code strata/NAME} (the v1 freezer, or cgroup.freeze
+   * on v2), as podman pauses a container it commits, and waits until all are stopped. Fails,
+   * thawing what it froze, when the cgroup cannot be frozen within {@code limit}.
+   */
+  public static Paused pause(Layout layout, String name, java.time.Duration limit)
+      throws IOException {
+    Path v1 = layout.v1().get(FREEZER);
+    Path dir;
+    String file;
+    String frozen;
+    String thawed;
+    if (v1 != null && Files.isDirectory(v1.resolve(PARENT).resolve(name))) {
+      dir = v1.resolve(PARENT).resolve(name);
+      file = "freezer.state";
+      frozen = "FROZEN";
+      thawed = "THAWED";
+    } else if (layout.v2() != null && Files.exists(layout.v2().resolve(PARENT).resolve(name)
+        .resolve("cgroup.freeze"))) {
+      dir = layout.v2().resolve(PARENT).resolve(name);
+      file = "cgroup.freeze";
+      frozen = "1";
+      thawed = "0";
+    } else {
+      throw new IOException("its cgroup strata/" + name + " has no freezer (a container started"
+          + " by an older strata, or no freezer controller mounted)");
+    }
+    Path control = dir.resolve(file);
+    Paused undo = () -> write(control, thawed);
+    write(control, frozen);
+    long deadline = System.nanoTime() + limit.toNanos();
+    while (!isFrozen(dir, file.equals("cgroup.freeze"))) {
+      if (System.nanoTime() > deadline) {
+        undo.close();
+        throw new IOException("its processes did not stop within " + limit.toSeconds() + " s");
+      }
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException e) {
+        undo.close();
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted while pausing");
+      }
+    }
+    return undo;
+  }
+
+  private static boolean isFrozen(Path dir, boolean v2) throws IOException {
+    if (v2) {
+      return keyed(dir.resolve("cgroup.events"), "frozen") == 1;
+    }
+    return read(dir.resolve("freezer.state")).equals("FROZEN");
+  }
+
   static String read(Path p) throws IOException {
     return Files.readString(p, StandardCharsets.UTF_8).trim();
   }
@@ -120,6 +182,12 @@ public final class Cgroups {
   static void killAndRemove(Path dir) throws IOException {
     if (!Files.isDirectory(dir)) {
       return;
+    }
+    // A frozen process cannot die: thaw what a commit killed while pausing may have left frozen.
+    for (String[] f : new String[][] {{"freezer.state", "THAWED"}, {"cgroup.freeze", "0"}}) {
+      if (Files.exists(dir.resolve(f[0]))) {
+        write(dir.resolve(f[0]), f[1]);
+      }
     }
     for (int attempt = 0; attempt < 100; attempt++) {
       List<String> pids;

@@ -57,7 +57,7 @@ public final class UpperChanges implements AutoCloseable {
   /** The changes, sorted by path. */
   public List<Change> list() throws IOException {
     List<Change> out = new ArrayList<>();
-    walk("", false, new Visitor() {
+    walk(new Visitor() {
       @Override
       public void whiteout(String rel) throws IOException {
         if (inLowers(rel)) {
@@ -71,7 +71,8 @@ public final class UpperChanges implements AutoCloseable {
       }
 
       @Override
-      public void node(String rel, Attr a, boolean dataFromLower) throws IOException {
+      public void node(String rel, Loc at, Attr a, boolean dataFromLower, int content,
+          String link) throws IOException {
         out.add(new Change(inLowers(rel) ? 'C' : 'A', "/" + rel));
       }
     });
@@ -82,7 +83,7 @@ public final class UpperChanges implements AutoCloseable {
   public void writeTar(OutputStream out) throws IOException {
     TarWriter tar = new TarWriter(out);
     Map<Long, String> links = new HashMap<>();
-    walk("", false, new Visitor() {
+    walk(new Visitor() {
       @Override
       public void whiteout(String rel) throws IOException {
         if (!inLowers(rel)) {
@@ -102,8 +103,9 @@ public final class UpperChanges implements AutoCloseable {
       }
 
       @Override
-      public void node(String rel, Attr a, boolean dataFromLower) throws IOException {
-        Map<String, byte[]> xattrs = xattrs(rel);
+      public void node(String rel, Loc at, Attr a, boolean dataFromLower, int content,
+          String link) throws IOException {
+        Map<String, byte[]> xattrs = xattrs(at);
         int type = a.type();
         int mode = a.mode() & 07777;
         if (type == Posix.S_IFREG && a.nlink() > 1 && !dataFromLower) {
@@ -118,7 +120,7 @@ public final class UpperChanges implements AutoCloseable {
           case Posix.S_IFDIR -> tar.entry(new TarWriter.Header(rel, TarWriter.DIR, mode, a.uid(),
               a.gid(), 0, a.mtimeNanos(), null, 0, 0, xattrs), null);
           case Posix.S_IFLNK -> tar.entry(new TarWriter.Header(rel, TarWriter.SYMLINK, mode,
-              a.uid(), a.gid(), 0, a.mtimeNanos(), RawFs.readlink(upperFd, rel), 0, 0, xattrs),
+              a.uid(), a.gid(), 0, a.mtimeNanos(), link, 0, 0, xattrs),
               null);
           case Posix.S_IFCHR, Posix.S_IFBLK -> tar.entry(new TarWriter.Header(rel,
               type == Posix.S_IFCHR ? TarWriter.CHAR : TarWriter.BLOCKDEV, mode, a.uid(), a.gid(),
@@ -126,8 +128,8 @@ public final class UpperChanges implements AutoCloseable {
           case Posix.S_IFIFO -> tar.entry(new TarWriter.Header(rel, TarWriter.FIFO, mode, a.uid(),
               a.gid(), 0, a.mtimeNanos(), null, 0, 0, xattrs), null);
           case Posix.S_IFREG -> {
-            int dir = dataFromLower ? lowerHolding(rel) : upperFd;
-            try (InputStream in = open(dir, rel)) {
+            try (InputStream in = dataFromLower ? open(lowerHolding(rel), rel)
+                : stream(content)) {
               tar.entry(new TarWriter.Header(rel, TarWriter.FILE, mode, a.uid(), a.gid(), a.size(),
                   a.mtimeNanos(), null, 0, 0, xattrs), in);
             }
@@ -146,12 +148,35 @@ public final class UpperChanges implements AutoCloseable {
 
     void opaque(String rel) throws IOException;
 
-    void node(String rel, Attr a, boolean dataFromLower) throws IOException;
+    /**
+     * One node of the upper: {@code at} is its directory (held open) and name, {@code a} its
+     * attributes, {@code content} for a regular file whose data is in the upper: a descriptor
+     * opened without following a symlink and checked to be the file {@code a} describes;
+     * {@code link} a symlink's target.
+     */
+    void node(String rel, Loc at, Attr a, boolean dataFromLower, int content, String link)
+        throws IOException;
   }
 
-  /** Visits the upper below {@code dir} in byte order of names, parents before children. */
-  private void walk(String dir, boolean parentOpaque, Visitor v) throws IOException {
-    List<RawFs.DirEntry> entries = new ArrayList<>(RawFs.list(upperFd, dir));
+  /**
+   * Visits the upper in byte order of names, parents before children. The upper may be
+   * changing under a running container, which may swap any directory for a symlink at any
+   * moment (renameat2 RENAME_EXCHANGE): so the walk holds each directory open and reaches
+   * every entry by one name relative to it, opens nothing that follows a symlink, and reads
+   * attributes from the descriptor it then reads from. What a swap can do is make an entry
+   * vanish or appear as the symlink it became; it can never lead the walk out of the upper.
+   */
+  private void walk(Visitor v) throws IOException {
+    int root = RawFs.open(upperFd, "", RawFs.O_RDONLY | RawFs.O_DIRECTORY, 0);
+    try {
+      walk(root, "", v);
+    } finally {
+      RawFs.close(root);
+    }
+  }
+
+  private void walk(int dirFd, String dir, Visitor v) throws IOException {
+    List<RawFs.DirEntry> entries = new ArrayList<>(RawFs.list(dirFd, ""));
     entries.sort(Comparator.comparing(RawFs.DirEntry::name));
     Map<String, Boolean> whiteouts = new LinkedHashMap<>();
     for (RawFs.DirEntry e : entries) {
@@ -167,7 +192,8 @@ public final class UpperChanges implements AutoCloseable {
         continue; // handled as whiteouts and opaque markers
       }
       String rel = dir.isEmpty() ? name : dir + "/" + name;
-      Attr a = Stat.lstat(new Loc(upperFd, rel));
+      Loc at = new Loc(dirFd, name);
+      Attr a = Stat.lstat(at);
       if (a == null) {
         continue; // removed while we walk
       }
@@ -175,14 +201,42 @@ public final class UpperChanges implements AutoCloseable {
         whiteouts.put(name, true);
         continue;
       }
-      boolean fromLower = a.type() == Posix.S_IFREG && isMetacopy(rel);
-      v.node(rel, a, fromLower);
       if (a.isDirectory()) {
-        boolean opaque = Markers.isOpaque(new Loc(upperFd, rel));
-        if (opaque && inLowers(rel)) {
-          v.opaque(rel);
+        int child = openNoFollow(at, RawFs.O_RDONLY | RawFs.O_DIRECTORY);
+        if (child < 0) {
+          continue; // swapped for something else since the lstat: gone from this walk
         }
-        walk(rel, parentOpaque || opaque, v);
+        try {
+          Attr real = fstat(child);
+          v.node(rel, at, real, false, -1, null);
+          Loc self = new Loc(child, "");
+          if (Markers.isOpaque(self) && inLowers(rel)) {
+            v.opaque(rel);
+          }
+          walk(child, rel, v);
+        } finally {
+          RawFs.close(child);
+        }
+      } else if (a.type() == Posix.S_IFREG && !isMetacopy(at)) {
+        int fd = openNoFollow(at, RawFs.O_RDONLY | O_NONBLOCK);
+        if (fd < 0) {
+          continue;
+        }
+        try {
+          Attr real = fstat(fd);
+          if (real.type() == Posix.S_IFREG) {
+            v.node(rel, at, real, false, fd, null);
+          }
+        } finally {
+          RawFs.close(fd);
+        }
+      } else if (a.type() == Posix.S_IFLNK) {
+        String link = readlinkOrNull(at);
+        if (link != null) {
+          v.node(rel, at, a, false, -1, link);
+        }
+      } else {
+        v.node(rel, at, a, a.type() == Posix.S_IFREG, -1, null);
       }
     }
     // whiteouts come after the directory's entries in sorted order of their .wh. names
@@ -193,9 +247,47 @@ public final class UpperChanges implements AutoCloseable {
     }
   }
 
-  private boolean isMetacopy(String rel) throws IOException {
+  private static final int O_NONBLOCK = 04000;
+  private static final int ELOOP = 40;
+
+  /**
+   * Opens one name in a held directory without following a symlink; -1 when it is gone or has
+   * become a symlink or (for O_DIRECTORY) a non-directory since it was looked at.
+   */
+  private static int openNoFollow(Loc at, int flags) throws IOException {
+    try {
+      return RawFs.open(at.dirfd(), at.rel(), flags | RawFs.O_NOFOLLOW, 0);
+    } catch (Posix.PosixException e) {
+      if (e.errno() == ELOOP || e.errno() == Posix.ENOENT || e.errno() == Posix.ENOTDIR) {
+        return -1;
+      }
+      throw e;
+    }
+  }
+
+  /** A symlink's target; null when it is gone or no longer a symlink. */
+  private static String readlinkOrNull(Loc at) throws IOException {
+    try {
+      return RawFs.readlink(at.dirfd(), at.rel());
+    } catch (Posix.PosixException e) {
+      if (e.errno() == Posix.EINVAL || e.errno() == Posix.ENOENT) {
+        return null;
+      }
+      throw e;
+    }
+  }
+
+  private static Attr fstat(int fd) throws IOException {
+    Attr a = Stat.lstat(new Loc(fd, ""));
+    if (a == null) {
+      throw new IOException("fstat of an open descriptor failed");
+    }
+    return a;
+  }
+
+  private static boolean isMetacopy(Loc at) throws IOException {
     for (String x : METACOPY) {
-      if (RawFs.lgetxattr(upperFd, rel, x) != null) {
+      if (RawFs.lgetxattr(at.dirfd(), at.rel(), x) != null) {
         return true;
       }
     }
@@ -251,21 +343,37 @@ public final class UpperChanges implements AutoCloseable {
     return -1;
   }
 
+  /** A lower layer's file (lower layers never change; every parent was seen to be a directory). */
   private static InputStream open(int dirfd, String rel) throws IOException {
-    int fd = RawFs.open(dirfd, rel, RawFs.O_RDONLY, 0);
+    int fd = RawFs.open(dirfd, rel, RawFs.O_RDONLY | RawFs.O_NOFOLLOW, 0);
     try {
-      return new java.io.BufferedInputStream(Files.newInputStream(Path.of("/proc/self/fd/" + fd)),
-          1 << 16);
+      return stream(fd);
     } finally {
       RawFs.close(fd);
     }
   }
 
-  private Map<String, byte[]> xattrs(String rel) throws IOException {
+  /** A stream of its own on the file behind {@code fd} (reopened through /proc, read-only). */
+  private static InputStream stream(int fd) throws IOException {
+    return new java.io.BufferedInputStream(Files.newInputStream(Path.of("/proc/self/fd/" + fd)),
+        1 << 16);
+  }
+
+  /** The xattrs of the name {@code at} itself (never of what a symlink there points to). */
+  private static Map<String, byte[]> xattrs(Loc at) throws IOException {
     Map<String, byte[]> out = new LinkedHashMap<>();
-    for (String x : RawFs.llistxattr(upperFd, rel)) {
+    List<String> names;
+    try {
+      names = RawFs.llistxattr(at.dirfd(), at.rel());
+    } catch (Posix.PosixException e) {
+      if (e.errno() == Posix.ENOENT) {
+        return out; // renamed away while we walk (a container that runs on)
+      }
+      throw e;
+    }
+    for (String x : names) {
       if (!Markers.isPrivateXattr(x)) {
-        byte[] v = RawFs.lgetxattr(upperFd, rel, x);
+        byte[] v = RawFs.lgetxattr(at.dirfd(), at.rel(), x);
         if (v != null) {
           out.put(x, v);
         }
