@@ -90,6 +90,8 @@ final class CopyUp {
         RawFs.rename(tmp.dirfd(), tmp.rel(), target.dirfd(), target.rel(), 0);
         if (a.type() == Posix.S_IFDIR) {
           view.directoryCopiedUp(n.path()); // it has an upper directory now
+        } else if (a.type() == Posix.S_IFREG && !meta) {
+          view.dataCopiedUp(n.path(), target);
         }
         listener.accept(UnionView.compose(n.lower().layer(), a.ino()));
         return target;
@@ -115,6 +117,8 @@ final class CopyUp {
         RawFs.lsetxattr(tmp.dirfd(), tmp.rel(), originXattr, origin);
       }
       RawFs.rename(tmp.dirfd(), tmp.rel(), up.dirfd(), up.rel(), 0);
+      view.dataCopiedUp(n.path(), up);
+      listener.accept(view.upperInode(up));
       return up;
     } catch (IOException | FsException | RuntimeException e) {
       Trees.deleteRecursively(staging.resolve(tmp.rel()));

@@ -27,6 +27,8 @@ final class Io {
 
     @SaveError int fsync(int fd);
 
+    @SaveError int dup3(int oldfd, int newfd, int flags);
+
     @SaveError int fdatasync(int fd);
 
     @SaveError int ftruncate(int fd, long length);

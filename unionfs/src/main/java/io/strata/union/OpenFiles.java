@@ -11,6 +11,11 @@ import jnr.ffi.Pointer;
  * The view's open files: a descriptor on each one's real file (upper, or lower while it is only
  * read), by handle. Reads and writes take no lock: they go straight between the caller's
  * buffer and the descriptor with pread/pwrite.
+ *
+ * <p>A file opened for reading while it was only below, and still open when it is copied up,
+ * reads the upper from then on ({@link #retarget}), as a descriptor of kernel overlayfs does
+ * (stacked file operations, since Linux 4.19): otherwise its reads would return the old bytes
+ * and, through the kernel's page cache, show them to every later open.
  */
 final class OpenFiles {
   /**
@@ -18,6 +23,7 @@ final class OpenFiles {
    * attributes it had (taken at unlink time, so opening costs no stat).
    */
   static final class OpenFile {
+    /** Stays the same number for life; {@link #retarget} changes the file behind it. */
     final int fd;
     /** The name it was opened by (relative); "" for an O_TMPFILE file until it is linked. */
     volatile String path;
@@ -63,6 +69,31 @@ final class OpenFiles {
       }
     }
     return out;
+  }
+
+  /**
+   * After the data of {@code rel} was copied up to {@code upper}: every handle that reads it
+   * from below reads the upper from now on. The new file is put behind the handle's own
+   * descriptor number with dup3(2), atomically: a read running meanwhile reads one file or the
+   * other (identical bytes at this moment), and no number is freed for another open to reuse.
+   */
+  void retarget(String rel, Loc upper) throws FsException {
+    int fresh = -1;
+    try {
+      for (OpenFile f : named(rel)) {
+        if (f.writable) {
+          continue; // opened after the copy-up: already the upper
+        }
+        if (fresh < 0) {
+          fresh = Io.open(upper, Io.O_RDONLY, 0);
+        }
+        Io.check(Io.LIBC.dup3(fresh, f.fd, Io.O_CLOEXEC), "dup3 for /" + rel);
+      }
+    } finally {
+      if (fresh >= 0) {
+        Io.close(fresh);
+      }
+    }
   }
 
   int read(long fh, Pointer buf, long size, long offset) throws FsException {

@@ -996,6 +996,19 @@ public final class UnionView implements AutoCloseable {
     return copier.copyUp(n, withData);
   }
 
+  /**
+   * A file's data was copied up (a full copy-up, or a metadata-only one completed): handles
+   * that read it from below read {@code upper} from now on ({@link OpenFiles#retarget}).
+   */
+  void dataCopiedUp(String rel, Loc upper) throws FsException {
+    files.retarget(rel, upper);
+  }
+
+  /** The inode number the view reports for an upper file. */
+  long upperInode(Loc up) throws IOException {
+    return upperIno(up, Stat.lstat(up));
+  }
+
   /** A directory was copied up: it has an upper directory now, not opaque. */
   void directoryCopiedUp(String rel) {
     lookup.directoryCopiedUp(rel);

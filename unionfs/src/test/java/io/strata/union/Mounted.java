@@ -49,6 +49,11 @@ final class Mounted implements AutoCloseable {
     return new Mounted(mp, m);
   }
 
+  /** A strata mount the caller made with settings of its own. */
+  static Mounted of(FuseMount m) {
+    return new Mounted(m.mountpoint(), m);
+  }
+
   static Mounted strata(List<Path> lowers, Path upper, Path work, Path mp) throws Exception {
     return strata(lowers, upper, work, mp, UnionView.Options.defaults());
   }

@@ -63,6 +63,9 @@ public class DispatchBenchmark {
 
           @Override
           public void backingClose(int id) {}
+
+          @Override
+          public void invalidateEntry(long parent, String name) {}
         }, line -> { });
     inMem = Pointer.wrap(Device.RUNTIME, in);
     outMem = Pointer.wrap(Device.RUNTIME, out);

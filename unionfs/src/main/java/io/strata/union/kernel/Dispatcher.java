@@ -27,6 +27,9 @@ final class Dispatcher {
     int backingOpen(int fd);
 
     void backingClose(int id);
+
+    /** Asks the kernel, later and from another thread, to drop its entry for a name. */
+    void invalidateEntry(long parent, String name);
   }
 
   /** The kernel cache timeouts, in nanoseconds. */
@@ -43,6 +46,7 @@ final class Dispatcher {
   private final AtomicLongArray counts = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
   private final AtomicLong passthroughOpens = new AtomicLong();
   private final AtomicLong servedOpens = new AtomicLong();
+  private final AtomicLong retiredNodes = new AtomicLong();
   private final AtomicLong dirHandles = new AtomicLong(1);
   private final ConcurrentHashMap<Long, List<UnionView.DirEntry>> dirs = new ConcurrentHashMap<>();
   /** Open files by handle: the node and, when passed through, its backing. */
@@ -88,6 +92,7 @@ final class Dispatcher {
     }
     out.put("opens passed through", passthroughOpens.get());
     out.put("opens served", servedOpens.get());
+    out.put("nodes retired", retiredNodes.get());
     out.put("nodes", (long) nodes.size());
     return out;
   }
@@ -656,19 +661,30 @@ final class Dispatcher {
   /**
    * The open reply. With passthrough, the real file is registered as the node's backing file
    * (one per node, shared by its opens: the kernel takes no second one, and wants every open
-   * of a node that has one passed through), and the kernel reads and writes it without asking.
-   * A node copied up while open for reading keeps the backing of its lower file: its new opens
-   * are passed through for mmap only (FOPEN_DIRECT_IO), reads and writes come here and go to
-   * the upper file. A file whose filesystem the kernel refuses as a backing is served with the
-   * page cache kept, as every open is without passthrough (every write goes through here).
+   * of a node that has one passed through), and the kernel reads, writes and maps it without
+   * asking. A file whose filesystem the kernel refuses as a backing is served with the page
+   * cache kept, as every open is without passthrough (every write goes through here).
+   *
+   * <p>A node whose kernel inode still holds the backing of its lower file (a descriptor
+   * opened before the copy-up is still open) must give no open the upper: the kernel would
+   * refuse a second backing, and a mapping of that open would reach the lower file, which
+   * passthrough opens with the open's own flags, writable ones included. So the node is
+   * retired: its names go to a new node, its kernel entries are dropped, and this open is
+   * answered ESTALE, which makes the kernel look the name up again (LOOKUP_REVAL) and open
+   * the new node, with the upper as its backing. The descriptors open on the old kernel inode
+   * keep reading the lower file through the kernel (kernel overlayfs would read the upper
+   * through them; passthrough leaves strata no way to). An open of a retired node is ESTALE too,
+   * which only a reopen through /proc/PID/fd of such an old descriptor meets.
    */
   private void openReply(Reply out, NodeTable.Node n, long fh) throws FsException {
-    Passed p = passthrough && !n.noBacking ? backing(n, fh) : null;
-    Backing b = p == null ? null : p.backing();
+    Backing b = null;
+    if (passthrough && !n.noBacking) {
+      b = backing(n, fh);
+    }
     int flags;
     int backingId = 0;
     if (b != null) {
-      flags = Fuse.FOPEN_PASSTHROUGH | (p.own() ? 0 : Fuse.FOPEN_DIRECT_IO);
+      flags = Fuse.FOPEN_PASSTHROUGH;
       backingId = b.id;
       passthroughOpens.incrementAndGet();
     } else {
@@ -679,41 +695,59 @@ final class Dispatcher {
     out.u64(fh).u32(flags).u32(backingId);
   }
 
-  /** A backing given to an open, and whether it is that open's own file. */
-  private record Passed(Backing backing, boolean own) {}
-
-  private Passed backing(NodeTable.Node n, long fh) throws FsException {
+  /**
+   * The backing for an open of {@code n} (its handle {@code fh}): the node's own, shared, or a
+   * new one; null when the file cannot have one. ESTALE (the handle released, the node
+   * retired) when the node's backing is another file than the one this open reaches.
+   */
+  private Backing backing(NodeTable.Node n, long fh) throws FsException {
     int fd = view.descriptor(fh);
     io.strata.layers.RawFs.Statx st;
     try {
       st = io.strata.layers.RawFs.lstat(fd, "");
     } catch (java.io.IOException e) {
+      view.release(fh);
       throw FsException.from(e);
     }
     if (st == null || (st.mode() & Posix.S_IFMT) != Posix.S_IFREG) {
       return null;
     }
+    List<NodeTable.Name> dropped = null;
     synchronized (n) {
       Backing b = backings.get(n.id);
-      if (b != null) {
+      if (!n.retired && b != null && b.dev == st.dev() && b.ino == st.ino()) {
         b.users++;
-        return new Passed(b, b.dev == st.dev() && b.ino == st.ino());
+        return b;
       }
-      int id = session.backingOpen(fd);
-      if (id <= 0) {
-        n.noBacking = true;
-        if (!passthroughFailureLogged) {
-          passthroughFailureLogged = true;
-          log.accept("passthrough refused for a file (" + Posix.strerror(-id)
-              + "); opens of such files are served by strata instead");
+      if (!n.retired && b == null) {
+        int id = session.backingOpen(fd);
+        if (id <= 0) {
+          n.noBacking = true;
+          if (!passthroughFailureLogged) {
+            passthroughFailureLogged = true;
+            log.accept("passthrough refused for a file (" + Posix.strerror(-id)
+                + "); opens of such files are served by strata instead");
+          }
+          return null;
         }
-        return null;
+        b = new Backing(id, st.dev(), st.ino());
+        b.users = 1;
+        backings.put(n.id, b);
+        return b;
       }
-      b = new Backing(id, st.dev(), st.ino());
-      b.users = 1;
-      backings.put(n.id, b);
-      return new Passed(b, true);
+      if (!n.retired) {
+        dropped = nodes.retire(n);
+        retiredNodes.incrementAndGet();
+      }
     }
+    view.release(fh);
+    if (dropped != null) {
+      for (NodeTable.Name name : dropped) {
+        session.invalidateEntry(name.parent(), name.name());
+      }
+    }
+    throw new FsException(Posix.ESTALE, "node " + n.id + " holds the backing of a file copied"
+        + " up since: look it up again");
   }
 
   private void release(long fh) {

@@ -38,7 +38,10 @@ public final class KernelSession {
   private final List<Thread> workers = new ArrayList<>();
   private final List<Integer> clones = new ArrayList<>();
   private final CountDownLatch ended = new CountDownLatch(1);
-  private final LinkedBlockingQueue<Long> invalidations = new LinkedBlockingQueue<>();
+  /** What the notifier tells the kernel: a node's attributes, or a name's entry, to drop. */
+  private record Invalidation(long node, String name) {}
+
+  private final LinkedBlockingQueue<Invalidation> invalidations = new LinkedBlockingQueue<>();
   private final Thread notifier;
   private volatile Throwable failure;
   private int running;
@@ -103,7 +106,7 @@ public final class KernelSession {
     }
     view.onCopyUp(ino -> {
       for (NodeTable.Node n : s.nodes.byIno(ino)) {
-        s.invalidations.add(n.id);
+        s.invalidations.add(new Invalidation(n.id, null));
       }
     });
     s.notifier.start();
@@ -209,14 +212,22 @@ public final class KernelSession {
   }
 
   private void notifyLoop() {
-    ByteBuffer buf = ByteBuffer.allocateDirect(64);
+    ByteBuffer buf = ByteBuffer.allocateDirect(64 + 256);
     Pointer mem = Pointer.wrap(Device.RUNTIME, buf);
     Reply out = new Reply(buf);
     try {
       while (true) {
-        long nodeid = invalidations.take();
-        out.start().u64(nodeid).u64(-1).u64(0); // offset -1: attributes only, pages stay
-        int len = out.finishNotify(Fuse.NOTIFY_INVAL_INODE);
+        Invalidation i = invalidations.take();
+        int len;
+        if (i.name() == null) {
+          // offset -1: attributes only, pages stay (a copy-up changes no byte of the data)
+          out.start().u64(i.node()).u64(-1).u64(0);
+          len = out.finishNotify(Fuse.NOTIFY_INVAL_INODE);
+        } else {
+          byte[] name = io.strata.layers.RawFs.bytes(i.name());
+          out.start().u64(i.node()).u32(name.length).u32(0).bytes(name).zeros(1);
+          len = out.finishNotify(Fuse.NOTIFY_INVAL_ENTRY);
+        }
         if (Device.LIBC.write(fd, mem, len) < 0) {
           int e = Device.errno();
           if (e == Posix.ENODEV || e == Posix.EBADF) {
@@ -272,6 +283,11 @@ public final class KernelSession {
     @Override
     public void backingClose(int id) {
       Device.backingClose(fd, id);
+    }
+
+    @Override
+    public void invalidateEntry(long parent, String name) {
+      invalidations.add(new Invalidation(parent, name));
     }
   }
 }

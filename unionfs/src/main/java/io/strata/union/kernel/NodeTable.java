@@ -37,6 +37,12 @@ final class NodeTable {
     long lookups;
     /** Whether the kernel refused this node's file as a passthrough backing. */
     volatile boolean noBacking;
+    /**
+     * Retired: its kernel inode holds the backing of a file that has since been copied up, so
+     * its names went to a new node (see {@link NodeTable#retire}); it keeps its first name for
+     * the requests of descriptors still open on it.
+     */
+    volatile boolean retired;
     /** Whether the node is known to have no extended attributes (null: not known yet). */
     volatile Boolean noXattrs;
     /** GETXATTR misses before {@code noXattrs} was known (a hint: races only cost a syscall). */
@@ -246,6 +252,30 @@ final class NodeTable {
       named(nb);
       byName.put(a, nb);
     }
+  }
+
+  /**
+   * Takes every name from {@code n}, so that the next lookup of any of them makes a new node
+   * (a new kernel inode), and returns the names, for the kernel to drop its entries. {@code n}
+   * keeps its first name for building paths: descriptors open on its kernel inode still ask
+   * through it until the kernel forgets it.
+   */
+  synchronized List<Name> retire(Node n) {
+    n.retired = true;
+    byIno.remove(n.ino, n);
+    if (n.perName) {
+      List<Node> l = perName.get(n.ino);
+      if (l != null && l.remove(n) && l.isEmpty()) {
+        perName.remove(n.ino);
+      }
+    }
+    List<Name> out = new ArrayList<>();
+    for (Name name : n.names) {
+      if (byName.remove(name, n)) {
+        out.add(name);
+      }
+    }
+    return out;
   }
 
   /** The nodes of an inode number, for invalidations the view reports by number. */

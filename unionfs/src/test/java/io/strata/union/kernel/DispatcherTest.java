@@ -51,6 +51,9 @@ class DispatcherTest {
 
           @Override
           public void backingClose(int id) {}
+
+          @Override
+          public void invalidateEntry(long parent, String name) {}
         }, log::add);
   }
 
