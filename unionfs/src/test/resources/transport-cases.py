@@ -35,7 +35,10 @@ with open("udir/inside", "w") as f:
     f.write("in")
 out.append(("exchange a file and a directory", renameat2("up1", "udir", EXCHANGE),
             sorted(os.listdir(".")), read("up1/inside"), read("udir")))
-out.append(("exchange a lower directory", renameat2("ldir", "lf2", EXCHANGE)))
+out.append(("exchange a lower directory", renameat2("ldir", "lf2", EXCHANGE),
+            sorted(os.listdir("lf2")), read("ldir")))
+out.append(("and back", renameat2("ldir", "lf2", EXCHANGE), sorted(os.listdir("ldir")),
+            read("lf2")))
 out.append(("whiteout flag", renameat2("lf2", "w", 4)))
 
 fd = os.open("lf2", os.O_RDWR)

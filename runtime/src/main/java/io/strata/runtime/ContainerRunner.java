@@ -220,9 +220,8 @@ public final class ContainerRunner {
           UnionView.Options opts = UnionView.Options.defaults();
           if (spec.userns() != null) {
             String m = spec.userns().hostId() + ":0:" + spec.userns().count();
-            opts = new UnionView.Options(opts.whiteoutForm(), opts.metacopy(), opts.xattrs(),
-                opts.fsync(), io.strata.union.IdMap.parse(m, "uid map"),
-                io.strata.union.IdMap.parse(m, "gid map"), false, opts.cacheEntries());
+            opts = opts.withIds(io.strata.union.IdMap.parse(m, "uid map"),
+                io.strata.union.IdMap.parse(m, "gid map"));
           }
           UnionView view = UnionView.open(lowers, upper, work, opts);
           mount = FuseMount.mount(view, rootfs, FuseMount.Settings.defaults("strata:" + name),

@@ -25,7 +25,8 @@ final class Lookup {
   private final Loc upperRoot;
   private final LowerTree lowerTree;
   private final String originXattr;
-  private final Cache<String, Boolean> upperOpaque =
+  /** Upper directories' markers by path: opaque, and the redirect of a renamed one. */
+  private final Cache<String, Markers.DirMarks> upperMarks =
       Caffeine.newBuilder().maximumSize(100_000).recordStats().build();
   /**
    * Directory steps by path, so that a lookup resolves only its last name. A step changes only
@@ -88,7 +89,7 @@ final class Lookup {
             : new LowerTree.Entry("", 1, lowerRoots.get(0), true, lowerRoots,
                 Stat.lstat(lowerRoots.get(0)));
         return new Node("", upperRoot, upperRoot == null ? null : Stat.lstat(upperRoot),
-            rootEntry, !lowerRoots.isEmpty());
+            rootEntry, lowerRoots.isEmpty() ? null : "");
       }
       int slash = rel.lastIndexOf('/');
       Step parent = step(slash < 0 ? "" : rel.substring(0, slash));
@@ -130,7 +131,7 @@ final class Lookup {
           up = new Loc(upperRoot.dirfd(), sub);
         }
       }
-      s = new Step(up, n.lowerDirVisible() ? sub : null, owned);
+      s = new Step(up, n.lowerDirPath(), owned);
       steps.put(sub, s);
     }
     return s;
@@ -144,11 +145,7 @@ final class Lookup {
     if (Markers.isWhiteoutName(name)) {
       throw FsException.of(Posix.ENOENT, "/" + sub); // overlay markers are never visible
     }
-    LowerTree.Entry le = null;
-    if (at.lower() != null) {
-      LowerTree.Dir d = lowerTree.dir(at.lower());
-      le = d == null ? null : d.entries().get(name);
-    }
+    LowerTree.Entry le = lowerEntry(at.lower(), name);
     Loc u = null;
     Attr ua = null;
     if (at.upper() != null) {
@@ -166,23 +163,68 @@ final class Lookup {
     if (u == null && le == null) {
       throw FsException.of(Posix.ENOENT, "/" + sub);
     }
-    boolean upperIsDir = ua != null && ua.isDirectory();
     // The lower entry is kept even when the upper hides it: removing or renaming the name
-    // must then leave a whiteout. It shows through only below an upper directory that is
-    // not opaque (an upper non-directory hides everything below it).
-    boolean lowerShows = le != null
-        && (ua == null || (upperIsDir && le.isDir() && !isUpperOpaque(sub, u)));
-    return new Node(sub, u, ua, le, lowerShows && le.isDir());
+    // must then leave a whiteout. A lower directory shows through only below an upper
+    // directory that is neither opaque nor renamed (an upper non-directory hides everything
+    // below it); a renamed one shows the lower directory it was renamed from instead.
+    String lowerDir = null;
+    if (ua != null && ua.isDirectory()) {
+      Markers.DirMarks m = marks(sub, u);
+      if (m.redirect() != null) {
+        lowerDir = redirected(at.lower(), m.redirect());
+      } else if (le != null && le.isDir() && !m.opaque()) {
+        lowerDir = join(at.lower(), name);
+      }
+    } else if (ua == null && le.isDir()) {
+      lowerDir = join(at.lower(), name);
+    }
+    return new Node(sub, u, ua, le, lowerDir);
   }
 
-  private boolean isUpperOpaque(String rel, Loc dir) throws IOException {
-    Boolean cached = upperOpaque.getIfPresent(rel);
+  /** The entry {@code name} of the merged lower directory {@code dir}, or null. */
+  private LowerTree.Entry lowerEntry(String dir, String name) {
+    if (dir == null) {
+      return null;
+    }
+    LowerTree.Dir d = lowerTree.dir(dir);
+    return d == null ? null : d.entries().get(name);
+  }
+
+  private static String join(String dir, String name) {
+    return dir.isEmpty() ? name : dir + "/" + name;
+  }
+
+  /**
+   * The lower directory a redirect names: an absolute one from the lower root, a relative one
+   * (a name, as kernel overlayfs writes for a rename within one directory) beside the parent's
+   * lower directory; null when nothing, or no directory, is there.
+   */
+  private String redirected(String parentLower, String redirect) {
+    String target;
+    if (redirect.startsWith("/")) {
+      target = redirect.substring(1);
+    } else if (parentLower != null) {
+      target = join(parentLower, redirect);
+    } else {
+      return null;
+    }
+    if (target.isEmpty()) {
+      return null;
+    }
+    int slash = target.lastIndexOf('/');
+    LowerTree.Entry e = lowerEntry(slash < 0 ? "" : target.substring(0, slash),
+        target.substring(slash + 1));
+    return e != null && e.isDir() ? target : null;
+  }
+
+  private Markers.DirMarks marks(String rel, Loc dir) throws IOException {
+    Markers.DirMarks cached = upperMarks.getIfPresent(rel);
     if (cached != null) {
       return cached;
     }
-    boolean o = Markers.isOpaque(dir);
-    upperOpaque.put(rel, o);
-    return o;
+    Markers.DirMarks m = Markers.dirMarks(dir);
+    upperMarks.put(rel, m);
+    return m;
   }
 
   /** An upper file's number: its origin's if it was copied up, else its own. */
@@ -194,22 +236,22 @@ final class Lookup {
 
   /** Records whether the upper directory {@code rel} is opaque (the view just made it). */
   void opaque(String rel, boolean isOpaque) {
-    upperOpaque.put(rel, isOpaque);
+    upperMarks.put(rel, new Markers.DirMarks(isOpaque, null));
   }
 
   void forgetOpacity(String rel) {
-    upperOpaque.invalidate(rel);
+    upperMarks.invalidate(rel);
   }
 
-  /** A directory moved or went: every cached step and opacity may be stale. */
+  /** A directory moved or went: every cached step and marker may be stale. */
   void forgetDirectories() {
-    upperOpaque.invalidateAll();
+    upperMarks.invalidateAll();
     steps.invalidateAll();
   }
 
-  /** A directory was copied up: it has an upper directory now, not opaque. */
+  /** A directory was copied up: it has an upper directory now, neither opaque nor renamed. */
   void directoryCopiedUp(String rel) {
-    upperOpaque.put(rel, false);
+    upperMarks.put(rel, new Markers.DirMarks(false, null));
     steps.invalidate(rel);
   }
 
@@ -226,9 +268,9 @@ final class Lookup {
   }
 
   String report() {
-    var o = upperOpaque.stats();
+    var o = upperMarks.stats();
     var d = steps.stats();
-    return String.format("upper opacity: hit rate %.1f%%; directory steps: %d cached,"
+    return String.format("upper markers: hit rate %.1f%%; directory steps: %d cached,"
         + " hit rate %.1f%%", 100 * o.hitRate(), steps.estimatedSize(), 100 * d.hitRate());
   }
 

@@ -9,12 +9,25 @@ import java.io.IOException;
  * file; an opaque directory has {@code trusted.overlay.opaque=y} (or {@code user.overlay.opaque}
  * for rootless overlays) or holds {@code .wh..wh..opq}. Both forms are read everywhere; the
  * upper layer is written in the form chosen at mount time. Names are raw (one char per byte).
+ *
+ * <p>A directory renamed while a lower layer contributes to it carries a redirect: the path,
+ * from the lower root, of the lower directory it shows ({@code trusted.strata.redirect}, or
+ * {@code user.strata.redirect} for a user's mount). Where the upper is in the kernel's form
+ * (device whiteouts) it also gets kernel overlayfs's {@code trusted.overlay.redirect}, so that
+ * kernel overlayfs with redirect_dir=on reads the upper the same way. All four are read.
  */
 final class Markers {
   static final String WH_PREFIX = ".wh.";
   static final String OPAQUE_FILE = ".wh..wh..opq";
   static final String TRUSTED_OPAQUE = "trusted.overlay.opaque";
   static final String USER_OPAQUE = "user.overlay.opaque";
+  static final String TRUSTED_REDIRECT = "trusted.strata.redirect";
+  static final String USER_REDIRECT = "user.strata.redirect";
+  static final String OVERLAY_REDIRECT = "trusted.overlay.redirect";
+  static final String OVERLAY_USER_REDIRECT = "user.overlay.redirect";
+  /** Read in this order: strata's own before the kernel's. */
+  private static final String[] REDIRECTS = {TRUSTED_REDIRECT, USER_REDIRECT, OVERLAY_REDIRECT,
+      OVERLAY_USER_REDIRECT};
 
   private Markers() {}
 
@@ -38,6 +51,65 @@ final class Markers {
 
   static boolean isWhiteoutDevice(Attr a) {
     return a != null && a.type() == Posix.S_IFCHR && a.rdev() == 0;
+  }
+
+  /** A real directory's markers: whether it is opaque, and its redirect (null for none). */
+  record DirMarks(boolean opaque, String redirect) {}
+
+  /**
+   * The markers of the real directory {@code dir}, from one listing of its xattrs (a directory
+   * with none, the common case, costs that call and one lstat).
+   */
+  static DirMarks dirMarks(Loc dir) throws IOException {
+    boolean opaque = Stat.lstat(dir.child(OPAQUE_FILE)) != null;
+    java.util.List<String> names = RawFs.llistxattr(dir.dirfd(), dir.rel());
+    if (names.isEmpty()) {
+      return new DirMarks(opaque, null);
+    }
+    if (!opaque) {
+      for (String o : new String[] {TRUSTED_OPAQUE, USER_OPAQUE}) {
+        if (names.contains(o) && isY(RawFs.lgetxattr(dir.dirfd(), dir.rel(), o))) {
+          opaque = true;
+        }
+      }
+    }
+    String redirect = null;
+    for (String r : REDIRECTS) {
+      if (redirect == null && names.contains(r)) {
+        redirect = validRedirect(RawFs.lgetxattr(dir.dirfd(), dir.rel(), r));
+      }
+    }
+    return new DirMarks(opaque, redirect);
+  }
+
+  /**
+   * A redirect's value if it is one: an absolute path of names (no empty, "." or ".."
+   * component) or one such name; else null, and the directory shows no lower one.
+   */
+  static String validRedirect(byte[] v) {
+    if (v == null || v.length == 0 || v.length > 4096) {
+      return null;
+    }
+    String s = RawFs.raw(v);
+    String body = s.startsWith("/") ? s.substring(1) : s;
+    if (body.isEmpty() || (!s.startsWith("/") && body.contains("/"))) {
+      return null;
+    }
+    for (String c : body.split("/", -1)) {
+      if (c.isEmpty() || c.equals(".") || c.equals("..") || c.indexOf('\0') >= 0) {
+        return null;
+      }
+    }
+    return s;
+  }
+
+  /** Marks a renamed directory with the lower directory it shows ({@code /PATH}). */
+  static void setRedirect(Loc dir, String redirect, WhiteoutForm form) throws IOException {
+    byte[] v = RawFs.bytes(redirect);
+    RawFs.lsetxattr(dir.dirfd(), dir.rel(), Posix.isRoot() ? TRUSTED_REDIRECT : USER_REDIRECT, v);
+    if (form == WhiteoutForm.DEVICE) {
+      RawFs.lsetxattr(dir.dirfd(), dir.rel(), OVERLAY_REDIRECT, v);
+    }
   }
 
   /** Whether the real directory {@code dir} is marked opaque in either form. */

@@ -19,7 +19,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
   private static final List<String> IGNORED = List.of("rw", "ro", "dev", "nodev", "suid",
       "nosuid", "exec", "noexec", "atime", "noatime", "relatime", "strictatime", "diratime",
       "nodiratime", "sync", "async", "default_permissions", "allow_other", "allow_root",
-      "userxattr", "volatile", "index=off", "xino=off", "xino=auto", "redirect_dir=off",
+      "userxattr", "volatile", "index=off", "xino=off", "xino=auto",
       "metacopy=off", "metacopy=on", "fast_ino=1", "fast_ino=0", "static_nlink",
       "plugins=", "threaded=1", "threaded=0", "noacl", "posixacl");
 
@@ -33,6 +33,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
     boolean fsync = true;
     boolean squash = false;
     boolean metacopy = d.metacopy();
+    boolean redirectDir = d.redirectDir();
     IdMap uids = IdMap.IDENTITY;
     IdMap gids = IdMap.IDENTITY;
     Double timeout = null;
@@ -97,6 +98,16 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
         case "nometacopy":
           metacopy = false;
           break;
+        case "redirect_dir":
+          // on: rename directories a lower layer contributes to (with a redirect); off,
+          // follow, nofollow: such renames are EXDEV (redirects present are still followed)
+          switch (require(key, value)) {
+            case "on" -> redirectDir = true;
+            case "off", "follow", "nofollow" -> redirectDir = false;
+            default -> throw new IllegalArgumentException("redirect_dir=" + value
+                + ": expected on, follow, nofollow or off");
+          }
+          break;
         default:
           if (!IGNORED.contains(opt) && !IGNORED.contains(key + "=")
               && !opt.startsWith("context=") && !opt.startsWith("fscontext=")
@@ -116,7 +127,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
       form = WhiteoutForm.FILE;
     }
     UnionView.Options view = new UnionView.Options(form, metacopy, xattrs, fsync, uids, gids,
-        squash, d.cacheEntries());
+        squash, d.cacheEntries(), redirectDir);
     return new OverlayOptions(List.copyOf(lowers), upper, work, view, timeout, transport,
         passthrough);
   }

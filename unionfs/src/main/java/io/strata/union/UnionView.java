@@ -40,12 +40,24 @@ import jnr.ffi.Pointer;
  */
 public final class UnionView implements AutoCloseable {
   /** Mount-time choices; see {@link OverlayOptions} for how the command line sets them. */
+  /**
+   * @param redirectDir whether a directory a lower layer contributes to may be renamed (it then
+   *     carries a redirect, as with kernel overlayfs's redirect_dir=on); else such a rename is
+   *     EXDEV, as on fuse-overlayfs. Redirects already in the upper are followed either way.
+   */
   public record Options(WhiteoutForm whiteoutForm, boolean metacopy, boolean xattrs,
-      boolean fsync, IdMap uids, IdMap gids, boolean squashToRoot, long cacheEntries) {
+      boolean fsync, IdMap uids, IdMap gids, boolean squashToRoot, long cacheEntries,
+      boolean redirectDir) {
 
     public static Options defaults() {
       return new Options(Posix.isRoot() ? WhiteoutForm.DEVICE : WhiteoutForm.FILE, true, true,
-          true, IdMap.IDENTITY, IdMap.IDENTITY, false, 1_000_000);
+          true, IdMap.IDENTITY, IdMap.IDENTITY, false, 1_000_000, true);
+    }
+
+    /** The same options with other id maps (a user namespace's). */
+    public Options withIds(IdMap uidMap, IdMap gidMap) {
+      return new Options(whiteoutForm, metacopy, xattrs, fsync, uidMap, gidMap, squashToRoot,
+          cacheEntries, redirectDir);
     }
   }
 
@@ -663,8 +675,9 @@ public final class UnionView implements AutoCloseable {
   }
 
   /**
-   * Renames within the view. A directory that a lower layer contributes to cannot move (EXDEV,
-   * as fuse-overlayfs and the kernel without redirect_dir); programs such as mv then copy.
+   * Renames within the view. A directory that a lower layer contributes to moves with a
+   * redirect (see {@link Markers}), as on kernel overlayfs with redirect_dir=on; with
+   * {@code redirectDir} off it cannot move (EXDEV, as on fuse-overlayfs), and mv then copies.
    */
   public void rename(String from, String to) throws FsException {
     rename(from, to, 0);
@@ -678,8 +691,8 @@ public final class UnionView implements AutoCloseable {
   /**
    * rename(2) with renameat2's flags: {@link #RENAME_NOREPLACE}, decided under the namespace
    * lock (no race with a create of the target), and {@link #RENAME_EXCHANGE}, which swaps the
-   * two names in the upper layer after copying both up. A directory that a lower layer
-   * contributes to moves neither way (EXDEV). RENAME_WHITEOUT is refused (EINVAL).
+   * two names in the upper layer after copying both up; a directory that a lower layer
+   * contributes to gets a redirect, as in a plain rename. RENAME_WHITEOUT is refused (EINVAL).
    */
   public void rename(String from, String to, int flags) throws FsException {
     if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0
@@ -720,7 +733,10 @@ public final class UnionView implements AutoCloseable {
           throw e;
         }
       }
-      if (src.isDir() && src.lowerDirVisible()) {
+      // A directory a lower layer contributes to moves with a redirect to where its lower
+      // part stays (kernel overlayfs's redirect_dir=on); without, EXDEV and mv copies.
+      boolean redirect = src.isDir() && src.lowerDirVisible();
+      if (redirect && !opts.redirectDir()) {
         throw FsException.of(Posix.EXDEV, from);
       }
       if (dst != null) {
@@ -735,6 +751,10 @@ public final class UnionView implements AutoCloseable {
         }
       }
       Loc srcUpper = copyUp(src, true);
+      if (redirect) {
+        // set before the move: a crash in between leaves a directory redirected to itself
+        Markers.setRedirect(srcUpper, "/" + src.lowerDirPath(), opts.whiteoutForm());
+      }
       boolean dstHadLowerDir = dst != null && dst.lowerDirVisible();
       NewName moved = prepareNew(toRel, dst != null);
       Loc target = moved.path();
@@ -745,7 +765,8 @@ public final class UnionView implements AutoCloseable {
       if (src.lower() != null) {
         Markers.writeWhiteout(srcUpper.parent(), name(src.path()), opts.whiteoutForm());
       }
-      if (src.isDir() && (dstHadLowerDir || (dst == null && moved.hadWhiteout()))) {
+      if (src.isDir() && !redirect && (dstHadLowerDir || (dst == null && moved.hadWhiteout()))) {
+        // a redirected directory needs none: its lower part is found by the redirect only
         Markers.markOpaque(target, opts.whiteoutForm());
       }
       lookup.forgetDirectories(); // the moved directory's steps and everything below it
@@ -765,17 +786,27 @@ public final class UnionView implements AutoCloseable {
       if (nb.path().startsWith(na.path() + "/") || na.path().startsWith(nb.path() + "/")) {
         throw FsException.of(Posix.EINVAL, a + " and " + b + " contain each other");
       }
-      if ((na.isDir() && na.lowerDirVisible()) || (nb.isDir() && nb.lowerDirVisible())) {
-        throw FsException.of(Posix.EXDEV, na.isDir() && na.lowerDirVisible() ? a : b);
+      // A directory a lower layer contributes to keeps it through a redirect, as in rename.
+      boolean ra = na.isDir() && na.lowerDirVisible();
+      boolean rb = nb.isDir() && nb.lowerDirVisible();
+      if ((ra || rb) && !opts.redirectDir()) {
+        throw FsException.of(Posix.EXDEV, ra ? a : b);
       }
       Loc ua = copyUp(na, true);
       Loc ub = copyUp(nb, true);
+      if (ra) {
+        Markers.setRedirect(ua, "/" + na.lowerDirPath(), opts.whiteoutForm());
+      }
+      if (rb) {
+        Markers.setRedirect(ub, "/" + nb.lowerDirPath(), opts.whiteoutForm());
+      }
       RawFs.rename(ua.dirfd(), ua.rel(), ub.dirfd(), ub.rel(), RENAME_EXCHANGE);
-      // A directory arriving where a lower directory of that name is must hide it.
-      if (nb.isDir() && na.lower() != null && na.lower().isDir()) {
+      // A directory arriving where a lower directory of that name is must hide it, unless
+      // a redirect already says which lower directory it shows.
+      if (nb.isDir() && !rb && na.lower() != null && na.lower().isDir()) {
         Markers.markOpaque(ua, opts.whiteoutForm());
       }
-      if (na.isDir() && nb.lower() != null && nb.lower().isDir()) {
+      if (na.isDir() && !ra && nb.lower() != null && nb.lower().isDir()) {
         Markers.markOpaque(ub, opts.whiteoutForm());
       }
       lookup.forgetDirectories();

@@ -6,14 +6,17 @@ import io.strata.layers.TarWriter;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * What an upper directory changed over its lower layers: as a list (A added, C changed, D
@@ -24,8 +27,13 @@ import java.util.Map;
  * out. Entries are sorted by their bytes and carry no atime or ctime, so the same upper gives
  * the same tar, and so the same DiffID.
  *
- * <p>The upper is read as it is: for a consistent layer, nothing should write to the mount
- * while this runs (stop the container first).
+ * <p>A directory renamed while a lower layer contributed to it (it carries a redirect, see
+ * {@link Markers}) is written as the OCI layer of such a rename is: a whiteout where it was
+ * (the upper has one), and at its new name the whole directory as it shows, its lower part
+ * included, made opaque when the layers below have something at that name.
+ *
+ * <p>The lower layers are read through {@link LowerTree}, the same merge the view uses. The
+ * upper may change while it is read (a container that runs on): see {@link #walk}.
  */
 public final class UpperChanges implements AutoCloseable {
   /** One change; {@code path} is raw and absolute ("/etc/passwd"). */
@@ -37,21 +45,46 @@ public final class UpperChanges implements AutoCloseable {
   }
 
   private static final String[] METACOPY = {"trusted.overlay.metacopy", "user.overlay.metacopy"};
+  private static final int O_NONBLOCK = 04000;
 
   private final int upperFd;
   private final List<Integer> lowerFds = new ArrayList<>();
+  private final LowerTree lowerTree;
 
   /** @param lowers the lower layers, top first */
   public UpperChanges(Path upper, List<Path> lowers) throws IOException {
     upperFd = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(upper), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);
+    List<Loc> roots = new ArrayList<>();
     try {
       for (Path l : lowers) {
-        lowerFds.add(RawFs.open(RawFs.AT_FDCWD, RawFs.raw(l), RawFs.O_PATH | RawFs.O_DIRECTORY, 0));
+        int fd = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(l), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);
+        lowerFds.add(fd);
+        roots.add(new Loc(fd, ""));
       }
     } catch (IOException e) {
       close();
       throw e;
     }
+    lowerTree = new LowerTree(roots, 100_000);
+  }
+
+  /**
+   * One entry to write. {@code at} names it for its xattrs (a held directory and a name, or a
+   * lower file); a regular file's data is read from {@code content} (a descriptor opened
+   * without following a symlink) or from the lower file {@code dataAt}; {@code link} is a
+   * symlink's target; {@code lowerLink} identifies a lower file with several names.
+   */
+  private record Item(String rel, Loc at, Attr a, int content, Loc dataAt, String link,
+      String lowerLink) {}
+
+  private interface Visitor {
+    /** {@code rel} was removed (a whiteout that hides something below). */
+    void whiteout(String rel) throws IOException;
+
+    /** The directory {@code rel} hides what the layers below hold there. */
+    void opaque(String rel) throws IOException;
+
+    void node(Item item) throws IOException;
   }
 
   /** The changes, sorted by path. */
@@ -59,10 +92,8 @@ public final class UpperChanges implements AutoCloseable {
     List<Change> out = new ArrayList<>();
     walk(new Visitor() {
       @Override
-      public void whiteout(String rel) throws IOException {
-        if (inLowers(rel)) {
-          out.add(new Change('D', "/" + rel));
-        }
+      public void whiteout(String rel) {
+        out.add(new Change('D', "/" + rel));
       }
 
       @Override
@@ -71,9 +102,8 @@ public final class UpperChanges implements AutoCloseable {
       }
 
       @Override
-      public void node(String rel, Loc at, Attr a, boolean dataFromLower, int content,
-          String link) throws IOException {
-        out.add(new Change(inLowers(rel) ? 'C' : 'A', "/" + rel));
+      public void node(Item item) {
+        out.add(new Change(inLowers(item.rel()) ? 'C' : 'A', "/" + item.rel()));
       }
     });
     return out;
@@ -83,12 +113,10 @@ public final class UpperChanges implements AutoCloseable {
   public void writeTar(OutputStream out) throws IOException {
     TarWriter tar = new TarWriter(out);
     Map<Long, String> links = new HashMap<>();
+    Map<String, String> lowerLinks = new HashMap<>();
     walk(new Visitor() {
       @Override
       public void whiteout(String rel) throws IOException {
-        if (!inLowers(rel)) {
-          return; // hides nothing
-        }
         int slash = rel.lastIndexOf('/');
         String name = slash < 0 ? ".wh." + rel
             : rel.substring(0, slash + 1) + ".wh." + rel.substring(slash + 1);
@@ -103,13 +131,15 @@ public final class UpperChanges implements AutoCloseable {
       }
 
       @Override
-      public void node(String rel, Loc at, Attr a, boolean dataFromLower, int content,
-          String link) throws IOException {
-        Map<String, byte[]> xattrs = xattrs(at);
+      public void node(Item it) throws IOException {
+        String rel = it.rel();
+        Attr a = it.a();
+        Map<String, byte[]> xattrs = xattrs(it.at());
         int type = a.type();
         int mode = a.mode() & 07777;
-        if (type == Posix.S_IFREG && a.nlink() > 1 && !dataFromLower) {
-          String first = links.putIfAbsent(a.ino(), rel);
+        if (type == Posix.S_IFREG && a.nlink() > 1) {
+          String first = it.lowerLink() != null ? lowerLinks.putIfAbsent(it.lowerLink(), rel)
+              : it.content() >= 0 ? links.putIfAbsent(a.ino(), rel) : null;
           if (first != null) {
             tar.entry(new TarWriter.Header(rel, TarWriter.HARDLINK, mode, a.uid(), a.gid(), 0,
                 a.mtimeNanos(), first, 0, 0, xattrs), null);
@@ -120,16 +150,15 @@ public final class UpperChanges implements AutoCloseable {
           case Posix.S_IFDIR -> tar.entry(new TarWriter.Header(rel, TarWriter.DIR, mode, a.uid(),
               a.gid(), 0, a.mtimeNanos(), null, 0, 0, xattrs), null);
           case Posix.S_IFLNK -> tar.entry(new TarWriter.Header(rel, TarWriter.SYMLINK, mode,
-              a.uid(), a.gid(), 0, a.mtimeNanos(), link, 0, 0, xattrs),
-              null);
+              a.uid(), a.gid(), 0, a.mtimeNanos(), it.link(), 0, 0, xattrs), null);
           case Posix.S_IFCHR, Posix.S_IFBLK -> tar.entry(new TarWriter.Header(rel,
               type == Posix.S_IFCHR ? TarWriter.CHAR : TarWriter.BLOCKDEV, mode, a.uid(), a.gid(),
               0, a.mtimeNanos(), null, Posix.major(a.rdev()), Posix.minor(a.rdev()), xattrs), null);
           case Posix.S_IFIFO -> tar.entry(new TarWriter.Header(rel, TarWriter.FIFO, mode, a.uid(),
               a.gid(), 0, a.mtimeNanos(), null, 0, 0, xattrs), null);
           case Posix.S_IFREG -> {
-            try (InputStream in = dataFromLower ? open(lowerHolding(rel), rel)
-                : stream(content)) {
+            try (InputStream in = it.content() >= 0 ? stream(it.content())
+                : openLower(it.dataAt())) {
               tar.entry(new TarWriter.Header(rel, TarWriter.FILE, mode, a.uid(), a.gid(), a.size(),
                   a.mtimeNanos(), null, 0, 0, xattrs), in);
             }
@@ -143,21 +172,6 @@ public final class UpperChanges implements AutoCloseable {
     tar.finish();
   }
 
-  private interface Visitor {
-    void whiteout(String rel) throws IOException;
-
-    void opaque(String rel) throws IOException;
-
-    /**
-     * One node of the upper: {@code at} is its directory (held open) and name, {@code a} its
-     * attributes, {@code content} for a regular file whose data is in the upper: a descriptor
-     * opened without following a symlink and checked to be the file {@code a} describes;
-     * {@code link} a symlink's target.
-     */
-    void node(String rel, Loc at, Attr a, boolean dataFromLower, int content, String link)
-        throws IOException;
-  }
-
   /**
    * Visits the upper in byte order of names, parents before children. The upper may be
    * changing under a running container, which may swap any directory for a symlink at any
@@ -169,38 +183,48 @@ public final class UpperChanges implements AutoCloseable {
   private void walk(Visitor v) throws IOException {
     int root = RawFs.open(upperFd, "", RawFs.O_RDONLY | RawFs.O_DIRECTORY, 0);
     try {
-      walk(root, "", v);
+      walk(root, "", lowerFds.isEmpty() ? null : "", false, v);
+    } catch (UncheckedIOException e) {
+      throw e.getCause();
     } finally {
       RawFs.close(root);
     }
   }
 
-  private void walk(int dirFd, String dir, Visitor v) throws IOException {
+  /**
+   * One upper directory, held open as {@code dirFd}, at {@code dir}. {@code lowerDir} is the
+   * merged lower directory that shows through it (null for none): the same path, or where a
+   * renamed directory came from. {@code whole}: the directory is written whole (it is, or is
+   * in, a renamed directory), its lower part included and no whiteout needed.
+   */
+  private void walk(int dirFd, String dir, String lowerDir, boolean whole, Visitor v)
+      throws IOException {
     List<RawFs.DirEntry> entries = new ArrayList<>(RawFs.list(dirFd, ""));
     entries.sort(Comparator.comparing(RawFs.DirEntry::name));
-    Map<String, Boolean> whiteouts = new LinkedHashMap<>();
+    Set<String> hidden = new HashSet<>();
     for (RawFs.DirEntry e : entries) {
-      if (e.name().startsWith(Markers.WH_PREFIX)) {
-        if (!e.name().equals(Markers.OPAQUE_FILE)) {
-          whiteouts.put(e.name().substring(Markers.WH_PREFIX.length()), true);
-        }
+      if (e.name().startsWith(Markers.WH_PREFIX) && !e.name().equals(Markers.OPAQUE_FILE)) {
+        hidden.add(e.name().substring(Markers.WH_PREFIX.length()));
       }
     }
+    Map<String, Boolean> seen = new LinkedHashMap<>();
     for (RawFs.DirEntry e : entries) {
       String name = e.name();
       if (name.startsWith(Markers.WH_PREFIX)) {
         continue; // handled as whiteouts and opaque markers
       }
-      String rel = dir.isEmpty() ? name : dir + "/" + name;
+      String rel = join(dir, name);
       Loc at = new Loc(dirFd, name);
       Attr a = Stat.lstat(at);
       if (a == null) {
         continue; // removed while we walk
       }
       if (Markers.isWhiteoutDevice(a)) {
-        whiteouts.put(name, true);
+        hidden.add(name);
         continue;
       }
+      seen.put(name, true);
+      LowerTree.Entry below = lowerDir == null ? null : lowerEntry(join(lowerDir, name));
       if (a.isDirectory()) {
         int child = openNoFollow(at, RawFs.O_RDONLY | RawFs.O_DIRECTORY);
         if (child < 0) {
@@ -208,12 +232,21 @@ public final class UpperChanges implements AutoCloseable {
         }
         try {
           Attr real = fstat(child);
-          v.node(rel, at, real, false, -1, null);
-          Loc self = new Loc(child, "");
-          if (Markers.isOpaque(self) && inLowers(rel)) {
+          v.node(new Item(rel, at, real, -1, null, null, null));
+          Markers.DirMarks marks = Markers.dirMarks(new Loc(child, ""));
+          String childLower;
+          boolean childWhole = whole;
+          if (marks.redirect() != null) {
+            childLower = redirected(lowerDir, marks.redirect());
+            childWhole = true;
+          } else {
+            childLower = marks.opaque() || below == null || !below.isDir()
+                ? null : join(lowerDir, name);
+          }
+          if ((marks.opaque() || marks.redirect() != null) && !whole && inLowers(rel)) {
             v.opaque(rel);
           }
-          walk(child, rel, v);
+          walk(child, rel, childLower, childWhole, v);
         } finally {
           RawFs.close(child);
         }
@@ -225,7 +258,7 @@ public final class UpperChanges implements AutoCloseable {
         try {
           Attr real = fstat(fd);
           if (real.type() == Posix.S_IFREG) {
-            v.node(rel, at, real, false, fd, null);
+            v.node(new Item(rel, at, real, fd, null, null, null));
           }
         } finally {
           RawFs.close(fd);
@@ -233,21 +266,94 @@ public final class UpperChanges implements AutoCloseable {
       } else if (a.type() == Posix.S_IFLNK) {
         String link = readlinkOrNull(at);
         if (link != null) {
-          v.node(rel, at, a, false, -1, link);
+          v.node(new Item(rel, at, a, -1, null, link, null));
         }
+      } else if (a.type() == Posix.S_IFREG) { // metadata only: the data is below
+        if (below == null || below.isDir()) {
+          throw new IOException("/" + RawFs.display(rel) + " is a metadata-only copy-up but no"
+              + " lower layer has its data");
+        }
+        v.node(new Item(rel, at, a, -1, below.path(), null, null));
       } else {
-        v.node(rel, at, a, a.type() == Posix.S_IFREG, -1, null);
+        v.node(new Item(rel, at, a, -1, null, null, null));
       }
     }
+    if (whole) {
+      // what shows of the lower part and is neither replaced nor hidden in the upper
+      LowerTree.Dir d = lowerDir == null ? null : lowerTree.dir(lowerDir);
+      if (d != null) {
+        List<String> names = new ArrayList<>(d.entries().keySet());
+        names.sort(Comparator.naturalOrder());
+        for (String name : names) {
+          if (!seen.containsKey(name) && !hidden.contains(name)) {
+            lowerOnly(join(dir, name), d.entries().get(name), join(lowerDir, name), v);
+          }
+        }
+      }
+      return; // nothing below to hide
+    }
     // whiteouts come after the directory's entries in sorted order of their .wh. names
-    List<String> names = new ArrayList<>(whiteouts.keySet());
+    List<String> names = new ArrayList<>(hidden);
     names.sort(Comparator.naturalOrder());
     for (String n : names) {
-      v.whiteout(dir.isEmpty() ? n : dir + "/" + n);
+      String rel = join(dir, n);
+      if (inLowers(rel)) {
+        v.whiteout(rel);
+      }
     }
   }
 
-  private static final int O_NONBLOCK = 04000;
+  /** A lower entry that shows in a directory written whole, with all below it. */
+  private void lowerOnly(String rel, LowerTree.Entry e, String lowerPath, Visitor v)
+      throws IOException {
+    Attr a = e.attr();
+    switch (a.type()) {
+      case Posix.S_IFDIR -> {
+        v.node(new Item(rel, e.path(), a, -1, null, null, null));
+        LowerTree.Dir d = lowerTree.dir(lowerPath);
+        if (d != null) {
+          List<String> names = new ArrayList<>(d.entries().keySet());
+          names.sort(Comparator.naturalOrder());
+          for (String name : names) {
+            lowerOnly(join(rel, name), d.entries().get(name), join(lowerPath, name), v);
+          }
+        }
+      }
+      case Posix.S_IFLNK -> v.node(new Item(rel, e.path(), a, -1, null,
+          RawFs.readlink(e.path().dirfd(), e.path().rel()), null));
+      case Posix.S_IFREG -> v.node(new Item(rel, e.path(), a, -1, e.path(), null,
+          e.layer() + ":" + a.ino()));
+      default -> v.node(new Item(rel, e.path(), a, -1, null, null, null));
+    }
+  }
+
+  private static String join(String dir, String name) {
+    return dir.isEmpty() ? name : dir + "/" + name;
+  }
+
+  /** The lower directory a redirect names, or null (see {@link Lookup}'s own). */
+  private String redirected(String parentLower, String redirect) {
+    String target = redirect.startsWith("/") ? redirect.substring(1)
+        : parentLower == null ? null : join(parentLower, redirect);
+    if (target == null || target.isEmpty()) {
+      return null;
+    }
+    LowerTree.Entry e = lowerEntry(target);
+    return e != null && e.isDir() ? target : null;
+  }
+
+  /** The merged lower entry at {@code rel}, or null when no lower layer shows one there. */
+  private LowerTree.Entry lowerEntry(String rel) {
+    int slash = rel.lastIndexOf('/');
+    LowerTree.Dir d = lowerTree.dir(slash < 0 ? "" : rel.substring(0, slash));
+    return d == null ? null : d.entries().get(rel.substring(slash + 1));
+  }
+
+  /** Whether the layers below show something at {@code rel}. */
+  private boolean inLowers(String rel) {
+    return !lowerFds.isEmpty() && lowerEntry(rel) != null;
+  }
+
   private static final int ELOOP = 40;
 
   /**
@@ -294,58 +400,9 @@ public final class UpperChanges implements AutoCloseable {
     return false;
   }
 
-  /** Whether some lower layer shows {@code rel} (no whiteout or opaque directory above it). */
-  private boolean inLowers(String rel) throws IOException {
-    return lowerHoldingOrNeg(rel) >= 0;
-  }
-
-  private int lowerHolding(String rel) throws IOException {
-    int fd = lowerHoldingOrNeg(rel);
-    if (fd < 0) {
-      throw new IOException("/" + RawFs.display(rel) + " is a metadata-only copy-up but no lower"
-          + " layer has its data");
-    }
-    return fd;
-  }
-
-  /**
-   * The descriptor of the topmost lower layer that shows {@code rel}, or -1: a whiteout, a
-   * non-directory parent or an opaque parent in a higher layer hides what lies beneath.
-   */
-  private int lowerHoldingOrNeg(String rel) throws IOException {
-    String[] parts = rel.split("/");
-    layers:
-    for (int fd : lowerFds) {
-      Loc here = new Loc(fd, "");
-      boolean opaqueAbove = false;
-      for (int i = 0; i < parts.length; i++) {
-        Loc next = here.child(parts[i]);
-        Attr a = Stat.lstat(next);
-        if (Markers.isWhiteoutDevice(a) || Markers.hasWhiteoutFile(here, parts[i])) {
-          return -1;
-        }
-        if (a == null) {
-          if (opaqueAbove) {
-            return -1;
-          }
-          continue layers;
-        }
-        if (i == parts.length - 1) {
-          return fd;
-        }
-        if (!a.isDirectory()) {
-          return -1;
-        }
-        opaqueAbove |= Markers.isOpaque(next);
-        here = next;
-      }
-    }
-    return -1;
-  }
-
-  /** A lower layer's file (lower layers never change; every parent was seen to be a directory). */
-  private static InputStream open(int dirfd, String rel) throws IOException {
-    int fd = RawFs.open(dirfd, rel, RawFs.O_RDONLY | RawFs.O_NOFOLLOW, 0);
+  /** A lower layer's file: lower layers never change, and every parent is a real directory. */
+  private static InputStream openLower(Loc at) throws IOException {
+    int fd = RawFs.open(at.dirfd(), at.rel(), RawFs.O_RDONLY | RawFs.O_NOFOLLOW, 0);
     try {
       return stream(fd);
     } finally {

@@ -19,7 +19,7 @@ final class Mounted implements AutoCloseable {
     this.fuse = fuse;
   }
 
-  /** Kernel overlayfs with the features strata mirrors (no redirect_dir, index or metacopy). */
+  /** Kernel overlayfs with the features strata mirrors: redirect_dir, and no index or metacopy. */
   static Mounted kernel(List<Path> lowers, Path upper, Path work, Path mp) throws Exception {
     Files.createDirectories(mp);
     StringBuilder o = new StringBuilder("lowerdir=");
@@ -31,7 +31,7 @@ final class Mounted implements AutoCloseable {
       Files.createDirectories(work);
       o.append(",upperdir=").append(upper).append(",workdir=").append(work);
     }
-    o.append(",redirect_dir=off,index=off,metacopy=off,xino=off");
+    o.append(",redirect_dir=on,index=off,metacopy=off,xino=off");
     run("mount", "-t", "overlay", "overlay", "-o", o.toString(), mp.toString());
     return new Mounted(mp, null);
   }

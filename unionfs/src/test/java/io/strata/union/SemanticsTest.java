@@ -119,7 +119,7 @@ class SemanticsTest {
     }
     UnionView.Options d = UnionView.Options.defaults();
     UnionView.Options o = new UnionView.Options(form, d.metacopy(), d.xattrs(), d.fsync(),
-        d.uids(), d.gids(), false, d.cacheEntries());
+        d.uids(), d.gids(), false, d.cacheEntries(), true);
     try (Mounted m = Mounted.strata(layers.apply("s"), tmp.resolve("su"), tmp.resolve("sw"),
         tmp.resolve("smnt"), o)) {
       assertThat(Mounted.run("sh", "-c", script, "sh", m.mountpoint.toString()))
@@ -271,7 +271,7 @@ class SemanticsTest {
     UnionView.Options d = UnionView.Options.defaults();
     UnionView.Options o = new UnionView.Options(d.whiteoutForm(), d.metacopy(), d.xattrs(), false,
         IdMap.parse("0:1000:1", "uidmapping"), IdMap.parse("0:1000:1", "gidmapping"), false,
-        d.cacheEntries());
+        d.cacheEntries(), true);
     try (Mounted m = Mounted.strata(List.of(lower), tmp.resolve("mu"), tmp.resolve("mw"),
         tmp.resolve("mm"), o)) {
       assertThat(Files.getAttribute(m.mountpoint.resolve("owned"), "unix:uid")).isEqualTo(0);

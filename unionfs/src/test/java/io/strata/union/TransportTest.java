@@ -62,6 +62,7 @@ class TransportTest {
         .contains("('exchange two lower files', 'ok', 'three\\n', 'two\\n')")
         .contains("('fstat of an unlinked open file', 0, 6, 'ENOENT')")
         .contains("('nlink after link', 2, 2)")
+        .contains("('exchange a lower directory', 'ok', ['x'],")
         .contains("('read through the other name', 'h appended', 10)")
         .contains("('O_TMPFILE in a lower directory', 0, 9, '0o100640', ['x'])")
         .contains("('O_TMPFILE given a name', 'ok', 1, 'anonymous', ['named-tmp', 'x'])");
