@@ -41,6 +41,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -48,6 +49,7 @@
 #include <unistd.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
+#include <linux/mount.h>
 #include <sys/sendfile.h>
 #include "security.h"
 
@@ -132,6 +134,40 @@ static const char *fd_path(int fd) {
   static char buf[64];
   snprintf(buf, sizeof buf, "/proc/self/fd/%d", fd);
   return buf;
+}
+
+/*
+ * Opens the file PATH inside the root for a bind mount (O_PATH, the last name never followed
+ * as a symlink), creating an empty one, and its directory, when missing.
+ */
+static int open_file_in_root(int rootfd, const char *path) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  const char *name = slash ? slash + 1 : dir;
+  if (slash) *slash = 0;
+  if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+    errno = EINVAL;
+    die("volume target %s", path);
+  }
+  int dirfd = open_in_root(rootfd, slash ? dir : "/", 1);
+  int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    int made = openat(dirfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (made < 0 && errno != EEXIST) die("create %s", path);
+    if (made >= 0) close(made);
+    fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  }
+  if (fd < 0) die("%s", path);
+  struct stat st;
+  if (fstat(fd, &st) < 0) die("%s", path);
+  if (S_ISLNK(st.st_mode) || S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "strata-init: volume target %s is %s; a file goes on a file\n", path,
+            S_ISLNK(st.st_mode) ? "a symlink" : "a directory");
+    _exit(SETUP_FAILED);
+  }
+  close(dirfd);
+  return fd;
 }
 
 /*
@@ -275,6 +311,32 @@ static int run_init(char **argv) {
   }
 }
 
+/*
+ * Makes the mount at FD read-only, with what is mounted below it: mount_setattr(2) with
+ * AT_RECURSIVE (Linux 5.12+), which changes that one flag and keeps the ones a user namespace
+ * locks (nosuid, nodev of the source); else a plain read-only remount of the top mount.
+ */
+static void make_read_only(int fd, const char *what) {
+#ifdef SYS_mount_setattr
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+  if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) == 0)
+    return;
+  if (errno != ENOSYS) die("make %s read-only", what);
+#endif
+  struct statfs st;
+  unsigned long keep = 0;
+  if (fstatfs(fd, &st) == 0) /* the flags a user namespace locks must be given again */
+    keep = (unsigned long)st.f_flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  xmount(NULL, fd_path(fd), NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, NULL);
+}
+
+/*
+ * Bind-mounts each SRC:DST[:ro] volume. A directory goes on a directory, a file (or any
+ * non-directory: a socket, a device the policy allows) on a file, both made inside the root
+ * when missing, as Docker does; the target's last name is never followed as a symlink. The
+ * read-only flag goes on the new mount itself, reached by opening the target again once the
+ * bind is there (the descriptor the bind went onto names the directory below it).
+ */
 static void mount_volumes(int rootfd) {
   for (int i = 0; i < nvolumes; i++) {
     char spec[4096];
@@ -285,10 +347,22 @@ static void mount_volumes(int rootfd) {
     *target++ = 0;
     char *mode = strchr(target, ':');
     if (mode) { *mode++ = 0; ro = strcmp(mode, "ro") == 0; }
-    int fd = open_in_root(rootfd, target, 1);
+    struct stat st;
+    if (stat(src, &st) < 0) die("volume source %s", src);
+    int fd;
+    if (S_ISDIR(st.st_mode)) {
+      fd = open_in_root(rootfd, target, 1);
+    } else {
+      fd = open_file_in_root(rootfd, target);
+    }
     xmount(src, fd_path(fd), NULL, MS_BIND | MS_REC, NULL);
-    if (ro) xmount(NULL, fd_path(fd), NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
     close(fd);
+    if (ro) {
+      int top = S_ISDIR(st.st_mode) ? open_in_root(rootfd, target, 0)
+                                    : open_file_in_root(rootfd, target);
+      make_read_only(top, target);
+      close(top);
+    }
   }
 }
 

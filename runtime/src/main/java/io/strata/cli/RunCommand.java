@@ -51,7 +51,8 @@ public final class RunCommand implements Callable<Integer> {
   @Option(names = {"-w", "--workdir"}, paramLabel = "DIR", description = "Working directory.")
   String workdir;
 
-  @Option(names = {"-v", "--volume"}, paramLabel = "HOSTDIR:DIR[:ro]", description = "Bind mount.")
+  @Option(names = {"-v", "--volume"}, paramLabel = "HOSTPATH:PATH[:ro]",
+      description = "Bind-mount a host directory or file (read-only with :ro).")
   List<String> volumes = new ArrayList<>();
 
   @Option(names = {"-u", "--user"}, paramLabel = "USER[:GROUP]",

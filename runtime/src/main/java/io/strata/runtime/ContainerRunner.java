@@ -424,12 +424,15 @@ public final class ContainerRunner {
     return path;
   }
 
-  /** HOSTDIR:DIR[:ro|rw], checked; returns it with HOSTDIR made absolute. */
+  /**
+   * HOSTPATH:PATH[:ro|rw], checked; returns it with HOSTPATH made absolute. A directory is
+   * mounted on a directory and a file on a file, each made in the root when missing.
+   */
   static String volume(String v) {
     String[] p = v.split(":", -1);
     if (p.length < 2 || p.length > 3 || p[0].isEmpty()
         || (p.length == 3 && !p[2].equals("ro") && !p[2].equals("rw"))) {
-      throw new IllegalArgumentException("volume '" + Text.clip(v) + "': expected HOSTDIR:/DIR[:ro]");
+      throw new IllegalArgumentException("volume '" + Text.clip(v) + "': expected HOSTPATH:/PATH[:ro|rw]");
     }
     String target = containerPath(p[1], "volume target");
     String norm = target.replaceAll("/+", "/").replaceAll("(/\\.)+(/|$)", "/");
@@ -437,9 +440,9 @@ public final class ContainerRunner {
       throw new IllegalArgumentException("volume '" + Text.clip(v) + "': cannot mount on "
           + target);
     }
-    if (!Files.isDirectory(Path.of(p[0]))) {
+    if (!Files.exists(Path.of(p[0]))) {
       throw new IllegalArgumentException("volume '" + Text.clip(v) + "': " + p[0]
-          + " is not a directory");
+          + " does not exist");
     }
     return Path.of(p[0]).toAbsolutePath() + ":" + target + (p.length == 3 ? ":" + p[2] : "");
   }

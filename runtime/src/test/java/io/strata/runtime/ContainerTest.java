@@ -117,6 +117,60 @@ class ContainerTest {
     c.remove("userns");
   }
 
+  /**
+   * Issue 16, item 7: -v HOSTDIR:DIR:ro never started (the read-only remount went to the
+   * directory below the bind); -v FILE:PATH was refused. Read-only holds for what is mounted
+   * below the volume too, and in a user namespace.
+   */
+  @Test
+  void readOnlyVolumesAndFileVolumes(@TempDir Path host) throws Exception {
+    Path dir = Files.createDirectories(host.resolve("dir"));
+    Files.writeString(dir.resolve("in"), "host data");
+    Path sub = Files.createDirectories(dir.resolve("sub"));
+    Path subSrc = Files.createDirectories(host.resolve("sub-src"));
+    Path file = Files.writeString(host.resolve("file"), "file data");
+    Path roFile = Files.writeString(host.resolve("ro-file"), "ro data");
+    io.strata.layers.Posix.chmod(host, 0777);
+    for (Path p : List.of(dir, subSrc)) {
+      io.strata.layers.Posix.chmod(p, 0777);
+    }
+    assertThat(new ProcessBuilder("mount", "--bind", subSrc.toString(), sub.toString())
+        .inheritIO().start().waitFor()).isZero();
+    try {
+      for (ContainerRunner.UserNamespace ns : new ContainerRunner.UserNamespace[] {null,
+          ContainerRunner.UserNamespace.DEFAULT}) {
+        io.strata.layers.Trees.deleteRecursively(out);
+        Files.createDirectories(out);
+        io.strata.layers.Posix.chmod(out, 0777);
+        List<String> volumes = List.of(out + ":/out", dir + ":/ro:ro", file + ":/etc/app.conf",
+            roFile + ":/new/dir/ro.conf:ro");
+        String script = "cat /ro/in > /out/read; (echo x > /ro/new) 2> /out/write-ro;"
+            + " echo $? >> /out/write-ro; (echo x > /ro/sub/new) 2> /out/write-sub;"
+            + " echo $? >> /out/write-sub; cat /etc/app.conf > /out/file;"
+            + " echo changed > /etc/app.conf; cat /new/dir/ro.conf > /out/ro-file;"
+            + " (echo x > /new/dir/ro.conf) 2> /out/write-ro-file; echo $? >> /out/write-ro-file";
+        ContainerRunner.Spec spec = new ContainerRunner.Spec("vol", "busybox:test",
+            List.of("/bin/sh", "-c", script), List.of(), null, null, "box", "none", volumes,
+            false, false, true, Limits.NONE, ns, true);
+        assertThat(new ContainerRunner(store, System.err::println).run(spec))
+            .as("userns " + ns).isZero();
+        assertThat(read("read")).isEqualTo("host data");
+        assertThat(read("write-ro")).contains("Read-only file system").endsWith("1");
+        assertThat(read("write-sub")).as("a mount below the volume")
+            .contains("Read-only file system").endsWith("1");
+        assertThat(read("file")).isEqualTo(ns == null ? "file data" : "changed");
+        assertThat(read("ro-file")).isEqualTo("ro data");
+        assertThat(read("write-ro-file")).contains("Read-only file system").endsWith("1");
+        assertThat(Files.readString(file).trim()).isEqualTo("changed");
+        assertThat(Files.exists(dir.resolve("new"))).isFalse();
+        assertThat(Files.readString(roFile)).isEqualTo("ro data");
+        io.strata.layers.Posix.chmod(file, 0666); // the user-namespaced root writes it next
+      }
+    } finally {
+      new ProcessBuilder("umount", sub.toString()).inheritIO().start().waitFor();
+    }
+  }
+
   @Test
   void exitCodesAndSignalsPropagate() throws Exception {
     assertThat(run("e1", "exit 3")).isEqualTo(3);
