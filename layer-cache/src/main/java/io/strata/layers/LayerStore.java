@@ -58,6 +58,7 @@ public final class LayerStore {
   private final FileMutex storeLock;
   private final FileMutex metaLock;
   private final Consumer<String> log;
+  private final BlobInfoCache blobInfos;
 
   private LayerStore(Path root, Consumer<String> log) {
     this.root = root;
@@ -67,6 +68,12 @@ public final class LayerStore {
     this.storeLock = FileMutex.at(root.resolve("store.lock"));
     this.metaLock = FileMutex.at(root.resolve("meta.lock"));
     this.log = log;
+    this.blobInfos = new BlobInfoCache(d -> layers.resolve(d.hex()), metaLock);
+  }
+
+  /** The compressed forms known of each layer and where they are (for push). */
+  public BlobInfoCache blobInfos() {
+    return blobInfos;
   }
 
   /**

@@ -199,6 +199,11 @@ final class Pull {
         throw e;
       }
       store.rememberManifest(record.id(), m.bytes(), ref);
+      String location = ref.registry() + "/" + ref.repository();
+      for (int i = 0; i < blobs.size(); i++) {
+        store.blobInfos().record(diffIds.get(i), blobs.get(i), sizes.get(i),
+            layers.get(i).path("mediaType").asText(), location);
+      }
       return new Result(record, ref, downloads.size(), skipped, fetched.get());
     } finally {
       downloads.forEach(f -> f.cancel(true));

@@ -8,10 +8,13 @@ import java.util.List;
 
 /**
  * One push: every layer blob the target repository lacks is sent, then the config, then the
- * manifest. An image that was pulled keeps its manifest and blob digests where the target has
- * (or can mount) the original blobs, so pushing it back gives the same manifest digest; other
- * layers are rebuilt from the store and gzip-compressed, which gives the same blob for the same
- * layer every time, so a second push sends nothing.
+ * manifest. A layer is sent only when no blob the store knows for it ({@link BlobInfoCache}:
+ * what it was pulled as, what was pushed of it before) is in the target repository or can be
+ * mounted there from another repository of the registry; so the base layers of an image
+ * committed on a pulled one are not sent again, and a second push compresses nothing. An image
+ * that was pulled keeps its manifest where every original blob is reused, so pushing it back
+ * gives the same manifest digest; otherwise layers are rebuilt from the store and
+ * gzip-compressed, which gives the same blob for the same layer every time.
  */
 final class Push {
   /** What a push did. */
@@ -43,38 +46,46 @@ final class Push {
     int present = 0;
     int mounted = 0;
     long bytes = 0;
+    String here = target.registry() + "/" + repo;
     try (Registry r = new Registry(target.registry(), options)) {
       List<ImageWriter.Blob> layers = new ArrayList<>();
       boolean asPulled = original != null;
       for (int i = 0; i < image.diffIds().size(); i++) {
         Digest diffId = image.diffIds().get(i);
         String label = "layer " + (i + 1) + "/" + image.diffIds().size();
+        List<BlobInfoCache.Blob> candidates = new ArrayList<>();
         if (original != null) {
           JsonNode o = original.get(i);
-          Digest d = Digest.parse(o.path("digest").asText());
-          ImageWriter.Blob b = new ImageWriter.Blob(null, d, o.path("size").asLong(),
-              o.path("mediaType").asText());
-          if (r.hasBlob(repo, d)) {
-            present++;
-            layers.add(b);
-            progress.message(label + " " + d.shortHex() + ": already in " + target.registry());
-            continue;
-          }
-          if (from != null && from.registry().equals(target.registry())
-              && r.mountBlob(repo, d, from.repository())) {
+          candidates.add(new BlobInfoCache.Blob(Digest.parse(o.path("digest").asText()),
+              o.path("size").asLong(), o.path("mediaType").asText(),
+              from == null ? List.of() : List.of(from.registry() + "/" + from.repository())));
+        }
+        candidates.addAll(store.blobInfos().blobs(diffId));
+        Reused reused = reuse(r, repo, target.registry(), candidates);
+        if (reused != null) {
+          BlobInfoCache.Blob b = reused.blob();
+          if (reused.mountedFrom() != null) {
             mounted++;
-            layers.add(b);
-            progress.message(label + " " + d.shortHex() + ": mounted from " + from.repository());
-            continue;
+            progress.message(label + " " + b.digest().shortHex() + ": mounted from "
+                + reused.mountedFrom());
+          } else {
+            present++;
+            progress.message(label + " " + b.digest().shortHex() + ": already in " + here);
           }
+          asPulled &= original != null && b.digest().toString()
+              .equals(original.get(i).path("digest").asText());
+          layers.add(new ImageWriter.Blob(null, b.digest(), b.size(),
+              asPulled ? b.mediaType() : ociType(b.mediaType())));
+          store.blobInfos().record(diffId, b.digest(), b.size(), b.mediaType(), here);
+          continue;
         }
         asPulled = false;
+        progress.message(label + ": compressing");
         ImageWriter.Blob b = writer.gzipLayer(diffId);
         try {
           if (r.hasBlob(repo, b.digest())) {
             present++;
-            progress.message(label + " " + b.digest().shortHex() + ": already in "
-                + target.registry());
+            progress.message(label + " " + b.digest().shortHex() + ": already in " + here);
           } else {
             long start = System.nanoTime();
             r.uploadBlob(repo, b.digest(), b.file(), chunk,
@@ -87,6 +98,7 @@ final class Push {
         } finally {
           Files.deleteIfExists(b.file());
         }
+        store.blobInfos().record(diffId, b.digest(), b.size(), b.mediaType(), here);
         layers.add(new ImageWriter.Blob(null, b.digest(), b.size(), b.mediaType()));
       }
       Digest configDigest = Digest.of(config);
@@ -119,6 +131,51 @@ final class Push {
       Digest digest = r.putManifest(repo, target.manifestRef(), manifest, type);
       return new Result(target, digest, sent, present, mounted, bytes);
     }
+  }
+
+  /** A blob the target repository has or was given: found there, or mounted from another. */
+  private record Reused(BlobInfoCache.Blob blob, String mountedFrom) {}
+
+  /**
+   * Finds a known blob of a layer that the target repository has, or mounts one from another
+   * repository of the same registry that holds it; null when none can be had without sending.
+   * Candidates recorded in this very repository are asked first, then mounts, then the rest
+   * by HEAD (a registry may hold a blob strata never saw there).
+   */
+  private static Reused reuse(Registry r, String repo, String registry,
+      List<BlobInfoCache.Blob> candidates) throws IOException {
+    String here = registry + "/" + repo;
+    java.util.Set<Digest> asked = new java.util.HashSet<>();
+    for (BlobInfoCache.Blob b : candidates) {
+      if (b.locations().contains(here) && asked.add(b.digest()) && r.hasBlob(repo, b.digest())) {
+        return new Reused(b, null);
+      }
+    }
+    for (BlobInfoCache.Blob b : candidates) {
+      for (String loc : b.locations()) {
+        if (loc.startsWith(registry + "/") && !loc.equals(here)) {
+          String fromRepo = loc.substring(registry.length() + 1);
+          if (r.mountBlob(repo, b.digest(), fromRepo)) {
+            return new Reused(b, fromRepo);
+          }
+        }
+      }
+    }
+    for (BlobInfoCache.Blob b : candidates) {
+      if (asked.add(b.digest()) && r.hasBlob(repo, b.digest())) {
+        return new Reused(b, null);
+      }
+    }
+    return null;
+  }
+
+  /** The OCI media type of a layer blob known by its Docker one (the same bytes). */
+  static String ociType(String mediaType) {
+    return switch (mediaType) {
+      case "application/vnd.docker.image.rootfs.diff.tar.gzip" -> ImageWriter.OCI_LAYER_GZIP;
+      case "application/vnd.docker.image.rootfs.diff.tar" -> ImageWriter.OCI_LAYER;
+      default -> mediaType;
+    };
   }
 
   /** The layer descriptors of the manifest an image was pulled with, if they fit it. */

@@ -102,7 +102,8 @@ class RegistryTest {
           Progress.NONE);
       assertThat(again.blobsSent()).isZero();
       assertThat(again.manifestDigest()).isEqualTo(p.manifestDigest());
-      LayerStore.PushResult chunked = store.push("local:v1", reg.host() + "/chunked:v1", plain(),
+      // (from a store that knows no blob of these layers: this one would mount them)
+      LayerStore.PushResult chunked = other.push("x:1", reg.host() + "/chunked:v1", plain(),
           64 * 1024, Progress.NONE);
       assertThat(chunked.blobsSent()).isEqualTo(3);
       assertThat(reg.skopeoDigest("chunked:v1")).isEqualTo(p.manifestDigest().toString());
@@ -146,6 +147,62 @@ class RegistryTest {
     }
   }
 
+  /**
+   * Issue 16, item 8: an image committed on a pulled one sent its base layers again
+   * (recompressed under new digests) and a second push compressed every layer to send nothing.
+   * The blob-info cache makes the base layers HEAD hits in their own repository and mounts in
+   * another, and a push again compresses nothing.
+   */
+  @Test
+  void aDerivedImagePushesOnlyWhatIsNew() throws Exception {
+    Path a = ImageBuilder.image().layer(base()).layer(app("1")).ociLayout(tmp.resolve("a"));
+    store.importImage(a, "local:v1", null, Progress.NONE);
+    try (LocalRegistry reg = LocalRegistry.plain(tmp.resolve("reg"))) {
+      assertThat(store.push("local:v1", reg.host() + "/base:v1", plain(), 0, Progress.NONE)
+          .blobsSent()).isEqualTo(3);
+      LayerStore fresh = LayerStore.open(tmp.resolve("fresh"), l -> { });
+      ImageRecord pulled = fresh.pull(reg.host() + "/base:v1", null, null, plain(), null,
+          Progress.NONE).image();
+      Path change = TarBuilder.layer().dir("app").file("app/extra", "new\n")
+          .writeTo(tmp.resolve("change.tar"));
+      ImageRecord derived = fresh.commit(pulled, out -> Files.copy(change, out), "derived:1",
+          "a change", null, java.util.Map.of()).image();
+      assertThat(derived.diffIds()).hasSize(3);
+
+      List<String> said = new ArrayList<>();
+      Progress listen = new Progress() {
+        @Override
+        public void message(String text) {
+          said.add(text);
+        }
+      };
+      LayerStore.PushResult same = fresh.push("derived:1", reg.host() + "/base:derived",
+          plain(), 0, listen);
+      assertThat(same.blobsPresent()).as(said.toString()).isEqualTo(2); // the base layers
+      assertThat(same.blobsSent()).isEqualTo(2); // the new layer and the config
+      assertThat(said).filteredOn(m -> m.contains("compressing")).hasSize(1);
+
+      said.clear();
+      LayerStore.PushResult other = fresh.push("derived:1", reg.host() + "/other:derived",
+          plain(), 0, listen);
+      assertThat(other.blobsMounted()).as(said.toString()).isEqualTo(3);
+      assertThat(other.blobsSent()).isEqualTo(1); // the config, which nothing recorded
+      assertThat(said).noneMatch(m -> m.contains("compressing"));
+
+      said.clear();
+      LayerStore.PushResult again = fresh.push("derived:1", reg.host() + "/base:derived",
+          plain(), 0, listen);
+      assertThat(again.blobsSent()).isZero();
+      assertThat(again.manifestDigest()).isEqualTo(same.manifestDigest());
+      assertThat(said).noneMatch(m -> m.contains("compressing"));
+
+      // what was pushed pulls back as the same image
+      LayerStore back = LayerStore.open(tmp.resolve("back"), l -> { });
+      assertThat(back.pull(reg.host() + "/other:derived", null, null, plain(), null,
+          Progress.NONE).image().id()).isEqualTo(derived.id());
+    }
+  }
+
   @Test
   void tlsAndLoginWithATestCa() throws Exception {
     Path a = ImageBuilder.image().layer(base()).ociLayout(tmp.resolve("a"));
@@ -176,7 +233,8 @@ class RegistryTest {
       store.checkLogin(reg.host(), new LayerStore.RegistryOptions(true, reg.caDir, null,
           new Credentials.Login("tester", "s3cret-pw"), Duration.ofSeconds(20)));
       Credentials.store(reg.host(), new Credentials.Login("tester", "s3cret-pw"), auth);
-      assertThat(Files.getPosixFilePermissions(auth).toString()).isEqualTo("[OWNER_READ, OWNER_WRITE]");
+      assertThat(java.nio.file.attribute.PosixFilePermissions.toString(
+          Files.getPosixFilePermissions(auth))).isEqualTo("rw-------");
       LayerStore.RegistryOptions withFile = new LayerStore.RegistryOptions(true, reg.caDir, auth,
           null, Duration.ofSeconds(20));
       LayerStore.PullResult r = store.pull(ref, null, null, withFile, null, Progress.NONE);
