@@ -94,8 +94,18 @@ public final class Json {
           + (n == null ? "missing" : "'" + Text.clip(n.toString()) + "'")
           + " (a byte count of 0 or more is required)");
     }
+    if (n.asLong() > MAX_BLOB_BYTES) {
+      throw new BadInputException(what + ": the descriptor's size is " + n.asLong()
+          + " bytes, more than the " + MAX_BLOB_BYTES + " (1 TiB) strata accepts for one blob");
+    }
     return n.asLong();
   }
+
+  /**
+   * The largest blob a descriptor may declare: no image layer comes near it, and a larger
+   * number is a lie that would otherwise pass unseen for a layer the store already has.
+   */
+  static final long MAX_BLOB_BYTES = 1L << 40;
 
   /** A required digest field, or an error naming the document and the field. */
   static Digest digest(JsonNode node, String field, String what) {

@@ -134,8 +134,17 @@ final class Pull {
             + " strata can read" + (lt.contains("nondistributable") || lt.contains("foreign")
                 ? " (a foreign layer lives outside the registry)" : ""));
       }
-      blobs.add(Json.digest(l, "digest", lw));
-      sizes.add(Json.size(l, lw));
+      Digest blob = Json.digest(l, "digest", lw);
+      long size = Json.size(l, lw);
+      // a blob this store has seen decompress to this layer has one size: another is a lie
+      for (BlobInfoCache.Blob known : store.blobInfos().blobs(diffIds.get(i))) {
+        if (known.digest().equals(blob) && known.size() != size) {
+          throw new BadInputException(lw + ": the descriptor says blob " + blob.shortHex()
+              + " is " + size + " bytes; it is " + known.size());
+        }
+      }
+      blobs.add(blob);
+      sizes.add(size);
     }
 
     ExecutorService pool = Executors.newFixedThreadPool(PARALLEL, r -> {

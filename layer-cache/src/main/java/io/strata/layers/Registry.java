@@ -504,6 +504,16 @@ final class Registry implements AutoCloseable {
           body.close();
           throw failure("blob " + d, r);
         }
+        // A length that is not the descriptor's is refused now, not after waiting for bytes
+        // that never come (a registry that sends the declared bytes and then holds the line).
+        long declared = r.headers().firstValueAsLong("Content-Length").orElse(-1);
+        long expected = r.statusCode() == 206 ? size - have : size;
+        if (declared >= 0 && declared != expected) {
+          body.close();
+          throw new BadInputException("blob " + d + ": the registry announces " + declared
+              + " bytes" + (r.statusCode() == 206 ? " from byte " + have : "")
+              + ", the manifest says " + size + "; nothing was stored");
+        }
         try (InputStream in = body;
             OutputStream out = Files.newOutputStream(dest, StandardOpenOption.CREATE,
                 StandardOpenOption.WRITE, StandardOpenOption.APPEND)) {
@@ -560,12 +570,10 @@ final class Registry implements AutoCloseable {
     long n = have;
     try {
       int r;
-      while ((r = in.read(buf)) >= 0) {
+      // stop at the declared size: the digest says whether those are the blob's bytes, and
+      // nothing that may follow them is waited for
+      while (n < size && (r = in.read(buf, 0, (int) Math.min(buf.length, size - n))) >= 0) {
         lastByte.set(System.nanoTime());
-        if (n + r > size) {
-          throw new BadInputException("blob " + d + ": the registry sent more than the " + size
-              + " bytes the manifest declares");
-        }
         out.write(buf, 0, r);
         sha.update(buf, 0, r);
         n += r;

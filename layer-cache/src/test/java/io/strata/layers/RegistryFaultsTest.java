@@ -154,6 +154,18 @@ class RegistryFaultsTest {
             + "/" + body.length);
       }
       ex.getResponseHeaders().add("Content-Type", "application/octet-stream");
+      if (fault.equals("long")) { // announces more than it sends, then holds the line
+        ex.sendResponseHeaders(200, body.length + 1000);
+        ex.getResponseBody().write(body);
+        ex.getResponseBody().flush();
+        try {
+          Thread.sleep(15_000);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+        ex.close();
+        return;
+      }
       ex.sendResponseHeaders(from > 0 ? 206 : 200, body.length - from);
       OutputStream out = ex.getResponseBody();
       if (n == 1 && (fault.equals("drop") || fault.equals("stall"))) {
@@ -233,6 +245,34 @@ class RegistryFaultsTest {
         .hasMessageContaining("nothing was stored");
     assertThat(StoreFixture.snapshot(store.root())).isEqualTo(before);
     assertThat(StoreFixture.tmpContents(store.root())).isEmpty();
+  }
+
+  /** Issue 16, item 9: it waited out the stall limit five times (~5 min at the default). */
+  @Test
+  void aBlobLongerThanItsDescriptorIsRefusedAtOnce() throws Exception {
+    List<String> before = StoreFixture.snapshot(store.root());
+    fault = "long";
+    assertThatThrownBy(this::pull).isInstanceOf(BadInputException.class)
+        .hasMessageContaining("announces " + (layer.length + 1000) + " bytes")
+        .hasMessageContaining("the manifest says " + layer.length);
+    assertThat(blobRequests.get()).as("no retry").isEqualTo(1);
+    assertThat(StoreFixture.snapshot(store.root())).isEqualTo(before);
+  }
+
+  /** Issue 16, item 9: a size of 2^62 passed for a layer the store already had. */
+  @Test
+  void anAbsurdOrWrongSizeIsRefusedAlsoForAStoredLayer() throws Exception {
+    pull();
+    for (long size : new long[] {1L << 62, layer.length + 1}) {
+      com.fasterxml.jackson.databind.node.ObjectNode m =
+          (com.fasterxml.jackson.databind.node.ObjectNode) Json.MAPPER.readTree(manifest);
+      ((com.fasterxml.jackson.databind.node.ObjectNode) m.get("layers").get(0)).put("size", size);
+      manifest = Json.MAPPER.writeValueAsBytes(m);
+      int asked = blobRequests.get();
+      assertThatThrownBy(this::pull).isInstanceOf(BadInputException.class)
+          .hasMessageContaining(String.valueOf(size));
+      assertThat(blobRequests.get()).isEqualTo(asked);
+    }
   }
 
   @Test
