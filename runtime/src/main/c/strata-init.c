@@ -1,7 +1,8 @@
 /*
  * strata-init: the part of `strata run` that a JVM cannot do safely. It is started by the JVM,
- * which places it in the container's cgroup and then releases it through a FIFO. It then
- * unshares the namespaces, forks the container's PID 1, which pivots into the rootfs, mounts
+ * which releases it through a FIFO once the cgroup is made. It then unshares the namespaces,
+ * forks the container's PID 1, which joins the container's cgroups before anything else (the
+ * monitor stays out of them, so a pids limit counts the container only), pivots into the rootfs, mounts
  * /proc, /dev and /sys, masks the usual /proc paths, sets the hostname, drops capabilities,
  * sets no_new_privs, switches user and execs the command (or, with --init, runs it under a
  * tiny reaper). This outer process stays outside the pid namespace as the monitor: it forwards
@@ -9,7 +10,8 @@
  *
  * Usage: strata-init --rootfs DIR --sync FIFO [--hostname H] [--net none|host] [--cwd DIR]
  *                    [--user UID:GID] [--init] [--read-only] [--volume SRC:DST[:ro]]...
- *                    [--userns HOSTUID:COUNT] [--no-seccomp] [--no-mknod] -- CMD [ARG...]
+ *                    [--userns HOSTUID:COUNT] [--no-seccomp] [--no-mknod]
+ *                    [--cgroup CGROUP.PROCS]... -- CMD [ARG...]
  *
  * Every path it creates or mounts on inside the root (volume targets, the working directory,
  * /proc, /dev, /sys) is resolved inside the root and never through a symlink out of it
@@ -19,9 +21,12 @@
  * (the devices cgroup). The system-call policy is security.h's table.
  *
  * With --userns, a user namespace maps container ids 0..COUNT-1 onto host ids HOSTUID..: the
- * monitor forks a child that unshares the user namespace, writes its uid and gid maps from
- * outside, and the child then makes the other namespaces (owned by the new user namespace)
- * and forks PID 1. Device nodes are then bind-mounted from the host, since mknod is refused.
+ * monitor forks a child that unshares the user namespace, waits while the monitor writes its
+ * uid and gid maps from outside, makes the other namespaces (owned by the new user namespace),
+ * forks PID 1, tells the monitor its pid and exits: PID 1 is reparented to the monitor, a
+ * subreaper, which puts it in the cgroups (from inside the namespace it could not), then lets
+ * it run, and waits for it. Device nodes are then bind-mounted from the
+ * host, since mknod is refused.
  * Exit codes of its own: 125 bad usage or setup failure (message on stderr), 127 exec failed.
  */
 #define _GNU_SOURCE
@@ -59,6 +64,9 @@
 
 static const char *rootfs, *sync_fifo, *hostname = "strata", *net = "none", *cwd = "/";
 static const char *volumes[MAX_VOLUMES];
+#define MAX_CGROUPS 16
+static const char *cgroup_procs[MAX_CGROUPS];
+static int ncgroups;
 static int nvolumes, use_init, read_only, seccomp_on = 1, keep_mknod = 1, init_fd = -1;
 static long userns_host = -1, userns_count;
 static uid_t uid;
@@ -214,6 +222,19 @@ static void make_dev(void) {
   symlink("/proc/self/fd/0", "dev/stdin");
   symlink("/proc/self/fd/1", "dev/stdout");
   symlink("/proc/self/fd/2", "dev/stderr");
+}
+
+/*
+ * Moves this process into the container's cgroups (each --cgroup names a cgroup.procs file),
+ * before it runs anything of the container's: everything it forks is then in them, and the
+ * monitor is not, so that a pids limit counts the container's processes only.
+ */
+static void join_cgroups(void) {
+  for (int i = 0; i < ncgroups; i++) {
+    int fd = open(cgroup_procs[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) die("join the cgroup %s", cgroup_procs[i]);
+    close(fd);
+  }
 }
 
 /* Hides what a container should not read, as runc does by default. */
@@ -479,6 +500,7 @@ int main(int argc, char **argv) {
       uid = (uid_t)u;
       gid = (gid_t)g;
     } else if (strcmp(a, "--volume") == 0 && nvolumes < MAX_VOLUMES) volumes[nvolumes++] = v;
+    else if (strcmp(a, "--cgroup") == 0 && ncgroups < MAX_CGROUPS) cgroup_procs[ncgroups++] = v;
     else { fprintf(stderr, "strata-init: unknown option %s\n", a); return SETUP_FAILED; }
   }
   if (!rootfs || i >= argc) {
@@ -498,12 +520,16 @@ int main(int argc, char **argv) {
   }
   int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID;
   if (strcmp(net, "none") == 0) flags |= CLONE_NEWNET;
+  /* The container's PID 1 ends up this monitor's child in either case (see below). */
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) die("become a subreaper");
   if (userns_host >= 0) {
-    int to_parent[2], to_child[2];
-    if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0) die("pipe");
-    child = fork();
-    if (child < 0) die("fork");
-    if (child == 0) {
+    int to_parent[2], to_child[2], go[2];
+    if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0 ||
+        pipe2(go, O_CLOEXEC) < 0)
+      die("pipe");
+    pid_t maker = fork();
+    if (maker < 0) die("fork");
+    if (maker == 0) {
       char b;
       if (unshare(CLONE_NEWUSER) < 0) die("unshare the user namespace");
       if (write(to_parent[1], "u", 1) != 1 || read(to_child[0], &b, 1) != 1) die("sync maps");
@@ -511,31 +537,60 @@ int main(int argc, char **argv) {
       if (unshare(flags) < 0) die("unshare");
       pid_t init = fork();
       if (init < 0) die("fork");
-      if (init == 0) container(argv + i);
-      child = init;
-      forward_signals();
-      for (;;) {
-        int status;
-        pid_t p = waitpid(init, &status, 0);
-        if (p == init) _exit(status_code(status));
-        if (p < 0 && errno != EINTR) die("waitpid");
+      if (init == 0) {
+        /* Inside the user namespace it could not join the cgroups itself: it waits until the
+         * monitor has moved it there, before it runs anything. */
+        close(go[1]);
+        if (read(go[0], &b, 1) != 1) die("wait to be put in the cgroup");
+        close(go[0]);
+        container(argv + i);
       }
+      /* Tell the monitor who PID 1 is, and go: PID 1 is reparented to the monitor (a
+       * subreaper), and this process is in no cgroup of the container's, so that only the
+       * container's own processes count against its pids limit. */
+      if (write(to_parent[1], &init, sizeof init) != sizeof init) die("report PID 1");
+      _exit(0);
     }
+    close(go[0]);
     char b, path[64], map[64];
     if (read(to_parent[0], &b, 1) != 1) die("wait for the user namespace");
     snprintf(map, sizeof map, "0 %ld %ld\n", userns_host, userns_count);
     for (int k = 0; k < 2; k++) {
-      snprintf(path, sizeof path, "/proc/%d/%s", child, k == 0 ? "uid_map" : "gid_map");
+      snprintf(path, sizeof path, "/proc/%d/%s", maker, k == 0 ? "uid_map" : "gid_map");
       int fd = open(path, O_WRONLY | O_CLOEXEC);
       if (fd < 0 || write(fd, map, strlen(map)) != (ssize_t)strlen(map)) die("write %s", path);
       close(fd);
     }
     if (write(to_child[1], "m", 1) != 1) die("release the child");
+    close(to_parent[1]);
+    pid_t init;
+    int status;
+    if (read(to_parent[0], &init, sizeof init) != sizeof init) {
+      waitpid(maker, &status, 0);
+      return status_code(status); /* it failed before PID 1 existed, and said why */
+    }
+    if (waitpid(maker, &status, 0) < 0) die("wait for the namespace maker");
+    child = init;
+    for (int k = 0; k < ncgroups; k++) {
+      char pid[24];
+      int fd = open(cgroup_procs[k], O_WRONLY | O_CLOEXEC);
+      int len = snprintf(pid, sizeof pid, "%d", init);
+      if (fd < 0 || write(fd, pid, (size_t)len) != len) {
+        kill(init, SIGKILL);
+        die("put PID 1 in the cgroup %s", cgroup_procs[k]);
+      }
+      close(fd);
+    }
+    if (write(go[1], "g", 1) != 1) die("release PID 1");
+    close(go[1]);
   } else {
     if (unshare(flags) < 0) die("unshare");
     child = fork();
     if (child < 0) die("fork");
-    if (child == 0) container(argv + i);
+    if (child == 0) {
+      join_cgroups();
+      container(argv + i);
+    }
   }
   /* The monitor: pass signals on, and end as the container ended. */
   forward_signals();

@@ -62,6 +62,17 @@ public final class Main implements Runnable {
     cl.addSubcommand(new SnapshotterCommand());
     // Everything after the image name belongs to the container's command.
     cl.getSubcommands().get("run").setStopAtPositional(true);
+    // Numbers as people type them; Double.parseDouble would take NaN, Infinity and 0x1p-3.
+    CommandLine.ITypeConverter<Double> decimal = s -> {
+      try {
+        return io.strata.layers.Text.decimal(s, "");
+      } catch (IllegalArgumentException e) {
+        throw new CommandLine.TypeConversionException("'" + io.strata.layers.Text.clip(s)
+            + "' is not a decimal number such as 0.5 or 30");
+      }
+    };
+    cl.registerConverter(Double.class, decimal);
+    cl.registerConverter(Double.TYPE, decimal);
     cl.setExitCodeExceptionMapper(Main::exitCode);
     cl.setExecutionExceptionHandler((ex, line, parsed) -> {
       PrintWriter err = line.getErr();

@@ -74,9 +74,9 @@ public final class RunCommand implements Callable<Integer> {
       description = "Run in a user namespace: container root is an unprivileged host id.")
   boolean userns;
 
-  @Option(names = "--userns-map", paramLabel = "HOSTID:COUNT", defaultValue = "100000:65536",
+  @Option(names = "--userns-map", paramLabel = "HOSTID:COUNT",
       description = "Host ids for --userns: container ids 0..COUNT-1 map to HOSTID.. "
-          + "(default ${DEFAULT-VALUE}).")
+          + "(default 100000:65536).")
   String usernsMap;
 
   @Option(names = "--security-opt", paramLabel = "OPT",
@@ -131,8 +131,12 @@ public final class RunCommand implements Callable<Integer> {
     }
     ContainerRunner runner = new ContainerRunner(store.open(), io.strata.layers.cli.Output::note);
     ContainerRunner.UserNamespace ns = null;
+    if (usernsMap != null && !userns) {
+      throw new IllegalArgumentException("--userns-map " + io.strata.layers.Text.clip(usernsMap)
+          + " needs --userns");
+    }
     if (userns) {
-      String[] p = usernsMap.split(":");
+      String[] p = (usernsMap == null ? "100000:65536" : usernsMap).split(":");
       try {
         ns = new ContainerRunner.UserNamespace(Long.parseLong(p[0]), Long.parseLong(p[1]));
       } catch (RuntimeException e) {

@@ -15,6 +15,9 @@ public interface Cgroup extends AutoCloseable {
   /** Moves a process (and so its future children) into this cgroup. */
   void add(long pid) throws IOException;
 
+  /** The cgroup.procs file of each hierarchy, for a process to join itself by (strata-init). */
+  java.util.List<java.nio.file.Path> procsFiles();
+
   /** How many processes the kernel OOM-killed in this cgroup. */
   long oomKills() throws IOException;
 

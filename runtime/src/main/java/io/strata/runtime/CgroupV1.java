@@ -81,6 +81,11 @@ final class CgroupV1 implements Cgroup {
   }
 
   @Override
+  public java.util.List<Path> procsFiles() {
+    return dirs.values().stream().map(d -> d.resolve("cgroup.procs")).toList();
+  }
+
+  @Override
   public long oomKills() throws IOException {
     return Cgroups.keyed(dirs.get("memory").resolve("memory.oom_control"), "oom_kill");
   }

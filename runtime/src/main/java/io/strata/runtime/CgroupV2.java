@@ -71,6 +71,11 @@ final class CgroupV2 implements Cgroup {
   }
 
   @Override
+  public java.util.List<Path> procsFiles() {
+    return java.util.List.of(dir.resolve("cgroup.procs"));
+  }
+
+  @Override
   public long oomKills() throws IOException {
     return Cgroups.keyed(dir.resolve("memory.events"), "oom_kill");
   }

@@ -24,7 +24,8 @@ import java.util.function.Consumer;
 
 /**
  * Runs one container in the foreground: the JVM makes the cgroup, mounts the image with a fresh
- * upper layer, starts the C helper, puts it in the cgroup before it runs anything, and waits.
+ * upper layer, starts the C helper, whose container PID 1 joins the cgroup before it runs
+ * anything (the helper's monitor stays out, so limits count the container alone), and waits.
  * Every way out (exit, signal, OOM, a failed start, SIGTERM to strata) unmounts and removes the
  * cgroup; a strata killed outright is cleaned up by the next strata command ({@link Containers}).
  * Neither the FUSE daemon nor the JVM ever joins the container's cgroup.
@@ -237,6 +238,9 @@ public final class ContainerRunner {
           if (!cgroup.restrictsDevices()) {
             cmd.add("--no-mknod"); // no device cgroup: no device nodes at all
           }
+          for (Path procs : cgroup.procsFiles()) {
+            cmd.addAll(List.of("--cgroup", procs.toString())); // PID 1 joins before it runs
+          }
           cmd.add("--");
           cmd.addAll(plan.argv());
           ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO();
@@ -245,7 +249,6 @@ public final class ContainerRunner {
           stopIfSignalled();
           helper = pb.start();
           started = helper;
-          cgroup.add(helper.pid()); // before the helper does anything: it waits on the FIFO
           Native.release(fifo, helper, Duration.ofSeconds(30));
           containers.write(created.withRunning(helper.pid(), cgName));
         }

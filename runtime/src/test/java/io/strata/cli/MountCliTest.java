@@ -9,6 +9,7 @@ import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Optional;
 import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
@@ -143,6 +144,15 @@ class MountCliTest {
     Result badOpt = strata("overlay", "-o", "lowerdir=" + tmp + ",timeout=soon", mp.toString());
     assertThat(badOpt.code()).isEqualTo(Main.USAGE);
     assertThat(badOpt.err()).contains("timeout=soon");
+    for (String t : List.of("NaN", "-1", "0x1p-3", "Infinity")) { // issue 16, item 10
+      Result badTimeout = strata("--root", root.toString(), "mount", "--timeout", t, "img:1",
+          mp.toString());
+      assertThat(badTimeout.code()).as(t).isEqualTo(Main.USAGE);
+      assertThat(badTimeout.err()).contains("'" + t + "' is not a decimal number");
+      Result overlayTimeout = strata("overlay", "-o", "lowerdir=" + tmp + ",timeout=" + t,
+          mp.toString());
+      assertThat(overlayTimeout.code()).as(t).isEqualTo(Main.USAGE);
+    }
     Result noLower = strata("overlay", "-o", "upperdir=/x,workdir=/y", mp.toString());
     assertThat(noLower.code()).isEqualTo(Main.USAGE);
     assertThat(noLower.err()).contains("missing lowerdir");

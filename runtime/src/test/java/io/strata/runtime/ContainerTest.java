@@ -201,6 +201,29 @@ class ContainerTest {
         .isPositive();
   }
 
+  /**
+   * Issue 16, item 10: --pids-limit 1 failed with exit 125, since the helper's own monitor (and,
+   * under --userns, the namespace's maker) counted against it. Now only the container's
+   * processes are in its cgroup: a limit of one runs one process, and a second fork fails.
+   */
+  @Test
+  void aPidsLimitOfOneRunsOneProcess() throws Exception {
+    for (ContainerRunner.UserNamespace ns : new ContainerRunner.UserNamespace[] {null,
+        ContainerRunner.UserNamespace.DEFAULT}) {
+      Limits one = new Limits(-1, -1, -1, 100_000, 1);
+      ContainerRunner.Spec alone = new ContainerRunner.Spec("one", "busybox:test",
+          List.of("/bin/true"), List.of(), null, null, "box", "none", List.of(), false, false,
+          true, one, ns, true);
+      assertThat(new ContainerRunner(store, System.err::println).run(alone)).as("userns " + ns)
+          .isZero();
+      ContainerRunner.Spec forks = new ContainerRunner.Spec("two", "busybox:test",
+          List.of("/bin/sh", "-c", "/bin/true; echo $?"), List.of(), null, null, "box", "none",
+          List.of(), false, false, true, one, ns, true);
+      assertThat(new ContainerRunner(store, System.err::println).run(forks)).as("userns " + ns)
+          .isNotZero();
+    }
+  }
+
   @Test
   void aCpuQuotaShowsAsThrottling() throws Exception {
     int code = new ContainerRunner(store, s -> { }).run(spec("cpu",

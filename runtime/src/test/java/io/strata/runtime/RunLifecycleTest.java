@@ -87,7 +87,8 @@ class RunLifecycleTest {
   @ValueSource(strings = {"--user=4294967296", "--user=nosuchuser", "--user=1:2:3", "--env==x", "--volume=/tmp",
       "--volume=/tmp:rel", "--cpus=0.0001", "--cpus=NaN", "--memory=1k",
       "--pids-limit=99999999999", "--hostname=hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh", "--workdir=relative",
-      "--security-opt=apparmor=x", "--network=bridge"})
+      "--security-opt=apparmor=x", "--network=bridge", "--cpus=0x1p-3", "--cpus=Infinity",
+      "--cpus=1e0", "--userns-map=200000:65536"})
   void aBadOptionIsAUsageErrorAndCreatesNothing(String option) throws Exception {
     assertThat(cli("run", "--rm", "--name", "life", option, "bb:test", "true")).isEqualTo(2);
     assertThat(containerDirs()).isEmpty();

@@ -77,14 +77,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
           passthrough = !"0".equals(require(key, value));
           break;
         case "timeout":
-          try {
-            timeout = Double.parseDouble(require(key, value));
-          } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("timeout=" + value + ": not a number of seconds");
-          }
-          if (timeout < 0 || timeout.isNaN()) {
-            throw new IllegalArgumentException("timeout=" + value + ": must not be negative");
-          }
+          timeout = io.strata.layers.Text.decimal(require(key, value), "timeout=");
           break;
         case "whiteout":
           if ("file".equals(value)) {
