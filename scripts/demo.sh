@@ -5,8 +5,6 @@ set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 mvn -B -q -DskipTests package
-# fuse-overlayfs-compatible entry point on PATH (containers/storage mount_program, mount.fuse3)
-if [ "$(id -u)" -eq 0 ]; then ln -sf "$PWD/strata-overlay" /usr/local/bin/strata-overlay; fi
 export STRATA_ROOT="${STRATA_ROOT:-$PWD/.strata-dev/store}"
 mkdir -p .strata-dev
 scripts/sample-image.sh .strata-dev/sample-oci

@@ -41,10 +41,81 @@ final class ImageWriter {
 
   private final LayerStore store;
   private final Path scratch;
+  private final Progress progress;
+  /** The layers written so far and the layers this writer is to go through, for "layer i/n". */
+  private int done;
+  private int count;
 
-  ImageWriter(LayerStore store, Path scratch) {
+  ImageWriter(LayerStore store, Path scratch, Progress progress) {
     this.store = store;
     this.scratch = scratch;
+    this.progress = progress;
+  }
+
+  /** How many layers the work ahead goes through (progress says "layer i/n"). */
+  void expectLayers(int n) {
+    done = 0;
+    count = n;
+  }
+
+  /**
+   * A stored layer's tar for {@code verb} ("compressing", "writing"): progress hears of its
+   * start, of every byte read, and of its end.
+   */
+  private InputStream layerTar(Digest d, String verb) {
+    int index = ++done;
+    return layerTar(d, verb, index, Math.max(count, index));
+  }
+
+  private InputStream layerTar(Digest d, String verb, int index, int of) {
+    String label = d.shortHex();
+    progress.layerWork(verb, index, of, label, store.layer(d).tarSize());
+    InputStream in = store.openLayerTar(d);
+    return new java.io.FilterInputStream(in) {
+      long n;
+      boolean closed;
+
+      @Override
+      public int read() throws IOException {
+        int b = super.read();
+        if (b >= 0) {
+          counted(1);
+        }
+        return b;
+      }
+
+      @Override
+      public int read(byte[] buf, int off, int len) throws IOException {
+        int r = super.read(buf, off, len);
+        if (r > 0) {
+          counted(r);
+        }
+        return r;
+      }
+
+      private void counted(int k) {
+        n += k;
+        progress.bytesRead(k);
+      }
+
+      @Override
+      public void close() throws IOException {
+        super.close();
+        if (!closed) {
+          closed = true;
+          progress.layerWorkDone(verb, index, of, label, n);
+        }
+      }
+    };
+  }
+
+  /** The distinct layers of some images, for {@link #expectLayers}. */
+  static int distinctLayers(List<Item> items) {
+    Set<Digest> all = new LinkedHashSet<>();
+    for (Item i : items) {
+      all.addAll(i.image().diffIds());
+    }
+    return all.size();
   }
 
   Path scratch() {
@@ -53,9 +124,15 @@ final class ImageWriter {
 
   /** A layer as a gzip blob in the scratch directory (deterministic: no name, no time). */
   Blob gzipLayer(Digest diffId) throws IOException {
+    int index = ++done;
+    return gzipLayer(diffId, index, Math.max(count, index));
+  }
+
+  /** The same, said in progress as layer {@code index} of {@code of}. */
+  Blob gzipLayer(Digest diffId, int index, int of) throws IOException {
     Path file = scratch.resolve("gz-" + diffId.hex());
     MessageDigest sha = Digest.newSha256();
-    try (InputStream in = store.openLayerTar(diffId);
+    try (InputStream in = layerTar(diffId, "compressing", index, of);
         OutputStream out = new GZIPOutputStream(new DigestOutputStream(
             new java.io.BufferedOutputStream(Files.newOutputStream(file), 1 << 16), sha), 1 << 16)) {
       in.transferTo(out);
@@ -162,7 +239,7 @@ final class ImageWriter {
           layers.add(b);
         } else {
           putBlob(blobs, d, out -> {
-            try (InputStream in = store.openLayerTar(d)) {
+            try (InputStream in = layerTar(d, "writing")) {
               in.transferTo(out);
             }
           });
@@ -289,7 +366,7 @@ final class ImageWriter {
     long size = store.layer(d).tarSize();
     tar.putArchiveEntry(entry(name, size));
     long n;
-    try (InputStream in = store.openLayerTar(d)) {
+    try (InputStream in = layerTar(d, "writing")) {
       n = in.transferTo(tar);
     }
     if (n != size) {

@@ -118,7 +118,8 @@ public final class LayerStore {
   public ImageRecord importImage(Path source, String name, String ref, Progress progress) {
     String tag = name == null ? null : normalizeName(name);
     Path staging = tmp.resolve("import-" + UUID.randomUUID());
-    try (FileMutex.Held held = storeLock.shared()) {
+    try (FileMutex.Held held = storeLock.shared();
+        Unfinished u = Unfinished.begin(staging, "import of " + source.getFileName(), log)) {
       Files.createDirectory(staging);
       return new Importer(this, staging, progress).run(source, tag, ref);
     } catch (IOException e) {
@@ -182,7 +183,8 @@ public final class LayerStore {
 
   private <T> T withScratch(String what, ScratchWork<T> work) {
     Path scratch = tmp.resolve(what.replaceFirst(" .*", "") + "-" + UUID.randomUUID());
-    try (FileMutex.Held held = storeLock.shared()) {
+    try (FileMutex.Held held = storeLock.shared();
+        Unfinished u = Unfinished.begin(scratch, what, log)) {
       Files.createDirectory(scratch);
       return work.run(scratch);
     } catch (IOException e) {
@@ -208,7 +210,7 @@ public final class LayerStore {
     ImageRecord record = resolve(image);
     Reference target = Reference.parse(destination, Reference.DOCKER_HUB);
     return withScratch("push of " + image, scratch -> {
-      Push.Result r = new Push(this, new ImageWriter(this, scratch), options.with(log), progress,
+      Push.Result r = new Push(this, new ImageWriter(this, scratch, progress), options.with(log), progress,
           chunk).run(record, target);
       return new PushResult(r.target().toString(), r.manifestDigest(), r.blobsSent(),
           r.blobsPresent(), r.blobsMounted(), r.bytesSent());
@@ -223,7 +225,8 @@ public final class LayerStore {
    *
    * @param gzip compress layers (OCI forms only; a docker-archive holds plain tars)
    */
-  public void save(List<String> refs, Path out, SaveFormat format, boolean gzip) {
+  public void save(List<String> refs, Path out, SaveFormat format, boolean gzip,
+      Progress progress) {
     List<ImageWriter.Item> items = new ArrayList<>();
     for (String ref : refs) {
       ImageRecord r = resolve(ref);
@@ -238,7 +241,8 @@ public final class LayerStore {
       items.add(new ImageWriter.Item(r, n));
     }
     withScratch("save of " + String.join(", ", refs), scratch -> {
-      ImageWriter w = new ImageWriter(this, scratch);
+      ImageWriter w = new ImageWriter(this, scratch, progress);
+      w.expectLayers(ImageWriter.distinctLayers(items));
       switch (format) {
         case DOCKER_ARCHIVE -> w.dockerArchive(items, out);
         case OCI_DIR -> w.ociDirectory(items, out, gzip);
@@ -266,15 +270,25 @@ public final class LayerStore {
    * @param base the image the changes were made on, or null for a layer on its own
    */
   public CommitResult commit(ImageRecord base, LayerTarWriter writer, String name,
-      String comment, String author, Map<String, Object> changes) {
+      String comment, String author, Map<String, Object> changes, Progress progress) {
     String tag = normalizeName(name);
     return withScratch("commit of " + tag, scratch -> {
       Path tar = scratch.resolve("layer.tar");
       java.security.MessageDigest sha = Digest.newSha256();
+      progress.layerWork("reading the changes into", 1, 1, "a layer tar", -1);
+      long[] written = {0};
       try (OutputStream out = new java.security.DigestOutputStream(new java.io.BufferedOutputStream(
-          Files.newOutputStream(tar), 1 << 16), sha)) {
+          new java.io.FilterOutputStream(Files.newOutputStream(tar)) {
+            @Override
+            public void write(byte[] b, int off, int len) throws IOException {
+              out.write(b, off, len);
+              written[0] += len;
+              progress.bytesRead(len);
+            }
+          }, 1 << 16), sha)) {
         writer.write(out);
       }
+      progress.layerWorkDone("reading the changes into", 1, 1, "a layer tar", written[0]);
       Digest diffId = Digest.fromBytes(sha.digest());
       List<Digest> diffIds = new ArrayList<>(base != null ? base.diffIds() : List.of());
       diffIds.add(diffId);
@@ -287,7 +301,7 @@ public final class LayerStore {
       layers.add(new ImageSource.LayerSource("the committed changes", null, Files.size(tar),
           diffId, () -> Files.newInputStream(tar)));
       Path staging = Files.createDirectory(scratch.resolve("import"));
-      ImageRecord r = new Importer(this, staging, Progress.NONE).storeFrom(new ImageSource(
+      ImageRecord r = new Importer(this, staging, progress).storeFrom(new ImageSource(
           "commit", layers, config, Digest.of(config), null, List.of(tag)), "commit", tag);
       return new CommitResult(r, diffId, Files.size(tar));
     });
@@ -524,6 +538,8 @@ public final class LayerStore {
    * one whose import was killed after its layers were in place). Waits for running imports.
    */
   public GcResult gc() {
+    List<Path> graves = new ArrayList<>();
+    GcResult result;
     try (FileMutex.Held held = storeLock.exclusive(log)) {
       int removedImages = 0;
       try (FileMutex.Held meta = metaLock.exclusive(log)) {
@@ -531,7 +547,7 @@ public final class LayerStore {
         for (Path dir : list(images)) {
           Digest id = hexDir(dir);
           if (id != null && !named.contains(id)) {
-            retire(dir);
+            moveAside(dir, graves);
             removedImages++;
           }
         }
@@ -544,15 +560,26 @@ public final class LayerStore {
       long freed = 0;
       for (LayerRecord l : layers()) {
         if (!used.contains(l.diffId())) {
-          retire(layers.resolve(l.diffId().hex()));
+          moveAside(layers.resolve(l.diffId().hex()), graves);
           removed.add(l.diffId());
           freed += l.contentSize();
         }
       }
-      return new GcResult(removed, freed, removedImages);
+      result = new GcResult(removed, freed, removedImages);
     } catch (IOException e) {
       throw new StoreException("gc failed: " + e.getMessage(), e);
     }
+    // Deleted after the lock is released: out of sight already (one rename each), they no
+    // longer keep imports waiting. A gc killed meanwhile leaves them in tmp/ for the next start.
+    for (Path grave : graves) {
+      try {
+        Trees.deleteRecursively(grave);
+      } catch (IOException e) {
+        log.accept("could not remove " + grave + ": " + e.getMessage()
+            + " (the next strata command will)");
+      }
+    }
+    return result;
   }
 
   /** Which images use each layer, for showing how layers are shared. */
@@ -686,6 +713,17 @@ public final class LayerStore {
         return false;
       }
       throw e;
+    }
+  }
+
+  /** Moves a directory out of sight in one rename, adding where it went to {@code graves}. */
+  private void moveAside(Path dir, List<Path> graves) throws IOException {
+    Path grave = tmp.resolve("removed-" + UUID.randomUUID());
+    try {
+      Files.move(dir, grave, StandardCopyOption.ATOMIC_MOVE);
+      graves.add(grave);
+    } catch (NoSuchFileException gone) {
+      // removed meanwhile
     }
   }
 

@@ -19,4 +19,14 @@ public interface Progress {
 
   /** {@code bytes} more of a blob were sent to a registry (any thread). */
   default void bytesSent(String label, long bytes, long total) {}
+
+  /**
+   * Work of another kind on a stored layer begins: {@code verb} names it ("compressing",
+   * "writing", "reading the changes"); {@link #bytesRead} then counts it, of
+   * {@code expectedBytes} (-1: not known).
+   */
+  default void layerWork(String verb, int index, int count, String label, long expectedBytes) {}
+
+  /** The work {@link #layerWork} announced is done, after {@code bytes}. */
+  default void layerWorkDone(String verb, int index, int count, String label, long bytes) {}
 }

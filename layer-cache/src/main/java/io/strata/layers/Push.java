@@ -80,8 +80,7 @@ final class Push {
           continue;
         }
         asPulled = false;
-        progress.message(label + ": compressing");
-        ImageWriter.Blob b = writer.gzipLayer(diffId);
+        ImageWriter.Blob b = writer.gzipLayer(diffId, i + 1, image.diffIds().size());
         try {
           if (r.hasBlob(repo, b.digest())) {
             present++;

@@ -134,7 +134,7 @@ final class Registry implements AutoCloseable {
       }
       base = URI.create(scheme + "://" + endpointHost());
       if (scheme.equals("http")) {
-        options.log().accept("registry " + host + " is reached over plain http");
+        Log.debug("registry " + host + " is reached over plain http");
       }
       if (r.statusCode() == 401) {
         challenge = parseChallenge(r.headers().firstValue("WWW-Authenticate").orElse(""));
@@ -613,10 +613,39 @@ final class Registry implements AutoCloseable {
     }
   }
 
-  private static String message(Throwable e) {
-    String m = e.getMessage();
-    return m == null || m.isBlank() ? e.getClass().getSimpleName() : m;
+  /**
+   * What went wrong, in words: the exception's message, or for the JDK's network exceptions
+   * that carry none, what they mean (never a Java class name).
+   */
+  static String message(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      String m = t.getMessage();
+      if (m != null && !m.isBlank()) {
+        return t instanceof java.net.UnknownHostException ? "unknown host " + m : m;
+      }
+      // the JDK's HTTP client wraps causes without a message of its own: name what they mean
+      if (t instanceof ConnectException) {
+        return "connection refused";
+      }
+      if (t instanceof HttpTimeoutException || t instanceof java.net.SocketTimeoutException) {
+        return "timed out";
+      }
+      if (t instanceof java.net.UnknownHostException) {
+        return "unknown host";
+      }
+      if (t instanceof SSLException) {
+        return "TLS failed";
+      }
+    }
+    for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      if (t instanceof java.nio.channels.ClosedChannelException
+          || t instanceof java.io.EOFException) {
+        return "connection closed";
+      }
+    }
+    return "I/O error";
   }
+
 
   private static void sleep(long ms) throws IOException {
     try {

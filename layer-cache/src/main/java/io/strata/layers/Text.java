@@ -36,4 +36,47 @@ public final class Text {
     }
     return Double.parseDouble(s);
   }
+
+  /**
+   * {@code s} with every control character written as an escape (\n, \t, \xNN), so that
+   * input quoted in a line of output stays on that line and cannot move the cursor.
+   */
+  public static String printable(String s) {
+    if (s == null) {
+      return null;
+    }
+    StringBuilder sb = null;
+    for (int i = 0; i < s.length(); i++) {
+      char c = s.charAt(i);
+      if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0)) {
+        if (sb == null) {
+          sb = new StringBuilder(s.length() + 8).append(s, 0, i);
+        }
+        switch (c) {
+          case '\n' -> sb.append("\\n");
+          case '\t' -> sb.append("\\t");
+          case '\r' -> sb.append("\\r");
+          default -> sb.append(String.format("\\x%02x", (int) c));
+        }
+      } else if (sb != null) {
+        sb.append(c);
+      }
+    }
+    return sb == null ? s : sb.toString();
+  }
+
+  /** Bytes in binary units with one decimal, as people read sizes ("41.2 MiB"). */
+  public static String size(long bytes) {
+    if (bytes < 1024) {
+      return bytes + " B";
+    }
+    String[] units = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = bytes;
+    int u = -1;
+    while (v >= 1024 && u < units.length - 1) {
+      v /= 1024;
+      u++;
+    }
+    return String.format(java.util.Locale.ROOT, "%.1f %s", v, units[u]);
+  }
 }

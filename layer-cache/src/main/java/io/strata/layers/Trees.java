@@ -34,6 +34,30 @@ public final class Trees {
     }
   }
 
+  /** The bytes of the regular files below {@code root} (0 when it does not exist). */
+  public static long size(Path root) throws IOException {
+    if (!java.nio.file.Files.exists(root, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+      return 0;
+    }
+    long[] total = {0};
+    java.nio.file.Files.walkFileTree(root, new java.nio.file.SimpleFileVisitor<Path>() {
+      @Override
+      public java.nio.file.FileVisitResult visitFile(Path f,
+          java.nio.file.attribute.BasicFileAttributes a) {
+        if (a.isRegularFile()) {
+          total[0] += a.size();
+        }
+        return java.nio.file.FileVisitResult.CONTINUE;
+      }
+
+      @Override
+      public java.nio.file.FileVisitResult visitFileFailed(Path f, IOException e) {
+        return java.nio.file.FileVisitResult.CONTINUE;
+      }
+    });
+    return total[0];
+  }
+
   /** Deletes {@code name} in the directory {@code dirfd}, and all below it. */
   private static void delete(int dirfd, String name) throws IOException {
     RawFs.Statx st = RawFs.lstat(dirfd, name);

@@ -121,7 +121,8 @@ class RegistryTest {
 
     // save in every format; skopeo reads each, and strata imports each to the same image id
     Path docker = tmp.resolve("saved.tar");
-    store.save(List.of("local:v1"), docker, LayerStore.SaveFormat.DOCKER_ARCHIVE, false);
+    store.save(List.of("local:v1"), docker, LayerStore.SaveFormat.DOCKER_ARCHIVE, false,
+        Progress.NONE);
     Path fromDocker = tmp.resolve("from-docker");
     LocalRegistry.run("skopeo", "copy", "--quiet", "docker-archive:" + docker,
         "oci:" + fromDocker + ":d");
@@ -132,10 +133,11 @@ class RegistryTest {
     assertThat(LocalRegistry.run("sh", "-c", podman + "image inspect --format '{{.Id}}' local:v1")
         .trim()).isEqualTo(img.id().hex());
     Path ociDir = tmp.resolve("saved-oci");
-    store.save(List.of("local:v1"), ociDir, LayerStore.SaveFormat.OCI_DIR, true);
+    store.save(List.of("local:v1"), ociDir, LayerStore.SaveFormat.OCI_DIR, true, Progress.NONE);
     LocalRegistry.run("skopeo", "inspect", "oci:" + ociDir + ":local:v1");
     Path ociTar = tmp.resolve("saved-oci.tar");
-    store.save(List.of("local:v1"), ociTar, LayerStore.SaveFormat.OCI_ARCHIVE, false);
+    store.save(List.of("local:v1"), ociTar, LayerStore.SaveFormat.OCI_ARCHIVE, false,
+        Progress.NONE);
     LocalRegistry.run("skopeo", "inspect", "oci-archive:" + ociTar);
     for (Path p : List.of(docker, fromDocker, ociDir, ociTar)) {
       LayerStore fresh = LayerStore.open(tmp.resolve("fresh-" + p.getFileName()), l -> {});
@@ -166,7 +168,7 @@ class RegistryTest {
       Path change = TarBuilder.layer().dir("app").file("app/extra", "new\n")
           .writeTo(tmp.resolve("change.tar"));
       ImageRecord derived = fresh.commit(pulled, out -> Files.copy(change, out), "derived:1",
-          "a change", null, java.util.Map.of()).image();
+          "a change", null, java.util.Map.of(), Progress.NONE).image();
       assertThat(derived.diffIds()).hasSize(3);
 
       List<String> said = new ArrayList<>();
@@ -175,12 +177,18 @@ class RegistryTest {
         public void message(String text) {
           said.add(text);
         }
+
+        @Override
+        public void layerWork(String verb, int index, int count, String label, long expected) {
+          said.add(verb + " layer " + index + "/" + count);
+        }
       };
       LayerStore.PushResult same = fresh.push("derived:1", reg.host() + "/base:derived",
           plain(), 0, listen);
       assertThat(same.blobsPresent()).as(said.toString()).isEqualTo(2); // the base layers
       assertThat(same.blobsSent()).isEqualTo(2); // the new layer and the config
-      assertThat(said).filteredOn(m -> m.contains("compressing")).hasSize(1);
+      assertThat(said).filteredOn(m -> m.contains("compressing")).containsExactly(
+          "compressing layer 3/3");
 
       said.clear();
       LayerStore.PushResult other = fresh.push("derived:1", reg.host() + "/other:derived",

@@ -62,11 +62,16 @@ public final class CommitCommand implements Callable<Integer> {
     LayerStore.CommitResult r;
     try (io.strata.runtime.Cgroups.Paused paused = pause ? t.pause() : () -> { };
         UpperChanges u = t.open(s)) {
-      r = s.commit(t.image(), u::writeTar, name, message, author, config);
+      r = s.commit(t.image(), u::writeTar, name, message, author, config,
+          quiet ? io.strata.layers.Progress.NONE
+              : io.strata.layers.cli.TerminalProgress.forConsole());
     }
     if (!quiet) {
+      // the same measure as `strata layers` (what the files hold), and the tar's own size
+      long content = s.layer(r.diffId()).contentSize();
       Output.note("committed " + t.description() + " as " + String.join(", ", r.image().names())
-          + ": layer " + r.diffId() + " (" + Output.size(r.tarBytes()) + ")");
+          + ": layer " + r.diffId().shortHex() + " (" + Output.size(content) + " of files, a "
+          + Output.size(r.tarBytes()) + " tar)");
     }
     System.out.println(r.image().id());
     return 0;

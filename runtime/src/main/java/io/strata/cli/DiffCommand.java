@@ -16,8 +16,8 @@ import picocli.CommandLine.Parameters;
 
 /** {@code strata diff}: what a container or a mount changed, as {@code podman diff} shows it. */
 @Command(name = "diff", mixinStandardHelpOptions = true,
-    description = {"List what a container or a mount changed over its image:",
-        "A added, C changed, D deleted (as podman diff)."})
+    description = {"List what a container or a mount changed over its image.", "",
+        "Each line is A (added), C (changed) or D (deleted) and a path, as podman diff prints."})
 public final class DiffCommand implements Callable<Integer> {
   @Mixin StoreOptions store;
 

@@ -17,7 +17,7 @@ public final class KillCommand implements Callable<Integer> {
 
   @Parameters(index = "0", paramLabel = "NAME") String name;
 
-  @Parameters(index = "1", paramLabel = "SIGNAL", defaultValue = "KILL",
+  @Parameters(index = "1", arity = "0..1", paramLabel = "SIGNAL", defaultValue = "KILL",
       description = "Name (TERM, SIGTERM) or number; default ${DEFAULT-VALUE}.")
   String signal;
 

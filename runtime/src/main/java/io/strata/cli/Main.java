@@ -12,10 +12,12 @@ import picocli.CommandLine.Command;
  * The {@code strata} command line: gathers the subcommands each module defines and maps
  * failures onto exit codes that mean something.
  */
-@Command(name = "strata", mixinStandardHelpOptions = true, version = "strata 0.1.0",
+@Command(name = "strata", mixinStandardHelpOptions = true,
     description = "Container images as copy-on-write filesystems.",
     footer = {"", "  bench    Benchmark strata beside its peers (./strata bench --help).",
-        "", "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 not found, 4 bad or hostile input.",
+        "", "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 not found, 4 bad or hostile input;",
+        "run: the container's exit code, 125 when it could not start, 127 when its command"
+            + " cannot be run.",
         "Store root: --root, else $STRATA_ROOT, else /var/lib/strata."})
 public final class Main implements Runnable {
   public static final int FAILED = 1;
@@ -28,6 +30,22 @@ public final class Main implements Runnable {
   @CommandLine.Option(names = "--root", paramLabel = "DIR",
       description = "Store root for every command (default: $STRATA_ROOT, else /var/lib/strata).")
   java.nio.file.Path root;
+
+  @CommandLine.Option(names = "--log-level", paramLabel = "LEVEL",
+      scope = CommandLine.ScopeType.INHERIT,
+      description = "How much strata says on stderr: error, warn (default), info or debug"
+          + " (also $STRATA_LOG_LEVEL).")
+  void logLevel(String level) {
+    io.strata.layers.Log.setLevel(io.strata.layers.Log.parse(level));
+  }
+
+  @CommandLine.Option(names = "--debug", scope = CommandLine.ScopeType.INHERIT,
+      description = "--log-level debug, and a stack trace with an unexpected failure.")
+  void debug(boolean on) {
+    if (on) {
+      io.strata.layers.Log.setLevel(io.strata.layers.Log.Level.DEBUG);
+    }
+  }
 
   @Override
   public void run() {
@@ -60,6 +78,7 @@ public final class Main implements Runnable {
     cl.addSubcommand(new DiffCommand());
     cl.addSubcommand(new CommitCommand());
     cl.addSubcommand(new SnapshotterCommand());
+    cl.addSubcommand(new Version.Command());
     // Everything after the image name belongs to the container's command.
     cl.getSubcommands().get("run").setStopAtPositional(true);
     // Numbers as people type them; Double.parseDouble would take NaN, Infinity and 0x1p-3.
@@ -73,11 +92,13 @@ public final class Main implements Runnable {
     };
     cl.registerConverter(Double.class, decimal);
     cl.registerConverter(Double.TYPE, decimal);
+    Version.apply(cl);
     cl.setExitCodeExceptionMapper(Main::exitCode);
     cl.setExecutionExceptionHandler((ex, line, parsed) -> {
       PrintWriter err = line.getErr();
       err.println("strata " + line.getCommandName() + ": " + message(ex));
-      if (exitCode(ex) == FAILED && System.getenv("STRATA_DEBUG") != null) {
+      if (exitCode(ex) == FAILED && (System.getenv("STRATA_DEBUG") != null
+          || io.strata.layers.Log.enabled(io.strata.layers.Log.Level.DEBUG))) {
         ex.printStackTrace(err);
       }
       err.flush();
@@ -105,7 +126,7 @@ public final class Main implements Runnable {
         || t instanceof IllegalStateException || t instanceof java.io.IOException) {
       return t.getMessage();
     }
-    return t.getClass().getSimpleName() + ": " + t.getMessage()
-        + " (set STRATA_DEBUG=1 for a stack trace)";
+    return "unexpected failure (" + t.getClass().getSimpleName() + "): " + t.getMessage()
+        + " (--debug shows where; please report it)";
   }
 }

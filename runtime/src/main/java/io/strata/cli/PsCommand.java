@@ -20,6 +20,15 @@ public final class PsCommand implements Callable<Integer> {
       description = "table or json (default: ${DEFAULT-VALUE}).")
   Output.Format format;
 
+  @Option(names = "--no-trunc", description = "Show whole commands (cut at 40 characters).")
+  boolean noTrunc;
+
+  /** A command as a cell: its words, cut as podman cuts it unless asked not to. */
+  static String command(List<String> argv, boolean whole) {
+    String c = io.strata.layers.Text.printable(String.join(" ", argv));
+    return whole || c.length() <= 40 ? c : c.substring(0, 39) + "…";
+  }
+
   @Override
   public Integer call() throws Exception {
     List<ContainerState> all = new Containers(store.rootPath(), Output::note).list();
@@ -33,7 +42,7 @@ public final class PsCommand implements Callable<Integer> {
       String status = s.status().equals(ContainerState.EXITED)
           ? "exited (" + s.exitCode() + ")" + (s.reason() == null ? "" : " " + s.reason())
           : s.status();
-      rows.add(new String[] {s.name(), s.image(), status, String.join(" ", s.command()),
+      rows.add(new String[] {s.name(), s.image(), status, command(s.command(), noTrunc),
           s.created()});
     }
     Output.table(rows);

@@ -95,6 +95,9 @@ public final class RunCommand implements Callable<Integer> {
       throw new IllegalArgumentException("--network " + network + ": expected none or host");
     }
     long mem = memory == null ? -1 : Limits.parseSize(memory, "--memory");
+    if (mem != -1 && mem < Limits.MIN_MEMORY) {
+      throw new IllegalArgumentException("--memory " + memory + ": the least is 6m");
+    }
     long swap = -1;
     if (memorySwap != null) {
       if (mem < 0) {

@@ -26,9 +26,11 @@ import picocli.CommandLine.Option;
     description = {"Serve containerd's snapshots API (a proxy plugin of type \"snapshot\") on a"
         + " unix socket until SIGTERM or SIGINT.",
         "",
-        "Active snapshots over parents are strata unions, mounted by containerd through"
-            + " mount.fuse3 and strata-overlay (which must be on containerd's PATH); others are"
-            + " bind mounts. In containerd's config:",
+        "Active snapshots over parents are strata unions,"
+            + " served by this process and handed to containerd as bind mounts (with"
+            + " --mount-helper, containerd mounts them itself through mount.fuse3 and"
+            + " strata-overlay, which must then be on its PATH); the others are bind mounts."
+            + " In containerd's config:",
         "  [proxy_plugins.strata]",
         "    type = \"snapshot\"",
         "    address = \"/run/strata/snapshotter.sock\""})
@@ -53,7 +55,8 @@ public final class SnapshotterCommand implements Callable<Integer> {
   Path store;
 
   static void log(String line) {
-    System.err.println(Instant.now() + " strata snapshotter: " + line);
+    System.err.println(Instant.now() + " strata snapshotter: "
+        + io.strata.layers.Text.printable(line));
   }
 
   @Override
@@ -75,6 +78,8 @@ public final class SnapshotterCommand implements Callable<Integer> {
     Server server = NettyServerBuilder.forAddress(new DomainSocketAddress(address.toString()))
         .channelType(EpollServerDomainSocketChannel.class)
         .bossEventLoopGroup(boss).workerEventLoopGroup(workers)
+        // a unix socket has no keepalive: without this, netty warns on every connection
+        .withChildOption(io.grpc.netty.shaded.io.netty.channel.ChannelOption.SO_KEEPALIVE, null)
         .addService(new SnapshotService(snapshots, SnapshotterCommand::log))
         .build().start();
     Files.setPosixFilePermissions(address,

@@ -134,6 +134,41 @@ class MountCliTest {
     assertThat(strata("umount", mp.toString()).code()).isZero();
   }
 
+  /** Issue 16, item 15: uppers of `strata mount` outlived umount and gc with nothing to remove them. */
+  @Test
+  void umountRmRemovesWhatWasWrittenAlsoAfterTheUnmount() throws Exception {
+    String r = root.toString();
+    assertThat(strata("--root", r, "mount", "img:1", mp.toString()).code()).isZero();
+    Files.writeString(mp.resolve("etc/new"), "kept");
+    assertThat(strata("--root", r, "umount", mp.toString()).code()).isZero();
+    Path mounts = root.resolve("mounts");
+    try (var in = Files.list(mounts)) {
+      assertThat(in.toList()).hasSize(1); // kept for the next mount, diff and commit
+    }
+    assertThat(strata("--root", r, "gc").code()).isZero();
+    try (var in = Files.list(mounts)) {
+      assertThat(in.toList()).as("gc keeps what the user wrote").hasSize(1);
+    }
+    assertThat(strata("--root", r, "mount", "img:1", mp.toString()).code()).isZero();
+    assertThat(mp.resolve("etc/new")).hasContent("kept");
+    assertThat(strata("--root", r, "umount", mp.toString()).code()).isZero();
+    assertThat(strata("--root", r, "umount", "--rm", mp.toString()).code()).isZero();
+    try (var in = Files.list(mounts)) {
+      assertThat(in.toList()).isEmpty();
+    }
+    assertThat(strata("--root", r, "diff", mp.toString()).code()).isEqualTo(Main.NOT_FOUND);
+    assertThat(strata("--root", r, "umount", "--rm", mp.toString()).code())
+        .isEqualTo(Main.NOT_FOUND);
+    // mounted and removed in one step
+    assertThat(strata("--root", r, "mount", "img:1", mp.toString()).code()).isZero();
+    Files.writeString(mp.resolve("etc/other"), "x");
+    assertThat(strata("--root", r, "umount", "--rm", mp.toString()).code()).isZero();
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+    try (var in = Files.list(mounts)) {
+      assertThat(in.toList()).isEmpty();
+    }
+  }
+
   @Test
   void badInputGetsAClearErrorAndTheRightExitCode() {
     assertThat(strata("--root", root.toString(), "mount", "nope:1", mp.toString()).code())

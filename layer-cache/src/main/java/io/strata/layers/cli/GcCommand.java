@@ -2,6 +2,7 @@ package io.strata.layers.cli;
 
 import io.strata.layers.Digest;
 import io.strata.layers.LayerStore;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -22,6 +23,22 @@ public final class GcCommand implements Callable<Integer> {
     }
     System.out.printf("removed %d layers (%s) and %d unnamed images%n", r.removedLayers().size(),
         Output.size(r.freedBytes()), r.removedImages());
+    // what was written through `strata mount` is the user's: kept, but said
+    java.nio.file.Path mounts = s.root().resolve("mounts");
+    try (var dirs = java.nio.file.Files.list(mounts)) {
+      List<java.nio.file.Path> kept = dirs.toList();
+      if (!kept.isEmpty()) {
+        long bytes = 0;
+        for (java.nio.file.Path d : kept) {
+          bytes += io.strata.layers.Trees.size(d);
+        }
+        Output.note("kept " + kept.size() + " upper" + (kept.size() == 1 ? "" : "s")
+            + " of `strata mount` (" + Output.size(bytes) + "); `strata umount --rm DIR`"
+            + " removes one");
+      }
+    } catch (java.io.IOException e) {
+      // no mounts directory: nothing kept
+    }
     return 0;
   }
 }

@@ -18,8 +18,9 @@ import picocli.CommandLine.Parameters;
 
 /** {@code strata login}: checks a login against a registry and stores it where podman does. */
 @Command(name = "login", mixinStandardHelpOptions = true,
-    description = {"Log in to a registry: the login is checked, then stored in the credentials",
-        "file podman and skopeo read (see --authfile)."})
+    description = {"Log in to a registry and store the login where podman reads it.", "",
+        "The login is checked, then stored in the credentials file podman and skopeo read"
+            + " (see --authfile)."})
 public final class LoginCommand implements Callable<Integer> {
   @Mixin StoreOptions store;
   @Mixin RegistryOptions registry;

@@ -12,9 +12,9 @@ public final class Output {
   /** The output formats of listings. */
   public enum Format { table, json }
 
-  /** A line for people on stderr, so that stdout stays parseable. */
+  /** A line for people on stderr, so that stdout stays parseable; input in it stays on it. */
   public static void note(String line) {
-    System.err.println("strata: " + line);
+    System.err.println("strata: " + io.strata.layers.Text.printable(line));
   }
 
   public static void json(Object value) {
@@ -51,16 +51,7 @@ public final class Output {
 
   /** Bytes in binary units with one decimal, as people read sizes. */
   public static String size(long bytes) {
-    if (bytes < 1024) {
-      return bytes + " B";
-    }
-    String[] units = {"KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = bytes;
-    int u = -1;
-    while (v >= 1024 && u < units.length - 1) {
-      v /= 1024;
-      u++;
-    }
-    return String.format(Locale.ROOT, "%.1f %s", v, units[u]);
+    return io.strata.layers.Text.size(bytes);
   }
+
 }

@@ -34,6 +34,9 @@ public final class SaveCommand implements Callable<Integer> {
   @Option(names = "--compress", description = "gzip the layers (OCI formats).")
   boolean compress;
 
+  @Option(names = {"-q", "--quiet"}, description = "No progress and no summary.")
+  boolean quiet;
+
   @Override
   public Integer call() {
     LayerStore.SaveFormat f = switch (format) {
@@ -46,8 +49,11 @@ public final class SaveCommand implements Callable<Integer> {
     if (compress && f == LayerStore.SaveFormat.DOCKER_ARCHIVE) {
       throw new IllegalArgumentException("--compress applies to oci-dir and oci-archive");
     }
-    store.open().save(images, output, f, compress);
-    Output.note("saved " + String.join(", ", images) + " to " + output + " (" + format + ")");
+    store.open().save(images, output, f, compress, quiet ? io.strata.layers.Progress.NONE
+        : TerminalProgress.forConsole());
+    if (!quiet) {
+      Output.note("saved " + String.join(", ", images) + " to " + output + " (" + format + ")");
+    }
     return 0;
   }
 }

@@ -1,8 +1,12 @@
 package io.strata.union.cli;
 
+import io.strata.layers.LayerStore;
 import io.strata.layers.NotFoundException;
+import io.strata.layers.Trees;
+import io.strata.layers.cli.Output;
 import io.strata.layers.cli.StoreOptions;
 import io.strata.union.Mounts;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -10,10 +14,14 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-/** {@code strata umount}: unmounts, also when the daemon died. */
+/** {@code strata umount}: unmounts, also when the daemon died; with --rm, forgets the writes. */
 @Command(name = "umount", mixinStandardHelpOptions = true,
     description = {"Unmount a strata mount.",
-        "Works also when its daemon died (\"Transport endpoint is not connected\")."})
+        "",
+        "Works also when its daemon died (\"Transport endpoint is not connected\"). What was"
+            + " written through a `strata mount` without --upper stays in the store (the next"
+            + " mount of that image there shows it again, and diff and commit read it) until"
+            + " --rm removes it, also after the unmount."})
 public final class UmountCommand implements Callable<Integer> {
   @Mixin StoreOptions store;
 
@@ -23,18 +31,58 @@ public final class UmountCommand implements Callable<Integer> {
   @Option(names = {"-l", "--lazy"}, description = "Detach now even if the mount is busy.")
   boolean lazy;
 
+  @Option(names = "--rm",
+      description = "Also remove what was written through it (the upper strata made for it;"
+          + " one given with --upper stays) and its record.")
+  boolean remove;
+
   @Override
   public Integer call() throws Exception {
     Path mp = mountpoint.toAbsolutePath().normalize();
-    if (!Mounts.isFuseMountpoint(mp)) {
+    boolean mounted = Mounts.isFuseMountpoint(mp);
+    if (!mounted && !remove) {
       throw new NotFoundException(mp + " is not a FUSE mount");
     }
-    Mounts.unmount(mp, lazy);
+    if (mounted) {
+      Mounts.unmount(mp, lazy);
+    }
+    LayerStore s;
     try {
-      store.open().unpin(MountCommand.pinOf(mp));
+      s = store.open();
+      s.unpin(MountCommand.pinOf(mp));
     } catch (RuntimeException e) {
-      // a plain `strata overlay` mount has no store; nothing to unpin
+      if (remove) {
+        throw e;
+      }
+      return 0; // a plain `strata overlay` mount has no store; nothing to unpin
+    }
+    if (remove) {
+      forget(s, mp, mounted);
     }
     return 0;
+  }
+
+  /** Removes the upper strata made for the mount at {@code mp} and the mount's record. */
+  private static void forget(LayerStore s, Path mp, boolean wasMounted) throws Exception {
+    MountRecords.Entry e = MountRecords.read(s.root(), mp);
+    if (e == null) {
+      if (!wasMounted) {
+        throw new NotFoundException(mp + " is neither mounted nor a `strata mount` of the store "
+            + s.root());
+      }
+      return;
+    }
+    Path mounts = s.root().resolve("mounts");
+    if (e.upper() != null) {
+      Path dir = Path.of(e.upper()).getParent();
+      if (dir != null && mounts.equals(dir.getParent())) {
+        long bytes = Trees.size(dir);
+        Trees.deleteRecursively(dir);
+        Output.note("removed what was written through " + mp + " (" + Output.size(bytes) + ")");
+      } else {
+        Output.note("kept " + e.upper() + ": it was given with --upper");
+      }
+    }
+    Files.deleteIfExists(MountRecords.fileOf(s.root(), mp));
   }
 }

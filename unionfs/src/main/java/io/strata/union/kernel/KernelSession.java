@@ -126,7 +126,7 @@ public final class KernelSession {
 
   /** Called by the dispatcher once INIT is answered: more workers, each on its own clone. */
   private void afterInit(boolean passthrough, int minor) {
-    log.accept("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR) + ", "
+    io.strata.layers.Log.debug("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR) + ", "
         + options.workers() + " workers, passthrough "
         + (passthrough ? "on" : !options.passthrough() ? "off"
             : !Posix.isRoot() ? "off (backing files need root): reads and writes are served"

@@ -1,0 +1,68 @@
+package io.strata.layers;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Consumer;
+
+/**
+ * The staging areas of store work under way in this process. When the process is asked to end
+ * before the work does (Ctrl-C: SIGINT, SIGTERM), a shutdown hook removes each and says what
+ * it held, instead of leaving it for the next command to find: nothing half-made stays.
+ */
+final class Unfinished implements AutoCloseable {
+  private record Work(String what, Consumer<String> log) {}
+
+  private static final Map<Path, Work> ACTIVE = new ConcurrentHashMap<>();
+
+  static {
+    Runtime.getRuntime().addShutdownHook(new Thread(Unfinished::cleanUp, "strata-unfinished"));
+  }
+
+  private final Path dir;
+
+  private Unfinished(Path dir) {
+    this.dir = dir;
+  }
+
+  /** Registers {@code dir} as the staging area of {@code what} until closed. */
+  static Unfinished begin(Path dir, String what, Consumer<String> log) {
+    ACTIVE.put(dir, new Work(what, log));
+    return new Unfinished(dir);
+  }
+
+  @Override
+  public void close() {
+    ACTIVE.remove(dir);
+  }
+
+  private static void cleanUp() {
+    for (Map.Entry<Path, Work> e : ACTIVE.entrySet()) {
+      Path dir = e.getKey();
+      Work w = e.getValue();
+      long bytes = 0;
+      try {
+        bytes = Trees.size(dir);
+      } catch (IOException ignored) {
+        // the size is only for the message
+      }
+      // other threads may still write into it while the process ends: try a few times
+      IOException last = null;
+      for (int attempt = 0; attempt < 5; attempt++) {
+        try {
+          Trees.deleteRecursively(dir);
+          last = null;
+          break;
+        } catch (IOException ex) {
+          last = ex;
+        }
+      }
+      w.log().accept("interrupted: the " + Text.clip(w.what()) + " did not finish; "
+          + (last == null ? "removed its staging area (" + Text.size(bytes)
+              + "), nothing was stored"
+              : "could not remove " + dir + " (" + last.getMessage()
+                  + "); the next strata command will"));
+    }
+  }
+}
