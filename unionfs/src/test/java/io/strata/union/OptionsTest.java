@@ -53,7 +53,7 @@ class OptionsTest {
     assertThatThrownBy(() -> OverlayOptions.parse(List.of("lowerdir=/l,upperdir=/u"), w -> {}))
         .hasMessageContaining("upperdir needs workdir");
     assertThatThrownBy(() -> OverlayOptions.parse(List.of("lowerdir=/l,timeout=-1"), w -> {}))
-        .hasMessageContaining("must not be negative");
+        .hasMessageContaining("timeout=-1: expected a decimal number");
     assertThatThrownBy(() -> OverlayOptions.parse(List.of("lowerdir=/l,uidmapping=0:1"), w -> {}))
         .hasMessageContaining("CONTAINER:HOST:SIZE");
     assertThatThrownBy(() -> OverlayOptions.parse(List.of("lowerdir="), w -> {}))
