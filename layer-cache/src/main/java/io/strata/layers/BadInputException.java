@@ -15,7 +15,7 @@ public final class BadInputException extends StoreException {
 
   /** An error about one entry of one layer. */
   static BadInputException entry(String layer, String entry, String what) {
-    return new BadInputException("layer " + layer + ": entry '" + RawFs.display(entry) + "': "
+    return new BadInputException("layer " + layer + ": entry '" + Text.display(entry) + "': "
         + what);
   }
 }

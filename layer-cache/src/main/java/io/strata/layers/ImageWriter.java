@@ -29,9 +29,6 @@ import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
  * into place, so a failed save leaves nothing half-written.
  */
 final class ImageWriter {
-  static final String OCI_LAYER = "application/vnd.oci.image.layer.v1.tar";
-  static final String OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip";
-  static final String OCI_CONFIG = "application/vnd.oci.image.config.v1+json";
 
   /** One image to write and the name it goes out under (null for none). */
   record Item(ImageRecord image, String name) {}
@@ -137,16 +134,16 @@ final class ImageWriter {
             new java.io.BufferedOutputStream(Files.newOutputStream(file), 1 << 16), sha), 1 << 16)) {
       in.transferTo(out);
     }
-    return new Blob(file, Digest.fromBytes(sha.digest()), Files.size(file), OCI_LAYER_GZIP);
+    return new Blob(file, Digest.fromBytes(sha.digest()), Files.size(file), MediaTypes.OCI_LAYER_GZIP);
   }
 
   /** An OCI manifest for an image whose layers are {@code layers}. */
   static byte[] manifest(byte[] config, List<Blob> layers) throws IOException {
     ObjectNode m = Json.MAPPER.createObjectNode();
     m.put("schemaVersion", 2);
-    m.put("mediaType", Registry.OCI_MANIFEST);
+    m.put("mediaType", MediaTypes.OCI_MANIFEST);
     ObjectNode c = m.putObject("config");
-    c.put("mediaType", OCI_CONFIG);
+    c.put("mediaType", MediaTypes.OCI_CONFIG);
     c.put("digest", Digest.of(config).toString());
     c.put("size", config.length);
     ArrayNode ls = m.putArray("layers");
@@ -243,14 +240,14 @@ final class ImageWriter {
               in.transferTo(out);
             }
           });
-          layers.add(new Blob(null, d, store.layer(d).tarSize(), OCI_LAYER));
+          layers.add(new Blob(null, d, store.layer(d).tarSize(), MediaTypes.OCI_LAYER));
         }
       }
       byte[] manifest = manifest(config, layers);
       Digest md = Digest.of(manifest);
       putBlob(blobs, md, out -> out.write(manifest));
       ObjectNode e = Json.MAPPER.createObjectNode();
-      e.put("mediaType", Registry.OCI_MANIFEST);
+      e.put("mediaType", MediaTypes.OCI_MANIFEST);
       e.put("digest", md.toString());
       e.put("size", manifest.length);
       ObjectNode platform = e.putObject("platform");
@@ -263,7 +260,7 @@ final class ImageWriter {
     }
     ObjectNode idx = Json.MAPPER.createObjectNode();
     idx.put("schemaVersion", 2);
-    idx.put("mediaType", Registry.OCI_INDEX);
+    idx.put("mediaType", MediaTypes.OCI_INDEX);
     ArrayNode ms = idx.putArray("manifests");
     entries.values().forEach(ms::add);
     Json.writeAtomically(dir.resolve("oci-layout"),

@@ -134,54 +134,19 @@ public final class LayerStore {
     }
   }
 
-  /** How pulls and pushes reach registries. */
-  public record RegistryOptions(boolean tlsVerify, Path certDir, Path authFile,
-      Credentials.Login login, java.time.Duration stall) {
-    public RegistryOptions {
-      if (stall == null) {
-        stall = java.time.Duration.ofSeconds(60);
-      }
-    }
-
-    Registry.Options with(Consumer<String> log) {
-      return new Registry.Options(tlsVerify, certDir, authFile, login, stall, log);
-    }
-  }
-
-  /** What a pull did. */
-  public record PullResult(ImageRecord image, String reference, int layersFetched,
-      int layersSkipped, long bytesFetched) {}
-
-  /**
-   * Pulls an image from a registry; layers the store has are not fetched. Everything is checked
-   * before anything is stored, as for {@link #importImage}.
-   *
-   * @param name the NAME[:TAG] to give it; null names it HOST/PATH:TAG
-   * @param platform OS/ARCH[/VARIANT] to take from an index; null for this machine's
-   * @param registriesConf where short names are looked up (registries.conf)
-   */
-  public PullResult pull(String reference, String name, String platform, RegistryOptions options,
-      Path registriesConf, Progress progress) {
-    String tag = name == null ? null : normalizeName(name);
-    return withScratch("pull of " + Text.clip(reference), staging -> {
-      Pull.Result r = new Pull(this, staging, progress, options.with(log), platform)
-          .run(reference, registriesConf, tag);
-      return new PullResult(r.image(), r.reference().toString(), r.layersFetched(),
-          r.layersSkipped(), r.bytesFetched());
-    });
-  }
-
-  /** What a push did. */
-  public record PushResult(String target, Digest manifestDigest, int blobsSent, int blobsPresent,
-      int blobsMounted, long bytesSent) {}
-
   /** Work that needs a scratch directory in the store and the store's layers kept meanwhile. */
   @FunctionalInterface
-  private interface ScratchWork<T> {
+  public interface ScratchWork<T> {
     T run(Path scratch) throws IOException;
   }
 
-  private <T> T withScratch(String what, ScratchWork<T> work) {
+  /**
+   * Runs {@code work} with a scratch directory of its own under {@code tmp/}, the store's
+   * layers kept from gc meanwhile (the store lock held shared); the directory is removed after,
+   * and by a shutdown hook if the process is asked to end first. An I/O failure becomes a
+   * {@link StoreException} naming {@code what}.
+   */
+  public <T> T withScratch(String what, ScratchWork<T> work) {
     Path scratch = tmp.resolve(what.replaceFirst(" .*", "") + "-" + UUID.randomUUID());
     try (FileMutex.Held held = storeLock.shared();
         Unfinished u = Unfinished.begin(scratch, what, log)) {
@@ -200,21 +165,17 @@ public final class LayerStore {
   }
 
   /**
-   * Pushes an image to {@code destination} ([HOST/]PATH[:TAG]); blobs the registry has are not
-   * sent.
-   *
-   * @param chunk upload in PATCH requests of this many bytes; 0 sends each blob in one
+   * Stores an image from {@code source}, verified as an import is (all or nothing), staging
+   * in {@code staging}; {@code name} is the NAME:TAG to give it, or null for the source's own.
    */
-  public PushResult push(String image, String destination, RegistryOptions options, long chunk,
-      Progress progress) {
-    ImageRecord record = resolve(image);
-    Reference target = Reference.parse(destination, Reference.DOCKER_HUB);
-    return withScratch("push of " + image, scratch -> {
-      Push.Result r = new Push(this, new ImageWriter(this, scratch, progress), options.with(log), progress,
-          chunk).run(record, target);
-      return new PushResult(r.target().toString(), r.manifestDigest(), r.blobsSent(),
-          r.blobsPresent(), r.blobsMounted(), r.bytesSent());
-    });
+  public ImageRecord store(ImageSource source, Path staging, Progress progress, String origin,
+      String name) throws IOException {
+    return new Importer(this, staging, progress).storeFrom(source, origin, name);
+  }
+
+  /** A writer of images out of this store (save, push), working in {@code scratch}. */
+  public ImageWriter imageWriter(Path scratch, Progress progress) {
+    return new ImageWriter(this, scratch, progress);
   }
 
   /** The forms {@link #save} writes. */
@@ -305,15 +266,6 @@ public final class LayerStore {
           "commit", layers, config, Digest.of(config), null, List.of(tag)), "commit", tag);
       return new CommitResult(r, diffId, Files.size(tar));
     });
-  }
-
-  /** Checks a login against a registry (nothing is stored). */
-  public void checkLogin(String host, RegistryOptions options) {
-    try (Registry r = new Registry(host, options.with(log))) {
-      r.checkLogin("strata/login-check");
-    } catch (IOException e) {
-      throw new StoreException("login to " + host + " failed: " + e.getMessage(), e);
-    }
   }
 
   /** All images, newest first. */
@@ -412,22 +364,22 @@ public final class LayerStore {
     }
   }
 
-  /** Where an image was pulled from ({@code HOST/PATH[:TAG]}), or null. */
-  public Reference pulledFrom(ImageRecord image) {
+  /** Where an image was pulled from ({@code HOST/PATH}), or null. */
+  public String pulledFrom(ImageRecord image) {
     Path f = images.resolve(image.id().hex()).resolve("pulled-from");
     try {
-      return Files.isRegularFile(f)
-          ? Reference.parse(Files.readString(f).trim(), Reference.DOCKER_HUB) : null;
-    } catch (IOException | IllegalArgumentException e) {
+      return Files.isRegularFile(f) ? Files.readString(f).trim() : null;
+    } catch (IOException e) {
       return null;
     }
   }
 
-  void rememberManifest(Digest imageId, byte[] manifest, Reference from) throws IOException {
+  /** Keeps the manifest an image was pulled with, and where from ({@code HOST/PATH}). */
+  public void rememberManifest(Digest imageId, byte[] manifest, String from) throws IOException {
     Path dir = images.resolve(imageId.hex());
     Json.writeAtomically(dir.resolve("manifest.json"), manifest);
     Json.writeAtomically(dir.resolve("pulled-from"),
-        (from.registry() + "/" + from.repository()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        from.getBytes(java.nio.charset.StandardCharsets.UTF_8));
   }
 
   /** Gives an image one more name (a NAME[:TAG] already in use moves to this image). */
@@ -456,14 +408,14 @@ public final class LayerStore {
       return image(byName);
     }
     String shortName = normalizeNameOrNull(ref);
-    if (shortName != null && Reference.isShort(ref)) {
+    if (shortName != null && isShortName(ref)) {
       // A pulled image is named HOST/PATH:TAG; its short name finds it if only one image has it.
       Set<Digest> found = new HashSet<>();
       for (Map.Entry<String, Digest> e : repos.entrySet()) {
         String n = e.getKey();
         if (n.endsWith("/" + shortName)) {
           String prefix = n.substring(0, n.length() - shortName.length() - 1);
-          if (prefix.equals("docker.io/library") || !Reference.isShort(prefix + "/x")) {
+          if (prefix.equals("docker.io/library") || !isShortName(prefix + "/x")) {
             found.add(e.getValue());
           }
         }
@@ -667,7 +619,8 @@ public final class LayerStore {
     return tmp;
   }
 
-  Consumer<String> log() {
+  /** Where the store says what a person should know. */
+  public Consumer<String> log() {
     return log;
   }
 
@@ -794,6 +747,21 @@ public final class LayerStore {
       return null;
     }
     return new Digest(n);
+  }
+
+  /**
+   * Whether a name names no registry ({@code busybox}, {@code library/busybox}), so that the
+   * registry is a matter of configuration: its first component has no dot, no port and is not
+   * localhost, as containers/image decides.
+   */
+  public static boolean isShortName(String text) {
+    int slash = text.indexOf('/');
+    if (slash < 0) {
+      return true;
+    }
+    String first = text.substring(0, slash);
+    return !(first.contains(".") || first.contains(":") || first.equals("localhost")
+        || first.startsWith("["));
   }
 
   /**

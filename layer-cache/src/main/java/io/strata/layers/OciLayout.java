@@ -11,8 +11,6 @@ import java.util.List;
  * followed to the manifest for this machine's platform.
  */
 final class OciLayout {
-  static final String INDEX = "application/vnd.oci.image.index.v1+json";
-  static final String DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
   static final String REF_NAME = "org.opencontainers.image.ref.name";
 
   private OciLayout() {}
@@ -110,7 +108,7 @@ final class OciLayout {
     }
     JsonNode chosen = candidates.get(0);
     String type = chosen.path("mediaType").asText("");
-    if (type.equals(INDEX) || type.equals(DOCKER_LIST)) {
+    if (type.equals(MediaTypes.OCI_INDEX) || type.equals(MediaTypes.DOCKER_LIST)) {
       Digest d = Json.digest(chosen, "digest", what);
       JsonNode nested = Json.parse(blob(a, d, Json.size(chosen, what), "index"),
           what + " -> " + d);

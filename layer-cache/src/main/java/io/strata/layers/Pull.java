@@ -20,15 +20,6 @@ import java.util.concurrent.atomic.AtomicLong;
  * the way a file import stores it, all or nothing.
  */
 final class Pull {
-  static final Set<String> LAYER_TYPES = Set.of(
-      "application/vnd.oci.image.layer.v1.tar",
-      "application/vnd.oci.image.layer.v1.tar+gzip",
-      "application/vnd.oci.image.layer.v1.tar+zstd",
-      "application/vnd.docker.image.rootfs.diff.tar.gzip",
-      "application/vnd.docker.image.rootfs.diff.tar");
-  static final Set<String> CONFIG_TYPES = Set.of(
-      "application/vnd.oci.image.config.v1+json",
-      "application/vnd.docker.container.image.v1+json");
   private static final int PARALLEL = 3;
 
   /** What a pull did, for the command line and the measurements. */
@@ -98,7 +89,7 @@ final class Pull {
       throw new BadInputException(what + ": Docker schema 1 manifests are not supported (the"
           + " registry must serve schema 2 or OCI)");
     }
-    if (!Registry.OCI_MANIFEST.equals(type) && !Registry.DOCKER_MANIFEST.equals(type)) {
+    if (!MediaTypes.OCI_MANIFEST.equals(type) && !MediaTypes.DOCKER_MANIFEST.equals(type)) {
       throw new BadInputException(what + ": unknown media type '" + Text.clip(type) + "'");
     }
     JsonNode configDesc = manifest.get("config");
@@ -106,7 +97,7 @@ final class Pull {
       throw new BadInputException(what + ": no config descriptor");
     }
     String configType = configDesc.path("mediaType").asText("");
-    if (!CONFIG_TYPES.contains(configType)) {
+    if (!MediaTypes.CONFIGS.contains(configType)) {
       throw new BadInputException(what + ": the config's media type '" + Text.clip(configType)
           + "' is not an image config (is this an artifact rather than an image?)");
     }
@@ -129,7 +120,7 @@ final class Pull {
       JsonNode l = layers.get(i);
       String lw = what + ": layer " + (i + 1);
       String lt = l.path("mediaType").asText("");
-      if (!LAYER_TYPES.contains(lt)) {
+      if (!MediaTypes.LAYERS.contains(lt)) {
         throw new BadInputException(lw + ": media type '" + Text.clip(lt) + "' is not a layer"
             + " strata can read" + (lt.contains("nondistributable") || lt.contains("foreign")
                 ? " (a foreign layer lives outside the registry)" : ""));
@@ -202,12 +193,12 @@ final class Pull {
           m.digest(), List.of(name));
       ImageRecord record;
       try {
-        record = new Importer(store, staging, progress).storeFrom(image, ref.toString(), name);
+        record = store.store(image, staging, progress, ref.toString(), name);
       } catch (IOException | RuntimeException e) {
         throwDownloadFailure(downloads);
         throw e;
       }
-      store.rememberManifest(record.id(), m.bytes(), ref);
+      store.rememberManifest(record.id(), m.bytes(), ref.registry() + "/" + ref.repository());
       String location = ref.registry() + "/" + ref.repository();
       for (int i = 0; i < blobs.size(); i++) {
         store.blobInfos().record(diffIds.get(i), blobs.get(i), sizes.get(i),
@@ -323,13 +314,13 @@ final class Pull {
   }
 
   private static boolean isIndex(Registry.Manifest m) {
-    if (m.mediaType().equals(Registry.OCI_INDEX) || m.mediaType().equals(Registry.DOCKER_LIST)) {
+    if (m.mediaType().equals(MediaTypes.OCI_INDEX) || m.mediaType().equals(MediaTypes.DOCKER_LIST)) {
       return true;
     }
     if (m.mediaType().isEmpty() || m.mediaType().equals("application/json")) {
       JsonNode doc = Json.parse(m.bytes(), "manifest " + m.digest());
       String t = doc.path("mediaType").asText("");
-      return t.equals(Registry.OCI_INDEX) || t.equals(Registry.DOCKER_LIST)
+      return t.equals(MediaTypes.OCI_INDEX) || t.equals(MediaTypes.DOCKER_LIST)
           || (t.isEmpty() && doc.has("manifests"));
     }
     return false;
@@ -343,7 +334,7 @@ final class Pull {
     if (!inDoc.isEmpty()) {
       return inDoc;
     }
-    return doc.has("config") ? Registry.OCI_MANIFEST : "";
+    return doc.has("config") ? MediaTypes.OCI_MANIFEST : "";
   }
 
   private JsonNode choose(JsonNode index, Reference ref, Registry.Manifest m) {

@@ -40,7 +40,7 @@ final class Push {
     String repo = target.repository();
     byte[] config = store.config(image);
     byte[] pulled = store.pulledManifest(image);
-    Reference from = store.pulledFrom(image);
+    Reference from = pulledFrom(store, image);
     List<JsonNode> original = originalLayers(pulled, image);
     int sent = 0;
     int present = 0;
@@ -75,7 +75,7 @@ final class Push {
           asPulled &= original != null && b.digest().toString()
               .equals(original.get(i).path("digest").asText());
           layers.add(new ImageWriter.Blob(null, b.digest(), b.size(),
-              asPulled ? b.mediaType() : ociType(b.mediaType())));
+              asPulled ? b.mediaType() : MediaTypes.ociLayerType(b.mediaType())));
           store.blobInfos().record(diffId, b.digest(), b.size(), b.mediaType(), here);
           continue;
         }
@@ -122,13 +122,23 @@ final class Push {
       if (asPulled) {
         manifest = pulled;
         JsonNode doc = Json.parse(pulled, "the pulled manifest");
-        type = doc.path("mediaType").asText(Registry.OCI_MANIFEST);
+        type = doc.path("mediaType").asText(MediaTypes.OCI_MANIFEST);
       } else {
         manifest = ImageWriter.manifest(config, layers);
-        type = Registry.OCI_MANIFEST;
+        type = MediaTypes.OCI_MANIFEST;
       }
       Digest digest = r.putManifest(repo, target.manifestRef(), manifest, type);
       return new Result(target, digest, sent, present, mounted, bytes);
+    }
+  }
+
+  /** Where an image was pulled from, or null (imported, committed, or not readable). */
+  private static Reference pulledFrom(LayerStore store, ImageRecord image) {
+    String f = store.pulledFrom(image);
+    try {
+      return f == null ? null : Reference.parse(f, Reference.DOCKER_HUB);
+    } catch (IllegalArgumentException e) {
+      return null;
     }
   }
 
@@ -166,15 +176,6 @@ final class Push {
       }
     }
     return null;
-  }
-
-  /** The OCI media type of a layer blob known by its Docker one (the same bytes). */
-  static String ociType(String mediaType) {
-    return switch (mediaType) {
-      case "application/vnd.docker.image.rootfs.diff.tar.gzip" -> ImageWriter.OCI_LAYER_GZIP;
-      case "application/vnd.docker.image.rootfs.diff.tar" -> ImageWriter.OCI_LAYER;
-      default -> mediaType;
-    };
   }
 
   /** The layer descriptors of the manifest an image was pulled with, if they fit it. */

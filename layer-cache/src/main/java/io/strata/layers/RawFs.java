@@ -107,9 +107,9 @@ public final class RawFs {
     return raw(p.toString().getBytes(JNU));
   }
 
-  /** A raw string as a person reads it (UTF-8, invalid bytes shown as U+FFFD). */
+  /** A raw string as a person reads it (see {@link Text#display}). */
   public static String display(String raw) {
-    return Text.clip(new String(bytes(raw), StandardCharsets.UTF_8));
+    return Text.display(raw);
   }
 
   private static byte[] z(String raw) {

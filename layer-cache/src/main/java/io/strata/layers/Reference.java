@@ -88,13 +88,7 @@ public record Reference(String registry, String repository, String tag, Digest d
 
   /** Whether the text names no registry, so {@link #candidates} decides which. */
   public static boolean isShort(String text) {
-    int slash = text.indexOf('/');
-    if (slash < 0) {
-      return true;
-    }
-    String first = text.substring(0, slash);
-    return !(first.contains(".") || first.contains(":") || first.equals("localhost")
-        || first.startsWith("["));
+    return LayerStore.isShortName(text);
   }
 
   /**

@@ -41,12 +41,8 @@ import javax.net.ssl.SSLException;
  * Credentials appear in no message and no log line.
  */
 final class Registry implements AutoCloseable {
-  static final String OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
-  static final String OCI_INDEX = "application/vnd.oci.image.index.v1+json";
-  static final String DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
-  static final String DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
-  static final String ACCEPT = String.join(", ", OCI_INDEX, OCI_MANIFEST, DOCKER_LIST,
-      DOCKER_MANIFEST);
+  static final String ACCEPT = String.join(", ", MediaTypes.OCI_INDEX, MediaTypes.OCI_MANIFEST, MediaTypes.DOCKER_LIST,
+      MediaTypes.DOCKER_MANIFEST);
   /** Manifests and indexes larger than this are refused (containerd caps them alike). */
   static final int MAX_MANIFEST = 4 * 1024 * 1024;
   private static final int MAX_TOKEN_RESPONSE = 1024 * 1024;

@@ -79,4 +79,16 @@ public final class Text {
     }
     return String.format(java.util.Locale.ROOT, "%.1f %s", v, units[u]);
   }
+
+  /**
+   * A raw name (one char per byte, as strata keeps names) as a person reads it: decoded as
+   * UTF-8 (invalid bytes shown as U+FFFD), clipped, control characters escaped.
+   */
+  public static String display(String raw) {
+    byte[] b = new byte[raw.length()];
+    for (int i = 0; i < b.length; i++) {
+      b[i] = (byte) raw.charAt(i);
+    }
+    return printable(clip(new String(b, java.nio.charset.StandardCharsets.UTF_8)));
+  }
 }

@@ -43,7 +43,7 @@ class RegistryFaultsTest {
   byte[] layer;
   byte[] config;
   byte[] manifest;
-  String manifestType = Registry.OCI_MANIFEST;
+  String manifestType = MediaTypes.OCI_MANIFEST;
   String fault = "none";
   final AtomicInteger blobRequests = new AtomicInteger();
 
@@ -85,7 +85,7 @@ class RegistryFaultsTest {
   byte[] manifest(String layerDigest, String layerType) throws IOException {
     ObjectNode m = Json.MAPPER.createObjectNode();
     m.put("schemaVersion", 2);
-    m.put("mediaType", Registry.OCI_MANIFEST);
+    m.put("mediaType", MediaTypes.OCI_MANIFEST);
     m.putObject("config").put("mediaType", "application/vnd.oci.image.config.v1+json")
         .put("digest", Digest.of(config).toString()).put("size", config.length);
     m.putArray("layers").addObject().put("mediaType", layerType).put("digest", layerDigest)
@@ -97,8 +97,8 @@ class RegistryFaultsTest {
     return "127.0.0.1:" + server.getAddress().getPort() + "/app:v1";
   }
 
-  LayerStore.PullResult pull() {
-    return store.pull(ref(), null, null, new LayerStore.RegistryOptions(true, null, null,
+  Distribution.PullResult pull() {
+    return Distribution.pull(store, ref(), null, null, new Distribution.Options(true, null, null,
         new Credentials.Login("user", "hunter2-secret"), Duration.ofSeconds(1)), null,
         Progress.NONE);
   }
@@ -123,8 +123,8 @@ class RegistryFaultsTest {
     }
     if (path.startsWith("/v2/app/manifests/")) {
       switch (fault) {
-        case "not-json" -> send(ex, 200, Registry.OCI_MANIFEST, "{\"schemaVersion\": 2, [".getBytes(StandardCharsets.UTF_8));
-        case "huge" -> send(ex, 200, Registry.OCI_MANIFEST, new byte[Registry.MAX_MANIFEST + 10]);
+        case "not-json" -> send(ex, 200, MediaTypes.OCI_MANIFEST, "{\"schemaVersion\": 2, [".getBytes(StandardCharsets.UTF_8));
+        case "huge" -> send(ex, 200, MediaTypes.OCI_MANIFEST, new byte[Registry.MAX_MANIFEST + 10]);
         default -> send(ex, 200, manifestType, manifest);
       }
       return;
@@ -207,7 +207,7 @@ class RegistryFaultsTest {
       layer = type.endsWith("zstd") ? TarBuilder.zstd(tar) : tar;
       manifest = manifest(Digest.of(layer).toString(), type);
       LayerStore fresh = LayerStore.open(tmp.resolve("store-" + type.length()), l -> { });
-      LayerStore.PullResult r = fresh.pull(ref(), null, null, new LayerStore.RegistryOptions(
+      Distribution.PullResult r = Distribution.pull(fresh, ref(), null, null, new Distribution.Options(
           true, null, null, null, Duration.ofSeconds(5)), null, Progress.NONE);
       assertThat(r.image().diffIds()).containsExactly(Digest.of(tar));
       assertThat(fresh.layerTree(Digest.of(tar)).resolve("data/blob")).hasSize(2 << 20);
@@ -217,7 +217,7 @@ class RegistryFaultsTest {
   @Test
   void aConnectionDroppedMidBlobIsResumedWithARange() throws Exception {
     fault = "drop";
-    LayerStore.PullResult r = pull();
+    Distribution.PullResult r = pull();
     assertThat(r.layersFetched()).isEqualTo(1);
     // what arrived before the break is kept: the retry asks for the rest only
     String resumed = requests.stream().filter(q -> q.contains(" bytes=")).findFirst().orElseThrow();
@@ -229,7 +229,7 @@ class RegistryFaultsTest {
   @Test
   void aStalledConnectionIsGivenUpAfterTheStallTimeoutAndResumed() throws Exception {
     fault = "stall";
-    LayerStore.PullResult r = pull();
+    Distribution.PullResult r = pull();
     assertThat(r.layersFetched()).isEqualTo(1);
     assertThat(String.join("\n", log)).contains("no data for 1 s");
     // cut off by the watchdog and resumed after the bytes that came, not restarted
@@ -286,7 +286,7 @@ class RegistryFaultsTest {
     fault = "none";
     manifestType = "application/vnd.example.unknown+json";
     messages.add(failure());
-    manifestType = Registry.OCI_MANIFEST;
+    manifestType = MediaTypes.OCI_MANIFEST;
     manifest = manifest("sha512:" + "ab".repeat(64), "application/vnd.oci.image.layer.v1.tar+gzip");
     messages.add(failure());
     manifest = manifest(Digest.of(layer).toString(), "application/vnd.example.weird");
@@ -314,7 +314,7 @@ class RegistryFaultsTest {
   @Test
   void aBlobRedirectedToAnotherHostIsFetchedWithoutTheCredentials() throws Exception {
     fault = "redirect";
-    store.pull(ref(), null, null, new LayerStore.RegistryOptions(true, null, null,
+    Distribution.pull(store, ref(), null, null, new Distribution.Options(true, null, null,
         new Credentials.Login("user", "hunter2-secret"), Duration.ofSeconds(5)), null,
         Progress.NONE);
     assertThat(otherAuth).hasSize(1).containsOnly("null");

@@ -30,8 +30,8 @@ class RegistryTest {
     });
   }
 
-  static LayerStore.RegistryOptions plain() {
-    return new LayerStore.RegistryOptions(true, null, null, null, Duration.ofSeconds(20));
+  static Distribution.Options plain() {
+    return new Distribution.Options(true, null, null, null, Duration.ofSeconds(20));
   }
 
   static TarBuilder base() {
@@ -56,7 +56,7 @@ class RegistryTest {
       reg.skopeoCopy("oci:" + a + ":v1", "docker://" + reg.host() + "/app:v1");
       reg.skopeoCopy("oci:" + b + ":v2", "docker://" + reg.host() + "/app:v2");
 
-      LayerStore.PullResult r = store.pull(reg.host() + "/app:v1", null, null, plain(), null,
+      Distribution.PullResult r = Distribution.pull(store, reg.host() + "/app:v1", null, null, plain(), null,
           Progress.NONE);
       assertThat(r.image().names()).containsExactly(reg.host() + "/app:v1");
       assertThat(r.layersFetched()).isEqualTo(2);
@@ -66,18 +66,18 @@ class RegistryTest {
       assertThat(r.image().id()).isEqualTo(local.id()); // same config, same image
       assertThat(store.layerTree(r.image().diffIds().get(0)).resolve("bin/tool2")).exists();
 
-      LayerStore.PullResult second = store.pull(reg.host() + "/app:v2", null, null, plain(),
+      Distribution.PullResult second = Distribution.pull(store, reg.host() + "/app:v2", null, null, plain(),
           null, Progress.NONE);
       assertThat(second.layersFetched()).isEqualTo(1);
       assertThat(second.layersSkipped()).isEqualTo(1);
       assertThat(second.bytesFetched()).isLessThan(1000); // only the small app layer
 
-      LayerStore.PullResult again = store.pull(reg.host() + "/app:v2", null, null, plain(),
+      Distribution.PullResult again = Distribution.pull(store, reg.host() + "/app:v2", null, null, plain(),
           null, Progress.NONE);
       assertThat(again.layersFetched()).isZero();
 
       // by digest, and resolving the short name of a pulled image
-      LayerStore.PullResult byDigest = store.pull(reg.host() + "/app@"
+      Distribution.PullResult byDigest = Distribution.pull(store, reg.host() + "/app@"
           + reg.skopeoDigest("app:v1"), "pinned:1", null, plain(), null, Progress.NONE);
       assertThat(byDigest.image().id()).isEqualTo(r.image().id());
     }
@@ -88,7 +88,7 @@ class RegistryTest {
     Path a = ImageBuilder.image().layer(base()).layer(app("1")).ociLayout(tmp.resolve("a"));
     ImageRecord img = store.importImage(a, "local:v1", null, Progress.NONE);
     try (LocalRegistry reg = LocalRegistry.plain(tmp.resolve("reg"))) {
-      LayerStore.PushResult p = store.push("local:v1", reg.host() + "/pushed:v1", plain(), 0,
+      Distribution.PushResult p = Distribution.push(store, "local:v1", reg.host() + "/pushed:v1", plain(), 0,
           Progress.NONE);
       assertThat(p.blobsSent()).isEqualTo(3);
       assertThat(reg.skopeoDigest("pushed:v1")).isEqualTo(p.manifestDigest().toString());
@@ -98,21 +98,21 @@ class RegistryTest {
       assertThat(other.importImage(back, "x:1", null, Progress.NONE).id()).isEqualTo(img.id());
 
       // a second push sends nothing; a chunked push to another repository sends all
-      LayerStore.PushResult again = store.push("local:v1", reg.host() + "/pushed:v1", plain(), 0,
+      Distribution.PushResult again = Distribution.push(store, "local:v1", reg.host() + "/pushed:v1", plain(), 0,
           Progress.NONE);
       assertThat(again.blobsSent()).isZero();
       assertThat(again.manifestDigest()).isEqualTo(p.manifestDigest());
       // (from a store that knows no blob of these layers: this one would mount them)
-      LayerStore.PushResult chunked = other.push("x:1", reg.host() + "/chunked:v1", plain(),
+      Distribution.PushResult chunked = Distribution.push(other, "x:1", reg.host() + "/chunked:v1", plain(),
           64 * 1024, Progress.NONE);
       assertThat(chunked.blobsSent()).isEqualTo(3);
       assertThat(reg.skopeoDigest("chunked:v1")).isEqualTo(p.manifestDigest().toString());
 
       // a pulled image pushed to another repository of its registry is mounted, not sent, and
       // keeps its manifest digest
-      LayerStore.PullResult pulled = store.pull(reg.host() + "/pushed:v1", null, null, plain(),
+      Distribution.PullResult pulled = Distribution.pull(store, reg.host() + "/pushed:v1", null, null, plain(),
           null, Progress.NONE);
-      LayerStore.PushResult mounted = store.push(pulled.image().names().get(0),
+      Distribution.PushResult mounted = Distribution.push(store, pulled.image().names().get(0),
           reg.host() + "/elsewhere:v1", plain(), 0, Progress.NONE);
       assertThat(mounted.blobsMounted()).isEqualTo(3);
       assertThat(mounted.blobsSent()).isZero();
@@ -160,10 +160,10 @@ class RegistryTest {
     Path a = ImageBuilder.image().layer(base()).layer(app("1")).ociLayout(tmp.resolve("a"));
     store.importImage(a, "local:v1", null, Progress.NONE);
     try (LocalRegistry reg = LocalRegistry.plain(tmp.resolve("reg"))) {
-      assertThat(store.push("local:v1", reg.host() + "/base:v1", plain(), 0, Progress.NONE)
+      assertThat(Distribution.push(store, "local:v1", reg.host() + "/base:v1", plain(), 0, Progress.NONE)
           .blobsSent()).isEqualTo(3);
       LayerStore fresh = LayerStore.open(tmp.resolve("fresh"), l -> { });
-      ImageRecord pulled = fresh.pull(reg.host() + "/base:v1", null, null, plain(), null,
+      ImageRecord pulled = Distribution.pull(fresh, reg.host() + "/base:v1", null, null, plain(), null,
           Progress.NONE).image();
       Path change = TarBuilder.layer().dir("app").file("app/extra", "new\n")
           .writeTo(tmp.resolve("change.tar"));
@@ -183,7 +183,7 @@ class RegistryTest {
           said.add(verb + " layer " + index + "/" + count);
         }
       };
-      LayerStore.PushResult same = fresh.push("derived:1", reg.host() + "/base:derived",
+      Distribution.PushResult same = Distribution.push(fresh, "derived:1", reg.host() + "/base:derived",
           plain(), 0, listen);
       assertThat(same.blobsPresent()).as(said.toString()).isEqualTo(2); // the base layers
       assertThat(same.blobsSent()).isEqualTo(2); // the new layer and the config
@@ -191,14 +191,14 @@ class RegistryTest {
           "compressing layer 3/3");
 
       said.clear();
-      LayerStore.PushResult other = fresh.push("derived:1", reg.host() + "/other:derived",
+      Distribution.PushResult other = Distribution.push(fresh, "derived:1", reg.host() + "/other:derived",
           plain(), 0, listen);
       assertThat(other.blobsMounted()).as(said.toString()).isEqualTo(3);
       assertThat(other.blobsSent()).isEqualTo(1); // the config, which nothing recorded
       assertThat(said).noneMatch(m -> m.contains("compressing"));
 
       said.clear();
-      LayerStore.PushResult again = fresh.push("derived:1", reg.host() + "/base:derived",
+      Distribution.PushResult again = Distribution.push(fresh, "derived:1", reg.host() + "/base:derived",
           plain(), 0, listen);
       assertThat(again.blobsSent()).isZero();
       assertThat(again.manifestDigest()).isEqualTo(same.manifestDigest());
@@ -206,7 +206,7 @@ class RegistryTest {
 
       // what was pushed pulls back as the same image
       LayerStore back = LayerStore.open(tmp.resolve("back"), l -> { });
-      assertThat(back.pull(reg.host() + "/other:derived", null, null, plain(), null,
+      assertThat(Distribution.pull(back, reg.host() + "/other:derived", null, null, plain(), null,
           Progress.NONE).image().id()).isEqualTo(derived.id());
     }
   }
@@ -220,17 +220,17 @@ class RegistryTest {
       String ref = reg.host() + "/secure:v1";
 
       // the CA is not trusted: refused, and the message says how to trust it
-      assertThatThrownBy(() -> store.pull(ref, null, null, plain(), null, Progress.NONE))
+      assertThatThrownBy(() -> Distribution.pull(store, ref, null, null, plain(), null, Progress.NONE))
           .hasMessageContaining("--cert-dir");
-      LayerStore.RegistryOptions trusted = new LayerStore.RegistryOptions(true, reg.caDir, null,
+      Distribution.Options trusted = new Distribution.Options(true, reg.caDir, null,
           null, Duration.ofSeconds(20));
       // trusted but anonymous: a login is asked for
-      assertThatThrownBy(() -> store.pull(ref, null, null, trusted, null, Progress.NONE))
+      assertThatThrownBy(() -> Distribution.pull(store, ref, null, null, trusted, null, Progress.NONE))
           .isInstanceOf(NotFoundException.class).hasMessageContaining("login");
       // a wrong password: refused, and never shown
-      LayerStore.RegistryOptions wrong = new LayerStore.RegistryOptions(true, reg.caDir, null,
+      Distribution.Options wrong = new Distribution.Options(true, reg.caDir, null,
           new Credentials.Login("tester", "not-the-pw"), Duration.ofSeconds(20));
-      assertThatThrownBy(() -> store.pull(ref, null, null, wrong, null, Progress.NONE))
+      assertThatThrownBy(() -> Distribution.pull(store, ref, null, null, wrong, null, Progress.NONE))
           .isInstanceOf(NotFoundException.class)
           .satisfies(e -> assertThat(e.getMessage()).doesNotContain("not-the-pw"));
       assertThat(StoreFixture.snapshot(store.root())).isEqualTo(before);
@@ -238,22 +238,22 @@ class RegistryTest {
 
       // a login stored in an auth file (as strata login writes it) is used
       Path auth = tmp.resolve("auth.json");
-      store.checkLogin(reg.host(), new LayerStore.RegistryOptions(true, reg.caDir, null,
-          new Credentials.Login("tester", "s3cret-pw"), Duration.ofSeconds(20)));
+      Distribution.checkLogin(reg.host(), new Distribution.Options(true, reg.caDir, null,
+          new Credentials.Login("tester", "s3cret-pw"), Duration.ofSeconds(20)), l -> { });
       Credentials.store(reg.host(), new Credentials.Login("tester", "s3cret-pw"), auth);
       assertThat(java.nio.file.attribute.PosixFilePermissions.toString(
           Files.getPosixFilePermissions(auth))).isEqualTo("rw-------");
-      LayerStore.RegistryOptions withFile = new LayerStore.RegistryOptions(true, reg.caDir, auth,
+      Distribution.Options withFile = new Distribution.Options(true, reg.caDir, auth,
           null, Duration.ofSeconds(20));
-      LayerStore.PullResult r = store.pull(ref, null, null, withFile, null, Progress.NONE);
+      Distribution.PullResult r = Distribution.pull(store, ref, null, null, withFile, null, Progress.NONE);
       assertThat(r.layersFetched()).isEqualTo(1);
-      LayerStore.PushResult p = store.push(ref, reg.host() + "/copy:v1", withFile, 0,
+      Distribution.PushResult p = Distribution.push(store, ref, reg.host() + "/copy:v1", withFile, 0,
           Progress.NONE);
       assertThat(reg.skopeoDigest("copy:v1")).isEqualTo(p.manifestDigest().toString());
 
       // --tls-verify=false takes the certificate as it is
       LayerStore other = LayerStore.open(tmp.resolve("other"), l -> {});
-      assertThat(other.pull(ref, null, null, new LayerStore.RegistryOptions(false, null, auth,
+      assertThat(Distribution.pull(other, ref, null, null, new Distribution.Options(false, null, auth,
           null, Duration.ofSeconds(20)), null, Progress.NONE).image().id())
           .isEqualTo(r.image().id());
     }
@@ -263,7 +263,7 @@ class RegistryTest {
   void referencesTheGrammarRefusesAreUsageErrorsBeforeAnyNetwork() {
     for (String bad : List.of("UPPER/case:v1", "localhost:5000/app:-tag", "app:" + "t".repeat(129),
         "app@sha512:" + "a".repeat(128), "app@sha256:xyz", "a//b", "host:99999999/x", "")) {
-      assertThatThrownBy(() -> store.pull(bad, null, null, plain(), null, Progress.NONE))
+      assertThatThrownBy(() -> Distribution.pull(store, bad, null, null, plain(), null, Progress.NONE))
           .as(bad).isInstanceOf(IllegalArgumentException.class)
           .hasMessageContaining("invalid image reference");
     }

@@ -1,6 +1,7 @@
 package io.strata.layers.cli;
 
 import io.strata.layers.Credentials;
+import io.strata.layers.Distribution;
 import io.strata.layers.LayerStore;
 import io.strata.layers.Reference;
 import java.io.BufferedReader;
@@ -50,9 +51,9 @@ public final class LoginCommand implements Callable<Integer> {
     }
     String password = passwordStdin ? readLine() : readPassword();
     Credentials.Login login = new Credentials.Login(user, password);
-    LayerStore.RegistryOptions o = registry.toOptions();
-    store.open().checkLogin(host, new LayerStore.RegistryOptions(o.tlsVerify(), o.certDir(),
-        o.authFile(), login, o.stall()));
+    Distribution.Options o = registry.toOptions();
+    Distribution.checkLogin(host, new Distribution.Options(o.tlsVerify(), o.certDir(),
+        o.authFile(), login, o.stall()), Output::note);
     Path f = Credentials.store(host, login, registry.authFile);
     System.out.println("Login Succeeded (stored in " + f + ")");
     return 0;

@@ -1,5 +1,6 @@
 package io.strata.layers.cli;
 
+import io.strata.layers.Distribution;
 import io.strata.layers.LayerStore;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -44,10 +45,10 @@ public final class PullCommand implements Callable<Integer> {
     if (name != null) {
       LayerStore.normalizeName(name);
     }
-    LayerStore.RegistryOptions options = registry.toOptions();
+    Distribution.Options options = registry.toOptions();
     LayerStore s = store.open();
     long start = System.nanoTime();
-    LayerStore.PullResult r = s.pull(reference, name, platform, options, registriesConf,
+    Distribution.PullResult r = Distribution.pull(s, reference, name, platform, options, registriesConf,
         quiet ? io.strata.layers.Progress.NONE : TerminalProgress.forConsole());
     if (quiet) {
       System.out.println(r.image().id());

@@ -1,5 +1,6 @@
 package io.strata.layers.cli;
 
+import io.strata.layers.Distribution;
 import io.strata.layers.LayerStore;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -43,11 +44,11 @@ public final class PushCommand implements Callable<Integer> {
     if (chunk < 0) {
       throw new IllegalArgumentException("--chunk-size must be 0 or more");
     }
-    LayerStore.RegistryOptions options = registry.toOptions();
+    Distribution.Options options = registry.toOptions();
     LayerStore s = store.open();
     String dest = destination != null ? destination : image;
     long start = System.nanoTime();
-    LayerStore.PushResult r = s.push(image, dest, options, chunk,
+    Distribution.PushResult r = Distribution.push(s, image, dest, options, chunk,
         quiet ? io.strata.layers.Progress.NONE : TerminalProgress.forConsole());
     if (!quiet) {
       System.err.printf("strata: pushed %s: %d blobs sent (%s), %d already there, %d mounted,"

@@ -1,6 +1,7 @@
 package io.strata.layers.cli;
 
 import io.strata.layers.Credentials;
+import io.strata.layers.Distribution;
 import io.strata.layers.LayerStore;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -33,11 +34,11 @@ public final class RegistryOptions {
           + " (default: 60).")
   int stallSeconds = 60;
 
-  public LayerStore.RegistryOptions toOptions() {
+  public Distribution.Options toOptions() {
     if (stallSeconds < 1) {
       throw new IllegalArgumentException("--stall-timeout must be at least 1 second");
     }
-    return new LayerStore.RegistryOptions(tlsVerify, certDir, authFile, login(),
+    return new Distribution.Options(tlsVerify, certDir, authFile, login(),
         Duration.ofSeconds(stallSeconds));
   }
 
