@@ -1,7 +1,7 @@
 package io.strata.bench;
 
 import io.strata.layers.LayerStore;
-import io.strata.layers.Progress;
+import io.strata.layers.base.Progress;
 import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,7 +1,7 @@
 package io.strata.bench;
 
-import io.strata.union.FsException;
-import io.strata.union.UnionView;
+import io.strata.union.view.FsException;
+import io.strata.union.view.UnionView;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;

@@ -1,6 +1,6 @@
 package io.strata.bench;
 
-import io.strata.union.UnionView;
+import io.strata.union.view.UnionView;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

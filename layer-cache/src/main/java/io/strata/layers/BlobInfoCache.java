@@ -1,5 +1,7 @@
 package io.strata.layers;
 
+import io.strata.layers.base.Digest;
+import io.strata.layers.base.Json;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,5 +1,6 @@
 package io.strata.layers;
 
+import io.strata.layers.base.StoreException;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.channels.FileChannel;

@@ -1,5 +1,6 @@
 package io.strata.layers;
 
+import io.strata.layers.base.Digest;
 import java.util.List;
 
 /**

@@ -1,5 +1,11 @@
 package io.strata.layers;
 
+import io.strata.layers.archive.ImageConfig;
+import io.strata.layers.archive.MediaTypes;
+import io.strata.layers.archive.OciLayout;
+import io.strata.layers.base.Digest;
+import io.strata.layers.base.Json;
+import io.strata.layers.base.Progress;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -28,13 +34,13 @@ import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
  * every DiffID and image id stays what it was. Files are written beside their target and renamed
  * into place, so a failed save leaves nothing half-written.
  */
-final class ImageWriter {
+public final class ImageWriter {
 
   /** One image to write and the name it goes out under (null for none). */
   record Item(ImageRecord image, String name) {}
 
   /** A blob ready to be written or sent: where its bytes are, its digest and size. */
-  record Blob(Path file, Digest digest, long size, String mediaType) {}
+  public record Blob(Path file, Digest digest, long size, String mediaType) {}
 
   private final LayerStore store;
   private final Path scratch;
@@ -115,18 +121,18 @@ final class ImageWriter {
     return all.size();
   }
 
-  Path scratch() {
+  public Path scratch() {
     return scratch;
   }
 
   /** A layer as a gzip blob in the scratch directory (deterministic: no name, no time). */
-  Blob gzipLayer(Digest diffId) throws IOException {
+  public Blob gzipLayer(Digest diffId) throws IOException {
     int index = ++done;
     return gzipLayer(diffId, index, Math.max(count, index));
   }
 
   /** The same, said in progress as layer {@code index} of {@code of}. */
-  Blob gzipLayer(Digest diffId, int index, int of) throws IOException {
+  public Blob gzipLayer(Digest diffId, int index, int of) throws IOException {
     Path file = scratch.resolve("gz-" + diffId.hex());
     MessageDigest sha = Digest.newSha256();
     try (InputStream in = layerTar(diffId, "compressing", index, of);
@@ -138,7 +144,7 @@ final class ImageWriter {
   }
 
   /** An OCI manifest for an image whose layers are {@code layers}. */
-  static byte[] manifest(byte[] config, List<Blob> layers) throws IOException {
+  public static byte[] manifest(byte[] config, List<Blob> layers) throws IOException {
     ObjectNode m = Json.MAPPER.createObjectNode();
     m.put("schemaVersion", 2);
     m.put("mediaType", MediaTypes.OCI_MANIFEST);

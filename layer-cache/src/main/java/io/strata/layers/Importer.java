@@ -1,5 +1,20 @@
 package io.strata.layers;
 
+import io.strata.layers.archive.Archive;
+import io.strata.layers.archive.Compression;
+import io.strata.layers.archive.DigestingInputStream;
+import io.strata.layers.archive.DockerArchive;
+import io.strata.layers.archive.ImageConfig;
+import io.strata.layers.archive.ImageSource;
+import io.strata.layers.archive.LayerExtractor;
+import io.strata.layers.archive.OciLayout;
+import io.strata.layers.archive.SpaceBudget;
+import io.strata.layers.archive.TarSplit;
+import io.strata.layers.base.BadInputException;
+import io.strata.layers.base.Digest;
+import io.strata.layers.base.Json;
+import io.strata.layers.base.NotFoundException;
+import io.strata.layers.base.Progress;
 import java.io.BufferedInputStream;
 import java.io.IOException;
 import java.io.InputStream;

@@ -1,5 +1,14 @@
 package io.strata.layers;
 
+import io.strata.layers.archive.ImageConfig;
+import io.strata.layers.archive.ImageSource;
+import io.strata.layers.archive.TarSplit;
+import io.strata.layers.base.Digest;
+import io.strata.layers.base.Json;
+import io.strata.layers.base.NotFoundException;
+import io.strata.layers.base.Progress;
+import io.strata.layers.base.StoreException;
+import io.strata.layers.fs.Trees;
 import com.fasterxml.jackson.core.type.TypeReference;
 import java.io.IOException;
 import java.io.InputStream;

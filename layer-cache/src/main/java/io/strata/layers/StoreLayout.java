@@ -1,5 +1,6 @@
 package io.strata.layers;
 
+import io.strata.layers.fs.Posix;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;

@@ -1,5 +1,7 @@
 package io.strata.layers;
 
+import io.strata.layers.base.Text;
+import io.strata.layers.fs.Trees;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Map;

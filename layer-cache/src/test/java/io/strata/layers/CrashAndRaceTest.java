@@ -1,5 +1,6 @@
 package io.strata.layers;
 
+import io.strata.layers.base.Progress;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.OutputStream;

@@ -1,5 +1,9 @@
 package io.strata.layers;
 
+import io.strata.layers.base.Digest;
+import io.strata.layers.base.Progress;
+import io.strata.layers.fs.Posix;
+import io.strata.layers.fs.RawFs;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.charset.StandardCharsets;

@@ -1,5 +1,10 @@
 package io.strata.layers;
 
+import io.strata.layers.archive.LayerExtractor;
+import io.strata.layers.archive.SpaceBudget;
+import io.strata.layers.base.BadInputException;
+import io.strata.layers.base.Digest;
+import io.strata.layers.base.Progress;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 

@@ -1,5 +1,7 @@
 package io.strata.layers;
 
+import io.strata.layers.base.Digest;
+import io.strata.layers.base.Json;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
@@ -14,19 +16,19 @@ import java.util.function.Consumer;
  * Writes OCI image layouts, oci-archives and docker-archives from layer tars, with correct
  * digests unless a test asks for a broken one.
  */
-final class ImageBuilder {
+public final class ImageBuilder {
   private final List<byte[]> layerBlobs = new ArrayList<>();
   private final List<byte[]> layerTars = new ArrayList<>();
   private Consumer<ObjectNode> configTweak = c -> {};
   private Consumer<ObjectNode> manifestTweak = m -> {};
   private String refName = "test:1";
 
-  static ImageBuilder image() {
+  public static ImageBuilder image() {
     return new ImageBuilder();
   }
 
   /** Adds a layer stored gzip-compressed, as registries do. */
-  ImageBuilder layer(TarBuilder tar) {
+  public ImageBuilder layer(TarBuilder tar) {
     byte[] plain = tar.bytes();
     layerTars.add(plain);
     layerBlobs.add(TarBuilder.gzip(plain));
@@ -43,7 +45,7 @@ final class ImageBuilder {
     return this;
   }
 
-  ImageBuilder ref(String name) {
+  public ImageBuilder ref(String name) {
     this.refName = name;
     return this;
   }
@@ -68,7 +70,7 @@ final class ImageBuilder {
   }
 
   /** Writes an OCI image layout directory and returns it. */
-  Path ociLayout(Path dir) throws IOException {
+  public Path ociLayout(Path dir) throws IOException {
     Path blobs = dir.resolve("blobs/sha256");
     Files.createDirectories(blobs);
     Files.writeString(dir.resolve("oci-layout"), "{\"imageLayoutVersion\":\"1.0.0\"}");

@@ -1,5 +1,6 @@
 package io.strata.layers;
 
+import io.strata.layers.base.Progress;
 import java.nio.file.Path;
 
 /** A separate JVM that imports one source, for tests that kill it or race two of them. */

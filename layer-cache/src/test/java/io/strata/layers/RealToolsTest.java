@@ -1,5 +1,7 @@
 package io.strata.layers;
 
+import io.strata.layers.base.Progress;
+import io.strata.layers.fs.Posix;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.charset.StandardCharsets;

@@ -9,10 +9,10 @@ import java.util.List;
 import java.util.stream.Stream;
 
 /** Helpers for tests that open a store in a temporary directory and compare its contents. */
-final class StoreFixture {
+public final class StoreFixture {
   private StoreFixture() {}
 
-  static LayerStore open(Path root) {
+  public static LayerStore open(Path root) {
     return LayerStore.open(root, line -> System.err.println("store: " + line));
   }
 
@@ -20,7 +20,7 @@ final class StoreFixture {
    * Everything the store holds, as sorted "path size" lines, leaving out the staging area and
    * the lock files: two equal snapshots mean the store was not changed.
    */
-  static List<String> snapshot(Path root) throws IOException {
+  public static List<String> snapshot(Path root) throws IOException {
     List<String> out = new ArrayList<>();
     try (Stream<Path> all = Files.walk(root)) {
       all.sorted().forEach(p -> {
@@ -40,7 +40,7 @@ final class StoreFixture {
     return out;
   }
 
-  static List<String> tmpContents(Path root) throws IOException {
+  public static List<String> tmpContents(Path root) throws IOException {
     try (Stream<Path> s = Files.list(root.resolve("tmp"))) {
       return s.map(p -> p.getFileName().toString()).sorted().toList();
     }

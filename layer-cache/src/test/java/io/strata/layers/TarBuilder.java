@@ -22,14 +22,14 @@ import org.apache.commons.compress.archivers.tar.TarConstants;
  * Writes layer tars for tests with commons-compress, including the hostile ones a real tool
  * would refuse to write: absolute names, '..', links that leave, duplicates.
  */
-final class TarBuilder {
+public final class TarBuilder {
   static final Instant MTIME = Instant.parse("2021-03-04T05:06:07.1234567Z");
 
   private record Item(TarArchiveEntry entry, byte[] data) {}
 
   private final List<Item> items = new ArrayList<>();
 
-  static TarBuilder layer() {
+  public static TarBuilder layer() {
     return new TarBuilder();
   }
 
@@ -41,21 +41,21 @@ final class TarBuilder {
     return e;
   }
 
-  TarBuilder dir(String name, int mode) {
+  public TarBuilder dir(String name, int mode) {
     TarArchiveEntry e = entry(name.endsWith("/") ? name : name + "/", TarConstants.LF_DIR);
     e.setMode(mode);
     return add(e, null);
   }
 
-  TarBuilder dir(String name) {
+  public TarBuilder dir(String name) {
     return dir(name, 0755);
   }
 
-  TarBuilder file(String name, String content) {
+  public TarBuilder file(String name, String content) {
     return file(name, content.getBytes(StandardCharsets.UTF_8), 0644, e -> {});
   }
 
-  TarBuilder file(String name, byte[] content, int mode, Consumer<TarArchiveEntry> tweak) {
+  public TarBuilder file(String name, byte[] content, int mode, Consumer<TarArchiveEntry> tweak) {
     TarArchiveEntry e = entry(name, TarConstants.LF_NORMAL);
     e.setMode(mode);
     e.setSize(content.length);
@@ -63,14 +63,14 @@ final class TarBuilder {
     return add(e, content);
   }
 
-  TarBuilder symlink(String name, String target) {
+  public TarBuilder symlink(String name, String target) {
     TarArchiveEntry e = entry(name, TarConstants.LF_SYMLINK);
     e.setLinkName(target);
     e.setMode(0777);
     return add(e, null);
   }
 
-  TarBuilder hardlink(String name, String target) {
+  public TarBuilder hardlink(String name, String target) {
     TarArchiveEntry e = entry(name, TarConstants.LF_LINK);
     e.setLinkName(target);
     return add(e, null);
@@ -96,13 +96,13 @@ final class TarBuilder {
     return this;
   }
 
-  byte[] bytes() {
+  public byte[] bytes() {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     writeTo(out);
     return out.toByteArray();
   }
 
-  void writeTo(OutputStream sink) {
+  public void writeTo(OutputStream sink) {
     try (TarArchiveOutputStream tar = new TarArchiveOutputStream(sink, "UTF-8")) {
       tar.setLongFileMode(TarArchiveOutputStream.LONGFILE_POSIX);
       tar.setBigNumberMode(TarArchiveOutputStream.BIGNUMBER_POSIX);
@@ -120,12 +120,12 @@ final class TarBuilder {
     }
   }
 
-  Path writeTo(Path file) throws IOException {
+  public Path writeTo(Path file) throws IOException {
     Files.write(file, bytes());
     return file;
   }
 
-  static byte[] gzip(byte[] plain) {
+  public static byte[] gzip(byte[] plain) {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     try (GZIPOutputStream gz = new GZIPOutputStream(out)) {
       gz.write(plain);
@@ -135,7 +135,7 @@ final class TarBuilder {
     return out.toByteArray();
   }
 
-  static byte[] zstd(byte[] plain) {
+  public static byte[] zstd(byte[] plain) {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     try (ZstdOutputStream z = new ZstdOutputStream(out)) {
       z.write(plain);

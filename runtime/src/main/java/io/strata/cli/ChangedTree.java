@@ -1,12 +1,12 @@
 package io.strata.cli;
 
-import io.strata.layers.Digest;
+import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
 import io.strata.layers.LayerStore;
-import io.strata.layers.NotFoundException;
+import io.strata.layers.base.NotFoundException;
 import io.strata.runtime.ContainerState;
 import io.strata.runtime.Containers;
-import io.strata.union.UpperChanges;
+import io.strata.union.view.UpperChanges;
 import io.strata.union.cli.MountRecords;
 import java.io.IOException;
 import java.nio.file.Files;

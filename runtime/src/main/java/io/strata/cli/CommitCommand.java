@@ -3,7 +3,7 @@ package io.strata.cli;
 import io.strata.layers.LayerStore;
 import io.strata.layers.cli.Output;
 import io.strata.layers.cli.StoreOptions;
-import io.strata.union.UpperChanges;
+import io.strata.union.view.UpperChanges;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -63,7 +63,7 @@ public final class CommitCommand implements Callable<Integer> {
     try (io.strata.runtime.Cgroups.Paused paused = pause ? t.pause() : () -> { };
         UpperChanges u = t.open(s)) {
       r = s.commit(t.image(), u::writeTar, name, message, author, config,
-          quiet ? io.strata.layers.Progress.NONE
+          quiet ? io.strata.layers.base.Progress.NONE
               : io.strata.layers.cli.TerminalProgress.forConsole());
     }
     if (!quiet) {
@@ -118,7 +118,7 @@ public final class CommitCommand implements Callable<Integer> {
     require(c, arg);
     if (arg.startsWith("[")) {
       try {
-        return Arrays.asList(io.strata.layers.Json.MAPPER.readValue(arg, String[].class));
+        return Arrays.asList(io.strata.layers.base.Json.MAPPER.readValue(arg, String[].class));
       } catch (java.io.IOException e) {
         throw new IllegalArgumentException("--change '" + c + "': not a JSON array of strings");
       }

@@ -1,10 +1,10 @@
 package io.strata.cli;
 
 import io.strata.layers.LayerStore;
-import io.strata.layers.RawFs;
+import io.strata.layers.fs.RawFs;
 import io.strata.layers.cli.Output;
 import io.strata.layers.cli.StoreOptions;
-import io.strata.union.UpperChanges;
+import io.strata.union.view.UpperChanges;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;

@@ -1,8 +1,8 @@
 package io.strata.cli;
 
-import io.strata.layers.BadInputException;
-import io.strata.layers.NotFoundException;
-import io.strata.layers.StoreException;
+import io.strata.layers.base.BadInputException;
+import io.strata.layers.base.NotFoundException;
+import io.strata.layers.base.StoreException;
 import io.strata.layers.cli.StoreCommands;
 import java.io.PrintWriter;
 import picocli.CommandLine;
@@ -36,14 +36,14 @@ public final class Main implements Runnable {
       description = "How much strata says on stderr: error, warn (default), info or debug"
           + " (also $STRATA_LOG_LEVEL).")
   void logLevel(String level) {
-    io.strata.layers.Log.setLevel(io.strata.layers.Log.parse(level));
+    io.strata.layers.base.Log.setLevel(io.strata.layers.base.Log.parse(level));
   }
 
   @CommandLine.Option(names = "--debug", scope = CommandLine.ScopeType.INHERIT,
       description = "--log-level debug, and a stack trace with an unexpected failure.")
   void debug(boolean on) {
     if (on) {
-      io.strata.layers.Log.setLevel(io.strata.layers.Log.Level.DEBUG);
+      io.strata.layers.base.Log.setLevel(io.strata.layers.base.Log.Level.DEBUG);
     }
   }
 
@@ -53,7 +53,7 @@ public final class Main implements Runnable {
   }
 
   public static void main(String[] args) {
-    System.setProperty(io.strata.union.Daemon.MAIN_PROPERTY, Main.class.getName());
+    System.setProperty(io.strata.union.mount.Daemon.MAIN_PROPERTY, Main.class.getName());
     System.exit(run(args));
   }
 
@@ -84,9 +84,9 @@ public final class Main implements Runnable {
     // Numbers as people type them; Double.parseDouble would take NaN, Infinity and 0x1p-3.
     CommandLine.ITypeConverter<Double> decimal = s -> {
       try {
-        return io.strata.layers.Text.decimal(s, "");
+        return io.strata.layers.base.Text.decimal(s, "");
       } catch (IllegalArgumentException e) {
-        throw new CommandLine.TypeConversionException("'" + io.strata.layers.Text.clip(s)
+        throw new CommandLine.TypeConversionException("'" + io.strata.layers.base.Text.clip(s)
             + "' is not a decimal number such as 0.5 or 30");
       }
     };
@@ -98,7 +98,7 @@ public final class Main implements Runnable {
       PrintWriter err = line.getErr();
       err.println("strata " + line.getCommandName() + ": " + message(ex));
       if (exitCode(ex) == FAILED && (System.getenv("STRATA_DEBUG") != null
-          || io.strata.layers.Log.enabled(io.strata.layers.Log.Level.DEBUG))) {
+          || io.strata.layers.base.Log.enabled(io.strata.layers.base.Log.Level.DEBUG))) {
         ex.printStackTrace(err);
       }
       err.flush();

@@ -25,7 +25,7 @@ public final class PsCommand implements Callable<Integer> {
 
   /** A command as a cell: its words, cut as podman cuts it unless asked not to. */
   static String command(List<String> argv, boolean whole) {
-    String c = io.strata.layers.Text.printable(String.join(" ", argv));
+    String c = io.strata.layers.base.Text.printable(String.join(" ", argv));
     return whole || c.length() <= 40 ? c : c.substring(0, 39) + "…";
   }
 

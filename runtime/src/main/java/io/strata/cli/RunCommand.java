@@ -121,7 +121,7 @@ public final class RunCommand implements Callable<Integer> {
       if (o.equals("seccomp=unconfined")) {
         seccomp = false;
       } else {
-        throw new IllegalArgumentException("--security-opt " + io.strata.layers.Text.clip(o)
+        throw new IllegalArgumentException("--security-opt " + io.strata.layers.base.Text.clip(o)
             + ": only seccomp=unconfined is supported");
       }
     }
@@ -129,13 +129,13 @@ public final class RunCommand implements Callable<Integer> {
     limits.check();
     if (transport != null) {
       // the mount below takes the process's preferred transport
-      System.setProperty("strata.transport", io.strata.union.FuseMount.Transport.parse(transport)
+      System.setProperty("strata.transport", io.strata.union.mount.FuseMount.Transport.parse(transport)
           .name().toLowerCase(java.util.Locale.ROOT));
     }
     ContainerRunner runner = new ContainerRunner(store.open(), io.strata.layers.cli.Output::note);
     ContainerRunner.UserNamespace ns = null;
     if (usernsMap != null && !userns) {
-      throw new IllegalArgumentException("--userns-map " + io.strata.layers.Text.clip(usernsMap)
+      throw new IllegalArgumentException("--userns-map " + io.strata.layers.base.Text.clip(usernsMap)
           + " needs --userns");
     }
     if (userns) {

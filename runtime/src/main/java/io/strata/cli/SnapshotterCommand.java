@@ -56,7 +56,7 @@ public final class SnapshotterCommand implements Callable<Integer> {
 
   static void log(String line) {
     System.err.println(Instant.now() + " strata snapshotter: "
-        + io.strata.layers.Text.printable(line));
+        + io.strata.layers.base.Text.printable(line));
   }
 
   @Override

@@ -1,15 +1,15 @@
 package io.strata.runtime;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.strata.layers.BadInputException;
-import io.strata.layers.Digest;
+import io.strata.layers.base.BadInputException;
+import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
-import io.strata.layers.Json;
+import io.strata.layers.base.Json;
 import io.strata.layers.LayerStore;
-import io.strata.layers.Posix;
-import io.strata.layers.Text;
-import io.strata.union.FuseMount;
-import io.strata.union.UnionView;
+import io.strata.layers.fs.Posix;
+import io.strata.layers.base.Text;
+import io.strata.union.mount.FuseMount;
+import io.strata.union.view.UnionView;
 import java.io.IOException;
 import java.net.URISyntaxException;
 import java.nio.file.Files;
@@ -221,8 +221,8 @@ public final class ContainerRunner {
           UnionView.Options opts = UnionView.Options.defaults();
           if (spec.userns() != null) {
             String m = spec.userns().hostId() + ":0:" + spec.userns().count();
-            opts = opts.withIds(io.strata.union.IdMap.parse(m, "uid map"),
-                io.strata.union.IdMap.parse(m, "gid map"));
+            opts = opts.withIds(io.strata.union.view.IdMap.parse(m, "uid map"),
+                io.strata.union.view.IdMap.parse(m, "gid map"));
           }
           UnionView view = UnionView.open(lowers, upper, work, opts);
           mount = FuseMount.mount(view, rootfs, FuseMount.Settings.defaults("strata:" + name),
@@ -341,7 +341,7 @@ public final class ContainerRunner {
       }
       try {
         if (remove) {
-          io.strata.layers.Trees.deleteRecursively(containers.dirOf(name));
+          io.strata.layers.fs.Trees.deleteRecursively(containers.dirOf(name));
         } else {
           markExited(name, code, reason);
         }
@@ -399,7 +399,7 @@ public final class ContainerRunner {
       return Users.resolve(user, what, path -> {
         try {
           return v.readSmallFile(path, 1 << 20);
-        } catch (io.strata.union.FsException e) {
+        } catch (io.strata.union.view.FsException e) {
           return null;
         }
       });

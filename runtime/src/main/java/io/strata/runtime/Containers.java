@@ -1,11 +1,11 @@
 package io.strata.runtime;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.strata.layers.Json;
-import io.strata.layers.NotFoundException;
+import io.strata.layers.base.Json;
+import io.strata.layers.base.NotFoundException;
 import io.strata.layers.StoreLayout;
-import io.strata.layers.Trees;
-import io.strata.union.Mounts;
+import io.strata.layers.fs.Trees;
+import io.strata.layers.fs.Mounts;
 import java.io.IOException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
@@ -147,8 +147,8 @@ public final class Containers {
     if (!Files.isDirectory(d.resolve("diff"))) {
       throw new IOException(d + " keeps its upper outside diff/: it cannot be shared");
     }
-    io.strata.layers.Posix.lchown(d, 0, hostGid);
-    io.strata.layers.Posix.chmod(d, 0710);
+    io.strata.layers.fs.Posix.lchown(d, 0, hostGid);
+    io.strata.layers.fs.Posix.chmod(d, 0710);
   }
 
   /**
@@ -158,7 +158,7 @@ public final class Containers {
   private static void closeToOthers(Path d) throws IOException {
     int mode = (Integer) Files.getAttribute(d, "unix:mode") & 07777;
     if ((mode & 07) != 0 || ((mode & 070) != 0 && (Integer) Files.getAttribute(d, "unix:gid") == 0)) {
-      io.strata.layers.Posix.chmod(d, 0700);
+      io.strata.layers.fs.Posix.chmod(d, 0700);
     }
   }
 

@@ -1,6 +1,6 @@
 package io.strata.runtime;
 
-import io.strata.layers.Text;
+import io.strata.layers.base.Text;
 import java.nio.charset.StandardCharsets;
 
 /**

@@ -3,7 +3,7 @@ package io.strata.cli;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.strata.layers.Json;
+import io.strata.layers.base.Json;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -169,10 +169,10 @@ class CliTest {
   /** Issue 16, item 11: Ctrl-C during a pull left 41 MB of staging, silently. */
   @Test
   void anInterruptedPullRemovesItsStagingAndSaysSo() throws Exception {
-    System.setProperty(io.strata.union.Daemon.MAIN_PROPERTY, Main.class.getName());
+    System.setProperty(io.strata.union.mount.Daemon.MAIN_PROPERTY, Main.class.getName());
     try (SlowRegistry reg = new SlowRegistry(32 << 20)) {
       Path store = tmp.resolve("interrupted");
-      java.util.List<String> cmd = new java.util.ArrayList<>(io.strata.union.Daemon.command(
+      java.util.List<String> cmd = new java.util.ArrayList<>(io.strata.union.mount.Daemon.command(
           java.util.List.of("--root", store.toString(), "pull", reg.ref())));
       cmd.remove("setsid");
       Path err = tmp.resolve("pull.err");
@@ -228,7 +228,7 @@ class CliTest {
     Result debug = strata("run", "--log-level=debug", "--rm", "bb:1", "/bin/true");
     assertThat(debug.code()).isZero();
     assertThat(debug.err()).contains("FUSE protocol 7.");
-    io.strata.layers.Log.setLevel(io.strata.layers.Log.Level.WARN);
+    io.strata.layers.base.Log.setLevel(io.strata.layers.base.Log.Level.WARN);
   }
 
   /** A registry that serves one image whose layer comes at about 4 MiB/s. */
@@ -249,11 +249,11 @@ class CliTest {
         tar.closeArchiveEntry();
       }
       byte[] layer = tarBytes.toByteArray();
-      String diffId = io.strata.layers.Digest.of(layer).toString();
+      String diffId = io.strata.layers.base.Digest.of(layer).toString();
       byte[] config = ("{\"architecture\":\"" + (System.getProperty("os.arch").equals("aarch64") ? "arm64" : "amd64")
           + "\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\""
           + diffId + "\"]}}").getBytes(StandardCharsets.UTF_8);
-      String cfg = io.strata.layers.Digest.of(config).toString();
+      String cfg = io.strata.layers.base.Digest.of(config).toString();
       byte[] manifest = ("{\"schemaVersion\":2,\"mediaType\":"
           + "\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":"
           + "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" + cfg

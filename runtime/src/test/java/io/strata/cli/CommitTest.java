@@ -2,12 +2,11 @@ package io.strata.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.strata.layers.Digest;
+import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
 import io.strata.layers.LayerStore;
-import io.strata.layers.Progress;
-import io.strata.union.Daemon;
-import io.strata.union.Mounts;
+import io.strata.union.mount.Daemon;
+import io.strata.layers.fs.Mounts;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;

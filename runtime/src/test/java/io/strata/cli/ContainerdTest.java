@@ -3,9 +3,9 @@ package io.strata.cli;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.strata.layers.Json;
-import io.strata.union.Daemon;
-import io.strata.union.Mounts;
+import io.strata.layers.base.Json;
+import io.strata.union.mount.Daemon;
+import io.strata.layers.fs.Mounts;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -35,7 +35,7 @@ class ContainerdTest {
   @BeforeEach
   void setUp() throws Exception {
     System.setProperty(Daemon.MAIN_PROPERTY, Main.class.getName());
-    io.strata.layers.Posix.chmod(tmp, 0755);
+    io.strata.layers.fs.Posix.chmod(tmp, 0755);
     socket = tmp.resolve("containerd.sock");
     snapSocket = tmp.resolve("snap.sock");
     snapRoot = tmp.resolve("snapshots");

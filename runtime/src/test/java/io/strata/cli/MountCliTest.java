@@ -2,8 +2,8 @@ package io.strata.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.strata.union.Daemon;
-import io.strata.union.Mounts;
+import io.strata.union.mount.Daemon;
+import io.strata.layers.fs.Mounts;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;

@@ -2,9 +2,9 @@ package io.strata.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.strata.layers.RawFs;
-import io.strata.union.Daemon;
-import io.strata.union.Mounts;
+import io.strata.layers.fs.RawFs;
+import io.strata.union.mount.Daemon;
+import io.strata.layers.fs.Mounts;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -33,7 +33,7 @@ class PodmanTest {
   @BeforeEach
   void setUp() throws Exception {
     System.setProperty(Daemon.MAIN_PROPERTY, Main.class.getName());
-    io.strata.layers.Posix.chmod(tmp, 0755);
+    io.strata.layers.fs.Posix.chmod(tmp, 0755);
     // a busybox image, imported by strata and saved as a docker-archive for podman load
     Path root = Files.createDirectories(tmp.resolve("bb/bin"));
     Files.copy(Path.of("/bin/busybox"), root.resolve("busybox"));
@@ -154,9 +154,9 @@ class PodmanTest {
   static Map<String, String> layerContents(Path layout) throws Exception {
     Map<String, String> out = new TreeMap<>();
     Path blobs = layout.resolve("blobs/sha256");
-    var index = io.strata.layers.Json.MAPPER.readTree(layout.resolve("index.json").toFile());
+    var index = io.strata.layers.base.Json.MAPPER.readTree(layout.resolve("index.json").toFile());
     String manifest = index.path("manifests").get(0).path("digest").asText().substring(7);
-    var m = io.strata.layers.Json.MAPPER.readTree(blobs.resolve(manifest).toFile());
+    var m = io.strata.layers.base.Json.MAPPER.readTree(blobs.resolve(manifest).toFile());
     int i = 0;
     for (var l : m.path("layers")) {
       Path blob = blobs.resolve(l.path("digest").asText().substring(7));

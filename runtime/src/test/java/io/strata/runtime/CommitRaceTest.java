@@ -2,11 +2,11 @@ package io.strata.runtime;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.strata.layers.Digest;
+import io.strata.layers.base.Digest;
 import io.strata.layers.LayerStore;
-import io.strata.layers.Posix;
-import io.strata.layers.Progress;
-import io.strata.union.Mounts;
+import io.strata.layers.fs.Posix;
+import io.strata.layers.base.Progress;
+import io.strata.layers.fs.Mounts;
 import java.io.ByteArrayOutputStream;
 import java.io.InputStream;
 import java.io.PrintStream;

@@ -3,8 +3,8 @@ package io.strata.runtime;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.strata.layers.LayerStore;
-import io.strata.layers.Progress;
-import io.strata.union.Mounts;
+import io.strata.layers.base.Progress;
+import io.strata.layers.fs.Mounts;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -44,7 +44,7 @@ class ContainerCommitTest {
 
   @Test
   void aStoppedContainersChangesBecomeAnImageThatRuns() throws Exception {
-    io.strata.layers.Posix.chmod(dir, 0755);
+    io.strata.layers.fs.Posix.chmod(dir, 0755);
     Path tar = TestImages.tar(TestImages.busyboxRoot(dir.resolve("bb")), dir.resolve("bb.tar"));
     store = LayerStore.open(dir.resolve("store"), System.err::println);
     store.importImage(tar, "bb:test", null, Progress.NONE);

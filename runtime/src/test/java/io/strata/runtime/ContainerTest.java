@@ -4,8 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.strata.layers.ImageRecord;
 import io.strata.layers.LayerStore;
-import io.strata.layers.Progress;
-import io.strata.union.Mounts;
+import io.strata.layers.base.Progress;
+import io.strata.layers.fs.Mounts;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -31,7 +31,7 @@ class ContainerTest {
   @BeforeAll
   static void buildImage() throws Exception {
     // JUnit makes temporary directories 0700; a user-namespaced root must traverse them.
-    io.strata.layers.Posix.chmod(shared, 0755);
+    io.strata.layers.fs.Posix.chmod(shared, 0755);
     Path tar = TestImages.tar(TestImages.busyboxRoot(shared), shared.resolve("busybox.tar"));
     store = LayerStore.open(shared.resolve("store"), System.err::println);
     busybox = store.importImage(tar, "busybox:test", null, Progress.NONE);
@@ -104,7 +104,7 @@ class ContainerTest {
         plain.command(), plain.env(), null, null, plain.hostname(), plain.network(),
         plain.volumes(), false, false, false, Limits.NONE,
         ContainerRunner.UserNamespace.DEFAULT, true);
-    io.strata.layers.Posix.chmod(out, 0777); // host uid 100000 writes the results here
+    io.strata.layers.fs.Posix.chmod(out, 0777); // host uid 100000 writes the results here
     assertThat(new ContainerRunner(store, s -> { }).run(withNs)).isZero();
     assertThat(read("uid")).isEqualTo("0");
     assertThat(read("map").split("\\s+")).containsExactly("0", "100000", "65536");
@@ -130,18 +130,18 @@ class ContainerTest {
     Path subSrc = Files.createDirectories(host.resolve("sub-src"));
     Path file = Files.writeString(host.resolve("file"), "file data");
     Path roFile = Files.writeString(host.resolve("ro-file"), "ro data");
-    io.strata.layers.Posix.chmod(host, 0777);
+    io.strata.layers.fs.Posix.chmod(host, 0777);
     for (Path p : List.of(dir, subSrc)) {
-      io.strata.layers.Posix.chmod(p, 0777);
+      io.strata.layers.fs.Posix.chmod(p, 0777);
     }
     assertThat(new ProcessBuilder("mount", "--bind", subSrc.toString(), sub.toString())
         .inheritIO().start().waitFor()).isZero();
     try {
       for (ContainerRunner.UserNamespace ns : new ContainerRunner.UserNamespace[] {null,
           ContainerRunner.UserNamespace.DEFAULT}) {
-        io.strata.layers.Trees.deleteRecursively(out);
+        io.strata.layers.fs.Trees.deleteRecursively(out);
         Files.createDirectories(out);
-        io.strata.layers.Posix.chmod(out, 0777);
+        io.strata.layers.fs.Posix.chmod(out, 0777);
         List<String> volumes = List.of(out + ":/out", dir + ":/ro:ro", file + ":/etc/app.conf",
             roFile + ":/new/dir/ro.conf:ro");
         String script = "cat /ro/in > /out/read; (echo x > /ro/new) 2> /out/write-ro;"
@@ -164,7 +164,7 @@ class ContainerTest {
         assertThat(Files.readString(file).trim()).isEqualTo("changed");
         assertThat(Files.exists(dir.resolve("new"))).isFalse();
         assertThat(Files.readString(roFile)).isEqualTo("ro data");
-        io.strata.layers.Posix.chmod(file, 0666); // the user-namespaced root writes it next
+        io.strata.layers.fs.Posix.chmod(file, 0666); // the user-namespaced root writes it next
       }
     } finally {
       new ProcessBuilder("umount", sub.toString()).inheritIO().start().waitFor();

@@ -3,7 +3,7 @@ package io.strata.runtime;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.strata.layers.LayerStore;
-import io.strata.layers.Progress;
+import io.strata.layers.base.Progress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -4,8 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.strata.layers.LayerStore;
-import io.strata.layers.Progress;
-import io.strata.union.Mounts;
+import io.strata.layers.base.Progress;
+import io.strata.layers.fs.Mounts;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -33,7 +33,7 @@ class RunLifecycleTest {
 
   @BeforeAll
   static void buildImages() throws Exception {
-    io.strata.layers.Posix.chmod(shared, 0755);
+    io.strata.layers.fs.Posix.chmod(shared, 0755);
     Path root = TestImages.busyboxRoot(shared.resolve("bb"));
     Path tar = TestImages.tar(root, shared.resolve("bb.tar"));
     store = LayerStore.open(shared.resolve("store"), System.err::println);
@@ -110,7 +110,7 @@ class RunLifecycleTest {
   /** User names, as Docker takes them: looked up in the image's own /etc/passwd and /etc/group. */
   @Test
   void userNamesAreLookedUpInTheImage() throws Exception {
-    io.strata.layers.Posix.chmod(out, 0777);
+    io.strata.layers.fs.Posix.chmod(out, 0777);
     String ids = "id -u > /out/$1; id -g >> /out/$1; id -G >> /out/$1";
     assertThat(cli("run", "--rm", "-v", out + ":/out", "users:test", "sh", "-c", ids, "sh",
         "config")).isZero();
@@ -155,7 +155,7 @@ class RunLifecycleTest {
   @Test
   void aHelperThatDiesBeforeItStartsDoesNotHangStrata() throws Exception {
     Path fifo = out.resolve("sync");
-    io.strata.layers.Posix.mknod(fifo, io.strata.layers.Posix.S_IFIFO | 0600, 0, 0);
+    io.strata.layers.fs.Posix.mknod(fifo, io.strata.layers.fs.Posix.S_IFIFO | 0600, 0, 0);
     Process dead = new ProcessBuilder("sh", "-c", "exit 137").start();
     dead.waitFor();
     long t0 = System.nanoTime();

@@ -4,8 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.strata.layers.LayerStore;
-import io.strata.layers.Progress;
-import io.strata.union.Mounts;
+import io.strata.layers.base.Progress;
+import io.strata.layers.fs.Mounts;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;

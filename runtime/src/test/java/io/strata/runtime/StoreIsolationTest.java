@@ -4,11 +4,11 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.strata.layers.ImageRecord;
 import io.strata.layers.LayerStore;
-import io.strata.layers.Posix;
-import io.strata.layers.Progress;
+import io.strata.layers.fs.Posix;
+import io.strata.layers.base.Progress;
 import io.strata.layers.StoreLayout;
 import io.strata.runtime.snapshots.SnapshotStore;
-import io.strata.union.Mounts;
+import io.strata.layers.fs.Mounts;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;

@@ -3,8 +3,8 @@ package io.strata.runtime;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.strata.layers.Digest;
-import io.strata.layers.Json;
+import io.strata.layers.base.Digest;
+import io.strata.layers.base.Json;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;

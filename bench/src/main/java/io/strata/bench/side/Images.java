@@ -1,6 +1,6 @@
 package io.strata.bench.side;
 
-import io.strata.layers.Posix;
+import io.strata.layers.fs.Posix;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.file.Files;
@@ -24,7 +24,7 @@ record Images(Path root, List<Path> lowers, Path tarball) {
     Path tar = root.resolve("tree.tar");
     Path done = root.resolve(".complete");
     if (!Files.exists(done)) {
-      io.strata.layers.Trees.deleteRecursively(root);
+      io.strata.layers.fs.Trees.deleteRecursively(root);
       System.err.println("building benchmark images in " + root);
       byte[] small = new byte[100];
       for (int i = 0; i < sz.treeFiles(); i++) {

@@ -1,8 +1,8 @@
 package io.strata.bench.side;
 
-import io.strata.layers.Posix;
-import io.strata.union.Daemon;
-import io.strata.union.Mounts;
+import io.strata.layers.fs.Posix;
+import io.strata.union.mount.Daemon;
+import io.strata.layers.fs.Mounts;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -176,7 +176,7 @@ public final class SideBySide implements Callable<Integer> {
 
   private Path mount(String backend, List<Path> lowers, Path dir, String extra)
       throws IOException {
-    io.strata.layers.Trees.deleteRecursively(dir);
+    io.strata.layers.fs.Trees.deleteRecursively(dir);
     Path upper = Files.createDirectories(dir.resolve("upper"));
     Path workDir = Files.createDirectories(dir.resolve("work"));
     Path mp = Files.createDirectories(dir.resolve("mnt"));

@@ -1,7 +1,7 @@
 package io.strata.union.kernel;
 
 import io.strata.bench.Layers;
-import io.strata.union.UnionView;
+import io.strata.union.view.UnionView;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;

@@ -2,8 +2,8 @@ package io.strata.bench.side;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.strata.union.Daemon;
-import io.strata.union.Mounts;
+import io.strata.union.mount.Daemon;
+import io.strata.layers.fs.Mounts;
 import java.awt.image.BufferedImage;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,6 +1,6 @@
 package io.strata.layers.cli;
 
-import io.strata.layers.Digest;
+import io.strata.layers.base.Digest;
 import io.strata.layers.LayerStore;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -30,7 +30,7 @@ public final class GcCommand implements Callable<Integer> {
       if (!kept.isEmpty()) {
         long bytes = 0;
         for (java.nio.file.Path d : kept) {
-          bytes += io.strata.layers.Trees.size(d);
+          bytes += io.strata.layers.fs.Trees.size(d);
         }
         Output.note("kept " + kept.size() + " upper" + (kept.size() == 1 ? "" : "s")
             + " of `strata mount` (" + Output.size(bytes) + "); `strata umount --rm DIR`"

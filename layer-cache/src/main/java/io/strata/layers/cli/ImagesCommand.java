@@ -27,7 +27,7 @@ public final class ImagesCommand implements Callable<Integer> {
   public Integer call() {
     LayerStore s = store.open();
     List<ImageRecord> images = s.images();
-    Map<io.strata.layers.Digest, LayerRecord> layers = s.layers().stream()
+    Map<io.strata.layers.base.Digest, LayerRecord> layers = s.layers().stream()
         .collect(Collectors.toMap(LayerRecord::diffId, Function.identity()));
     if (format == Output.Format.json) {
       List<Map<String, Object>> out = new ArrayList<>();
@@ -57,9 +57,9 @@ public final class ImagesCommand implements Callable<Integer> {
     return 0;
   }
 
-  static long size(ImageRecord r, Map<io.strata.layers.Digest, LayerRecord> layers) {
+  static long size(ImageRecord r, Map<io.strata.layers.base.Digest, LayerRecord> layers) {
     long total = 0;
-    for (io.strata.layers.Digest d : new java.util.LinkedHashSet<>(r.diffIds())) {
+    for (io.strata.layers.base.Digest d : new java.util.LinkedHashSet<>(r.diffIds())) {
       LayerRecord l = layers.get(d);
       total += l == null ? 0 : l.contentSize();
     }

@@ -40,7 +40,7 @@ public final class ImportCommand implements Callable<Integer> {
     }
     LayerStore s = store.open();
     long start = System.nanoTime();
-    ImageRecord r = s.importImage(source, name, ref, quiet ? io.strata.layers.Progress.NONE
+    ImageRecord r = s.importImage(source, name, ref, quiet ? io.strata.layers.base.Progress.NONE
         : TerminalProgress.forConsole());
     if (quiet) {
       System.out.println(r.id());

@@ -1,9 +1,9 @@
 package io.strata.layers.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import io.strata.layers.Digest;
+import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
-import io.strata.layers.Json;
+import io.strata.layers.base.Json;
 import io.strata.layers.LayerRecord;
 import io.strata.layers.LayerStore;
 import java.io.IOException;

@@ -1,6 +1,6 @@
 package io.strata.layers.cli;
 
-import io.strata.layers.Digest;
+import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
 import io.strata.layers.LayerRecord;
 import io.strata.layers.LayerStore;

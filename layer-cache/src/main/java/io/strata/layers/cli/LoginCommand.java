@@ -1,9 +1,8 @@
 package io.strata.layers.cli;
 
-import io.strata.layers.Credentials;
-import io.strata.layers.Distribution;
-import io.strata.layers.LayerStore;
-import io.strata.layers.Reference;
+import io.strata.layers.registry.Credentials;
+import io.strata.layers.registry.Distribution;
+import io.strata.layers.registry.Reference;
 import java.io.BufferedReader;
 import java.io.Console;
 import java.io.IOException;

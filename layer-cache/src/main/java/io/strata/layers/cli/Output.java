@@ -1,9 +1,8 @@
 package io.strata.layers.cli;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
-import io.strata.layers.Json;
+import io.strata.layers.base.Json;
 import java.util.List;
-import java.util.Locale;
 
 /** Shared helpers for what commands print: notes, sizes, tables and JSON. */
 public final class Output {
@@ -14,7 +13,7 @@ public final class Output {
 
   /** A line for people on stderr, so that stdout stays parseable; input in it stays on it. */
   public static void note(String line) {
-    System.err.println("strata: " + io.strata.layers.Text.printable(line));
+    System.err.println("strata: " + io.strata.layers.base.Text.printable(line));
   }
 
   public static void json(Object value) {
@@ -51,7 +50,7 @@ public final class Output {
 
   /** Bytes in binary units with one decimal, as people read sizes. */
   public static String size(long bytes) {
-    return io.strata.layers.Text.size(bytes);
+    return io.strata.layers.base.Text.size(bytes);
   }
 
 }

@@ -1,6 +1,6 @@
 package io.strata.layers.cli;
 
-import io.strata.layers.Distribution;
+import io.strata.layers.registry.Distribution;
 import io.strata.layers.LayerStore;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -49,7 +49,7 @@ public final class PullCommand implements Callable<Integer> {
     LayerStore s = store.open();
     long start = System.nanoTime();
     Distribution.PullResult r = Distribution.pull(s, reference, name, platform, options, registriesConf,
-        quiet ? io.strata.layers.Progress.NONE : TerminalProgress.forConsole());
+        quiet ? io.strata.layers.base.Progress.NONE : TerminalProgress.forConsole());
     if (quiet) {
       System.out.println(r.image().id());
     } else {

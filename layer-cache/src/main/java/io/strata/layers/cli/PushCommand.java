@@ -1,6 +1,6 @@
 package io.strata.layers.cli;
 
-import io.strata.layers.Distribution;
+import io.strata.layers.registry.Distribution;
 import io.strata.layers.LayerStore;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -49,7 +49,7 @@ public final class PushCommand implements Callable<Integer> {
     String dest = destination != null ? destination : image;
     long start = System.nanoTime();
     Distribution.PushResult r = Distribution.push(s, image, dest, options, chunk,
-        quiet ? io.strata.layers.Progress.NONE : TerminalProgress.forConsole());
+        quiet ? io.strata.layers.base.Progress.NONE : TerminalProgress.forConsole());
     if (!quiet) {
       System.err.printf("strata: pushed %s: %d blobs sent (%s), %d already there, %d mounted,"
               + " %.1fs%n", r.target(), r.blobsSent(), Output.size(r.bytesSent()),

@@ -1,8 +1,7 @@
 package io.strata.layers.cli;
 
-import io.strata.layers.Credentials;
-import io.strata.layers.Distribution;
-import io.strata.layers.LayerStore;
+import io.strata.layers.registry.Credentials;
+import io.strata.layers.registry.Distribution;
 import java.nio.file.Path;
 import java.time.Duration;
 import picocli.CommandLine.Option;

@@ -49,7 +49,7 @@ public final class SaveCommand implements Callable<Integer> {
     if (compress && f == LayerStore.SaveFormat.DOCKER_ARCHIVE) {
       throw new IllegalArgumentException("--compress applies to oci-dir and oci-archive");
     }
-    store.open().save(images, output, f, compress, quiet ? io.strata.layers.Progress.NONE
+    store.open().save(images, output, f, compress, quiet ? io.strata.layers.base.Progress.NONE
         : TerminalProgress.forConsole());
     if (!quiet) {
       Output.note("saved " + String.join(", ", images) + " to " + output + " (" + format + ")");

@@ -1,6 +1,6 @@
 package io.strata.layers.cli;
 
-import io.strata.layers.Progress;
+import io.strata.layers.base.Progress;
 import java.io.PrintStream;
 import java.util.Locale;
 import java.util.Map;
@@ -112,7 +112,7 @@ public final class TerminalProgress implements Progress {
   @Override
   public synchronized void message(String text) {
     clear();
-    out.println("  " + io.strata.layers.Text.printable(text));
+    out.println("  " + io.strata.layers.base.Text.printable(text));
     draw(true);
   }
 

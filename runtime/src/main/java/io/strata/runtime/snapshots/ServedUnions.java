@@ -1,8 +1,8 @@
 package io.strata.runtime.snapshots;
 
-import io.strata.union.FuseMount;
-import io.strata.union.Mounts;
-import io.strata.union.UnionView;
+import io.strata.union.mount.FuseMount;
+import io.strata.layers.fs.Mounts;
+import io.strata.union.view.UnionView;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;

@@ -81,7 +81,7 @@ public final class SnapshotService extends SnapshotsGrpc.SnapshotsImplBase {
   public void prepare(PrepareSnapshotRequest r, StreamObserver<PrepareSnapshotResponse> out) {
     answer("prepare " + r.getKey(), out, () -> {
       List<Mount> m = toProto(store.prepare(r.getKey(), r.getParent(), r.getLabelsMap()));
-      io.strata.layers.Log.info("prepared " + r.getKey() + (r.getParent().isEmpty() ? "" : " on " + r.getParent()));
+      io.strata.layers.base.Log.info("prepared " + r.getKey() + (r.getParent().isEmpty() ? "" : " on " + r.getParent()));
       return PrepareSnapshotResponse.newBuilder().addAllMounts(m).build();
     });
   }
@@ -102,7 +102,7 @@ public final class SnapshotService extends SnapshotsGrpc.SnapshotsImplBase {
   public void commit(CommitSnapshotRequest r, StreamObserver<Empty> out) {
     answer("commit " + r.getKey(), out, () -> {
       store.commit(r.getName(), r.getKey(), r.getLabelsMap());
-      io.strata.layers.Log.info("committed " + r.getKey() + " as " + r.getName());
+      io.strata.layers.base.Log.info("committed " + r.getKey() + " as " + r.getName());
       return Empty.getDefaultInstance();
     });
   }
@@ -111,7 +111,7 @@ public final class SnapshotService extends SnapshotsGrpc.SnapshotsImplBase {
   public void remove(RemoveSnapshotRequest r, StreamObserver<Empty> out) {
     answer("remove " + r.getKey(), out, () -> {
       store.remove(r.getKey());
-      io.strata.layers.Log.info("removed " + r.getKey());
+      io.strata.layers.base.Log.info("removed " + r.getKey());
       return Empty.getDefaultInstance();
     });
   }

@@ -1,8 +1,8 @@
 package io.strata.runtime.snapshots;
 
-import io.strata.layers.Json;
-import io.strata.layers.RawFs;
-import io.strata.layers.Trees;
+import io.strata.layers.base.Json;
+import io.strata.layers.fs.RawFs;
+import io.strata.layers.fs.Trees;
 import java.io.IOException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
@@ -355,8 +355,8 @@ public final class SnapshotStore {
       for (Path p : ds) {
         if (!ids.contains(p.getFileName().toString())) {
           log.accept("removing " + p.getFileName() + ", which no snapshot names");
-          if (io.strata.union.Mounts.isMountpoint(p.resolve("merged"))) {
-            io.strata.union.Mounts.unmount(p.resolve("merged"), true); // dead: its server is gone
+          if (io.strata.layers.fs.Mounts.isMountpoint(p.resolve("merged"))) {
+            io.strata.layers.fs.Mounts.unmount(p.resolve("merged"), true); // dead: its server is gone
           }
           retire(p);
           removed++;

@@ -1,7 +1,7 @@
 package io.strata.union.cli;
 
-import io.strata.union.FuseMount;
-import io.strata.union.UnionView;
+import io.strata.union.mount.FuseMount;
+import io.strata.union.view.UnionView;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -33,8 +33,8 @@ final class Foreground {
     Runtime.getRuntime().addShutdownHook(hook);
     log("mounted " + mountpoint + " (lowers " + view.lowers().size() + ", upper "
         + (view.upper() == null ? "none: read-only" : view.upper()) + ")");
-    System.err.println(Instant.now() + " " + io.strata.union.Daemon.readyLine(mountpoint,
-        io.strata.union.Daemon.readyToken()));
+    System.err.println(Instant.now() + " " + io.strata.union.mount.Daemon.readyLine(mountpoint,
+        io.strata.union.mount.Daemon.readyToken()));
     m.awaitUnmount();
     log("unmounted " + mountpoint + "; " + view.cacheReport()
         + (m.stats().isEmpty() ? "" : "; requests " + m.stats()));

@@ -1,13 +1,13 @@
 package io.strata.union.cli;
 
-import io.strata.layers.Digest;
+import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
 import io.strata.layers.LayerStore;
 import io.strata.layers.cli.StoreOptions;
-import io.strata.union.Daemon;
-import io.strata.union.FuseMount;
-import io.strata.union.UnionView;
-import io.strata.union.WhiteoutForm;
+import io.strata.union.mount.Daemon;
+import io.strata.union.mount.FuseMount;
+import io.strata.union.view.UnionView;
+import io.strata.union.view.WhiteoutForm;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -93,7 +93,7 @@ public final class MountCommand implements Callable<Integer> {
     ImageRecord r = s.resolve(image);
     Path mp = mountpoint.toAbsolutePath().normalize();
     String pin = pinOf(mp);
-    if (io.strata.union.Mounts.isMountpoint(mp)) {
+    if (io.strata.layers.fs.Mounts.isMountpoint(mp)) {
       throw new java.io.IOException(mp + " is already a mountpoint (`strata umount " + mp
           + "` first)");
     }
@@ -111,9 +111,9 @@ public final class MountCommand implements Callable<Integer> {
     } catch (Exception e) {
       if (made != null) {
         // Only while no other strata mounts here: a winner of a race may be using it.
-        try (io.strata.union.MountLock l = io.strata.union.MountLock.acquire(mp.toRealPath())) {
-          if (!io.strata.union.Mounts.isMountpoint(mp) && isEmptyUpper(made)) {
-            io.strata.layers.Trees.deleteRecursively(made);
+        try (io.strata.union.mount.MountLock l = io.strata.union.mount.MountLock.acquire(mp.toRealPath())) {
+          if (!io.strata.layers.fs.Mounts.isMountpoint(mp) && isEmptyUpper(made)) {
+            io.strata.layers.fs.Trees.deleteRecursively(made);
           }
         } catch (java.io.IOException busy) {
           // mounted or being mounted by another strata: its upper stays

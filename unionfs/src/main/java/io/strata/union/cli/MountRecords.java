@@ -1,6 +1,6 @@
 package io.strata.union.cli;
 
-import io.strata.layers.Json;
+import io.strata.layers.base.Json;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

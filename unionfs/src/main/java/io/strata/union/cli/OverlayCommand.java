@@ -1,9 +1,9 @@
 package io.strata.union.cli;
 
-import io.strata.union.Daemon;
-import io.strata.union.FuseMount;
-import io.strata.union.OverlayOptions;
-import io.strata.union.UnionView;
+import io.strata.union.mount.Daemon;
+import io.strata.union.mount.FuseMount;
+import io.strata.union.mount.OverlayOptions;
+import io.strata.union.view.UnionView;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;

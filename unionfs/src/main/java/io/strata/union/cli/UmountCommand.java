@@ -1,11 +1,11 @@
 package io.strata.union.cli;
 
 import io.strata.layers.LayerStore;
-import io.strata.layers.NotFoundException;
-import io.strata.layers.Trees;
+import io.strata.layers.base.NotFoundException;
+import io.strata.layers.fs.Trees;
 import io.strata.layers.cli.Output;
 import io.strata.layers.cli.StoreOptions;
-import io.strata.union.Mounts;
+import io.strata.layers.fs.Mounts;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;

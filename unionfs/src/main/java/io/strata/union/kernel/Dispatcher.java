@@ -1,9 +1,9 @@
 package io.strata.union.kernel;
 
-import io.strata.layers.Posix;
-import io.strata.union.Attr;
-import io.strata.union.FsException;
-import io.strata.union.UnionView;
+import io.strata.layers.fs.Posix;
+import io.strata.union.view.Attr;
+import io.strata.union.view.FsException;
+import io.strata.union.view.UnionView;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
@@ -481,7 +481,7 @@ final class Dispatcher {
         for (String x : names) {
           sb.append(x).append('\0');
         }
-        sized(out, io.strata.layers.RawFs.bytes(sb.toString()), size);
+        sized(out, io.strata.layers.fs.RawFs.bytes(sb.toString()), size);
         return 0;
       }
       case Fuse.REMOVEXATTR: {
@@ -702,9 +702,9 @@ final class Dispatcher {
    */
   private Backing backing(NodeTable.Node n, long fh) throws FsException {
     int fd = view.descriptor(fh);
-    io.strata.layers.RawFs.Statx st;
+    io.strata.layers.fs.RawFs.Statx st;
     try {
-      st = io.strata.layers.RawFs.lstat(fd, "");
+      st = io.strata.layers.fs.RawFs.lstat(fd, "");
     } catch (java.io.IOException e) {
       view.release(fh);
       throw FsException.from(e);

@@ -1,9 +1,9 @@
 package io.strata.union.kernel;
 
-import io.strata.layers.Posix;
-import io.strata.layers.RawFs;
-import io.strata.union.FsException;
-import io.strata.union.UnionView;
+import io.strata.layers.fs.Posix;
+import io.strata.layers.fs.RawFs;
+import io.strata.union.view.FsException;
+import io.strata.union.view.UnionView;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -126,7 +126,7 @@ public final class KernelSession {
 
   /** Called by the dispatcher once INIT is answered: more workers, each on its own clone. */
   private void afterInit(boolean passthrough, int minor) {
-    io.strata.layers.Log.debug("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR) + ", "
+    io.strata.layers.base.Log.debug("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR) + ", "
         + options.workers() + " workers, passthrough "
         + (passthrough ? "on" : !options.passthrough() ? "off"
             : !Posix.isRoot() ? "off (backing files need root): reads and writes are served"
@@ -224,7 +224,7 @@ public final class KernelSession {
           out.start().u64(i.node()).u64(-1).u64(0);
           len = out.finishNotify(Fuse.NOTIFY_INVAL_INODE);
         } else {
-          byte[] name = io.strata.layers.RawFs.bytes(i.name());
+          byte[] name = io.strata.layers.fs.RawFs.bytes(i.name());
           out.start().u64(i.node()).u32(name.length).u32(0).bytes(name).zeros(1);
           len = out.finishNotify(Fuse.NOTIFY_INVAL_ENTRY);
         }

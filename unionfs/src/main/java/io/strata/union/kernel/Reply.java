@@ -1,6 +1,6 @@
 package io.strata.union.kernel;
 
-import io.strata.union.Attr;
+import io.strata.union.view.Attr;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 

@@ -2,8 +2,8 @@ package io.strata.union.kernel;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.strata.layers.Posix;
-import io.strata.union.UnionView;
+import io.strata.layers.fs.Posix;
+import io.strata.union.view.UnionView;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;

@@ -1,0 +1,467 @@
+package io.strata.layers.fs;
+
+import io.strata.layers.base.Text;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.Charset;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import jnr.ffi.LibraryLoader;
+import jnr.ffi.Runtime;
+import jnr.ffi.annotations.SaveError;
+
+/**
+ * File system calls on names as bytes, relative to a directory descriptor (the *at calls), so
+ * that no name is decoded into characters on its way to the kernel and the length of a
+ * directory's own location never matters.
+ *
+ * <p>Names and relative paths are <em>raw strings</em>: one char per byte (ISO-8859-1), which
+ * round-trips every byte sequence exactly. {@link #raw} and {@link #bytes} convert; {@link
+ * #display} makes one readable for messages. A relative path longer than the kernel takes in
+ * one call (PATH_MAX) is reached by opening its parent directory piece by piece.
+ *
+ * <p>Attributes come from statx(2), whose layout is the same on every architecture.
+ */
+public final class RawFs {
+  /** The libc calls bound here; every path is a NUL-terminated byte array. */
+  public interface C {
+    @SaveError int openat(int dirfd, byte[] path, int flags, int mode);
+
+    @SaveError int close(int fd);
+
+    @SaveError int statx(int dirfd, byte[] path, int flags, int mask, byte[] buf);
+
+    @SaveError int mkdirat(int dirfd, byte[] path, int mode);
+
+    @SaveError int mknodat(int dirfd, byte[] path, int mode, long dev);
+
+    @SaveError int symlinkat(byte[] target, int dirfd, byte[] path);
+
+    @SaveError long readlinkat(int dirfd, byte[] path, byte[] buf, long size);
+
+    @SaveError int unlinkat(int dirfd, byte[] path, int flags);
+
+    @SaveError int renameat2(int olddirfd, byte[] from, int newdirfd, byte[] to, int flags);
+
+    @SaveError int linkat(int olddirfd, byte[] from, int newdirfd, byte[] to, int flags);
+
+    @SaveError int fchownat(int dirfd, byte[] path, int uid, int gid, int flags);
+
+    @SaveError int fchmodat(int dirfd, byte[] path, int mode, int flags);
+
+    @SaveError int utimensat(int dirfd, byte[] path, long[] times, int flags);
+
+    @SaveError int lsetxattr(byte[] path, byte[] name, byte[] value, long size, int flags);
+
+    @SaveError long lgetxattr(byte[] path, byte[] name, byte[] value, long size);
+
+    @SaveError long llistxattr(byte[] path, byte[] list, long size);
+
+    @SaveError int lremovexattr(byte[] path, byte[] name);
+
+    @SaveError long syscall(long number, int fd, byte[] buf, long count);
+
+    @SaveError long pwrite(int fd, byte[] buf, long count, long offset);
+  }
+
+  public static final int AT_FDCWD = -100;
+  public static final int AT_SYMLINK_NOFOLLOW = 0x100;
+  public static final int AT_REMOVEDIR = 0x200;
+  public static final int AT_EMPTY_PATH = 0x1000;
+  public static final int O_RDONLY = 0;
+  public static final int O_WRONLY = 1;
+  public static final int O_CREAT = 0100;
+  public static final int O_EXCL = 0200;
+  public static final int O_NOFOLLOW = 0400000;
+  public static final int O_DIRECTORY = 0200000;
+  public static final int O_CLOEXEC = 02000000;
+  public static final int O_PATH = 010000000;
+  private static final int STATX_BASIC = 0x7ff;
+  private static final long SYS_GETDENTS64 = 217; // x86_64; aarch64 is 61
+  private static final int CHUNK = 3800; // well under PATH_MAX, leaving room for a name
+  private static final long UTIME_OMIT = (1L << 30) - 2L;
+
+  private static final C LIBC = LibraryLoader.create(C.class).load("c");
+  private static final Runtime RUNTIME = Runtime.getRuntime(LIBC);
+  private static final Charset JNU = Charset.forName(
+      System.getProperty("sun.jnu.encoding", "UTF-8"));
+
+  private RawFs() {}
+
+  // ---------------------------------------------------------------- raw strings
+
+  /** Bytes as a raw string, one char per byte. */
+  public static String raw(byte[] b) {
+    return new String(b, StandardCharsets.ISO_8859_1);
+  }
+
+  /** A raw string's bytes. */
+  public static byte[] bytes(String raw) {
+    return raw.getBytes(StandardCharsets.ISO_8859_1);
+  }
+
+  /** A path that Java decoded, as the raw string of the bytes it names on disk. */
+  public static String raw(Path p) {
+    return raw(p.toString().getBytes(JNU));
+  }
+
+  /** A raw string as a person reads it (see {@link Text#display}). */
+  public static String display(String raw) {
+    return Text.display(raw);
+  }
+
+  private static byte[] z(String raw) {
+    byte[] b = new byte[raw.length() + 1];
+    for (int i = 0; i < raw.length(); i++) {
+      b[i] = (byte) raw.charAt(i);
+    }
+    return b;
+  }
+
+  public static int errno() {
+    return jnr.ffi.LastError.getLastError(RUNTIME);
+  }
+
+  private static Posix.PosixException fail(String call, int dirfd, String rel) {
+    return new Posix.PosixException(call, Path.of("fd" + dirfd, display(rel)), errno());
+  }
+
+  // ---------------------------------------------------------------- long paths
+
+  /**
+   * A directory and a name in it that reach {@code rel} below {@code dirfd}: the same pair
+   * when {@code rel} is short; else the parent opened piece by piece, which the caller closes
+   * ({@link At#close}).
+   */
+  public record At(int dirfd, String rel, boolean owned) implements AutoCloseable {
+    @Override
+    public void close() {
+      if (owned) {
+        LIBC.close(dirfd);
+      }
+    }
+
+    byte[] path() {
+      return z(rel.isEmpty() ? "." : rel);
+    }
+
+    /** The same place as a path for calls that have no *at form (the xattr calls). */
+    byte[] procPath() {
+      if (dirfd == AT_FDCWD) {
+        return z(rel);
+      }
+      return z("/proc/self/fd/" + dirfd + "/" + (rel.isEmpty() ? "." : rel));
+    }
+  }
+
+  /** Where {@code rel} below {@code dirfd} is reached from. */
+  public static At at(int dirfd, String rel) throws IOException {
+    if (rel.length() < CHUNK) {
+      return new At(dirfd, rel, false);
+    }
+    int slash = rel.lastIndexOf('/');
+    String parent = rel.substring(0, slash);
+    int fd = dirfd;
+    boolean owned = false;
+    int start = 0;
+    while (start < parent.length()) {
+      int end = Math.min(parent.length(), start + CHUNK);
+      if (end < parent.length()) {
+        end = parent.lastIndexOf('/', end);
+        if (end <= start) {
+          throw new Posix.PosixException("open", Path.of(display(rel)), Posix.ENAMETOOLONG);
+        }
+      }
+      int next = LIBC.openat(fd, z(parent.substring(start, end)),
+          O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+      int err = errno();
+      if (owned) {
+        LIBC.close(fd);
+      }
+      if (next < 0) {
+        throw new Posix.PosixException("open", Path.of(display(rel)), err);
+      }
+      fd = next;
+      owned = true;
+      start = end + 1;
+    }
+    return new At(fd, rel.substring(slash + 1), true);
+  }
+
+  // ---------------------------------------------------------------- calls
+
+  /** The attributes of {@code rel} itself (not following a final symlink), or null if absent. */
+  public static Statx lstat(int dirfd, String rel) throws IOException {
+    byte[] buf = new byte[256];
+    try (At a = at(dirfd, rel)) {
+      int flags = AT_SYMLINK_NOFOLLOW | (rel.isEmpty() ? AT_EMPTY_PATH : 0);
+      if (LIBC.statx(a.dirfd(), rel.isEmpty() ? z("") : a.path(), flags, STATX_BASIC, buf) < 0) {
+        int e = errno();
+        if (e == Posix.ENOENT || e == Posix.ENOTDIR) {
+          return null;
+        }
+        throw new Posix.PosixException("statx", Path.of(display(rel)), e);
+      }
+    }
+    return Statx.parse(buf);
+  }
+
+  /** What statx(2) says of a file; times in nanoseconds since 1970, rdev as a dev_t. */
+  public record Statx(long ino, int mode, long nlink, int uid, int gid, long rdev, long size,
+      long blocks, long atimeNanos, long mtimeNanos, long ctimeNanos, long dev) {
+    static Statx parse(byte[] buf) {
+      ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.nativeOrder());
+      return new Statx(b.getLong(32), b.getShort(28) & 0xffff, b.getInt(16) & 0xffffffffL,
+          b.getInt(20), b.getInt(24), Posix.makedev(b.getInt(128), b.getInt(132)), b.getLong(40),
+          b.getLong(48), time(b, 64), time(b, 112), time(b, 96),
+          Posix.makedev(b.getInt(136), b.getInt(140)));
+    }
+
+    private static long time(ByteBuffer b, int at) {
+      return b.getLong(at) * 1_000_000_000L + (b.getInt(at + 8) & 0xffffffffL);
+    }
+  }
+
+  /** Opens {@code rel} below {@code dirfd}; returns the descriptor. */
+  public static int open(int dirfd, String rel, int flags, int mode) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      int fd = LIBC.openat(a.dirfd(), a.path(), flags | O_CLOEXEC, mode);
+      if (fd < 0) {
+        throw fail("open", dirfd, rel);
+      }
+      return fd;
+    }
+  }
+
+  public static void close(int fd) {
+    LIBC.close(fd);
+  }
+
+  /** Writes {@code len} bytes of {@code buf} at {@code offset} of an open file, all of them. */
+  public static void pwrite(int fd, byte[] buf, int len, long offset) throws IOException {
+    int done = 0;
+    while (done < len) {
+      byte[] rest = done == 0 ? buf : java.util.Arrays.copyOfRange(buf, done, len);
+      long n = LIBC.pwrite(fd, rest, len - done, offset + done);
+      if (n < 0) {
+        throw new Posix.PosixException("pwrite", Path.of("fd" + fd), errno());
+      }
+      done += (int) n;
+    }
+  }
+
+  public static void mkdir(int dirfd, String rel, int mode) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.mkdirat(a.dirfd(), a.path(), mode), "mkdir", dirfd, rel);
+    }
+  }
+
+  /** Makes a device node, fifo or socket; {@code mode} carries the type bits. */
+  public static void mknod(int dirfd, String rel, int mode, int major, int minor)
+      throws IOException {
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.mknodat(a.dirfd(), a.path(), mode, Posix.makedev(major, minor)), "mknod", dirfd,
+          rel);
+    }
+  }
+
+  /** Makes a symlink whose target is the raw string {@code target}, byte for byte. */
+  public static void symlink(String target, int dirfd, String rel) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.symlinkat(z(target), a.dirfd(), a.path()), "symlink", dirfd, rel);
+    }
+  }
+
+  /** A symlink's target as a raw string. */
+  public static String readlink(int dirfd, String rel) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      byte[] buf = new byte[4097];
+      long n = LIBC.readlinkat(a.dirfd(), a.path(), buf, buf.length);
+      if (n < 0) {
+        throw fail("readlink", dirfd, rel);
+      }
+      return new String(buf, 0, (int) n, StandardCharsets.ISO_8859_1);
+    }
+  }
+
+  public static void unlink(int dirfd, String rel) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.unlinkat(a.dirfd(), a.path(), 0), "unlink", dirfd, rel);
+    }
+  }
+
+  public static void rmdir(int dirfd, String rel) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.unlinkat(a.dirfd(), a.path(), AT_REMOVEDIR), "rmdir", dirfd, rel);
+    }
+  }
+
+  /** renameat2(2); {@code flags} as RENAME_NOREPLACE (1) or RENAME_EXCHANGE (2). */
+  public static void rename(int fromDir, String from, int toDir, String to, int flags)
+      throws IOException {
+    try (At a = at(fromDir, from); At b = at(toDir, to)) {
+      check(LIBC.renameat2(a.dirfd(), a.path(), b.dirfd(), b.path(), flags), "rename", toDir, to);
+    }
+  }
+
+  public static void link(int fromDir, String from, int toDir, String to) throws IOException {
+    try (At a = at(fromDir, from); At b = at(toDir, to)) {
+      check(LIBC.linkat(a.dirfd(), a.path(), b.dirfd(), b.path(), 0), "link", toDir, to);
+    }
+  }
+
+  /**
+   * Gives an open file a name: linkat of /proc/self/fd/N with AT_SYMLINK_FOLLOW, which works
+   * without CAP_DAC_READ_SEARCH (unlike AT_EMPTY_PATH), for an O_TMPFILE file among others.
+   */
+  public static void linkOpenFile(int fd, int toDir, String to) throws IOException {
+    try (At b = at(toDir, to)) {
+      check(LIBC.linkat(AT_FDCWD, z("/proc/self/fd/" + fd), b.dirfd(), b.path(), 0x400),
+          "link", toDir, to);
+    }
+  }
+
+  public static void lchown(int dirfd, String rel, int uid, int gid) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.fchownat(a.dirfd(), a.path(), uid, gid, AT_SYMLINK_NOFOLLOW), "lchown", dirfd,
+          rel);
+    }
+  }
+
+  /** Sets all twelve mode bits (never on a symlink, whose mode Linux does not keep). */
+  public static void chmod(int dirfd, String rel, int mode) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.fchmodat(a.dirfd(), a.path(), mode & 07777, 0), "chmod", dirfd, rel);
+    }
+  }
+
+  /** Sets times in nanoseconds; -1 leaves one as it is. */
+  public static void lutimes(int dirfd, String rel, long atimeNanos, long mtimeNanos)
+      throws IOException {
+    long[] t = {
+      atimeNanos < 0 ? 0 : Math.floorDiv(atimeNanos, 1_000_000_000L),
+      atimeNanos < 0 ? UTIME_OMIT : Math.floorMod(atimeNanos, 1_000_000_000L),
+      mtimeNanos < 0 ? 0 : Math.floorDiv(mtimeNanos, 1_000_000_000L),
+      mtimeNanos < 0 ? UTIME_OMIT : Math.floorMod(mtimeNanos, 1_000_000_000L)
+    };
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.utimensat(a.dirfd(), a.path(), t, AT_SYMLINK_NOFOLLOW), "utimensat", dirfd, rel);
+    }
+  }
+
+  /** An xattr's value, or null if the file has none of that (raw) name. */
+  public static byte[] lgetxattr(int dirfd, String rel, String name) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      byte[] path = a.procPath();
+      byte[] n = z(name);
+      for (int size = 256; ; size *= 4) {
+        byte[] buf = new byte[size];
+        long got = LIBC.lgetxattr(path, n, buf, size);
+        if (got >= 0) {
+          return java.util.Arrays.copyOf(buf, (int) got);
+        }
+        int e = errno();
+        if (e == Posix.ENODATA || e == Posix.ENOTSUP) {
+          return null;
+        }
+        if (e != Posix.ERANGE || size > (1 << 20)) {
+          throw new Posix.PosixException("lgetxattr", Path.of(display(rel)), e);
+        }
+      }
+    }
+  }
+
+  public static void lsetxattr(int dirfd, String rel, String name, byte[] value)
+      throws IOException {
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.lsetxattr(a.procPath(), z(name), value, value.length, 0), "lsetxattr", dirfd,
+          rel);
+    }
+  }
+
+  /** The (raw) names of a file's xattrs. */
+  public static List<String> llistxattr(int dirfd, String rel) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      byte[] path = a.procPath();
+      for (int size = 1024; ; size *= 4) {
+        byte[] buf = new byte[size];
+        long got = LIBC.llistxattr(path, buf, size);
+        if (got >= 0) {
+          List<String> out = new ArrayList<>();
+          int start = 0;
+          for (int i = 0; i < got; i++) {
+            if (buf[i] == 0) {
+              if (i > start) {
+                out.add(new String(buf, start, i - start, StandardCharsets.ISO_8859_1));
+              }
+              start = i + 1;
+            }
+          }
+          return out;
+        }
+        int e = errno();
+        if (e == Posix.ENOTSUP) {
+          return List.of();
+        }
+        if (e != Posix.ERANGE || size > (1 << 22)) {
+          throw new Posix.PosixException("llistxattr", Path.of(display(rel)), e);
+        }
+      }
+    }
+  }
+
+  public static void lremovexattr(int dirfd, String rel, String name) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.lremovexattr(a.procPath(), z(name)), "lremovexattr", dirfd, rel);
+    }
+  }
+
+  /** One directory entry: its raw name, inode number and d_type. */
+  public record DirEntry(String name, long ino, int type) {}
+
+  /** The entries of a directory, without "." and "..", in the order the kernel gives them. */
+  public static List<DirEntry> list(int dirfd, String rel) throws IOException {
+    int fd = open(dirfd, rel, O_RDONLY | O_DIRECTORY, 0);
+    try {
+      List<DirEntry> out = new ArrayList<>();
+      byte[] buf = new byte[64 * 1024];
+      while (true) {
+        long n = LIBC.syscall(SYS_GETDENTS64, fd, buf, buf.length);
+        if (n < 0) {
+          throw fail("getdents64", dirfd, rel);
+        }
+        if (n == 0) {
+          return out;
+        }
+        ByteBuffer b = ByteBuffer.wrap(buf, 0, (int) n).order(ByteOrder.nativeOrder());
+        int pos = 0;
+        while (pos < n) {
+          long ino = b.getLong(pos);
+          int reclen = b.getShort(pos + 16) & 0xffff;
+          int type = buf[pos + 18] & 0xff;
+          int nameStart = pos + 19;
+          int end = nameStart;
+          while (end < pos + reclen && buf[end] != 0) {
+            end++;
+          }
+          String name = new String(buf, nameStart, end - nameStart, StandardCharsets.ISO_8859_1);
+          if (!name.equals(".") && !name.equals("..")) {
+            out.add(new DirEntry(name, ino, type));
+          }
+          pos += reclen;
+        }
+      }
+    } finally {
+      LIBC.close(fd);
+    }
+  }
+
+  private static void check(int rc, String call, int dirfd, String rel) throws IOException {
+    if (rc < 0) {
+      throw fail(call, dirfd, rel);
+    }
+  }
+}

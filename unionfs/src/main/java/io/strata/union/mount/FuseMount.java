@@ -1,0 +1,334 @@
+package io.strata.union.mount;
+
+import io.strata.layers.fs.Mounts;
+import io.strata.union.jnr.UnionFuse;
+import io.strata.union.view.UnionView;
+import io.strata.union.kernel.KernelSession;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Consumer;
+
+/**
+ * A live FUSE mount of a {@link UnionView}: mounting returns only once the kernel lists the
+ * mount and it answers a stat; closing unmounts synchronously and waits for the FUSE loop to
+ * end. (jnr-fuse's own mount() sleeps two seconds and its umount() does not wait.)
+ */
+public final class FuseMount implements AutoCloseable {
+  /**
+   * Which code speaks to the kernel: strata's own FUSE protocol on /dev/fuse (inode-based,
+   * cached, passthrough), or jnr-fuse over libfuse2's path API, the portable path.
+   */
+  public enum Transport {
+    KERNEL, JNR;
+
+    /** "kernel" (also "own") or "jnr"; anything else is a clear error. */
+    public static Transport parse(String s) {
+      return switch (s.toLowerCase(java.util.Locale.ROOT)) {
+        case "kernel", "own", "strata" -> KERNEL;
+        case "jnr", "jnr-fuse", "libfuse" -> JNR;
+        default -> throw new IllegalArgumentException("transport " + s
+            + ": must be kernel (strata's own /dev/fuse transport) or jnr (jnr-fuse)");
+      };
+    }
+
+    /**
+     * The transport to use when none is asked for: {@code -Dstrata.transport} or
+     * {@code $STRATA_TRANSPORT} if set, else strata's own where it can mount (root: mount(2)
+     * with the device's descriptor; a user: fusermount3), else jnr-fuse.
+     */
+    public static Transport preferred() {
+      String asked = System.getProperty("strata.transport", System.getenv("STRATA_TRANSPORT"));
+      if (asked != null && !asked.isBlank()) {
+        return parse(asked.trim());
+      }
+      boolean device = Files.isReadable(Path.of("/dev/fuse"))
+          && Files.isWritable(Path.of("/dev/fuse"));
+      return device && (io.strata.layers.fs.Posix.isRoot()
+          || io.strata.union.kernel.KernelSession.canMountAsUser()) ? KERNEL : JNR;
+    }
+  }
+
+  /** Kernel-facing settings: transport, timeouts and the name the mount shows in /proc/mounts. */
+  public record Settings(double entryTimeout, double attrTimeout, double negativeTimeout,
+      boolean kernelCache, String fsName, boolean allowOther, List<String> extraOptions,
+      Transport transport, boolean passthrough) {
+
+    /** A day: "forever" for a kernel cache whose every change goes through this mount. */
+    static final double LONG = 86_400;
+
+    /** The defaults of the preferred transport. */
+    public static Settings defaults(String fsName) {
+      return defaults(fsName, Transport.preferred());
+    }
+
+    /**
+     * strata's own transport caches names, attributes, negative entries and data for a day:
+     * every change goes through the mount, lowers never change, one kernel inode stands for
+     * all names of a file, and strata invalidates what it changes behind the kernel's back
+     * (copy-up). jnr-fuse caches names for a minute but neither attributes nor data: libfuse2's
+     * path-based API gives each name of a hard link its own kernel inode, so `ln a b; stat a`
+     * would show a cached link count, and a write through one name could not invalidate what
+     * the kernel cached for another.
+     */
+    public static Settings defaults(String fsName, Transport t) {
+      return t == Transport.KERNEL
+          ? new Settings(LONG, LONG, LONG, true, fsName, true, List.of(), t, true)
+          : new Settings(60, 0, 1, false, fsName, true, List.of(), t, false);
+    }
+
+    /** The same settings with every kernel cache timeout set to {@code seconds}. */
+    public Settings withTimeout(double seconds) {
+      return new Settings(seconds, seconds, transport == Transport.KERNEL ? seconds
+          : Math.min(1, seconds), kernelCache && seconds > 0, fsName, allowOther, extraOptions,
+          transport, passthrough);
+    }
+
+    /** The defaults of {@code t}, with this name. */
+    public Settings withTransport(Transport t) {
+      return t == transport ? this : defaults(fsName, t);
+    }
+
+    /** The same settings with passthrough of open files allowed or not (own transport). */
+    public Settings withPassthrough(boolean on) {
+      return new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
+          allowOther, extraOptions, transport, on);
+    }
+
+    List<String> args() {
+      List<String> o = new ArrayList<>(List.of("fsname=" + fsName.replace(",", "_"),
+          "subtype=strata", "default_permissions", "use_ino", "readdir_ino", "hard_remove",
+          "big_writes", "max_write=131072", "entry_timeout=" + entryTimeout, "attr_timeout=" + attrTimeout,
+          "negative_timeout=" + negativeTimeout));
+      if (allowOther) {
+        o.add("allow_other");
+      }
+      if (kernelCache) {
+        o.add("kernel_cache");
+      }
+      o.addAll(extraOptions);
+      return List.of("-o", String.join(",", o));
+    }
+  }
+
+  private final UnionView view;
+  private final Path mountpoint;
+  private final Thread loop; // jnr-fuse's loop; null for strata's own transport
+  private final KernelSession kernel; // null for jnr-fuse
+  private final Consumer<String> log;
+  private volatile Throwable loopFailure;
+  private volatile boolean closed;
+  private final MountLock lock;
+
+  private FuseMount(UnionView view, Path mountpoint, Thread loop, KernelSession kernel,
+      Consumer<String> log, MountLock lock) {
+    this.view = view;
+    this.lock = lock;
+    this.mountpoint = mountpoint;
+    this.loop = loop;
+    this.kernel = kernel;
+    this.log = log;
+  }
+
+  /**
+   * Mounts {@code view} on {@code mountpoint} and waits until the mount answers.
+   *
+   * @throws IOException naming what went wrong when the mount does not come up
+   */
+  public static FuseMount mount(UnionView view, Path mountpoint, Settings settings,
+      Consumer<String> log, Duration timeout) throws IOException {
+    Path mp = mountpoint.toAbsolutePath().normalize();
+    if (!Files.isDirectory(mp)) {
+      throw new IOException("mountpoint " + mp + " is not a directory");
+    }
+    mp = mp.toRealPath();
+    for (Path layer : layersOf(view)) {
+      if (layer.startsWith(mp)) {
+        throw new IOException("layer " + layer + " is inside the mountpoint " + mp
+            + ": the mount would hide it and could deadlock on itself");
+      }
+    }
+    MountLock lock = MountLock.acquire(mp);
+    try {
+      if (Mounts.isMountpoint(mp)) {
+        throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
+      }
+      Settings s = settings;
+      FuseMount m = s.transport() == Transport.KERNEL
+          ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
+      m.awaitAnswer(timeout);
+      return m;
+    } catch (IOException | RuntimeException e) {
+      lock.close();
+      throw e;
+    }
+  }
+
+  private static FuseMount startKernel(UnionView view, Path mp, Settings s,
+      Consumer<String> log, MountLock lock) throws IOException {
+    int workers = Math.max(2, Math.min(8, 2 * Runtime.getRuntime().availableProcessors()));
+    KernelSession k = KernelSession.start(view, mp, new KernelSession.Options(s.fsName(),
+        s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers,
+        s.passthrough()), log);
+    return new FuseMount(view, mp, null, k, log, lock);
+  }
+
+  private static FuseMount startJnr(UnionView view, Path mp, Settings settings,
+      Consumer<String> log, MountLock lock) {
+    UnionFuse fuse = new UnionFuse(view, log);
+    String[] args = settings.args().toArray(new String[0]);
+    final Path target = mp;
+    FuseMount[] self = new FuseMount[1];
+    Thread loop = new Thread(() -> {
+      try {
+        fuse.mount(target, true, false, args);
+      } catch (Throwable t) {
+        if (self[0] != null) {
+          self[0].loopFailure = t;
+        }
+      }
+    }, "fuse-loop " + mp);
+    FuseMount m = new FuseMount(view, mp, loop, null, log, lock);
+    self[0] = m;
+    loop.setDaemon(true);
+    loop.start();
+    return m;
+  }
+
+  private boolean serving() {
+    return kernel != null ? !kernel.ended() : loop.isAlive();
+  }
+
+  private void awaitAnswer(Duration timeout) throws IOException {
+    Path mp = mountpoint;
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (true) {
+      if (Mounts.isFuseMountpoint(mp) && answers(mp, deadline)) {
+        return;
+      }
+      if (!serving()) {
+        Throwable why = kernel != null ? kernel.failure() : loopFailure;
+        throw new IOException("mounting " + mp + " failed"
+            + (why != null ? ": " + why.getMessage() : "")
+            + (kernel != null ? "" : " (is /dev/fuse there, libfuse2 installed, and are you root?)"));
+      }
+      if (System.nanoTime() > deadline) {
+        close();
+        throw new IOException("the mount at " + mp + " did not answer within " + timeout);
+      }
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        close();
+        throw new IOException("interrupted while mounting " + mp);
+      }
+    }
+  }
+
+  /**
+   * Whether the mount answers a stat, asked by a child process: a thread of the daemon itself
+   * must never wait on its own mount, or a kill in that moment leaves it unkillable (the
+   * request waits for a loop that is gone, and the connection lives until the thread exits).
+   */
+  private static boolean answers(Path mp, long deadline) throws IOException {
+    Process p = new ProcessBuilder("stat", "-c", "%i", mp.toString())
+        .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+    try {
+      long left = Math.max(1, deadline - System.nanoTime());
+      if (!p.waitFor(left, java.util.concurrent.TimeUnit.NANOSECONDS)) {
+        p.destroyForcibly();
+        return false;
+      }
+      return p.exitValue() == 0;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      p.destroyForcibly();
+      return false;
+    }
+  }
+
+  private static List<Path> layersOf(UnionView v) {
+    List<Path> out = new ArrayList<>(v.lowers());
+    if (v.upper() != null) {
+      out.add(v.upper());
+    }
+    return out;
+  }
+
+  public Path mountpoint() {
+    return mountpoint;
+  }
+
+  public UnionView view() {
+    return view;
+  }
+
+  /** Which transport serves this mount. */
+  public Transport transport() {
+    return kernel != null ? Transport.KERNEL : Transport.JNR;
+  }
+
+  /**
+   * What the transport counted: requests by opcode, opens passed through and served, nodes
+   * known (strata's own transport; empty for jnr-fuse, which counts nothing).
+   */
+  public java.util.Map<String, Long> stats() {
+    return kernel != null ? kernel.stats() : java.util.Map.of();
+  }
+
+  /** Whether open files are passed through to their real files by the kernel. */
+  public boolean passthrough() {
+    return kernel != null && kernel.passthrough();
+  }
+
+  /** Blocks until the mount goes away (unmounted from outside, or closed). */
+  public void awaitUnmount() throws InterruptedException {
+    if (kernel != null) {
+      kernel.awaitEnd();
+    } else {
+      loop.join();
+    }
+  }
+
+  /** Unmounts and waits for the FUSE loop to end; safe to call twice. */
+  @Override
+  public void close() throws IOException {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    if (Mounts.isFuseMountpoint(mountpoint)) {
+      try {
+        Mounts.unmount(mountpoint, false);
+      } catch (IOException e) {
+        if (Mounts.isFuseMountpoint(mountpoint)) {
+          throw e;
+        } // else someone else (jnr-fuse's own exit hook) unmounted it first: fine
+      }
+    }
+    boolean ended;
+    try {
+      if (kernel != null) {
+        ended = kernel.awaitEnd(Duration.ofSeconds(30).toMillis());
+      } else {
+        loop.join(Duration.ofSeconds(30).toMillis());
+        ended = !loop.isAlive();
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      ended = false;
+    }
+    if (!ended) {
+      log.accept("the FUSE loop for " + mountpoint + " did not end after unmount");
+    }
+    try {
+      view.close();
+    } finally {
+      lock.close(); // only now may another strata mount here
+    }
+  }
+}

@@ -1,0 +1,188 @@
+package io.strata.union.view;
+
+import io.strata.layers.fs.Posix;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import jnr.ffi.Pointer;
+
+/**
+ * The view's open files: a descriptor on each one's real file (upper, or lower while it is only
+ * read), by handle. Reads and writes take no lock: they go straight between the caller's
+ * buffer and the descriptor with pread/pwrite.
+ *
+ * <p>A file opened for reading while it was only below, and still open when it is copied up,
+ * reads the upper from then on ({@link #retarget}), as a descriptor of kernel overlayfs does
+ * (stacked file operations, since Linux 4.19): otherwise its reads would return the old bytes
+ * and, through the kernel's page cache, show them to every later open.
+ */
+final class OpenFiles {
+  /**
+   * An open file: a descriptor on the real file and, once its last name is gone, the
+   * attributes it had (taken at unlink time, so opening costs no stat).
+   */
+  static final class OpenFile {
+    /** Stays the same number for life; {@link #retarget} changes the file behind it. */
+    final int fd;
+    /** The name it was opened by (relative); "" for an O_TMPFILE file until it is linked. */
+    volatile String path;
+    final boolean writable;
+    volatile Attr unlinked;
+
+    OpenFile(int fd, String path, boolean writable) {
+      this.fd = fd;
+      this.path = path;
+      this.writable = writable;
+    }
+  }
+
+  private final ConcurrentHashMap<Long, OpenFile> open = new ConcurrentHashMap<>();
+  private final AtomicLong handles = new AtomicLong(1);
+
+  long register(int fd, String rel, boolean writable) {
+    long fh = handles.getAndIncrement();
+    open.put(fh, new OpenFile(fd, rel, writable));
+    return fh;
+  }
+
+  /** The open file of a handle; EBADF when there is none. */
+  OpenFile get(long fh) throws FsException {
+    OpenFile f = open.get(fh);
+    if (f == null) {
+      throw new FsException(Posix.EBADF, "no open file " + fh);
+    }
+    return f;
+  }
+
+  /** The open file of a handle, or null. */
+  OpenFile peek(long fh) {
+    return open.get(fh);
+  }
+
+  /** The open files opened by the name {@code rel}. */
+  List<OpenFile> named(String rel) {
+    List<OpenFile> out = new ArrayList<>();
+    for (OpenFile f : open.values()) {
+      if (f.path.equals(rel)) {
+        out.add(f);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * After the data of {@code rel} was copied up to {@code upper}: every handle that reads it
+   * from below reads the upper from now on. The new file is put behind the handle's own
+   * descriptor number with dup3(2), atomically: a read running meanwhile reads one file or the
+   * other (identical bytes at this moment), and no number is freed for another open to reuse.
+   */
+  void retarget(String rel, Loc upper) throws FsException {
+    int fresh = -1;
+    try {
+      for (OpenFile f : named(rel)) {
+        if (f.writable) {
+          continue; // opened after the copy-up: already the upper
+        }
+        if (fresh < 0) {
+          fresh = Io.open(upper, Io.O_RDONLY, 0);
+        }
+        Io.check(Io.LIBC.dup3(fresh, f.fd, Io.O_CLOEXEC), "dup3 for /" + rel);
+      }
+    } finally {
+      if (fresh >= 0) {
+        Io.close(fresh);
+      }
+    }
+  }
+
+  int read(long fh, Pointer buf, long size, long offset) throws FsException {
+    OpenFile f = get(fh);
+    long total = 0;
+    while (total < size) {
+      long n = Io.LIBC.pread(f.fd, buf.slice(total), size - total, offset + total);
+      if (n < 0) {
+        throw FsException.of(Io.errno(), "read /" + f.path);
+      }
+      if (n == 0) {
+        break;
+      }
+      total += n;
+    }
+    return (int) total;
+  }
+
+  int write(long fh, Pointer buf, long size, long offset) throws FsException {
+    OpenFile f = writable(fh, "write");
+    long total = 0;
+    while (total < size) {
+      long n = Io.LIBC.pwrite(f.fd, buf.slice(total), size - total, offset + total);
+      if (n < 0) {
+        throw FsException.of(Io.errno(), "write /" + f.path);
+      }
+      total += n;
+    }
+    return (int) total;
+  }
+
+  private OpenFile writable(long fh, String what) throws FsException {
+    OpenFile f = get(fh);
+    if (!f.writable) {
+      throw FsException.of(Posix.EBADF, what + " /" + f.path);
+    }
+    return f;
+  }
+
+  /** fsync or fdatasync, unless the mount was asked not to (fsync=0). */
+  void fsync(long fh, boolean dataOnly, boolean enabled) throws FsException {
+    OpenFile f = get(fh);
+    if (enabled) {
+      Io.check(dataOnly ? Io.LIBC.fdatasync(f.fd) : Io.LIBC.fsync(f.fd), "fsync /" + f.path);
+    }
+  }
+
+  void release(long fh) {
+    OpenFile f = open.remove(fh);
+    if (f != null) {
+      Io.close(f.fd);
+    }
+  }
+
+  void ftruncate(long fh, long size) throws FsException {
+    OpenFile f = writable(fh, "truncate");
+    Io.check(Io.LIBC.ftruncate(f.fd, size), "ftruncate /" + f.path);
+  }
+
+  void fallocate(long fh, int mode, long offset, long length) throws FsException {
+    OpenFile f = writable(fh, "fallocate");
+    Io.check(Io.LIBC.fallocate(f.fd, mode, offset, length), "fallocate /" + f.path);
+  }
+
+  long lseek(long fh, long offset, int whence) throws FsException {
+    OpenFile f = get(fh);
+    long r = Io.LIBC.lseek(f.fd, offset, whence);
+    if (r < 0) {
+      throw FsException.of(Io.errno(), "lseek /" + f.path);
+    }
+    return r;
+  }
+
+  long copyFileRange(long fhIn, long offIn, long fhOut, long offOut, long len)
+      throws FsException {
+    OpenFile in = get(fhIn);
+    OpenFile out = writable(fhOut, "copy_file_range to");
+    var oi = new jnr.ffi.byref.LongLongByReference(offIn);
+    var oo = new jnr.ffi.byref.LongLongByReference(offOut);
+    long n = Io.LIBC.copy_file_range(in.fd, oi, out.fd, oo, len, 0);
+    if (n < 0) {
+      throw FsException.of(Io.errno(), "copy_file_range /" + in.path);
+    }
+    return n;
+  }
+
+  void closeAll() {
+    for (Long fh : new ArrayList<>(open.keySet())) {
+      release(fh);
+    }
+  }
+}

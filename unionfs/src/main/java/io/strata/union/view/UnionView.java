@@ -1,0 +1,1085 @@
+package io.strata.union.view;
+
+import io.strata.layers.fs.Posix;
+import io.strata.layers.fs.RawFs;
+import io.strata.layers.fs.Trees;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+import jnr.ffi.Pointer;
+
+/**
+ * The union of read-only lower layers and one writable upper layer, as plain Java: every
+ * operation a FUSE transport needs, by path relative to the view's root, with errors as
+ * {@link FsException}s. Its parts, each in a class of its own:
+ * <ul>
+ *   <li>{@link Lookup}: the one place that resolves a name against its parent directory (upper
+ *       live, lowers through {@link LowerTree}), with the cache of directory steps;
+ *   <li>{@link Markers}: whiteouts and opaque markers, in both forms;
+ *   <li>{@link DirectoryMerge} and {@link LowerTree}: merged directory listings;
+ *   <li>{@link CopyUp}: staged, atomic copy-up (and metadata-only copy-up);
+ *   <li>{@link OpenFiles}: open files by handle, read and written without a lock.
+ * </ul>
+ * This class holds the operations themselves and the lock.
+ *
+ * <p>Identity: every node has an inode number the view owns: (layer index << 48) | st_ino of
+ * the real file it came from, the upper layer being index 0. A copy-up records the lower
+ * number in the upper file ({@code *.strata.origin}), so numbers survive copy-up and hard links
+ * in a layer share one (until a copy-up breaks the link, as on kernel overlayfs).
+ *
+ * <p>Locking: {@code namespace} is held for writing by every operation that changes the upper
+ * layer (copy-up included) and for reading by every lookup, so a lookup never sees a half-done
+ * change. Reads and writes on open files take no lock: they go straight to the file
+ * descriptor. No lock is held across a call into the FUSE kernel module: the view never calls
+ * it.
+ */
+public final class UnionView implements AutoCloseable {
+  /** Mount-time choices (the mount package's OverlayOptions reads them from a command line). */
+  /**
+   * @param redirectDir whether a directory a lower layer contributes to may be renamed (it then
+   *     carries a redirect, as with kernel overlayfs's redirect_dir=on); else such a rename is
+   *     EXDEV, as on fuse-overlayfs. Redirects already in the upper are followed either way.
+   */
+  public record Options(WhiteoutForm whiteoutForm, boolean metacopy, boolean xattrs,
+      boolean fsync, IdMap uids, IdMap gids, boolean squashToRoot, long cacheEntries,
+      boolean redirectDir) {
+
+    public static Options defaults() {
+      return new Options(Posix.isRoot() ? WhiteoutForm.DEVICE : WhiteoutForm.FILE, true, true,
+          true, IdMap.IDENTITY, IdMap.IDENTITY, false, 1_000_000, true);
+    }
+
+    /** The same options with other id maps (a user namespace's). */
+    public Options withIds(IdMap uidMap, IdMap gidMap) {
+      return new Options(whiteoutForm, metacopy, xattrs, fsync, uidMap, gidMap, squashToRoot,
+          cacheEntries, redirectDir);
+    }
+  }
+
+  /** A directory entry as readdir reports it: name, inode number and file type bits. */
+  public record DirEntry(String name, long ino, int type) {}
+
+  /** Filesystem statistics for statfs. */
+  public record FsStats(long blockSize, long blocks, long blocksFree, long blocksAvailable,
+      long files, long filesFree, long nameMax) {}
+
+  private static final String ORIGIN_TRUSTED = "trusted.strata.origin";
+  private static final String ORIGIN_USER = "user.strata.origin";
+  private static final String METACOPY = "trusted.overlay.metacopy";
+  private static final String METACOPY_USER = "user.overlay.metacopy";
+  private static final int MAX_NAME = 255;
+
+  private final List<Path> lowers;
+  private final Path upper; // null: read-only view
+  private final Path work;
+  private final Path staging;
+  // The same directories held open: every call of the view is relative to one of them.
+  private final List<Loc> lowerRoots;
+  private final Loc upperRoot; // null: read-only view
+  private final Loc stagingRoot;
+  private final Options opts;
+  private final LowerTree lowerTree;
+  private final String originXattr;
+  private final String metacopyXattr;
+  private final ReentrantReadWriteLock namespace = new ReentrantReadWriteLock();
+  private final Lookup lookup;
+  private final DirectoryMerge merge;
+  private final OpenFiles files = new OpenFiles();
+  private final CopyUp copier;
+
+  /**
+   * Whom to tell, after each copy-up, the inode number of the node copied up: its data and
+   * number stay, but its ctime, blocks and (for a directory) link count may not. Called under
+   * the namespace lock: the listener must only queue.
+   */
+  public void onCopyUp(java.util.function.LongConsumer listener) {
+    copier.onCopyUp(listener);
+  }
+
+  private UnionView(List<Path> lowers, Path upper, Path work, Options opts) throws IOException {
+    this.lowers = List.copyOf(lowers);
+    this.upper = upper;
+    this.work = work;
+    this.staging = work == null ? null : work.resolve("strata-staging");
+    this.opts = opts;
+    List<Loc> roots = new ArrayList<>();
+    for (Path l : lowers) {
+      roots.add(openRoot(l));
+    }
+    this.lowerRoots = List.copyOf(roots);
+    this.upperRoot = upper == null ? null : openRoot(upper);
+    if (staging != null) {
+      Trees.deleteRecursively(staging); // a killed view's half-done copy-ups
+      Files.createDirectories(staging);
+    }
+    this.stagingRoot = staging == null ? null : openRoot(staging);
+    this.lowerTree = new LowerTree(lowerRoots, opts.cacheEntries());
+    boolean root = Posix.isRoot();
+    this.originXattr = root ? ORIGIN_TRUSTED : ORIGIN_USER;
+    this.metacopyXattr = root ? METACOPY : METACOPY_USER;
+    this.copier = new CopyUp(this, stagingRoot, staging, opts, originXattr, metacopyXattr);
+    this.lookup = new Lookup(lowerRoots, upperRoot, lowerTree, originXattr);
+    this.merge = new DirectoryMerge(lookup, lowerTree);
+  }
+
+  /**
+   * Opens a view. Lowers are top first. Without {@code upper} the view is read-only. The work
+   * directory must be on the upper's filesystem; what a killed view left in it is removed.
+   */
+  public static UnionView open(List<Path> lowers, Path upper, Path work, Options opts)
+      throws IOException {
+    if (lowers.isEmpty() && upper == null) {
+      throw new IllegalArgumentException("a view needs at least one lower layer or an upper");
+    }
+    List<Path> abs = new ArrayList<>();
+    for (Path l : lowers) {
+      Path a = l.toAbsolutePath().normalize();
+      if (!Files.isDirectory(a)) {
+        throw new IllegalArgumentException("lower layer " + l + " is not a directory");
+      }
+      abs.add(a.toRealPath());
+    }
+    Path u = null;
+    Path w = null;
+    if (upper != null) {
+      if (work == null) {
+        throw new IllegalArgumentException("an upper layer needs a work directory");
+      }
+      u = upper.toAbsolutePath().normalize();
+      w = work.toAbsolutePath().normalize();
+      if (!Files.isDirectory(u)) {
+        throw new IllegalArgumentException("upper directory " + upper + " is not a directory");
+      }
+      Files.createDirectories(w);
+      u = u.toRealPath();
+      w = w.toRealPath();
+      if (w.startsWith(u) || u.startsWith(w)) {
+        throw new IllegalArgumentException("upper " + u + " and work " + w
+            + " must not contain each other");
+      }
+      Object du = Files.getAttribute(u, "unix:dev");
+      Object dw = Files.getAttribute(w, "unix:dev");
+      if (!du.equals(dw)) {
+        throw new IllegalArgumentException("work directory " + w
+            + " must be on the same filesystem as the upper " + u + " (copy-up renames across them)");
+      }
+      for (Path l : abs) {
+        if (l.startsWith(u) || u.startsWith(l)) {
+          throw new IllegalArgumentException("lower " + l + " and upper " + u
+              + " must not contain each other");
+        }
+      }
+    }
+    return new UnionView(abs, u, w, opts);
+  }
+
+  private static Loc openRoot(Path dir) throws IOException {
+    return new Loc(RawFs.open(RawFs.AT_FDCWD, RawFs.raw(dir), RawFs.O_PATH | RawFs.O_DIRECTORY, 0),
+        "");
+  }
+
+  public List<Path> lowers() {
+    return lowers;
+  }
+
+  public Path upper() {
+    return upper;
+  }
+
+  /** Hit rates and sizes of the view's caches, for logs and benchmarks. */
+  public String cacheReport() {
+    var s = lowerTree.stats();
+    return String.format("lower directories: %d cached, hit rate %.1f%% (%d hits, %d misses); %s",
+        lowerTree.cachedDirectories(), 100 * s.hitRate(), s.hitCount(), s.missCount(),
+        lookup.report());
+  }
+
+  // ---------------------------------------------------------------- lookup
+
+  /** Turns "/a/b" into "a/b" and "/" into "", checking every name's length. */
+  private static String rel(String path) throws FsException {
+    if (path == null || !path.startsWith("/")) {
+      throw new FsException(Posix.EINVAL, "bad path " + path);
+    }
+    String r = path.substring(1);
+    if (r.endsWith("/")) {
+      r = r.substring(0, r.length() - 1);
+    }
+    int start = 0;
+    while (start <= r.length()) {
+      int slash = r.indexOf('/', start);
+      int end = slash < 0 ? r.length() : slash;
+      if (end - start > MAX_NAME) { // raw: one char per byte
+        throw new FsException(Posix.ENAMETOOLONG, "name too long in " + path);
+      }
+      if (slash < 0) {
+        break;
+      }
+      start = slash + 1;
+    }
+    return r;
+  }
+
+  private Node resolve(String path) throws FsException {
+    return lookup.resolveRel(rel(path));
+  }
+
+  Node resolveRel(String rel) throws FsException {
+    return lookup.resolveRel(rel);
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  public Attr getattr(String path) throws FsException {
+    lockRead();
+    try {
+      return attrOf(resolve(path));
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  /** Attributes of an open file: by path while it has one, else from its descriptor. */
+  public Attr fgetattr(String path, long fh) throws FsException {
+    OpenFiles.OpenFile f = files.peek(fh);
+    Attr gone = f == null ? null : f.unlinked;
+    if (gone != null) {
+      long end = Io.LIBC.lseek(f.fd, 0, 2 /* SEEK_END */);
+      return gone.withNlink(0).withSize(end < 0 ? gone.size() : end);
+    }
+    return getattr(path != null ? path : f == null ? null : "/" + f.path);
+  }
+
+  private Attr attrOf(Node n) throws FsException {
+    try {
+      Attr a;
+      long ino;
+      if (n.upper() != null) {
+        a = n.upperAttr();
+        ino = upperIno(n.upper(), a);
+      } else {
+        a = n.lower().attr(); // lower layers never change while mounted: stat'ed once, at merge
+        ino = compose(n.lower().layer(), a.ino());
+        if (a.nlink() > 1 && !a.isDirectory()) {
+          a = a.withLowerLink();
+        }
+      }
+      if (n.path().isEmpty()) {
+        ino = 1; // the root is inode 1, as FUSE numbers it
+      }
+      a = a.withIno(ino);
+      if (a.isDirectory() && isMerged(n)) {
+        a = a.withNlink(1); // as the kernel reports a merged directory: its count is not knowable
+      }
+      return mapIds(a);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  private boolean isMerged(Node n) {
+    if (!n.lowerDirVisible()) {
+      return false;
+    }
+    if (n.upper() != null) {
+      return true;
+    }
+    LowerTree.Dir d = lowerTree.dir(n.path());
+    return d != null && d.layers().size() > 1;
+  }
+
+  private Attr mapIds(Attr a) {
+    if (opts.squashToRoot()) {
+      return new Attr(a.ino(), a.mode(), a.nlink(), 0, 0, a.rdev(), a.size(), a.blocks(),
+          a.atimeNanos(), a.mtimeNanos(), a.ctimeNanos(), a.lowerLink());
+    }
+    if (opts.uids().isIdentity() && opts.gids().isIdentity()) {
+      return a;
+    }
+    return new Attr(a.ino(), a.mode(), a.nlink(), opts.uids().toContainer(a.uid()),
+        opts.gids().toContainer(a.gid()), a.rdev(), a.size(), a.blocks(), a.atimeNanos(),
+        a.mtimeNanos(), a.ctimeNanos(), a.lowerLink());
+  }
+
+  private long upperIno(Loc p, Attr a) throws IOException {
+    return lookup.upperIno(p, a);
+  }
+
+  static long compose(int layer, long ino) {
+    return ((long) layer << 48) | (ino & 0xffff_ffff_ffffL);
+  }
+
+  /**
+   * The merged listing of a directory without "." and "..", in kernel overlayfs's order: the
+   * upper directory's own order, then the lower entries in merge order. Stable while nothing
+   * changes, and the same bytes from {@code tar -c} as on a kernel overlay.
+   */
+  public List<DirEntry> readdir(String path) throws FsException {
+    lockRead();
+    try {
+      Node n = resolve(path);
+      if (!n.isDir()) {
+        throw FsException.of(Posix.ENOTDIR, path);
+      }
+      return list(n);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  private List<DirEntry> list(Node n) throws FsException {
+    return merge.list(n);
+  }
+
+  /**
+   * The bytes of a small regular file of the view (at most {@code max}), or null when there is
+   * no regular file there: for reading an image's /etc/passwd before it runs.
+   */
+  public byte[] readSmallFile(String path, int max) throws FsException {
+    lockRead();
+    try {
+      Node n;
+      try {
+        n = resolve(path);
+      } catch (FsException e) {
+        if (e.errno() == Posix.ENOENT || e.errno() == Posix.ENOTDIR) {
+          return null;
+        }
+        throw e;
+      }
+      Loc real = n.real();
+      if (n.upper() != null && n.lower() != null && isMetacopy(n.upper())) {
+        real = n.lower().path(); // the data is still below
+      }
+      Attr a = attrOf(n);
+      if (a.type() != Posix.S_IFREG) {
+        return null;
+      }
+      int fd = Io.open(real, Io.O_RDONLY, 0);
+      try (java.io.InputStream in = Files.newInputStream(Path.of("/proc/self/fd/" + fd))) {
+        return in.readNBytes(max);
+      } finally {
+        Io.close(fd);
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  public String readlink(String path) throws FsException {
+    lockRead();
+    try {
+      Node n = resolve(path);
+      return RawFs.readlink(n.real().dirfd(), n.real().rel());
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  /** Opens a file; opening for writing or with O_TRUNC copies it up first. */
+  public long open(String path, int flags) throws FsException {
+    boolean write = (flags & Io.O_ACCMODE) != Io.O_RDONLY || (flags & Io.O_TRUNC) != 0;
+    if (!write) {
+      lockRead();
+      try {
+        Node n = resolve(path);
+        Loc real = n.real();
+        if (n.upper() != null && n.lower() != null && isMetacopy(n.upper())) {
+          real = n.lower().path(); // metadata was copied up, the data is still below
+        }
+        return register(Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL | Io.O_DIRECT), 0),
+            n.path(), false);
+      } catch (IOException e) {
+        throw FsException.from(e);
+      } finally {
+        namespace.readLock().unlock();
+      }
+    }
+    requireWritable(path);
+    lockWrite();
+    try {
+      Node n = resolve(path);
+      if (n.isDir()) {
+        throw FsException.of(Posix.EISDIR, path);
+      }
+      Loc real = copyUp(n, true);
+      int fd = Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL | Io.O_DIRECT), 0);
+      return register(fd, n.path(), true);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  private long register(int fd, String rel, boolean writable) {
+    return files.register(fd, rel, writable);
+  }
+
+  public int read(long fh, Pointer buf, long size, long offset) throws FsException {
+    return files.read(fh, buf, size, offset);
+  }
+
+  public int write(long fh, Pointer buf, long size, long offset) throws FsException {
+    return files.write(fh, buf, size, offset);
+  }
+
+  public void fsync(long fh, boolean dataOnly) throws FsException {
+    files.fsync(fh, dataOnly, opts.fsync());
+  }
+
+  public void release(long fh) {
+    files.release(fh);
+  }
+
+  public void ftruncate(long fh, long size) throws FsException {
+    files.ftruncate(fh, size);
+  }
+
+  public void fallocate(long fh, int mode, long offset, long length) throws FsException {
+    files.fallocate(fh, mode, offset, length);
+  }
+
+  /** lseek(2) on an open file: SEEK_DATA and SEEK_HOLE see the real file's holes. */
+  public long lseek(long fh, long offset, int whence) throws FsException {
+    return files.lseek(fh, offset, whence);
+  }
+
+  /** copy_file_range(2) between two open files of the view; returns the bytes copied. */
+  public long copyFileRange(long fhIn, long offIn, long fhOut, long offOut, long len)
+      throws FsException {
+    return files.copyFileRange(fhIn, offIn, fhOut, offOut, len);
+  }
+
+  /**
+   * The descriptor of the real file behind an open file, for a transport that hands it to the
+   * kernel (FUSE passthrough). It stays the view's: valid until {@link #release}.
+   */
+  public int descriptor(long fh) throws FsException {
+    return files.get(fh).fd;
+  }
+
+  public byte[] getxattr(String path, String name) throws FsException {
+    requireXattrs();
+    if (Markers.isPrivateXattr(name)) {
+      throw new FsException(Posix.ENODATA, name);
+    }
+    lockRead();
+    try {
+      Loc real = resolve(path).real();
+      byte[] v = RawFs.lgetxattr(real.dirfd(), real.rel(), name);
+      if (v == null) {
+        throw new FsException(Posix.ENODATA, name);
+      }
+      return v;
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  public List<String> listxattr(String path) throws FsException {
+    requireXattrs();
+    lockRead();
+    try {
+      List<String> out = new ArrayList<>();
+      Loc real = resolve(path).real();
+      for (String n : RawFs.llistxattr(real.dirfd(), real.rel())) {
+        if (!Markers.isPrivateXattr(n)) {
+          out.add(n);
+        }
+      }
+      return out;
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
+  public FsStats statfs() throws FsException {
+    try {
+      Path p = upper != null ? upper : lowers.get(0);
+      var store = Files.getFileStore(p);
+      long bs = store.getBlockSize();
+      return new FsStats(bs, store.getTotalSpace() / bs, store.getUnallocatedSpace() / bs,
+          store.getUsableSpace() / bs, 0, 0, MAX_NAME);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  public void access(String path) throws FsException {
+    getattr(path);
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  public long create(String path, int mode, int flags, int uid, int gid) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      String rel = rel(path);
+      Loc target = prepareNew(rel);
+      int fd = Io.open(target, (flags | Io.O_CREAT | Io.O_EXCL) & ~(Io.O_TRUNC | Io.O_DIRECT),
+          mode & 0777);
+      try {
+        finishNew(target, mode, uid, gid, false);
+        return register(fd, rel, (flags & Io.O_ACCMODE) != Io.O_RDONLY);
+      } catch (FsException | RuntimeException e) {
+        Io.close(fd);
+        throw e;
+      }
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  public void mknod(String path, int mode, long rdev, int uid, int gid) throws FsException {
+    mutate(path, () -> {
+      Loc target = prepareNew(rel(path));
+      int type = mode & Posix.S_IFMT;
+      if (type == Posix.S_IFREG || type == 0) {
+        Io.close(Io.open(target, Io.O_CREAT | Io.O_EXCL | Io.O_WRONLY, mode & 0777));
+      } else {
+        RawFs.mknod(target.dirfd(), target.rel(), (mode & Posix.S_IFMT) | 0600, (int) ((rdev >>> 8) & 0xfff),
+            (int) ((rdev & 0xff) | ((rdev >>> 12) & 0xfff00)));
+      }
+      finishNew(target, mode, uid, gid, false);
+    });
+  }
+
+  public void mkdir(String path, int mode, int uid, int gid) throws FsException {
+    mutate(path, () -> {
+      String rel = rel(path);
+      NewName created = prepareNew(rel, false);
+      Loc target = created.path();
+      RawFs.mkdir(target.dirfd(), target.rel(), mode & 0777);
+      finishNew(target, mode, uid, gid, false);
+      if (created.hadWhiteout()) {
+        // Something of that name was deleted from a lower layer: keep it hidden.
+        Markers.markOpaque(target, opts.whiteoutForm());
+        lookup.opaque(rel, true);
+      } else {
+        lookup.opaque(rel, false);
+      }
+    });
+  }
+
+  public void symlink(String target, String path, int uid, int gid) throws FsException {
+    mutate(path, () -> {
+      Loc link = prepareNew(rel(path));
+      RawFs.symlink(target, link.dirfd(), link.rel());
+      finishNew(link, 0777, uid, gid, true);
+    });
+  }
+
+  public void link(String from, String to) throws FsException {
+    mutate(to, () -> {
+      Node src = resolve(from);
+      if (src.isDir()) {
+        throw FsException.of(Posix.EPERM, from);
+      }
+      Loc existing = copyUp(src, true);
+      Loc link = prepareNew(rel(to));
+      RawFs.link(existing.dirfd(), existing.rel(), link.dirfd(), link.rel());
+    });
+  }
+
+  /**
+   * open(O_TMPFILE) in the directory {@code dir}: an unnamed regular file in its upper
+   * directory (copied up first), owned by the caller; returns its handle. Its attributes come
+   * by handle (st_nlink 0) until {@link #linkOpen} names it.
+   */
+  public long tmpfile(String dir, int mode, int flags, int uid, int gid) throws FsException {
+    requireWritable(dir);
+    lockWrite();
+    try {
+      Node d = resolve(dir);
+      if (!d.isDir()) {
+        throw FsException.of(Posix.ENOTDIR, dir);
+      }
+      Loc up = copyUp(d, false);
+      int access = (flags & Io.O_ACCMODE) == Io.O_RDONLY ? Io.O_RDWR : flags & Io.O_ACCMODE;
+      int fd = Io.open(up, Io.O_TMPFILE | access, mode & 0777);
+      try {
+        Io.check(Io.LIBC.fchown(fd, opts.uids().toHost(uid), opts.gids().toHost(gid)),
+            "fchown tmpfile in " + dir);
+        Io.check(Io.LIBC.fchmod(fd, mode & 07777), "fchmod tmpfile in " + dir);
+        RawFs.Statx st = RawFs.lstat(fd, "");
+        long fh = register(fd, "", (flags & Io.O_ACCMODE) != Io.O_RDONLY);
+        files.get(fh).unlinked = mapIds(new Attr(compose(0, st.ino()), st.mode(), 0, st.uid(),
+            st.gid(), st.rdev(), st.size(), st.blocks(), st.atimeNanos(), st.mtimeNanos(),
+            st.ctimeNanos()));
+        return fh;
+      } catch (FsException | IOException | RuntimeException e) {
+        Io.close(fd);
+        throw e;
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  /** Names an open file that has no name (O_TMPFILE): linkat(2) of its descriptor to {@code to}. */
+  public void linkOpen(long fh, String to) throws FsException {
+    mutate(to, () -> {
+      OpenFiles.OpenFile f = files.get(fh);
+      String rel = rel(to);
+      Loc link = prepareNew(rel);
+      RawFs.linkOpenFile(f.fd, link.dirfd(), link.rel());
+      if (f.path.isEmpty()) {
+        f.path = rel;
+        f.unlinked = null;
+      }
+    });
+  }
+
+  public void unlink(String path) throws FsException {
+    mutate(path, () -> {
+      Node n = resolve(path);
+      if (n.isDir()) {
+        throw FsException.of(Posix.EISDIR, path);
+      }
+      List<OpenFiles.OpenFile> orphaned = lastNameOpen(n);
+      Attr before = orphaned.isEmpty() ? null : attrOf(n);
+      removeNode(n);
+      orphaned.forEach(f -> f.unlinked = before);
+    });
+  }
+
+  public void rmdir(String path) throws FsException {
+    mutate(path, () -> {
+      Node n = resolve(path);
+      if (!n.isDir()) {
+        throw FsException.of(Posix.ENOTDIR, path);
+      }
+      if (n.path().isEmpty()) {
+        throw FsException.of(Posix.EBUSY, path);
+      }
+      if (!list(n).isEmpty()) {
+        throw FsException.of(Posix.ENOTEMPTY, path);
+      }
+      removeNode(n);
+    });
+  }
+
+  /**
+   * Renames within the view. A directory that a lower layer contributes to moves with a
+   * redirect (see {@link Markers}), as on kernel overlayfs with redirect_dir=on; with
+   * {@code redirectDir} off it cannot move (EXDEV, as on fuse-overlayfs), and mv then copies.
+   */
+  public void rename(String from, String to) throws FsException {
+    rename(from, to, 0);
+  }
+
+  /** RENAME_NOREPLACE: fail with EEXIST when the target exists. */
+  public static final int RENAME_NOREPLACE = 1;
+  /** RENAME_EXCHANGE: swap the two names, which must both exist. */
+  public static final int RENAME_EXCHANGE = 2;
+
+  /**
+   * rename(2) with renameat2's flags: {@link #RENAME_NOREPLACE}, decided under the namespace
+   * lock (no race with a create of the target), and {@link #RENAME_EXCHANGE}, which swaps the
+   * two names in the upper layer after copying both up; a directory that a lower layer
+   * contributes to gets a redirect, as in a plain rename. RENAME_WHITEOUT is refused (EINVAL).
+   */
+  public void rename(String from, String to, int flags) throws FsException {
+    if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0
+        || flags == (RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+      throw new FsException(Posix.EINVAL, "rename flags " + flags);
+    }
+    if (flags == RENAME_EXCHANGE) {
+      exchange(from, to);
+      return;
+    }
+    mutate(to, () -> {
+      Node src = resolve(from);
+      String toRel = rel(to);
+      if ((flags & RENAME_NOREPLACE) != 0) {
+        try {
+          resolveRel(toRel);
+          throw FsException.of(Posix.EEXIST, to);
+        } catch (FsException e) {
+          if (e.errno() != Posix.ENOENT) {
+            throw e;
+          }
+        }
+      }
+      if (src.path().isEmpty() || toRel.equals(src.path())) {
+        if (toRel.equals(src.path())) {
+          return;
+        }
+        throw FsException.of(Posix.EBUSY, from);
+      }
+      if (toRel.startsWith(src.path() + "/")) {
+        throw FsException.of(Posix.EINVAL, to + " is inside " + from);
+      }
+      Node dst = null;
+      try {
+        dst = resolveRel(toRel);
+      } catch (FsException e) {
+        if (e.errno() != Posix.ENOENT) {
+          throw e;
+        }
+      }
+      // A directory a lower layer contributes to moves with a redirect to where its lower
+      // part stays (kernel overlayfs's redirect_dir=on); without, EXDEV and mv copies.
+      boolean redirect = src.isDir() && src.lowerDirVisible();
+      if (redirect && !opts.redirectDir()) {
+        throw FsException.of(Posix.EXDEV, from);
+      }
+      if (dst != null) {
+        if (src.isDir() && !dst.isDir()) {
+          throw FsException.of(Posix.ENOTDIR, to);
+        }
+        if (!src.isDir() && dst.isDir()) {
+          throw FsException.of(Posix.EISDIR, to);
+        }
+        if (dst.isDir() && !list(dst).isEmpty()) {
+          throw FsException.of(Posix.ENOTEMPTY, to);
+        }
+      }
+      Loc srcUpper = copyUp(src, true);
+      if (redirect) {
+        // set before the move: a crash in between leaves a directory redirected to itself
+        Markers.setRedirect(srcUpper, "/" + src.lowerDirPath(), opts.whiteoutForm());
+      }
+      boolean dstHadLowerDir = dst != null && dst.lowerDirVisible();
+      NewName moved = prepareNew(toRel, dst != null);
+      Loc target = moved.path();
+      if (dst != null && dst.upper() != null && dst.isDir()) {
+        clearMarkers(dst.upper());
+      }
+      RawFs.rename(srcUpper.dirfd(), srcUpper.rel(), target.dirfd(), target.rel(), 0);
+      if (src.lower() != null) {
+        Markers.writeWhiteout(srcUpper.parent(), name(src.path()), opts.whiteoutForm());
+      }
+      if (src.isDir() && !redirect && (dstHadLowerDir || (dst == null && moved.hadWhiteout()))) {
+        // a redirected directory needs none: its lower part is found by the redirect only
+        Markers.markOpaque(target, opts.whiteoutForm());
+      }
+      lookup.forgetDirectories(); // the moved directory's steps and everything below it
+    });
+  }
+
+  private void exchange(String a, String b) throws FsException {
+    mutate(b, () -> {
+      Node na = resolve(a);
+      Node nb = resolve(b);
+      if (na.path().equals(nb.path())) {
+        return;
+      }
+      if (na.path().isEmpty() || nb.path().isEmpty()) {
+        throw FsException.of(Posix.EBUSY, a);
+      }
+      if (nb.path().startsWith(na.path() + "/") || na.path().startsWith(nb.path() + "/")) {
+        throw FsException.of(Posix.EINVAL, a + " and " + b + " contain each other");
+      }
+      // A directory a lower layer contributes to keeps it through a redirect, as in rename.
+      boolean ra = na.isDir() && na.lowerDirVisible();
+      boolean rb = nb.isDir() && nb.lowerDirVisible();
+      if ((ra || rb) && !opts.redirectDir()) {
+        throw FsException.of(Posix.EXDEV, ra ? a : b);
+      }
+      Loc ua = copyUp(na, true);
+      Loc ub = copyUp(nb, true);
+      if (ra) {
+        Markers.setRedirect(ua, "/" + na.lowerDirPath(), opts.whiteoutForm());
+      }
+      if (rb) {
+        Markers.setRedirect(ub, "/" + nb.lowerDirPath(), opts.whiteoutForm());
+      }
+      RawFs.rename(ua.dirfd(), ua.rel(), ub.dirfd(), ub.rel(), RENAME_EXCHANGE);
+      // A directory arriving where a lower directory of that name is must hide it, unless
+      // a redirect already says which lower directory it shows.
+      if (nb.isDir() && !rb && na.lower() != null && na.lower().isDir()) {
+        Markers.markOpaque(ua, opts.whiteoutForm());
+      }
+      if (na.isDir() && !ra && nb.lower() != null && nb.lower().isDir()) {
+        Markers.markOpaque(ub, opts.whiteoutForm());
+      }
+      lookup.forgetDirectories();
+    });
+  }
+
+  public void chmod(String path, int mode) throws FsException {
+    mutate(path, () -> {
+      Loc p = copyUp(resolve(path), !opts.metacopy());
+      RawFs.chmod(p.dirfd(), p.rel(), mode & 07777);
+    });
+  }
+
+  public void chown(String path, int uid, int gid) throws FsException {
+    mutate(path, () -> {
+      Node n = resolve(path);
+      Loc p = copyUp(n, !opts.metacopy());
+      Attr a = Stat.lstat(p);
+      int hostUid = uid == -1 ? a.uid() : opts.uids().toHost(uid);
+      int hostGid = gid == -1 ? a.gid() : opts.gids().toHost(gid);
+      RawFs.lchown(p.dirfd(), p.rel(), hostUid, hostGid); // clears setuid/setgid as chown(2) does
+    });
+  }
+
+  /** Sets times; -1 leaves a time as it is (UTIME_OMIT), -2 means now (UTIME_NOW). */
+  public void utimens(String path, long atimeNanos, long mtimeNanos) throws FsException {
+    mutate(path, () -> {
+      Loc p = copyUp(resolve(path), !opts.metacopy());
+      Times.set(p, atimeNanos, mtimeNanos);
+    });
+  }
+
+  public void truncate(String path, long size) throws FsException {
+    mutate(path, () -> {
+      Node n = resolve(path);
+      if (n.isDir()) {
+        throw FsException.of(Posix.EISDIR, path);
+      }
+      int fd = Io.open(copyUp(n, true), Io.O_WRONLY, 0);
+      try {
+        Io.check(Io.LIBC.ftruncate(fd, size), "truncate " + path);
+      } finally {
+        Io.close(fd);
+      }
+    });
+  }
+
+  public void setxattr(String path, String name, byte[] value, int flags) throws FsException {
+    requireXattrs();
+    if (Markers.isPrivateXattr(name)) {
+      throw new FsException(Posix.EPERM, name + " is reserved for the overlay");
+    }
+    mutate(path, () -> {
+      Loc p = copyUp(resolve(path), !opts.metacopy());
+      if ((flags & 1) != 0 && RawFs.lgetxattr(p.dirfd(), p.rel(), name) != null) {
+        throw new FsException(Posix.EEXIST, name); // XATTR_CREATE
+      }
+      if ((flags & 2) != 0 && RawFs.lgetxattr(p.dirfd(), p.rel(), name) == null) {
+        throw new FsException(Posix.ENODATA, name); // XATTR_REPLACE
+      }
+      RawFs.lsetxattr(p.dirfd(), p.rel(), name, value);
+    });
+  }
+
+  public void removexattr(String path, String name) throws FsException {
+    requireXattrs();
+    if (Markers.isPrivateXattr(name)) {
+      throw new FsException(Posix.ENODATA, name);
+    }
+    mutate(path, () -> {
+      Node n = resolve(path);
+      if (RawFs.lgetxattr(n.real().dirfd(), n.real().rel(), name) == null) {
+        throw new FsException(Posix.ENODATA, name);
+      }
+      Loc p = copyUp(n, !opts.metacopy());
+      RawFs.lremovexattr(p.dirfd(), p.rel(), name);
+    });
+  }
+
+  // ---------------------------------------------------------------- the upper layer
+
+  /** A change to the upper layer: one shape for every mutating operation. */
+  @FunctionalInterface
+  private interface Mutation {
+    void run() throws IOException, FsException;
+  }
+
+  /** Runs a change under the namespace write lock, refusing it on a read-only view. */
+  private void mutate(String path, Mutation m) throws FsException {
+    requireWritable(path);
+    lockWrite();
+    try {
+      m.run();
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.writeLock().unlock();
+    }
+  }
+
+  private void requireWritable(String path) throws FsException {
+    if (upper == null) {
+      throw FsException.of(Posix.EROFS, path);
+    }
+  }
+
+  private void requireXattrs() throws FsException {
+    if (!opts.xattrs()) {
+      throw new FsException(Posix.ENOTSUP, "xattrs are disabled (noxattrs)");
+    }
+  }
+
+  /**
+   * Where a new name goes in the upper layer, and whether a whiteout of that name was removed
+   * to make room (something of the name was deleted from a lower layer).
+   */
+  private record NewName(Loc path, boolean hadWhiteout) {}
+
+  private Loc prepareNew(String rel) throws FsException {
+    return prepareNew(rel, false).path();
+  }
+
+  /**
+   * Checks that {@code rel} may be created (its parent is a directory, its name is legal and,
+   * unless {@code replacing}, free), copies the parent up and removes a whiteout of the name.
+   */
+  private NewName prepareNew(String rel, boolean replacing) throws FsException {
+    String name = name(rel);
+    if (Markers.isWhiteoutName(name)) {
+      throw new FsException(Posix.EINVAL, "names starting with .wh. are reserved for whiteouts");
+    }
+    if (!replacing) {
+      try {
+        resolveRel(rel);
+        throw FsException.of(Posix.EEXIST, "/" + rel);
+      } catch (FsException e) {
+        if (e.errno() != Posix.ENOENT) {
+          throw e;
+        }
+      }
+    }
+    Node parent = resolveRel(parentOf(rel));
+    if (!parent.isDir()) {
+      throw FsException.of(Posix.ENOTDIR, "/" + parentOf(rel));
+    }
+    try {
+      Loc dir = copyUp(parent, false);
+      boolean hadWhiteout = Markers.removeWhiteout(dir, name);
+      return new NewName(dir.child(name), hadWhiteout);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  /**
+   * Gives a new upper node its caller's owner and exact mode (the kernel applied the umask).
+   * The node was made with at most its permission bits (never setuid/setgid, which chown would
+   * clear), so only what differs is changed: each chown or chmod is a journaled inode update,
+   * and creating files is what untar and builds do most.
+   */
+  private void finishNew(Loc p, int mode, int uid, int gid, boolean symlink) throws FsException {
+    try {
+      int hostUid = opts.uids().toHost(uid);
+      int hostGid = opts.gids().toHost(gid);
+      Attr made = Stat.lstat(p);
+      if (made == null || made.uid() != hostUid || made.gid() != hostGid) {
+        RawFs.lchown(p.dirfd(), p.rel(), hostUid, hostGid);
+      }
+      if (!symlink && (made == null || (made.mode() & 07777) != (mode & 07777))) {
+        RawFs.chmod(p.dirfd(), p.rel(), mode & 07777);
+      }
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  /** Removes a node from the view: its upper file goes, and a whiteout hides any lower one. */
+  private void removeNode(Node n) throws IOException, FsException {
+    Loc parent = copyUp(resolveRel(parentOf(n.path())), false);
+    if (n.upper() != null) {
+      if (n.upperAttr().isDirectory()) {
+        clearMarkers(n.upper());
+        RawFs.rmdir(n.upper().dirfd(), n.upper().rel());
+      } else {
+        RawFs.unlink(n.upper().dirfd(), n.upper().rel());
+      }
+    }
+    if (n.lower() != null) {
+      Markers.writeWhiteout(parent, name(n.path()), opts.whiteoutForm());
+    }
+    lookup.forgetOpacity(n.path());
+    if (n.isDir()) {
+      lookup.forgetDirectories(); // the removed directory's steps and everything below it
+    }
+  }
+
+  /** Empties an upper directory of the whiteouts and markers that make it look non-empty. */
+  private static void clearMarkers(Loc dir) throws IOException {
+    for (RawFs.DirEntry e : RawFs.list(dir.dirfd(), dir.rel())) {
+      // only whiteouts remain in a directory the view shows as empty
+      RawFs.unlink(dir.dirfd(), dir.child(e.name()).rel());
+    }
+  }
+
+  /** The open files that lose their last name when {@code n} is unlinked. */
+  private List<OpenFiles.OpenFile> lastNameOpen(Node n) {
+    if (n.upperAttr() != null && n.upperAttr().nlink() > 1) {
+      return List.of();
+    }
+    return files.named(n.path());
+  }
+
+  private boolean isMetacopy(Loc p) throws IOException {
+    return copier.isMetacopy(p);
+  }
+
+  private Loc copyUp(Node n, boolean withData) throws FsException {
+    return copier.copyUp(n, withData);
+  }
+
+  /**
+   * A file's data was copied up (a full copy-up, or a metadata-only one completed): handles
+   * that read it from below read {@code upper} from now on ({@link OpenFiles#retarget}).
+   */
+  void dataCopiedUp(String rel, Loc upper) throws FsException {
+    files.retarget(rel, upper);
+  }
+
+  /** The inode number the view reports for an upper file. */
+  long upperInode(Loc up) throws IOException {
+    return upperIno(up, Stat.lstat(up));
+  }
+
+  /** A directory was copied up: it has an upper directory now, not opaque. */
+  void directoryCopiedUp(String rel) {
+    lookup.directoryCopiedUp(rel);
+  }
+
+  static String parentOf(String rel) {
+    int slash = rel.lastIndexOf('/');
+    return slash < 0 ? "" : rel.substring(0, slash);
+  }
+
+  static String name(String rel) {
+    return rel.substring(rel.lastIndexOf('/') + 1);
+  }
+
+  private void lockRead() {
+    if (lookup.unusedDescriptors() > 256 && namespace.writeLock().tryLock()) {
+      try {
+        lookup.closeUnused(); // a mount that only reads never takes the write lock otherwise
+      } finally {
+        namespace.writeLock().unlock();
+      }
+    }
+    namespace.readLock().lock();
+  }
+
+  private void lockWrite() {
+    namespace.writeLock().lock();
+    lookup.closeUnused();
+  }
+
+  @Override
+  public void close() {
+    files.closeAll();
+    lookup.close();
+    for (Loc l : lowerRoots) {
+      RawFs.close(l.dirfd());
+    }
+    if (upperRoot != null) {
+      RawFs.close(upperRoot.dirfd());
+    }
+    if (stagingRoot != null) {
+      RawFs.close(stagingRoot.dirfd());
+    }
+  }
+}

@@ -1,0 +1,180 @@
+package io.strata.union.mount;
+
+import io.strata.union.view.UnionView;
+import io.strata.union.view.WhiteoutForm;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.strata.layers.fs.Posix;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * Kernel overlayfs is the oracle: the same layers and the same operations, on a kernel overlay
+ * mount and on a strata mount, must give the same outcomes and the same trees. Strata reads
+ * its lowers in both whiteout forms; it writes its upper in both forms too.
+ */
+class DifferentialTest {
+  @TempDir Path tmp;
+
+  @BeforeAll
+  static void requireRoot() {
+    assertThat(Posix.isRoot()).as("mount tests run as root (CI does)").isTrue();
+  }
+
+  /** Three lowers that exercise whiteouts, opaque directories, links and every file kind. */
+  static List<LayerSpec> stack() {
+    LayerSpec bottom = LayerSpec.layer()
+        .dir("d1").dir("d1/d2").file("d1/a", "bottom a").file("d1/d2/c", "deep c")
+        .file("a", "root a", 0640).file("b", "root b").dir("gone").file("gone/a", "x")
+        .dir("opq").file("opq/a", "hidden by opaque").file("opq/b", "also hidden")
+        .symlink("link", "d1/a").file("hl", "hard").hardlink("hl2", "hl")
+        .file("x", "x is a file below").file("suid", "s", 04755).xattr("b", "user.k", "v");
+    LayerSpec middle = LayerSpec.layer()
+        .file("d1/b", "middle b").whiteout("gone").opaque("opq").file("opq/c", "opq c")
+        .whiteout("d1/d2/c").dir("x").file("x/a", "x dir over a file");
+    LayerSpec top = LayerSpec.layer()
+        .file("a", "top a").dir("d1").file("d1/new", "top new").whiteout("b");
+    return List.of(top, middle, bottom); // top first, as lowerdir lists them
+  }
+
+  static Stream<Arguments> forms() {
+    return Stream.of(
+        Arguments.of(LayerSpec.Form.KERNEL, WhiteoutForm.DEVICE),
+        Arguments.of(LayerSpec.Form.OCI, WhiteoutForm.DEVICE),
+        Arguments.of(LayerSpec.Form.OCI, WhiteoutForm.FILE));
+  }
+
+  record Run(List<String> outcomes, Map<String, String> tree) {}
+
+  private List<Path> write(List<LayerSpec> specs, String name, LayerSpec.Form form)
+      throws Exception {
+    List<Path> out = new ArrayList<>();
+    for (int i = 0; i < specs.size(); i++) {
+      out.add(specs.get(i).writeTo(tmp.resolve(name + "/l" + i), form));
+    }
+    return out;
+  }
+
+  private Run run(Mounted m, List<FsOp> ops) throws Exception {
+    List<String> outcomes = new ArrayList<>();
+    for (FsOp op : ops) {
+      outcomes.add(op + " => " + op.outcome(m.mountpoint));
+    }
+    return new Run(outcomes, TreeSnapshot.of(m.mountpoint));
+  }
+
+  /** Runs {@code ops} on kernel overlay and on strata over the same stack and compares. */
+  private void compare(List<LayerSpec> specs, List<FsOp> ops, LayerSpec.Form lowerForm,
+      WhiteoutForm upperForm) throws Exception {
+    compare(specs, ops, lowerForm, upperForm, true);
+  }
+
+  private void compare(List<LayerSpec> specs, List<FsOp> ops, LayerSpec.Form lowerForm,
+      WhiteoutForm upperForm, boolean metacopy) throws Exception {
+    compareOn(write(specs, "k", LayerSpec.Form.KERNEL), write(specs, "s", lowerForm), ops,
+        upperForm, metacopy);
+  }
+
+  private void compareOn(List<Path> kLowers, List<Path> sLowers, List<FsOp> ops,
+      WhiteoutForm upperForm, boolean metacopy) throws Exception {
+    Run kernel;
+    try (Mounted k = Mounted.kernel(kLowers, tmp.resolve("k/upper"), tmp.resolve("k/work"),
+        tmp.resolve("k/mnt"))) {
+      kernel = run(k, ops);
+    }
+    UnionView.Options o = UnionView.Options.defaults();
+    o = new UnionView.Options(upperForm, metacopy, o.xattrs(), false, o.uids(), o.gids(),
+        false, o.cacheEntries(), true);
+    Run strata;
+    try (Mounted s = Mounted.strata(sLowers, tmp.resolve("s/upper"), tmp.resolve("s/work"),
+        tmp.resolve("s/mnt"), o)) {
+      strata = run(s, ops);
+    }
+    assertThat(strata.outcomes()).as("outcomes").containsExactlyElementsOf(kernel.outcomes());
+    assertThat(strata.tree()).as("tree after " + ops.size() + " ops").isEqualTo(kernel.tree());
+  }
+
+  @ParameterizedTest(name = "lowers {0}, upper {1}")
+  @MethodSource("forms")
+  void theUnionOfTheLayersMatchesKernelOverlay(LayerSpec.Form lowers, WhiteoutForm upper)
+      throws Exception {
+    compare(stack(), List.of(), lowers, upper);
+  }
+
+  @ParameterizedTest(name = "lowers {0}, upper {1}")
+  @MethodSource("forms")
+  void handWrittenSequenceMatchesKernelOverlay(LayerSpec.Form lowers, WhiteoutForm upper)
+      throws Exception {
+    compare(stack(), handWritten(), lowers, upper);
+  }
+
+  /** The layers as the store holds them: each spec tarred, imported, used from the store. */
+  @Test
+  void storeLayersGiveTheSameUnionAsKernelOverlay() throws Exception {
+    io.strata.layers.LayerStore store = io.strata.layers.LayerStore.open(tmp.resolve("store"),
+        line -> { });
+    List<Path> fromStore = new ArrayList<>();
+    List<LayerSpec> specs = stack();
+    for (int i = 0; i < specs.size(); i++) {
+      Path src = specs.get(i).writeTo(tmp.resolve("tar-src" + i), LayerSpec.Form.OCI);
+      Path tar = tmp.resolve("layer" + i + ".tar");
+      Mounted.run("tar", "--xattrs", "--xattrs-include=*", "-C", src.toString(), "-cf",
+          tar.toString(), ".");
+      io.strata.layers.ImageRecord r = store.importImage(tar, "layer" + i + ":1", null,
+          io.strata.layers.base.Progress.NONE);
+      fromStore.add(store.layerTree(r.diffIds().get(0)));
+    }
+    compareOn(write(specs, "k", LayerSpec.Form.KERNEL), fromStore, handWritten(),
+        WhiteoutForm.DEVICE, true);
+  }
+
+  static List<FsOp> handWritten() {
+    return List.of(
+        FsOp.write("d1/a", "changed"), FsOp.append("d1/b", "+more"), FsOp.delete("d1/new"),
+        FsOp.delete("a"), FsOp.write("a", "recreated"), FsOp.mkdir("gone"),
+        FsOp.write("gone/z", "new in a dir that was deleted below"),
+        FsOp.delete("opq/c"), FsOp.delete("d1/d2/c"), FsOp.delete("d1/d2"),
+        FsOp.mkdir("d1/d2"), FsOp.rename("hl", "d1/hl-moved"), FsOp.chmod("suid", 0700),
+        FsOp.chmod("d1", 0700), FsOp.rename("d1", "d9"), FsOp.mkdir("fresh"),
+        FsOp.write("fresh/f", "f"), FsOp.rename("fresh", "fresh2"), FsOp.rename("x", "y"),
+        FsOp.symlink("s1", "/nowhere"), FsOp.link("hl2", "hl3"), FsOp.truncate("x/a", 3),
+        FsOp.setxattr("link", "nope"), FsOp.setxattr("d1/a", "yes"), FsOp.delete("x/a"),
+        FsOp.delete("x"), FsOp.delete("nonexistent"), FsOp.mkdir("a"),
+        FsOp.rename("b", "c"), FsOp.write("d1/d2/c", "again"));
+  }
+
+  static Stream<Arguments> seeds() {
+    List<Arguments> out = new ArrayList<>();
+    for (long seed = 1; seed <= 40; seed++) {
+      out.add(Arguments.of(seed, seed % 2 == 0 ? LayerSpec.Form.OCI : LayerSpec.Form.KERNEL,
+          seed % 3 == 0 ? WhiteoutForm.FILE : WhiteoutForm.DEVICE));
+    }
+    return out.stream();
+  }
+
+  @ParameterizedTest(name = "seed {0}, lowers {1}, upper {2}")
+  @MethodSource("seeds")
+  void randomSequenceMatchesKernelOverlay(long seed, LayerSpec.Form lowers, WhiteoutForm upper)
+      throws Exception {
+    compare(stack(), FsOp.random(seed, 80), lowers, upper);
+  }
+
+  @Test
+  void singleLowerWithoutUpperIsReadOnly() throws Exception {
+    List<Path> l = write(List.of(stack().get(2)), "ro", LayerSpec.Form.OCI);
+    try (Mounted s = Mounted.strata(l, null, null, tmp.resolve("ro/mnt"))) {
+      assertThat(FsOp.write("new", "x").outcome(s.mountpoint))
+          .isEqualTo("FileSystemException: Read-only file system");
+      assertThat(TreeSnapshot.of(s.mountpoint)).containsKey("d1/d2/c");
+    }
+  }
+}

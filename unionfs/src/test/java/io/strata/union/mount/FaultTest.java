@@ -1,0 +1,136 @@
+package io.strata.union.mount;
+
+import io.strata.layers.fs.Mounts;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A killed daemon or a full disk loses nothing that was promised and leaves no debris. */
+class FaultTest {
+  @TempDir Path tmp;
+
+  private static void awaitReady(Process p) throws Exception {
+    BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(),
+        StandardCharsets.UTF_8));
+    String line;
+    StringBuilder seen = new StringBuilder();
+    while ((line = r.readLine()) != null) {
+      if (line.equals("ready")) {
+        return;
+      }
+      seen.append(line).append('\n');
+    }
+    throw new AssertionError("mount process ended before it was ready:\n" + seen);
+  }
+
+  @Test
+  void sigkillMidWriteLosesNothingFsyncedAndTheMountRecovers() throws Exception {
+    Path lower = LayerSpec.layer().file("base", "lower data").writeTo(tmp.resolve("lower"),
+        LayerSpec.Form.OCI);
+    Path upper = Files.createDirectories(tmp.resolve("upper"));
+    Path work = Files.createDirectories(tmp.resolve("work"));
+    Path mp = Files.createDirectories(tmp.resolve("mnt"));
+    byte[] synced = new byte[3 << 20];
+    Arrays.fill(synced, (byte) 'S');
+    Process daemon = MountProcess.start(lower, upper, work, mp);
+    try {
+      awaitReady(daemon);
+      try (FileChannel c = FileChannel.open(mp.resolve("base"), StandardOpenOption.WRITE,
+          StandardOpenOption.TRUNCATE_EXISTING)) {
+        c.write(ByteBuffer.wrap(synced));
+        c.force(true);
+        // More writes that nobody fsyncs, then the daemon dies in the middle of them. Served
+        // writes fail once it is gone; passed-through ones go on to the real file (the kernel
+        // holds it, as kernel overlayfs would), so the writer is also told to stop.
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        Thread writer = new Thread(() -> {
+          try {
+            while (!stop.get()) {
+              c.write(ByteBuffer.wrap(new byte[65536]));
+            }
+          } catch (Exception expected) {
+            // the mount went away under us
+          }
+        });
+        writer.start();
+        Thread.sleep(100);
+        daemon.destroyForcibly(); // SIGKILL
+        assertThat(daemon.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        stop.set(true);
+        writer.join(30_000);
+      } catch (java.io.IOException closeFailed) {
+        // closing a file on a dead mount fails: expected
+      }
+      assertThat(FsOp.write("probe", "x").outcome(mp)).contains("Transport endpoint is not connected");
+    } finally {
+      daemon.destroyForcibly();
+      if (Mounts.isMountpoint(mp)) {
+        Mounts.unmount(mp, false); // recovers a mount whose daemon died
+      }
+    }
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+    byte[] head;
+    try (var in = Files.newInputStream(upper.resolve("base"))) {
+      head = Arrays.copyOf(in.readNBytes(synced.length), synced.length);
+    }
+    assertThat(head).isEqualTo(synced);
+
+    Process again = MountProcess.start(lower, upper, work, mp);
+    try {
+      awaitReady(again);
+      byte[] through;
+      try (var in = Files.newInputStream(mp.resolve("base"))) {
+        through = Arrays.copyOf(in.readNBytes(synced.length), synced.length);
+      }
+      assertThat(through).isEqualTo(synced);
+      try (Stream<Path> s = Files.list(work.resolve("strata-staging"))) {
+        assertThat(s).isEmpty();
+      }
+    } finally {
+      if (Mounts.isMountpoint(mp)) {
+        Mounts.unmount(mp, false);
+      }
+      again.waitFor(30, TimeUnit.SECONDS);
+      again.destroyForcibly();
+    }
+  }
+
+  @Test
+  void aCopyUpThatRunsOutOfSpaceLeavesTheLowerViewAndNothingInTheUpper() throws Exception {
+    Path lower = LayerSpec.layer().file("big", "L".repeat(4 << 20)).file("small", "s")
+        .writeTo(tmp.resolve("lower"), LayerSpec.Form.OCI);
+    Path small = Files.createDirectories(tmp.resolve("small-fs"));
+    Mounted.run("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small.toString());
+    try {
+      Path upper = Files.createDirectories(small.resolve("upper"));
+      Path work = Files.createDirectories(small.resolve("work"));
+      try (Mounted m = Mounted.strata(List.of(lower), upper, work, tmp.resolve("mnt"))) {
+        assertThat(FsOp.append("big", "more").outcome(m.mountpoint))
+            .contains("No space left on device");
+        assertThat(Files.readString(m.mountpoint.resolve("big"))).isEqualTo("L".repeat(4 << 20));
+        assertThat(Files.exists(upper.resolve("big"))).isFalse();
+        try (Stream<Path> s = Files.list(work.resolve("strata-staging"))) {
+          assertThat(s).isEmpty();
+        }
+        // The filesystem still works for what fits.
+        assertThat(FsOp.append("small", "+").outcome(m.mountpoint)).isEqualTo("ok");
+        assertThat(Files.readString(m.mountpoint.resolve("small"))).isEqualTo("s+");
+      }
+    } finally {
+      Mounted.run("umount", small.toString());
+    }
+  }
+}

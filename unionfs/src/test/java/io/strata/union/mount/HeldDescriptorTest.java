@@ -1,0 +1,137 @@
+package io.strata.union.mount;
+
+import io.strata.union.view.UnionView;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Issue 16, items 4 and 5: a file opened while it is still below and held open while it is
+ * copied up. No path may write the lower file (a writable shared mapping did, with
+ * passthrough), every later open must see the upper (without passthrough, the held reader's
+ * reads refilled the page cache with the old bytes), and the held descriptor itself reads the
+ * new data as on kernel overlayfs, except through a passthrough reader (the kernel reads the
+ * lower file for it; see Dispatcher's openReply).
+ *
+ * <p>Shown by {@code held-descriptor.py} against kernel overlayfs, and by fsxlite
+ * (src/test/c/fsxlite.c, in the manner of xfstests' fsx: mmap, O_DIRECT, truncate, fallocate,
+ * copy_file_range, reopen, fresh opens) with a reader held from before the copy-up.
+ */
+class HeldDescriptorTest {
+  @TempDir static Path shared;
+  static Path fsx;
+  @TempDir Path tmp;
+
+  @BeforeAll
+  static void build() throws Exception {
+    fsx = shared.resolve("fsxlite");
+    Mounted.run("cc", "-O2", "-Wall", "-o", fsx.toString(), "src/test/c/fsxlite.c");
+  }
+
+  private Path lower() throws Exception {
+    Path l = Files.createDirectories(tmp.resolve("lower"));
+    Mounted.run("sh", "-ec", "cd $1; for f in f1 f2; do head -c 8192 /dev/zero | tr '\\0' a > $f;"
+        + " done; for f in big1 big2 big3 big4; do head -c 300000 /dev/urandom > $f; done", "sh",
+        l.toString());
+    return l;
+  }
+
+  /** sha256 of every file of a directory, to show a lower layer did not change. */
+  private static Map<String, String> sums(Path dir) throws Exception {
+    Map<String, String> out = new TreeMap<>();
+    try (Stream<Path> s = Files.list(dir)) {
+      for (Path p : s.toList()) {
+        out.put(p.getFileName().toString(), Mounted.run("sha256sum", p.toString()).split(" ")[0]);
+      }
+    }
+    return out;
+  }
+
+  private static String script(Path mp) throws Exception {
+    Path script = mp.getParent().resolve("held-descriptor.py");
+    try (InputStream in = HeldDescriptorTest.class.getResourceAsStream("/held-descriptor.py")) {
+      Files.write(script, in.readAllBytes());
+    }
+    return Mounted.run("python3", script.toString(), mp.toString());
+  }
+
+  private Mounted strata(Path lower, String name, FuseMount.Settings settings) throws Exception {
+    Path mp = Files.createDirectories(tmp.resolve(name + "-mnt"));
+    Path upper = Files.createDirectories(tmp.resolve(name + "-upper"));
+    Path work = Files.createDirectories(tmp.resolve(name + "-work"));
+    UnionView view = UnionView.open(List.of(lower), upper, work, UnionView.Options.defaults());
+    return Mounted.of(FuseMount.mount(view, mp, settings, line -> System.err.println("fuse: "
+        + line), Duration.ofSeconds(30)));
+  }
+
+  private static boolean passesThrough(Mounted m) {
+    return m.fuse().passthrough();
+  }
+
+  @Test
+  void aHeldReaderNeitherLetsAMappingWriteTheLowerNorLeavesLaterOpensStale() throws Exception {
+    Path lower = lower();
+    Map<String, String> before = sums(lower);
+    String kernel;
+    try (Mounted k = Mounted.kernel(List.of(lower), tmp.resolve("ku"), tmp.resolve("kw"),
+        tmp.resolve("km"))) {
+      kernel = script(k.mountpoint);
+    }
+    assertThat(kernel).contains("('held after the mmap write', b'MMAP')")
+        .contains("('held2 after the write', b'WRIT')")
+        .contains("('new open after the mmap write', b'MMAP')");
+    for (boolean passthrough : new boolean[] {true, false}) {
+      String name = passthrough ? "pt" : "cached";
+      try (Mounted s = strata(lower, name, Mounted.settings().withPassthrough(passthrough))) {
+        String got = script(s.mountpoint);
+        if (passesThrough(s)) {
+          // the held descriptors read the lower file through the kernel: the one difference
+          assertThat(got).isEqualTo(kernel
+              .replace("('held after the mmap write', b'MMAP')",
+                  "('held after the mmap write', b'aaaa')")
+              .replace("('held2 after the write', b'WRIT')",
+                  "('held2 after the write', b'aaaa')"));
+          assertThat(s.fuse().stats().get("nodes retired")).isPositive();
+        } else {
+          assertThat(got).as("without passthrough").isEqualTo(kernel);
+        }
+      }
+      assertThat(Files.readString(tmp.resolve(name + "-upper/f1"))).startsWith("MMAP");
+      assertThat(sums(lower)).as("the lower layer after " + name).isEqualTo(before);
+    }
+  }
+
+  @Test
+  void fsxWithAReaderHeldFromBeforeTheCopyUp() throws Exception {
+    Path lower = lower();
+    Map<String, String> before = sums(lower);
+    try (Mounted k = Mounted.kernel(List.of(lower), tmp.resolve("ku"), tmp.resolve("kw"),
+        tmp.resolve("km"))) {
+      assertThat(Mounted.run(fsx.toString(), "-N", "20000", "-S", "1", "-H", "new",
+          k.mountpoint.resolve("big1").toString())).contains("all reads matched");
+    }
+    int seed = 2;
+    for (boolean passthrough : new boolean[] {true, false}) {
+      try (Mounted s = strata(lower, passthrough ? "pt" : "cached",
+          Mounted.settings().withPassthrough(passthrough))) {
+        String held = passesThrough(s) ? "old" : "new";
+        for (String file : passthrough ? List.of("big1", "big2") : List.of("big3", "big4")) {
+          assertThat(Mounted.run(fsx.toString(), "-N", "20000", "-S", String.valueOf(seed++),
+              "-H", held, s.mountpoint.resolve(file).toString()))
+              .as(file + " passthrough " + passthrough).contains("all reads matched");
+        }
+      }
+    }
+    assertThat(sums(lower)).isEqualTo(before);
+  }
+}

@@ -1,0 +1,91 @@
+package io.strata.union.mount;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Real programs on a strata mount and on kernel overlayfs over the same layers: their output
+ * and the trees they leave must match.
+ */
+class RealProgramsTest {
+  @TempDir Path tmp;
+  Path source;
+
+  @BeforeEach
+  void setUp() throws Exception {
+    // A real tree that nobody here wrote: documentation shipped by Debian packages.
+    source = Files.createDirectories(tmp.resolve("src"));
+    Mounted.run("sh", "-c", "cp -a /usr/share/doc/. " + source + "/ 2>/dev/null || true");
+    Mounted.run("sh", "-c", "cp -a /usr/share/perl5 " + source + "/perl5 2>/dev/null || true");
+  }
+
+  /** Runs the same shell script on both mounts (as $M) and returns both outputs and trees. */
+  private void compare(String script) throws Exception {
+    Map<String, String> out = new LinkedHashMap<>();
+    Map<String, Map<String, String>> trees = new LinkedHashMap<>();
+    Path lower = tmp.resolve("lower");
+    Mounted.run("cp", "-a", source.toString(), lower.toString());
+    for (String side : List.of("kernel", "strata")) {
+      Path base = tmp.resolve(side);
+      Path mp = base.resolve("mnt");
+      try (Mounted m = side.equals("kernel")
+          ? Mounted.kernel(List.of(lower), base.resolve("upper"), base.resolve("work"), mp)
+          : Mounted.strata(List.of(lower), base.resolve("upper"), base.resolve("work"), mp)) {
+        out.put(side, Mounted.run("sh", "-ec", "M=" + mp + "; cd $M; " + script)
+            .replace(mp.toString(), "$M"));
+        trees.put(side, TreeSnapshot.of(mp));
+      }
+    }
+    assertThat(out.get("strata")).isEqualTo(out.get("kernel"));
+    assertThat(trees.get("strata")).isEqualTo(trees.get("kernel"));
+  }
+
+  @Test
+  void tarExtractOfALargeTree() throws Exception {
+    Path tar = tmp.resolve("t.tar");
+    Mounted.run("tar", "-C", source.toString(), "-cf", tar.toString(), ".");
+    compare("mkdir x; tar -C x -xf " + tar + "; tar -C x -cf - . | md5sum; find x | wc -l");
+  }
+
+  @Test
+  void cpArchiveCopiesUpAndDuplicates() throws Exception {
+    compare("cp -a perl5 perl5-copy; cp -a . ../dummy 2>/dev/null || true; "
+        + "find perl5-copy -type f | sort | xargs md5sum | md5sum; du -s --apparent-size perl5-copy");
+  }
+
+  @Test
+  void gitInitAddCommitStatus() throws Exception {
+    compare("export GIT_AUTHOR_DATE='2020-01-01T00:00:00Z' GIT_COMMITTER_DATE='2020-01-01T00:00:00Z'"
+        + " GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t"
+        + " HOME=/tmp; git init -q -b main .; git add -A; git commit -q -m one; "
+        + "echo change >> perl5/strict.pm 2>/dev/null || echo new > newfile; rm -rf perl5/Debian; "
+        + "git status --porcelain | sort; git rev-parse HEAD; git fsck >/dev/null 2>&1 && echo fsck-ok");
+  }
+
+  @Test
+  void sqliteWithFsync() throws Exception {
+    compare("sqlite3 db.sqlite 'PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+        + " CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT);' >/dev/null; "
+        + "for i in 1 2 3 4 5; do sqlite3 db.sqlite \"BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION"
+        + " ALL SELECT x+1 FROM c WHERE x<200) INSERT INTO t(b) SELECT 'row'||x FROM c; COMMIT;\";"
+        + " done; sqlite3 db.sqlite 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null; "
+        + "sqlite3 db.sqlite 'PRAGMA integrity_check; SELECT count(*), sum(length(b)) FROM t;'");
+  }
+
+  @Test
+  void findLsDu() throws Exception {
+    compare("rm -rf perl5/Debian; echo x > perl5/new; chmod 600 perl5/strict.pm 2>/dev/null || true; "
+        // "total" lines sum st_blocks, which differ by design: strata's metadata-only copy-up
+        // allocates no data blocks, and the kernel's copied-up directories carry bigger xattrs.
+        + "find . | sort | md5sum; ls -lRn --time-style=+ . | grep -v '^total ' | md5sum; "
+        + "du -s --apparent-size -b . ; find . -type f | wc -l");
+  }
+}

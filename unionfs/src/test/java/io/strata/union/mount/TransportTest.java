@@ -1,0 +1,157 @@
+package io.strata.union.mount;
+
+import io.strata.union.view.UnionView;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * What strata's own transport adds over jnr-fuse, against kernel overlayfs with the kernel's
+ * caches on: renameat2's flags, fstat of an unlinked open file, hard links seen through both
+ * names, mmap around a copy-up, SEEK_DATA/SEEK_HOLE, O_TMPFILE; and passthrough, shown by the
+ * daemon's request counts, with its fallbacks.
+ */
+class TransportTest {
+  @TempDir Path tmp;
+
+  private static void requireOwnTransport() {
+    assumeTrue(Mounted.settings().transport() == FuseMount.Transport.KERNEL,
+        "strata's own transport (root, /dev/fuse)");
+  }
+
+  private Path lower() throws Exception {
+    Path l = tmp.resolve("lower");
+    Mounted.run("sh", "-ec", "L=$1; mkdir -p $L/ldir; echo one > $L/lf1; echo two > $L/lf2;"
+        + " echo three > $L/lf3; echo x > $L/ldir/x; echo link > $L/lh1; ln $L/lh1 $L/lh2;"
+        + " head -c 4096 /dev/zero | tr '\\0' a > $L/mm; truncate -s 1M $L/sparse;"
+        + " printf data >> $L/sparse; truncate -s 3M $L/sparse", "sh", l.toString());
+    return l;
+  }
+
+  @Test
+  void theNewCasesMatchKernelOverlayfs() throws Exception {
+    requireOwnTransport();
+    Path script = tmp.resolve("cases.py");
+    try (InputStream in = TransportTest.class.getResourceAsStream("/transport-cases.py")) {
+      Files.write(script, in.readAllBytes());
+    }
+    Path lower = lower();
+    String kernel;
+    Map<String, String> kernelTree;
+    try (Mounted k = Mounted.kernel(List.of(lower), tmp.resolve("ku"), tmp.resolve("kw"),
+        tmp.resolve("km"))) {
+      kernel = Mounted.run("python3", script.toString(), k.mountpoint.toString());
+      kernelTree = TreeSnapshot.of(k.mountpoint);
+    }
+    try (Mounted s = Mounted.strata(List.of(lower), tmp.resolve("su"), tmp.resolve("sw"),
+        tmp.resolve("sm"))) {
+      String strata = Mounted.run("python3", script.toString(), s.mountpoint.toString());
+      assertThat(strata).isEqualTo(kernel);
+      assertThat(TreeSnapshot.of(s.mountpoint)).isEqualTo(kernelTree);
+    }
+    // what the script must have seen, so that a silently broken script cannot pass
+    assertThat(kernel).contains("('noreplace onto an existing name', 'EEXIST'")
+        .contains("('exchange two lower files', 'ok', 'three\\n', 'two\\n')")
+        .contains("('fstat of an unlinked open file', 0, 6, 'ENOENT')")
+        .contains("('nlink after link', 2, 2)")
+        .contains("('exchange a lower directory', 'ok', ['x'],")
+        .contains("('read through the other name', 'h appended', 10)")
+        .contains("('O_TMPFILE in a lower directory', 0, 9, '0o100640', ['x'])")
+        .contains("('O_TMPFILE given a name', 'ok', 1, 'anonymous', ['named-tmp', 'x'])");
+  }
+
+  private FuseMount mount(Path lower, FuseMount.Settings settings, List<String> log)
+      throws Exception {
+    Path upper = Files.createDirectories(tmp.resolve("upper"));
+    Path work = Files.createDirectories(tmp.resolve("work"));
+    Path mp = Files.createDirectories(tmp.resolve("mnt"));
+    UnionView view = UnionView.open(List.of(lower), upper, work, UnionView.Options.defaults());
+    return FuseMount.mount(view, mp, settings, log::add, Duration.ofSeconds(30));
+  }
+
+  private static long readAll(Path p) throws Exception {
+    long n = 0;
+    byte[] buf = new byte[1 << 16];
+    try (InputStream in = Files.newInputStream(p)) {
+      int r;
+      while ((r = in.read(buf)) > 0) {
+        n += r;
+      }
+    }
+    return n;
+  }
+
+  private Path bigLower() throws Exception {
+    Path l = Files.createDirectories(tmp.resolve("big-lower"));
+    Mounted.run("sh", "-c", "head -c 67108864 /dev/urandom > " + l.resolve("big"));
+    return l;
+  }
+
+  @Test
+  void passedThroughFilesAreReadAndWrittenWithoutARequest() throws Exception {
+    requireOwnTransport();
+    List<String> log = new CopyOnWriteArrayList<>();
+    try (FuseMount m = mount(bigLower(), Mounted.settings(), log)) {
+      assumeTrue(m.passthrough(), "this kernel offers FUSE passthrough");
+      String sum = Mounted.run("sha256sum", tmp.resolve("big-lower/big").toString()).split(" ")[0];
+      for (int i = 0; i < 3; i++) { // new opens each time: no page cache kept across them
+        assertThat(readAll(m.mountpoint().resolve("big"))).isEqualTo(64L << 20);
+      }
+      assertThat(Mounted.run("sha256sum", m.mountpoint().resolve("big").toString()))
+          .startsWith(sum);
+      Mounted.run("sh", "-c", "printf X | dd of=" + m.mountpoint().resolve("big")
+          + " bs=1 seek=5 conv=notrunc 2>/dev/null");
+      Map<String, Long> stats = m.stats();
+      assertThat(stats.getOrDefault("READ", 0L)).isZero();
+      assertThat(stats.getOrDefault("WRITE", 0L)).isZero();
+      assertThat(stats.get("opens passed through")).isGreaterThanOrEqualTo(5);
+      assertThat(Files.readAllBytes(tmp.resolve("upper/big"))[5]).isEqualTo((byte) 'X');
+    }
+  }
+
+  @Test
+  void withoutPassthroughStrataServesTheReads() throws Exception {
+    requireOwnTransport();
+    List<String> log = new CopyOnWriteArrayList<>();
+    try (FuseMount m = mount(bigLower(), Mounted.settings().withPassthrough(false), log)) {
+      assertThat(m.passthrough()).isFalse();
+      assertThat(readAll(m.mountpoint().resolve("big"))).isEqualTo(64L << 20);
+      assertThat(m.stats().get("READ")).isPositive();
+      assertThat(m.stats().get("opens passed through")).isZero();
+    }
+  }
+
+  /**
+   * The kernel refuses a backing file on a filesystem that itself stacks (here kernel
+   * overlayfs under the lower): such opens are served, the log says so once, data is right.
+   */
+  @Test
+  void aBackingFileTheKernelRefusesIsServedInstead() throws Exception {
+    requireOwnTransport();
+    Path real = bigLower();
+    Path empty = Files.createDirectories(tmp.resolve("empty")); // a read-only overlay needs two
+    try (Mounted ovl = Mounted.kernel(List.of(real, empty), null, null, tmp.resolve("ovl"))) {
+      List<String> log = new CopyOnWriteArrayList<>();
+      try (FuseMount m = mount(ovl.mountpoint, Mounted.settings(), log)) {
+        assumeTrue(m.passthrough(), "this kernel offers FUSE passthrough");
+        String sum = Mounted.run("sha256sum", real.resolve("big").toString()).split(" ")[0];
+        for (int i = 0; i < 2; i++) {
+          assertThat(Mounted.run("sha256sum", m.mountpoint().resolve("big").toString()))
+              .startsWith(sum);
+        }
+        assertThat(m.stats().get("READ")).isPositive();
+        assertThat(m.stats().get("opens served")).isGreaterThanOrEqualTo(2);
+        assertThat(log.stream().filter(l -> l.contains("passthrough refused"))).hasSize(1);
+      }
+    }
+  }
+}
