@@ -34,7 +34,8 @@ class ArchitectureTest {
   static final List<List<String>> LAYERS = List.of(
       List.of("io.strata.bench", "io.strata.bench.side"),
       List.of("io.strata.cli"),
-      List.of("io.strata.runtime", "io.strata.runtime.snapshots"),
+      List.of("io.strata.runtime.daemon"),
+      List.of("io.strata.runtime.container", "io.strata.runtime.snapshots"),
       List.of("io.strata.union.cli"),
       List.of("io.strata.union.mount"),
       List.of("io.strata.union.kernel", "io.strata.union.jnr"),

@@ -4,8 +4,8 @@ import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
 import io.strata.layers.LayerStore;
 import io.strata.layers.base.NotFoundException;
-import io.strata.runtime.ContainerState;
-import io.strata.runtime.Containers;
+import io.strata.runtime.container.ContainerState;
+import io.strata.runtime.container.Containers;
 import io.strata.union.view.UpperChanges;
 import io.strata.union.cli.MountRecords;
 import java.io.IOException;
@@ -68,12 +68,12 @@ record ChangedTree(String description, ImageRecord image, Path upper, boolean ru
    * Pauses a running container until the result is closed (nothing to do for a mount or a
    * stopped container): its processes cannot change the upper while it is read.
    */
-  io.strata.runtime.Cgroups.Paused pause() throws IOException {
+  io.strata.runtime.container.Cgroups.Paused pause() throws IOException {
     if (!running || cgroup == null) {
       return () -> { };
     }
     try {
-      return io.strata.runtime.Cgroups.pause(io.strata.runtime.Cgroups.detect(), cgroup,
+      return io.strata.runtime.container.Cgroups.pause(io.strata.runtime.container.Cgroups.detect(), cgroup,
           java.time.Duration.ofSeconds(10));
     } catch (IOException e) {
       throw new IOException("cannot pause " + description + ": " + e.getMessage()

@@ -60,7 +60,7 @@ public final class CommitCommand implements Callable<Integer> {
           + " may be partly seen");
     }
     LayerStore.CommitResult r;
-    try (io.strata.runtime.Cgroups.Paused paused = pause ? t.pause() : () -> { };
+    try (io.strata.runtime.container.Cgroups.Paused paused = pause ? t.pause() : () -> { };
         UpperChanges u = t.open(s)) {
       r = s.commit(t.image(), u::writeTar, name, message, author, config,
           quiet ? io.strata.layers.base.Progress.NONE

@@ -53,7 +53,7 @@ public final class Main implements Runnable {
   }
 
   public static void main(String[] args) {
-    System.setProperty(io.strata.union.mount.Daemon.MAIN_PROPERTY, Main.class.getName());
+    System.setProperty(io.strata.union.mount.Background.MAIN_PROPERTY, Main.class.getName());
     System.exit(run(args));
   }
 

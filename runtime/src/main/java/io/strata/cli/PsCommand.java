@@ -2,8 +2,8 @@ package io.strata.cli;
 
 import io.strata.layers.cli.Output;
 import io.strata.layers.cli.StoreOptions;
-import io.strata.runtime.ContainerState;
-import io.strata.runtime.Containers;
+import io.strata.runtime.container.ContainerState;
+import io.strata.runtime.container.Containers;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;

@@ -2,7 +2,7 @@ package io.strata.cli;
 
 import io.strata.layers.cli.Output;
 import io.strata.layers.cli.StoreOptions;
-import io.strata.runtime.Containers;
+import io.strata.runtime.container.Containers;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;

@@ -1,8 +1,8 @@
 package io.strata.cli;
 
 import io.strata.layers.cli.StoreOptions;
-import io.strata.runtime.ContainerRunner;
-import io.strata.runtime.Limits;
+import io.strata.runtime.container.ContainerRunner;
+import io.strata.runtime.container.Limits;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;

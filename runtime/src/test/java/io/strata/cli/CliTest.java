@@ -169,10 +169,10 @@ class CliTest {
   /** Issue 16, item 11: Ctrl-C during a pull left 41 MB of staging, silently. */
   @Test
   void anInterruptedPullRemovesItsStagingAndSaysSo() throws Exception {
-    System.setProperty(io.strata.union.mount.Daemon.MAIN_PROPERTY, Main.class.getName());
+    System.setProperty(io.strata.union.mount.Background.MAIN_PROPERTY, Main.class.getName());
     try (SlowRegistry reg = new SlowRegistry(32 << 20)) {
       Path store = tmp.resolve("interrupted");
-      java.util.List<String> cmd = new java.util.ArrayList<>(io.strata.union.mount.Daemon.command(
+      java.util.List<String> cmd = new java.util.ArrayList<>(io.strata.union.mount.Background.command(
           java.util.List.of("--root", store.toString(), "pull", reg.ref())));
       cmd.remove("setsid");
       Path err = tmp.resolve("pull.err");

@@ -5,7 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
 import io.strata.layers.LayerStore;
-import io.strata.union.mount.Daemon;
+import io.strata.union.mount.Background;
 import io.strata.layers.fs.Mounts;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -34,7 +34,7 @@ class CommitTest {
 
   @BeforeEach
   void setUp() throws Exception {
-    System.setProperty(Daemon.MAIN_PROPERTY, Main.class.getName());
+    System.setProperty(Background.MAIN_PROPERTY, Main.class.getName());
     root = tmp.resolve("store");
     mp = Files.createDirectories(tmp.resolve("mnt"));
     mp2 = Files.createDirectories(tmp.resolve("mnt2"));

@@ -4,7 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.strata.layers.base.Json;
-import io.strata.union.mount.Daemon;
+import io.strata.union.mount.Background;
 import io.strata.layers.fs.Mounts;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -34,14 +34,14 @@ class ContainerdTest {
 
   @BeforeEach
   void setUp() throws Exception {
-    System.setProperty(Daemon.MAIN_PROPERTY, Main.class.getName());
+    System.setProperty(Background.MAIN_PROPERTY, Main.class.getName());
     io.strata.layers.fs.Posix.chmod(tmp, 0755);
     socket = tmp.resolve("containerd.sock");
     snapSocket = tmp.resolve("snap.sock");
     snapRoot = tmp.resolve("snapshots");
     Path bin = Files.createDirectories(tmp.resolve("bin"));
     Path overlay = bin.resolve("strata-overlay");
-    Files.writeString(overlay, "#!/bin/sh\nexec " + String.join(" ", Daemon.command(List.of()))
+    Files.writeString(overlay, "#!/bin/sh\nexec " + String.join(" ", Background.command(List.of()))
         .replace("setsid ", "") + " overlay \"$@\"\n");
     overlay.toFile().setExecutable(true);
     Path config = Files.writeString(tmp.resolve("config.toml"), "version = 2\nroot = \""
@@ -89,7 +89,7 @@ class ContainerdTest {
     if (mountHelper) {
       args.add("--mount-helper");
     }
-    List<String> cmd = new ArrayList<>(Daemon.command(args));
+    List<String> cmd = new ArrayList<>(Background.command(args));
     cmd.remove("setsid");
     snapshotter = new ProcessBuilder(cmd).redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(tmp.resolve("snapshotter.log").toFile()))

@@ -2,7 +2,7 @@ package io.strata.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.strata.union.mount.Daemon;
+import io.strata.union.mount.Background;
 import io.strata.layers.fs.Mounts;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintWriter;
@@ -28,7 +28,7 @@ class MountCliTest {
 
   @BeforeEach
   void setUp() throws Exception {
-    System.setProperty(Daemon.MAIN_PROPERTY, Main.class.getName());
+    System.setProperty(Background.MAIN_PROPERTY, Main.class.getName());
     root = tmp.resolve("store");
     mp = Files.createDirectories(tmp.resolve("mnt"));
     Path layer = tmp.resolve("layer.tar");

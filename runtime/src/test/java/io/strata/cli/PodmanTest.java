@@ -3,7 +3,7 @@ package io.strata.cli;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.strata.layers.fs.RawFs;
-import io.strata.union.mount.Daemon;
+import io.strata.union.mount.Background;
 import io.strata.layers.fs.Mounts;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -32,7 +32,7 @@ class PodmanTest {
 
   @BeforeEach
   void setUp() throws Exception {
-    System.setProperty(Daemon.MAIN_PROPERTY, Main.class.getName());
+    System.setProperty(Background.MAIN_PROPERTY, Main.class.getName());
     io.strata.layers.fs.Posix.chmod(tmp, 0755);
     // a busybox image, imported by strata and saved as a docker-archive for podman load
     Path root = Files.createDirectories(tmp.resolve("bb/bin"));
@@ -71,7 +71,7 @@ class PodmanTest {
   /** strata-overlay as this test's JVM would run it (the jar is not built before the tests). */
   Path strataOverlay() throws Exception {
     Path script = tmp.resolve("strata-overlay");
-    Files.writeString(script, "#!/bin/sh\nexec " + String.join(" ", Daemon.command(List.of()))
+    Files.writeString(script, "#!/bin/sh\nexec " + String.join(" ", Background.command(List.of()))
         .replace("setsid ", "") + " overlay \"$@\"\n");
     script.toFile().setExecutable(true);
     return script;

@@ -1,7 +1,7 @@
 package io.strata.bench.side;
 
 import io.strata.layers.fs.Posix;
-import io.strata.union.mount.Daemon;
+import io.strata.union.mount.Background;
 import io.strata.layers.fs.Mounts;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -69,7 +69,7 @@ public final class SideBySide implements Callable<Integer> {
   private final List<Path> mounted = new ArrayList<>();
 
   public static void main(String[] args) {
-    System.setProperty(Daemon.MAIN_PROPERTY, "io.strata.cli.Main");
+    System.setProperty(Background.MAIN_PROPERTY, "io.strata.cli.Main");
     System.exit(new CommandLine(new SideBySide()).execute(args));
   }
 
@@ -199,10 +199,10 @@ public final class SideBySide implements Callable<Integer> {
       case "kernel" -> Sh.run(List.of("mount", "-t", "overlay", "overlay", "-o", opts,
           mp.toString()));
       case "fuse-overlayfs" -> Sh.run(List.of("fuse-overlayfs", "-o", opts, mp.toString()));
-      case "strata" -> Daemon.startAndWait(List.of("overlay", "-f", "-o",
+      case "strata" -> Background.startAndWait(List.of("overlay", "-f", "-o",
           opts + ",transport=kernel", mp.toString()), mp, dir.resolve("strata.log"),
           Duration.ofSeconds(60));
-      case "strata-jnr" -> Daemon.startAndWait(List.of("overlay", "-f", "-o",
+      case "strata-jnr" -> Background.startAndWait(List.of("overlay", "-f", "-o",
           opts + ",transport=jnr", mp.toString()), mp, dir.resolve("strata.log"),
           Duration.ofSeconds(60));
       default -> throw new IllegalArgumentException("unknown backend " + backend

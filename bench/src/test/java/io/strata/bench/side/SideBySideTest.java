@@ -2,7 +2,7 @@ package io.strata.bench.side;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.strata.union.mount.Daemon;
+import io.strata.union.mount.Background;
 import io.strata.layers.fs.Mounts;
 import java.awt.image.BufferedImage;
 import java.nio.file.Files;
@@ -22,7 +22,7 @@ class SideBySideTest {
 
   @Test
   void quickRunProducesTheReportAndLeavesNoMount() throws Exception {
-    System.setProperty(Daemon.MAIN_PROPERTY, "io.strata.cli.Main");
+    System.setProperty(Background.MAIN_PROPERTY, "io.strata.cli.Main");
     Path out = tmp.resolve("out");
     int code = new CommandLine(new SideBySide()).execute("--quick", "--runs", "1",
         "--scaling", "1,2", "--work", tmp.resolve("work").toString(), "--out", out.toString());

@@ -33,8 +33,8 @@ final class Foreground {
     Runtime.getRuntime().addShutdownHook(hook);
     log("mounted " + mountpoint + " (lowers " + view.lowers().size() + ", upper "
         + (view.upper() == null ? "none: read-only" : view.upper()) + ")");
-    System.err.println(Instant.now() + " " + io.strata.union.mount.Daemon.readyLine(mountpoint,
-        io.strata.union.mount.Daemon.readyToken()));
+    System.err.println(Instant.now() + " " + io.strata.union.mount.Background.readyLine(mountpoint,
+        io.strata.union.mount.Background.readyToken()));
     m.awaitUnmount();
     log("unmounted " + mountpoint + "; " + view.cacheReport()
         + (m.stats().isEmpty() ? "" : "; requests " + m.stats()));

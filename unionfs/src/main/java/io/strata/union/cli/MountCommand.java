@@ -4,7 +4,7 @@ import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
 import io.strata.layers.LayerStore;
 import io.strata.layers.cli.StoreOptions;
-import io.strata.union.mount.Daemon;
+import io.strata.union.mount.Background;
 import io.strata.union.mount.FuseMount;
 import io.strata.union.view.UnionView;
 import io.strata.union.view.WhiteoutForm;
@@ -153,7 +153,7 @@ public final class MountCommand implements Callable<Integer> {
       if (whiteout != null) {
         args.addAll(List.of("--whiteout", whiteout.name()));
       }
-      Daemon.startAndWait(args, mp, Daemon.logDir().resolve(pin + ".log"), Duration.ofSeconds(60));
+      Background.startAndWait(args, mp, Background.logDir().resolve(pin + ".log"), Duration.ofSeconds(60));
       System.out.println("mounted " + r.names().stream().findFirst().orElse(r.id().toString())
           + " on " + mp + (readOnly ? " (read-only)" : " (upper " + upper + ")"));
       return 0;

@@ -1,6 +1,6 @@
 package io.strata.union.cli;
 
-import io.strata.union.mount.Daemon;
+import io.strata.union.mount.Background;
 import io.strata.union.mount.FuseMount;
 import io.strata.union.mount.OverlayOptions;
 import io.strata.union.view.UnionView;
@@ -59,9 +59,9 @@ public final class OverlayCommand implements Callable<Integer> {
         args.add(opt);
       }
       args.add(mp.toString());
-      Path log = Daemon.logDir().resolve("overlay-"
+      Path log = Background.logDir().resolve("overlay-"
           + Integer.toHexString(mp.toAbsolutePath().normalize().hashCode()) + ".log");
-      Daemon.startAndWait(args, mp, log, Duration.ofSeconds(60));
+      Background.startAndWait(args, mp, log, Duration.ofSeconds(60));
       return 0;
     }
     UnionView view = UnionView.open(o.lowers(), o.upper(), o.work(), o.view());

@@ -27,7 +27,7 @@ public final class MountLock implements AutoCloseable {
 
   /** Takes the lock of {@code mountpoint} (a real path), or fails at once if another holds it. */
   public static MountLock acquire(Path mountpoint) throws IOException {
-    Path dir = Files.createDirectories(Daemon.runDir().resolve("locks"));
+    Path dir = Files.createDirectories(Background.runDir().resolve("locks"));
     String key = Digest.of(mountpoint.toString().getBytes(StandardCharsets.UTF_8)).shortHex();
     FileChannel ch = FileChannel.open(dir.resolve("mount-" + key + ".lock"),
         StandardOpenOption.CREATE, StandardOpenOption.WRITE);

@@ -1,4 +1,4 @@
-package io.strata.runtime;
+package io.strata.runtime.container;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.strata.layers.base.Json;

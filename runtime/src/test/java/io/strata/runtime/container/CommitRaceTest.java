@@ -1,4 +1,4 @@
-package io.strata.runtime;
+package io.strata.runtime.container;
 
 import static org.assertj.core.api.Assertions.assertThat;
 

@@ -1,4 +1,4 @@
-package io.strata.runtime;
+package io.strata.runtime.container;
 
 import java.util.List;
 

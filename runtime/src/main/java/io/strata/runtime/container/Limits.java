@@ -1,4 +1,4 @@
-package io.strata.runtime;
+package io.strata.runtime.container;
 
 /**
  * Resource limits of a container; -1 means no limit. {@code memorySwap} is memory plus swap,

@@ -1,4 +1,4 @@
-package io.strata.runtime;
+package io.strata.runtime.container;
 
 import io.strata.layers.base.Text;
 import java.nio.charset.StandardCharsets;

@@ -14,11 +14,11 @@ import java.util.List;
  * the foreground as a new session (setsid), with its output in a log file, and returns once the
  * mount answers, or fails with the end of that log.
  */
-public final class Daemon {
+public final class Background {
   /** System property naming the class whose main() runs the command line. */
   public static final String MAIN_PROPERTY = "strata.main";
 
-  private Daemon() {}
+  private Background() {}
 
   /** The command that runs the strata command line with {@code args} in a new JVM. */
   public static List<String> command(List<String> args) {
