@@ -11,7 +11,7 @@
  * Usage: strata-init --rootfs DIR --sync FIFO [--hostname H] [--net none|host] [--cwd DIR]
  *                    [--user UID:GID] [--init] [--read-only] [--volume SRC:DST[:ro]]...
  *                    [--userns HOSTUID:COUNT] [--no-seccomp] [--no-mknod]
- *                    [--cgroup CGROUP.PROCS]... -- CMD [ARG...]
+ *                    [--cgroup CGROUP.PROCS]... [--stdio-of PID] -- CMD [ARG...]
  *
  * Every path it creates or mounts on inside the root (volume targets, the working directory,
  * /proc, /dev, /sys) is resolved inside the root and never through a symlink out of it
@@ -69,6 +69,7 @@ static const char *cgroup_procs[MAX_CGROUPS];
 static int ncgroups;
 static int nvolumes, use_init, read_only, seccomp_on = 1, keep_mknod = 1, init_fd = -1;
 static long userns_host = -1, userns_count;
+static long stdio_of = -1;
 static uid_t uid;
 static gid_t gid;
 #define MAX_GROUPS 64
@@ -235,6 +236,30 @@ static void join_cgroups(void) {
     if (fd < 0 || write(fd, "0", 1) != 1) die("join the cgroup %s", cgroup_procs[i]);
     close(fd);
   }
+}
+
+/*
+ * --stdio-of PID: the container's standard streams become PID's own (the strata client that
+ * ran the command through the daemon): the very open files, duplicated with pidfd_getfd(2), so
+ * a terminal stays the controlling one and a file keeps its one offset. Where the kernel or
+ * the ptrace policy refuses, the streams the daemon opened through /proc stay.
+ */
+static void take_stdio(long pid) {
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
+  int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  if (pidfd < 0) return;
+  for (int n = 0; n < 3; n++) {
+    int fd = (int)syscall(SYS_pidfd_getfd, pidfd, n, 0);
+    if (fd < 0) continue;
+    if (fd != n) {
+      dup2(fd, n);
+      close(fd);
+    }
+  }
+  close(pidfd);
+#else
+  (void)pid;
+#endif
 }
 
 /* Hides what a container should not read, as runc does by default. */
@@ -501,6 +526,7 @@ int main(int argc, char **argv) {
       gid = (gid_t)g;
     } else if (strcmp(a, "--volume") == 0 && nvolumes < MAX_VOLUMES) volumes[nvolumes++] = v;
     else if (strcmp(a, "--cgroup") == 0 && ncgroups < MAX_CGROUPS) cgroup_procs[ncgroups++] = v;
+    else if (strcmp(a, "--stdio-of") == 0) stdio_of = strtol(v, NULL, 10);
     else { fprintf(stderr, "strata-init: unknown option %s\n", a); return SETUP_FAILED; }
   }
   if (!rootfs || i >= argc) {
@@ -511,6 +537,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "strata-init: --net must be none or host\n");
     return SETUP_FAILED;
   }
+  if (stdio_of > 0) take_stdio(stdio_of);
   if (use_init) init_fd = sealed_copy_of_self();
   if (sync_fifo) { /* wait until the JVM has put this process in its cgroup */
     int fd = open(sync_fifo, O_RDONLY | O_CLOEXEC);

@@ -2,7 +2,6 @@ package io.strata.layers;
 
 import io.strata.layers.base.StoreException;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.file.Path;
@@ -115,7 +114,7 @@ final class FileMutex {
       } catch (IOException e) {
         closeChannel();
         threads.writeLock().unlock();
-        throw new UncheckedIOException("cannot lock " + file, e);
+        throw cannotLock(e);
       }
       if (fileLock == null) {
         closeChannel();
@@ -137,7 +136,7 @@ final class FileMutex {
       fileLock = channel.lock(0, Long.MAX_VALUE, shared);
     } catch (IOException e) {
       closeChannel();
-      throw new UncheckedIOException("cannot lock " + file, e);
+      throw cannotLock(e);
     }
   }
 
@@ -156,8 +155,17 @@ final class FileMutex {
       fileLock = got;
     } catch (IOException e) {
       closeChannel();
-      throw new UncheckedIOException("cannot lock " + file, e);
+      throw cannotLock(e);
     }
+  }
+
+  /** Why the lock cannot be had, in words a person can act on. */
+  private StoreException cannotLock(IOException e) {
+    if (e instanceof java.nio.file.AccessDeniedException) {
+      return new StoreException("cannot lock " + file + ": permission denied (the store is"
+          + " another user's; use one of your own with --root or STRATA_ROOT)", e);
+    }
+    return new StoreException("cannot lock " + file + ": " + e.getMessage(), e);
   }
 
   private void open() throws IOException {

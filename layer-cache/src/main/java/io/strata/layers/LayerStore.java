@@ -109,7 +109,7 @@ public final class LayerStore {
     if (option != null) {
       return option;
     }
-    String env = System.getenv("STRATA_ROOT");
+    String env = io.strata.layers.base.Invocation.current().getenv("STRATA_ROOT");
     return env != null && !env.isBlank() ? Path.of(env) : DEFAULT_ROOT;
   }
 

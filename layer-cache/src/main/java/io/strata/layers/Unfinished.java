@@ -11,7 +11,10 @@ import java.util.function.Consumer;
 /**
  * The staging areas of store work under way in this process. When the process is asked to end
  * before the work does (Ctrl-C: SIGINT, SIGTERM), a shutdown hook removes each and says what
- * it held, instead of leaving it for the next command to find: nothing half-made stays.
+ * it held, instead of leaving it for the next command to find: nothing half-made stays. In the
+ * daemon the process does not end: a command its client cancelled (Ctrl-C there) stops at its
+ * next {@link io.strata.layers.base.Invocation#checkCancelled} and its staging area is removed
+ * and reported the same way when the work closes.
  */
 final class Unfinished implements AutoCloseable {
   private record Work(String what, Consumer<String> log) {}
@@ -36,35 +39,41 @@ final class Unfinished implements AutoCloseable {
 
   @Override
   public void close() {
-    ACTIVE.remove(dir);
+    Work w = ACTIVE.remove(dir);
+    if (w != null && io.strata.layers.base.Invocation.isForClient()
+        && io.strata.layers.base.Invocation.current().cancelled()) {
+      remove(dir, w);
+    }
   }
 
   private static void cleanUp() {
     for (Map.Entry<Path, Work> e : ACTIVE.entrySet()) {
-      Path dir = e.getKey();
-      Work w = e.getValue();
-      long bytes = 0;
-      try {
-        bytes = Trees.size(dir);
-      } catch (IOException ignored) {
-        // the size is only for the message
-      }
-      // other threads may still write into it while the process ends: try a few times
-      IOException last = null;
-      for (int attempt = 0; attempt < 5; attempt++) {
-        try {
-          Trees.deleteRecursively(dir);
-          last = null;
-          break;
-        } catch (IOException ex) {
-          last = ex;
-        }
-      }
-      w.log().accept("interrupted: the " + Text.clip(w.what()) + " did not finish; "
-          + (last == null ? "removed its staging area (" + Text.size(bytes)
-              + "), nothing was stored"
-              : "could not remove " + dir + " (" + last.getMessage()
-                  + "); the next strata command will"));
+      remove(e.getKey(), e.getValue());
     }
+  }
+
+  private static void remove(Path dir, Work w) {
+    long bytes = 0;
+    try {
+      bytes = Trees.size(dir);
+    } catch (IOException ignored) {
+      // the size is only for the message
+    }
+    // other threads may still write into it while the process ends: try a few times
+    IOException last = null;
+    for (int attempt = 0; attempt < 5; attempt++) {
+      try {
+        Trees.deleteRecursively(dir);
+        last = null;
+        break;
+      } catch (IOException ex) {
+        last = ex;
+      }
+    }
+    w.log().accept("interrupted: the " + Text.clip(w.what()) + " did not finish; "
+        + (last == null ? "removed its staging area (" + Text.size(bytes)
+            + "), nothing was stored"
+            : "could not remove " + dir + " (" + last.getMessage()
+                + "); the next strata command will"));
   }
 }

@@ -4,6 +4,8 @@ import io.strata.layers.base.BadInputException;
 import io.strata.layers.base.NotFoundException;
 import io.strata.layers.base.StoreException;
 import io.strata.layers.cli.StoreCommands;
+import io.strata.runtime.daemon.DaemonClient;
+import io.strata.runtime.daemon.Sockets;
 import java.io.PrintWriter;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -57,10 +59,46 @@ public final class Main implements Runnable {
     System.exit(run(args));
   }
 
-  /** Runs the command line and returns its exit code (the tests call this). */
+  /**
+   * Runs the command line and returns its exit code (the tests call this): in the daemon when
+   * one answers on this user's socket (see {@link Sockets}), else in this process.
+   */
   public static int run(String... args) {
+    if (!startsADaemon(args)) {
+      java.nio.channels.SocketChannel ch = DaemonClient.connect(Sockets.forClient());
+      if (ch != null) {
+        try {
+          return DaemonClient.run(ch, java.util.List.of(args));
+        } catch (java.io.IOException e) {
+          System.err.println("strata: the daemon failed: " + e.getMessage());
+          return FAILED;
+        }
+      }
+    }
+    return execute(args);
+  }
+
+  /** Runs the command line in this process (what the daemon does for its clients). */
+  public static int execute(String... args) {
     CommandLine cl = commandLine();
+    cl.setOut(new PrintWriter(System.out, true));
+    cl.setErr(new PrintWriter(System.err, true));
     return cl.execute(args);
+  }
+
+  /** Whether {@code args} start a daemon (which must not hand itself to another). */
+  static boolean startsADaemon(String... args) {
+    for (int i = 0; i < args.length; i++) {
+      if (args[i].equals("daemon")) {
+        for (int j = i + 1; j < args.length; j++) {
+          if (!args[j].startsWith("-")) {
+            return false; // a subcommand of daemon: status
+          }
+        }
+        return true;
+      }
+    }
+    return false;
   }
 
   public static CommandLine commandLine() {
@@ -78,6 +116,7 @@ public final class Main implements Runnable {
     cl.addSubcommand(new DiffCommand());
     cl.addSubcommand(new CommitCommand());
     cl.addSubcommand(new SnapshotterCommand());
+    cl.addSubcommand(new DaemonCommand());
     cl.addSubcommand(new Version.Command());
     // Everything after the image name belongs to the container's command.
     cl.getSubcommands().get("run").setStopAtPositional(true);
@@ -92,12 +131,16 @@ public final class Main implements Runnable {
     };
     cl.registerConverter(Double.class, decimal);
     cl.registerConverter(Double.TYPE, decimal);
+    // Paths as the person typed them: relative ones from their working directory (the
+    // daemon's is not theirs).
+    cl.registerConverter(java.nio.file.Path.class,
+        s -> io.strata.layers.base.Invocation.current().resolve(s));
     Version.apply(cl);
     cl.setExitCodeExceptionMapper(Main::exitCode);
     cl.setExecutionExceptionHandler((ex, line, parsed) -> {
       PrintWriter err = line.getErr();
       err.println("strata " + line.getCommandName() + ": " + message(ex));
-      if (exitCode(ex) == FAILED && (System.getenv("STRATA_DEBUG") != null
+      if (exitCode(ex) == FAILED && (io.strata.layers.base.Invocation.current().getenv("STRATA_DEBUG") != null
           || io.strata.layers.base.Log.enabled(io.strata.layers.base.Log.Level.DEBUG))) {
         ex.printStackTrace(err);
       }
@@ -107,7 +150,20 @@ public final class Main implements Runnable {
     return cl;
   }
 
+  /** Whether {@code t} or one of its causes is a command's cancellation. */
+  static boolean cancelled(Throwable t) {
+    for (Throwable c = t; c != null; c = c.getCause()) {
+      if (c instanceof io.strata.layers.base.Invocation.Cancelled) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   static int exitCode(Throwable t) {
+    if (cancelled(t)) {
+      return 130; // as after Ctrl-C
+    }
     if (t instanceof BadInputException) {
       return BAD_INPUT;
     }
@@ -122,6 +178,9 @@ public final class Main implements Runnable {
   }
 
   private static String message(Throwable t) {
+    if (cancelled(t)) {
+      return "interrupted";
+    }
     if (t instanceof StoreException || t instanceof IllegalArgumentException
         || t instanceof IllegalStateException || t instanceof java.io.IOException) {
       return t.getMessage();

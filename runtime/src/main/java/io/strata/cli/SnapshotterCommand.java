@@ -84,12 +84,22 @@ public final class SnapshotterCommand implements Callable<Integer> {
         .build().start();
     Files.setPosixFilePermissions(address,
         java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
-    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+    Object ours = Files.readAttributes(address,
+        java.nio.file.attribute.BasicFileAttributes.class).fileKey();
+    Thread stop = new Thread(() -> {
       log("stopping");
       server.shutdown();
       try {
         server.awaitTermination(5, TimeUnit.SECONDS);
-        Files.deleteIfExists(address);
+        // a snapshotter started since (this one's client was killed) has its own socket there
+        try {
+          if (ours.equals(Files.readAttributes(address,
+              java.nio.file.attribute.BasicFileAttributes.class).fileKey())) {
+            Files.deleteIfExists(address);
+          }
+        } catch (java.nio.file.NoSuchFileException gone) {
+          // removed already
+        }
       } catch (Exception e) {
         log("stop: " + e);
       }
@@ -98,10 +108,27 @@ public final class SnapshotterCommand implements Callable<Integer> {
       if (served != null) {
         served.close();
       }
-    }, "snapshotter-stop"));
+    }, "snapshotter-stop");
+    Runtime.getRuntime().addShutdownHook(stop);
+    // In the daemon the client's SIGTERM/SIGINT (or its going away) stops this snapshotter.
+    AutoCloseable signals = io.strata.layers.base.Invocation.current().onSignal(n -> {
+      if (n == 1 || n == 2 || n == 15) {
+        server.shutdown();
+      }
+    });
     log("serving " + dir + " on " + address + (mountHelper ? " (unions mounted by containerd"
         + " through mount.fuse3)" : " (unions served in this process)"));
-    server.awaitTermination();
+    try {
+      server.awaitTermination();
+    } finally {
+      signals.close();
+    }
+    try {
+      Runtime.getRuntime().removeShutdownHook(stop);
+    } catch (IllegalStateException shuttingDown) {
+      return 0; // the hook is running and does the rest
+    }
+    stop.run();
     return 0;
   }
 

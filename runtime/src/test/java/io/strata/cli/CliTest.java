@@ -21,26 +21,12 @@ class CliTest {
   record Result(int code, String out, String err) {}
 
   Result strata(String... args) {
-    PrintStream oldOut = System.out;
-    PrintStream oldErr = System.err;
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    ByteArrayOutputStream err = new ByteArrayOutputStream();
-    try {
-      System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-      System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-      var cl = Main.commandLine();
-      cl.setOut(new java.io.PrintWriter(System.out, true));
-      cl.setErr(new java.io.PrintWriter(System.err, true));
-      String[] withRoot = new String[args.length + 1];
-      withRoot[0] = args[0];
-      withRoot[1] = "--root=" + tmp.resolve("store");
-      System.arraycopy(args, 1, withRoot, 2, args.length - 1);
-      int code = cl.execute(args[0].startsWith("-") ? args : withRoot);
-      return new Result(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-    } finally {
-      System.setOut(oldOut);
-      System.setErr(oldErr);
-    }
+    String[] withRoot = new String[args.length + 1];
+    withRoot[0] = args[0];
+    withRoot[1] = "--root=" + tmp.resolve("store");
+    System.arraycopy(args, 1, withRoot, 2, args.length - 1);
+    TestDaemon.Output o = TestDaemon.run(args[0].startsWith("-") ? args : withRoot);
+    return new Result(o.code(), o.out(), o.err());
   }
 
   Path layer(String name, String content) throws Exception {
@@ -172,12 +158,13 @@ class CliTest {
     System.setProperty(io.strata.union.mount.Background.MAIN_PROPERTY, Main.class.getName());
     try (SlowRegistry reg = new SlowRegistry(32 << 20)) {
       Path store = tmp.resolve("interrupted");
-      java.util.List<String> cmd = new java.util.ArrayList<>(io.strata.union.mount.Background.command(
-          java.util.List.of("--root", store.toString(), "pull", reg.ref())));
-      cmd.remove("setsid");
+      java.util.List<String> cmd = TestDaemon.command(
+          java.util.List.of("--root", store.toString(), "pull", reg.ref()));
       Path err = tmp.resolve("pull.err");
-      Process p = new ProcessBuilder(cmd).redirectError(err.toFile())
-          .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+      ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(err.toFile())
+          .redirectOutput(ProcessBuilder.Redirect.DISCARD);
+      TestDaemon.environment(pb.environment());
+      Process p = pb.start();
       try {
         Path staging = store.resolve("tmp");
         long deadline = System.nanoTime() + 60_000_000_000L;

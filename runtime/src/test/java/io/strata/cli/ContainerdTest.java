@@ -40,10 +40,7 @@ class ContainerdTest {
     snapSocket = tmp.resolve("snap.sock");
     snapRoot = tmp.resolve("snapshots");
     Path bin = Files.createDirectories(tmp.resolve("bin"));
-    Path overlay = bin.resolve("strata-overlay");
-    Files.writeString(overlay, "#!/bin/sh\nexec " + String.join(" ", Background.command(List.of()))
-        .replace("setsid ", "") + " overlay \"$@\"\n");
-    overlay.toFile().setExecutable(true);
+    TestDaemon.overlayProgram(bin);
     Path config = Files.writeString(tmp.resolve("config.toml"), "version = 2\nroot = \""
         + tmp.resolve("root") + "\"\nstate = \"" + tmp.resolve("state") + "\"\n"
         + "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"" + socket
@@ -89,11 +86,12 @@ class ContainerdTest {
     if (mountHelper) {
       args.add("--mount-helper");
     }
-    List<String> cmd = new ArrayList<>(Background.command(args));
-    cmd.remove("setsid");
-    snapshotter = new ProcessBuilder(cmd).redirectErrorStream(true)
-        .redirectOutput(ProcessBuilder.Redirect.appendTo(tmp.resolve("snapshotter.log").toFile()))
-        .start();
+    // in the daemon run: the client, the snapshotter served by the daemon for as long as the
+    // client runs (SIGTERM or SIGKILL of the client stops it there)
+    ProcessBuilder pb = new ProcessBuilder(TestDaemon.command(args)).redirectErrorStream(true)
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(tmp.resolve("snapshotter.log").toFile()));
+    TestDaemon.environment(pb.environment());
+    snapshotter = pb.start();
     waitFor(snapSocket);
   }
 

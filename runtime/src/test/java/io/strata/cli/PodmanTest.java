@@ -68,13 +68,9 @@ class PodmanTest {
         + "\"\n[storage.options.overlay]\nmount_program = \"" + mountProgram + "\"\n");
   }
 
-  /** strata-overlay as this test's JVM would run it (the jar is not built before the tests). */
+  /** strata-overlay: the C client and the test daemon, or a JVM of its own (TestDaemon). */
   Path strataOverlay() throws Exception {
-    Path script = tmp.resolve("strata-overlay");
-    Files.writeString(script, "#!/bin/sh\nexec " + String.join(" ", Background.command(List.of()))
-        .replace("setsid ", "") + " overlay \"$@\"\n");
-    script.toFile().setExecutable(true);
-    return script;
+    return TestDaemon.overlayProgram(tmp);
   }
 
   String tool(Path conf, String... args) throws Exception {

@@ -104,6 +104,7 @@ public final class LayerExtractor {
       TarReader in = new TarReader(recorder != null ? recorder : hashed);
       TarReader.Entry entry;
       while ((entry = in.next()) != null) {
+        io.strata.layers.base.Invocation.checkCancelled();
         current = entry.name;
         entries++;
         extractEntry(in, entry);

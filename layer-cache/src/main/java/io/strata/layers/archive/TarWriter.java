@@ -38,6 +38,7 @@ public final class TarWriter {
 
   /** Writes a header and then {@code size} bytes of content from {@code content} (null when 0). */
   public void entry(Header h, InputStream content) throws IOException {
+    io.strata.layers.base.Invocation.checkCancelled();
     ByteArrayOutputStream pax = new ByteArrayOutputStream();
     byte[] name = RawFs.bytes(h.name());
     byte[] link = h.link() == null ? new byte[0] : RawFs.bytes(h.link());

@@ -15,7 +15,7 @@ public final class Log {
   private Log() {}
 
   private static Level fromEnv() {
-    String v = System.getenv("STRATA_LOG_LEVEL");
+    String v = Invocation.current().getenv("STRATA_LOG_LEVEL");
     try {
       return v == null || v.isBlank() ? Level.WARN : parse(v);
     } catch (IllegalArgumentException e) {
@@ -33,17 +33,23 @@ public final class Log {
     }
   }
 
+  /** Sets the level of the current command (a daemon's client's), or of this process. */
   public static void setLevel(Level l) {
-    level = l;
+    if (Invocation.isForClient()) {
+      Invocation.current().level(l);
+    } else {
+      level = l;
+    }
   }
 
   public static Level level() {
-    return level;
+    Level own = Invocation.current().level();
+    return own != null ? own : level;
   }
 
   /** Whether lines of {@code l} are shown. */
   public static boolean enabled(Level l) {
-    return l.compareTo(level) <= 0;
+    return l.compareTo(level()) <= 0;
   }
 
   public static void warn(String line) {

@@ -14,7 +14,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * nothing, so scripts and logs stay quiet.
  */
 public final class TerminalProgress implements Progress {
-  private final PrintStream out = System.err;
+  private final PrintStream out = io.strata.layers.base.Invocation.current().err();
   private long lastDraw;
   private boolean drawn;
   /** Blobs under way from or to a registry, by label: bytes so far and total (any thread). */
@@ -33,7 +33,8 @@ public final class TerminalProgress implements Progress {
 
   /** Progress for this process: drawn on a terminal, silent otherwise. */
   public static Progress forConsole() {
-    return System.console() != null ? new TerminalProgress() : Progress.NONE;
+    return io.strata.layers.base.Invocation.current().stderrIsTerminal() ? new TerminalProgress()
+        : Progress.NONE;
   }
 
   @Override

@@ -100,6 +100,11 @@ public final class Posix {
     return LIBC.geteuid() == 0;
   }
 
+  /** This process's effective user id. */
+  public static int geteuid() {
+    return LIBC.geteuid();
+  }
+
   public static void lchown(Path path, int uid, int gid) throws IOException {
     check(LIBC.lchown(path.toString(), uid, gid), "lchown", path);
   }

@@ -42,17 +42,17 @@ public final class Credentials {
       out.add(authFile);
       return out;
     }
-    String env = System.getenv("REGISTRY_AUTH_FILE");
+    String env = io.strata.layers.base.Invocation.current().getenv("REGISTRY_AUTH_FILE");
     if (env != null && !env.isBlank()) {
       out.add(Path.of(env));
     }
-    String xdg = System.getenv("XDG_RUNTIME_DIR");
+    String xdg = io.strata.layers.base.Invocation.current().getenv("XDG_RUNTIME_DIR");
     if (xdg != null && !xdg.isBlank()) {
       out.add(Path.of(xdg, "containers", "auth.json"));
     }
-    String home = System.getProperty("user.home");
+    String home = home();
     out.add(Path.of(home, ".config", "containers", "auth.json"));
-    String docker = System.getenv("DOCKER_CONFIG");
+    String docker = io.strata.layers.base.Invocation.current().getenv("DOCKER_CONFIG");
     out.add(docker != null && !docker.isBlank() ? Path.of(docker, "config.json")
         : Path.of(home, ".docker", "config.json"));
     return out;
@@ -113,15 +113,15 @@ public final class Credentials {
     if (authFile != null) {
       return authFile;
     }
-    String env = System.getenv("REGISTRY_AUTH_FILE");
+    String env = io.strata.layers.base.Invocation.current().getenv("REGISTRY_AUTH_FILE");
     if (env != null && !env.isBlank()) {
       return Path.of(env);
     }
-    String xdg = System.getenv("XDG_RUNTIME_DIR");
+    String xdg = io.strata.layers.base.Invocation.current().getenv("XDG_RUNTIME_DIR");
     if (xdg != null && !xdg.isBlank()) {
       return Path.of(xdg, "containers", "auth.json");
     }
-    return Path.of(System.getProperty("user.home"), ".config", "containers", "auth.json");
+    return Path.of(home(), ".config", "containers", "auth.json");
   }
 
   /** Stores (or with a null login removes) the entry for {@code registry}; the file is 0600. */
@@ -145,5 +145,11 @@ public final class Credentials {
     Files.move(tmp, f, java.nio.file.StandardCopyOption.ATOMIC_MOVE,
         java.nio.file.StandardCopyOption.REPLACE_EXISTING);
     return f;
+  }
+
+  /** The home directory of the person who ran the command ($HOME), else this process's. */
+  private static String home() {
+    String h = io.strata.layers.base.Invocation.current().getenv("HOME");
+    return h != null && !h.isBlank() ? h : System.getProperty("user.home");
   }
 }

@@ -577,6 +577,7 @@ final class Registry implements AutoCloseable {
       // nothing that may follow them is waited for
       while (n < size && (r = in.read(buf, 0, (int) Math.min(buf.length, size - n))) >= 0) {
         lastByte.set(System.nanoTime());
+        io.strata.layers.base.Invocation.checkCancelled();
         out.write(buf, 0, r);
         sha.update(buf, 0, r);
         n += r;

@@ -238,17 +238,24 @@ public final class ContainerRunner {
           if (!cgroup.restrictsDevices()) {
             cmd.add("--no-mknod"); // no device cgroup: no device nodes at all
           }
+          if (io.strata.layers.base.Invocation.isForClient()) {
+            // the client's own open files, not copies: see ClientStdio
+            cmd.addAll(List.of("--stdio-of", String.valueOf(
+                io.strata.layers.base.Invocation.current().pid())));
+          }
           for (Path procs : cgroup.procsFiles()) {
             cmd.addAll(List.of("--cgroup", procs.toString())); // PID 1 joins before it runs
           }
           cmd.add("--");
           cmd.addAll(plan.argv());
-          ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO();
+          ProcessBuilder pb = new ProcessBuilder(cmd);
+          ClientStdio.apply(pb);
           pb.environment().clear();
           pb.environment().putAll(plan.env());
           stopIfSignalled();
           helper = pb.start();
           started = helper;
+          ClientStdio.pump(pb, helper);
           Native.release(fifo, helper, Duration.ofSeconds(30));
           containers.write(created.withRunning(helper.pid(), cgName));
         }
@@ -443,11 +450,12 @@ public final class ContainerRunner {
       throw new IllegalArgumentException("volume '" + Text.clip(v) + "': cannot mount on "
           + target);
     }
-    if (!Files.exists(Path.of(p[0]))) {
+    Path source = io.strata.layers.base.Invocation.current().resolve(p[0]);
+    if (!Files.exists(source)) {
       throw new IllegalArgumentException("volume '" + Text.clip(v) + "': " + p[0]
           + " does not exist");
     }
-    return Path.of(p[0]).toAbsolutePath() + ":" + target + (p.length == 3 ? ":" + p[2] : "");
+    return source + ":" + target + (p.length == 3 ? ":" + p[2] : "");
   }
 
   /** The helper compiled by the build, next to the jar (or the classes directory). */

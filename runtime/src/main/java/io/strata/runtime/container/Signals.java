@@ -18,8 +18,22 @@ final class Signals {
 
   private Signals() {}
 
-  /** Installs {@code handler} for each signal; returns what {@link #restore} puts back. */
+  /**
+   * Installs {@code handler} for each signal; returns what {@link #restore} puts back. For a
+   * command the daemon runs, the client's signals come as messages (the daemon's own are not
+   * the container's): the handler is registered with the command's invocation instead.
+   */
   static List<Object> forward(List<Integer> signals, IntConsumer handler) {
+    if (io.strata.layers.base.Invocation.isForClient()) {
+      AutoCloseable reg = io.strata.layers.base.Invocation.current().onSignal(n -> {
+        if (signals.contains(n)) {
+          handler.accept(n);
+        }
+      });
+      List<Object> saved = new ArrayList<>();
+      saved.add(reg);
+      return saved;
+    }
     try {
       Class<?> signal = Class.forName("sun.misc.Signal");
       Class<?> handlerType = Class.forName("sun.misc.SignalHandler");
@@ -53,6 +67,14 @@ final class Signals {
 
   static void restore(List<Object> saved) {
     for (Object o : saved) {
+      if (o instanceof AutoCloseable reg) {
+        try {
+          reg.close();
+        } catch (Exception e) {
+          throw new IllegalStateException(e);
+        }
+        continue;
+      }
       Object[] pair = (Object[]) o;
       try {
         handle(pair[0], pair[1]);

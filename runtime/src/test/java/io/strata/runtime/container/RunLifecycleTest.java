@@ -165,12 +165,13 @@ class RunLifecycleTest {
   }
 
   private Process strata(String... args) throws IOException {
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    List<String> cmd = new ArrayList<>(List.of(java, "-cp", System.getProperty("java.class.path"),
-        "io.strata.cli.Main", "--root", store.root().toString()));
-    cmd.addAll(List.of(args));
-    return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(
-        ProcessBuilder.Redirect.INHERIT).start();
+    System.setProperty(io.strata.union.mount.Background.MAIN_PROPERTY, "io.strata.cli.Main");
+    List<String> all = new ArrayList<>(List.of("--root", store.root().toString()));
+    all.addAll(List.of(args));
+    ProcessBuilder pb = new ProcessBuilder(io.strata.cli.TestDaemon.command(all))
+        .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.INHERIT);
+    io.strata.cli.TestDaemon.environment(pb.environment());
+    return pb.start();
   }
 
   private void awaitRunning(Process p, String name) throws Exception {

@@ -11,11 +11,11 @@ import java.util.List;
 import java.util.function.Consumer;
 
 /** Test images built on this machine: busybox-static (Debian's package) and variants of it. */
-final class TestImages {
+public final class TestImages {
   private TestImages() {}
 
   /** A busybox root with /etc/passwd and /root, every applet linked, in DIR/rootfs. */
-  static Path busyboxRoot(Path dir) throws Exception {
+  public static Path busyboxRoot(Path dir) throws Exception {
     Path rootfs = Files.createDirectories(dir.resolve("rootfs/bin"));
     Files.copy(Path.of("/bin/busybox"), rootfs.resolve("busybox"));
     Files.createDirectories(dir.resolve("rootfs/etc"));
@@ -31,7 +31,7 @@ final class TestImages {
   }
 
   /** Tars a root into a layer. */
-  static Path tar(Path root, Path tar) throws Exception {
+  public static Path tar(Path root, Path tar) throws Exception {
     assertThat(new ProcessBuilder("tar", "-C", root.toString(), "-cf", tar.toString(), ".")
         .inheritIO().start().waitFor()).isZero();
     return tar;

@@ -13,10 +13,10 @@ import java.util.concurrent.TimeUnit;
  * and removed with its processes when closed. Commands run as it through setpriv with its own
  * uid, gid and groups only, as a person logged in as that user would.
  */
-final class TestUser implements AutoCloseable {
-  final String name;
-  final int uid;
-  final int gid;
+public final class TestUser implements AutoCloseable {
+  public final String name;
+  public final int uid;
+  public final int gid;
 
   private TestUser(String name, int uid, int gid) {
     this.name = name;
@@ -25,9 +25,9 @@ final class TestUser implements AutoCloseable {
   }
 
   /** What a command printed (stdout and stderr together) and how it ended. */
-  record Result(int code, String output) {}
+  public record Result(int code, String output) {}
 
-  static TestUser create() throws Exception {
+  public static TestUser create() throws Exception {
     String name = "strata-t" + ThreadLocalRandom.current().nextInt(100_000, 1_000_000);
     Result r = root(List.of("useradd", "-M", "-U", "-s", "/bin/sh", name));
     assertThat(r.code()).as("useradd: " + r.output()).isZero();
@@ -37,7 +37,7 @@ final class TestUser implements AutoCloseable {
   }
 
   /** Runs {@code sh -c script} as this user. */
-  Result sh(String script) throws Exception {
+  public Result sh(String script) throws Exception {
     return root(List.of("setpriv", "--reuid=" + uid, "--regid=" + gid, "--init-groups",
         "--reset-env", "sh", "-c", script));
   }

@@ -7,7 +7,10 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 
-/** Serves a mount in this process until it is unmounted or the process gets SIGTERM/SIGINT. */
+/**
+ * Serves a mount in this process until it is unmounted or the process gets SIGTERM/SIGINT (in
+ * the daemon: until the client that asked for it in the foreground gets one, or goes away).
+ */
 final class Foreground {
   private Foreground() {}
 
@@ -31,11 +34,30 @@ final class Foreground {
       }
     }, "strata-unmount");
     Runtime.getRuntime().addShutdownHook(hook);
+    // In the daemon the client's signals come as frames; a client that goes away hangs up.
+    AutoCloseable signals = io.strata.layers.base.Invocation.current().onSignal(n -> {
+      if (n == 1 || n == 2 || n == 15) {
+        log("signal " + n + " from the client: unmounting " + m.mountpoint());
+        try {
+          m.close();
+        } catch (IOException e) {
+          log("unmount failed: " + e.getMessage());
+        }
+      }
+    });
     log("mounted " + mountpoint + " (lowers " + view.lowers().size() + ", upper "
         + (view.upper() == null ? "none: read-only" : view.upper()) + ")");
     System.err.println(Instant.now() + " " + io.strata.union.mount.Background.readyLine(mountpoint,
         io.strata.union.mount.Background.readyToken()));
-    m.awaitUnmount();
+    try {
+      m.awaitUnmount();
+    } finally {
+      try {
+        signals.close();
+      } catch (Exception impossible) {
+        // removing a handler from a list throws nothing
+      }
+    }
     log("unmounted " + mountpoint + "; " + view.cacheReport()
         + (m.stats().isEmpty() ? "" : "; requests " + m.stats()));
     try {

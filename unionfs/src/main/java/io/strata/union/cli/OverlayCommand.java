@@ -43,7 +43,8 @@ public final class OverlayCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     OverlayOptions o = OverlayOptions.parse(options, Foreground::log);
-    Path mp = Path.of(positional.get(positional.size() - 1));
+    Path mp = io.strata.layers.base.Invocation.current().resolve(
+        positional.get(positional.size() - 1));
     for (Path l : o.lowers()) {
       if (!Files.isDirectory(l)) {
         throw new IllegalArgumentException("lowerdir " + l + " is not a directory");

@@ -10,9 +10,11 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Runs a mount in the background the way a JVM can: it starts the same command line again in
- * the foreground as a new session (setsid), with its output in a log file, and returns once the
- * mount answers, or fails with the end of that log.
+ * Runs a mount in the background. Run as its own process, strata starts the same command line
+ * again in the foreground as a new session (setsid), with its output in a log file, and
+ * returns once the mount answers, or fails with the end of that log. In the strata daemon
+ * ({@link #serveInThisProcess}), the foreground command runs in a thread of the daemon instead:
+ * one JVM serves every mount.
  */
 public final class Background {
   /** System property naming the class whose main() runs the command line. */
@@ -38,12 +40,30 @@ public final class Background {
     return cmd;
   }
 
+  /** Runs a strata command line in this process and returns its exit status. */
+  @FunctionalInterface
+  public interface CommandLine {
+    int run(List<String> argv);
+  }
+
+  private static volatile CommandLine inThisProcess;
+
+  /** From now on background mounts are served by threads of this process (the daemon). */
+  public static void serveInThisProcess(CommandLine commands) {
+    inThisProcess = commands;
+  }
+
   /**
    * Starts {@code args} (a foreground mount command) in the background and waits until
    * {@code mountpoint} is a FUSE mount.
    */
   public static void startAndWait(List<String> args, Path mountpoint, Path logFile,
       Duration timeout) throws IOException {
+    CommandLine here = inThisProcess;
+    if (here != null) {
+      startThread(here, args, mountpoint, timeout);
+      return;
+    }
     Path mp = mountpoint.toAbsolutePath().normalize();
     if (Mounts.isMountpoint(mp)) {
       throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
@@ -81,6 +101,79 @@ public final class Background {
         p.destroy();
         throw new IOException("interrupted");
       }
+    }
+  }
+
+  /**
+   * Serves the foreground command {@code args} in a thread of this process, as a command of
+   * its own (the daemon's working directory and log, not the client's, which may be gone long
+   * before the mount), and returns when the mount answers; fails with what the command said.
+   */
+  private static void startThread(CommandLine commands, List<String> args, Path mountpoint,
+      Duration timeout) throws IOException {
+    Path mp = mountpoint.toAbsolutePath().normalize();
+    if (Mounts.isMountpoint(mp)) {
+      throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
+    }
+    java.io.ByteArrayOutputStream said = new java.io.ByteArrayOutputStream();
+    java.io.PrintStream toLog = io.strata.layers.base.Invocation.process().err();
+    java.io.PrintStream both = new java.io.PrintStream(new java.io.OutputStream() {
+      @Override
+      public void write(int b) {
+        synchronized (said) {
+          if (said.size() < 1 << 16) {
+            said.write(b);
+          }
+        }
+        toLog.write(b);
+      }
+    }, true, StandardCharsets.UTF_8);
+    io.strata.layers.base.Invocation client = io.strata.layers.base.Invocation.current();
+    io.strata.layers.base.Invocation own = new io.strata.layers.base.Invocation(Path.of("/"),
+        client.env(), java.io.InputStream.nullInputStream(), toLog, both, false, false,
+        ProcessHandle.current().pid());
+    int[] status = {-1};
+    Thread t = new Thread(() -> {
+      try {
+        status[0] = io.strata.layers.base.Invocation.run(own, () -> commands.run(args));
+      } catch (Exception e) {
+        both.println("strata: " + e.getMessage());
+        status[0] = 1;
+      }
+    }, "mount " + mp);
+    t.start();
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (true) {
+      // this command's mount: another may have won the mountpoint meanwhile
+      if (t.isAlive() && Mounts.isFuseMountpoint(mp) && FuseMount.live().stream()
+          .anyMatch(m -> m.owner() == own && m.mountpoint().equals(realOrSame(mp)))) {
+        return;
+      }
+      if (!t.isAlive()) {
+        String out;
+        synchronized (said) {
+          out = said.toString(StandardCharsets.UTF_8).trim();
+        }
+        throw new IOException("the mount of " + mp + " ended with status " + status[0]
+            + (out.isEmpty() ? "" : ":\n" + out));
+      }
+      if (System.nanoTime() > deadline) {
+        throw new IOException("the mount at " + mp + " did not answer within " + timeout);
+      }
+      try {
+        Thread.sleep(2);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted");
+      }
+    }
+  }
+
+  private static Path realOrSame(Path p) {
+    try {
+      return p.toRealPath();
+    } catch (IOException e) {
+      return p;
     }
   }
 

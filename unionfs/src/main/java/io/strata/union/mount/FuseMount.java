@@ -41,7 +41,7 @@ public final class FuseMount implements AutoCloseable {
      * with the device's descriptor; a user: fusermount3), else jnr-fuse.
      */
     public static Transport preferred() {
-      String asked = System.getProperty("strata.transport", System.getenv("STRATA_TRANSPORT"));
+      String asked = System.getProperty("strata.transport", io.strata.layers.base.Invocation.current().getenv("STRATA_TRANSPORT"));
       if (asked != null && !asked.isBlank()) {
         return parse(asked.trim());
       }
@@ -122,6 +122,8 @@ public final class FuseMount implements AutoCloseable {
   private volatile Throwable loopFailure;
   private volatile boolean closed;
   private final MountLock lock;
+  /** The command that made this mount (in the daemon, one of many). */
+  private final io.strata.layers.base.Invocation owner = io.strata.layers.base.Invocation.current();
 
   private FuseMount(UnionView view, Path mountpoint, Thread loop, KernelSession kernel,
       Consumer<String> log, MountLock lock) {
@@ -160,6 +162,7 @@ public final class FuseMount implements AutoCloseable {
       FuseMount m = s.transport() == Transport.KERNEL
           ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
       m.awaitAnswer(timeout);
+      LIVE.add(m);
       return m;
     } catch (IOException | RuntimeException e) {
       lock.close();
@@ -294,6 +297,20 @@ public final class FuseMount implements AutoCloseable {
     }
   }
 
+  /** The mounts this process serves (a daemon serves many). */
+  private static final java.util.Set<FuseMount> LIVE =
+      java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+  /** The command that made this mount. */
+  public io.strata.layers.base.Invocation owner() {
+    return owner;
+  }
+
+  /** The mounts this process serves now, in no order. */
+  public static List<FuseMount> live() {
+    return List.copyOf(LIVE);
+  }
+
   /** Unmounts and waits for the FUSE loop to end; safe to call twice. */
   @Override
   public void close() throws IOException {
@@ -301,6 +318,7 @@ public final class FuseMount implements AutoCloseable {
       return;
     }
     closed = true;
+    LIVE.remove(this);
     if (Mounts.isFuseMountpoint(mountpoint)) {
       try {
         Mounts.unmount(mountpoint, false);

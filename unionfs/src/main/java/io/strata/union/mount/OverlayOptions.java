@@ -49,14 +49,14 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
       switch (key) {
         case "lowerdir":
           for (String l : splitLowers(require(key, value))) {
-            lowers.add(Path.of(l));
+            lowers.add(io.strata.layers.base.Invocation.current().resolve(l));
           }
           break;
         case "upperdir":
-          upper = Path.of(require(key, value));
+          upper = io.strata.layers.base.Invocation.current().resolve(require(key, value));
           break;
         case "workdir":
-          work = Path.of(require(key, value));
+          work = io.strata.layers.base.Invocation.current().resolve(require(key, value));
           break;
         case "uidmapping":
           uids = IdMap.parse(require(key, value), key);

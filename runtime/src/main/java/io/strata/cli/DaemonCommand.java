@@ -1,0 +1,195 @@
+package io.strata.cli;
+
+import io.strata.layers.base.Invocation;
+import io.strata.layers.cli.Output;
+import io.strata.layers.fs.Mounts;
+import io.strata.runtime.daemon.DaemonServer;
+import io.strata.runtime.daemon.Sockets;
+import io.strata.union.mount.FuseMount;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code strata daemon}: one warm JVM that runs every strata command of its user and serves
+ * their mounts ({@code strata}, {@code strata-overlay} and the C client hand it their command);
+ * {@code strata daemon status} says what it does.
+ */
+@Command(name = "daemon", mixinStandardHelpOptions = true,
+    subcommands = {DaemonCommand.Status.class},
+    description = {"Run the strata daemon in the foreground until SIGTERM or SIGINT.",
+        "",
+        "One JVM for the whole host (or, for a user, for that user): the commands people type"
+            + " (strata, strata-overlay) hand it the whole command when it answers, and it runs"
+            + " them as they were typed (arguments, environment, working directory, input,"
+            + " output, signals, exit status) and serves every mount they make. Root's socket"
+            + " is /run/strata/strata.sock, a user's $XDG_RUNTIME_DIR/strata/strata.sock; only"
+            + " clients of the daemon's own user are served. Without a daemon the same commands"
+            + " run in their own process."})
+public final class DaemonCommand implements Callable<Integer> {
+  @Option(names = "--socket", paramLabel = "PATH",
+      description = "Where to listen (default: this user's; see above).")
+  Path socket;
+
+  @Override
+  public Integer call() throws Exception {
+    Path where = socket != null ? socket : Sockets.defaultPath();
+    Invocation.routeStandardStreams();
+    DaemonServer server = DaemonServer.listen(where, argv -> Main.execute(
+        argv.toArray(String[]::new)), DaemonServer::logLine);
+    io.strata.union.mount.Background.serveInThisProcess(argv -> Main.execute(
+        argv.toArray(String[]::new)));
+    Thread hook = new Thread(() -> {
+      DaemonServer.logLine("stopping");
+      try {
+        server.close();
+      } catch (java.io.IOException e) {
+        DaemonServer.logLine("stop: " + e.getMessage());
+      }
+    }, "strata-daemon-stop");
+    Runtime.getRuntime().addShutdownHook(hook);
+    clearAfterADeadDaemon();
+    DaemonServer.logLine("serving on " + where + " (pid " + ProcessHandle.current().pid() + ")");
+    server.serve();
+    return 0;
+  }
+
+  /**
+   * What a daemon that was killed left: FUSE mounts of strata whose server is gone (they
+   * answer ENOTCONN) are detached, and the containers of this daemon's store whose strata
+   * died are cleaned up (their helper, cgroup and root mount) and marked exited, as
+   * {@code strata ps} would. Other stores are cleaned by their next {@code ps} or {@code rm}.
+   */
+  static void clearAfterADeadDaemon() {
+    try {
+      for (Mounts.Entry e : Mounts.table()) {
+        if (e.fsType().equals("fuse.strata") && dead(e.mountpoint())) {
+          Mounts.unmount(e.mountpoint(), true);
+          DaemonServer.logLine("detached " + e.mountpoint() + ", whose server is gone");
+        }
+      }
+    } catch (java.io.IOException | RuntimeException e) {
+      DaemonServer.logLine("could not clear dead mounts: " + e.getMessage());
+    }
+    try {
+      Path store = io.strata.layers.LayerStore.rootFrom(null);
+      if (Files.isDirectory(store.resolve("containers"))) {
+        new io.strata.runtime.container.Containers(store, DaemonServer::logLine).list();
+      }
+    } catch (java.io.IOException | RuntimeException e) {
+      DaemonServer.logLine("could not clean up containers: " + e.getMessage());
+    }
+  }
+
+  private static final int ENOTCONN = 107;
+
+  /**
+   * Whether the FUSE mount at {@code mp} has lost its server: a stat of it fails with ENOTCONN.
+   * Asked in a thread of its own, so a mount that hangs holds up nothing (it counts as alive).
+   */
+  private static boolean dead(Path mp) {
+    java.util.concurrent.CompletableFuture<Boolean> f = new java.util.concurrent.CompletableFuture<>();
+    Thread t = new Thread(() -> {
+      try {
+        io.strata.layers.fs.RawFs.lstat(io.strata.layers.fs.RawFs.AT_FDCWD,
+            io.strata.layers.fs.RawFs.raw(mp));
+        f.complete(false);
+      } catch (io.strata.layers.fs.Posix.PosixException e) {
+        f.complete(e.errno() == ENOTCONN);
+      } catch (java.io.IOException e) {
+        f.complete(false);
+      }
+    }, "strata-check " + mp);
+    t.setDaemon(true);
+    t.start();
+    try {
+      return f.get(2, java.util.concurrent.TimeUnit.SECONDS);
+    } catch (Exception hangs) {
+      return false;
+    }
+  }
+
+  /** {@code strata daemon status}: runs in the daemon (or says none answers). */
+  @Command(name = "status", mixinStandardHelpOptions = true,
+      description = "Say whether a daemon serves this user, and what it does.")
+  static final class Status implements Callable<Integer> {
+    @Option(names = "--format", paramLabel = "FORMAT", defaultValue = "table",
+        description = "table or json (default: ${DEFAULT-VALUE}).")
+    Output.Format format;
+
+    @Override
+    public Integer call() {
+      DaemonServer d = DaemonServer.running();
+      if (d == null) {
+        Path where = Sockets.forClient();
+        if (format == Output.Format.json) {
+          Output.json(Map.of("running", false, "socket", String.valueOf(where)));
+        } else {
+          System.out.println("no daemon answers on " + where + " (strata daemon starts one)");
+        }
+        return Main.NOT_FOUND;
+      }
+      Map<String, Object> s = new LinkedHashMap<>();
+      s.put("running", true);
+      s.put("socket", d.socket().toString());
+      s.put("pid", ProcessHandle.current().pid());
+      s.put("started", d.started().toString());
+      s.put("uptimeSeconds", Duration.between(d.started(), Instant.now()).toSeconds());
+      s.put("commandsServed", d.served());
+      s.put("commandsRunning", d.active() - 1); // this one
+      s.put("clientsRefused", d.refused());
+      s.put("residentBytes", residentBytes());
+      s.put("heapUsedBytes", ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed());
+      List<Map<String, Object>> mounts = new ArrayList<>();
+      for (FuseMount m : FuseMount.live()) {
+        Map<String, Object> e = new LinkedHashMap<>();
+        e.put("mountpoint", m.mountpoint().toString());
+        e.put("transport", m.transport().name().toLowerCase(java.util.Locale.ROOT));
+        try {
+          e.put("mounted", Mounts.isFuseMountpoint(m.mountpoint()));
+        } catch (java.io.IOException unreadable) {
+          e.put("mounted", null);
+        }
+        mounts.add(e);
+      }
+      s.put("mounts", mounts);
+      if (format == Output.Format.json) {
+        Output.json(s);
+        return 0;
+      }
+      System.out.printf("daemon pid %s on %s, up %s s: %s commands served (%s running now),"
+          + " %s clients refused%n", s.get("pid"), s.get("socket"), s.get("uptimeSeconds"),
+          s.get("commandsServed"), s.get("commandsRunning"), s.get("clientsRefused"));
+      System.out.printf("memory: %s resident, %s heap in use; %d mounts served%n",
+          Output.size(residentBytes()), Output.size((Long) s.get("heapUsedBytes")),
+          mounts.size());
+      for (Map<String, Object> m : mounts) {
+        System.out.println("  " + m.get("mountpoint") + " (" + m.get("transport") + ")");
+      }
+      return 0;
+    }
+  }
+
+  /** This process's resident memory (VmRSS), or -1. */
+  static long residentBytes() {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+        if (line.startsWith("VmRSS:")) {
+          return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+        }
+      }
+    } catch (java.io.IOException | NumberFormatException e) {
+      // not on Linux
+    }
+    return -1;
+  }
+}

@@ -1,0 +1,207 @@
+package io.strata.runtime.daemon;
+
+import io.strata.layers.base.Invocation;
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.nio.file.attribute.UserPrincipal;
+import java.time.Instant;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+
+/**
+ * The strata daemon's listener: one unix socket, one thread per client, each running the
+ * client's command line in this JVM as that client ({@link Session}). Only a peer with this
+ * process's own user id is served (SO_PEERCRED, not only the socket's mode): root's daemon
+ * serves root, a user's daemon that user. The socket's directory is private (0700) and the
+ * socket 0600 as well.
+ */
+public final class DaemonServer implements AutoCloseable {
+  /** Runs the strata command line for a client and returns its exit status. */
+  @FunctionalInterface
+  public interface CommandLine {
+    int run(List<String> argv);
+  }
+
+  private static volatile DaemonServer running;
+
+  private final Path socket;
+  private final ServerSocketChannel server;
+  private final CommandLine commands;
+  private final Consumer<String> log;
+  private final UserPrincipal self;
+  private final Instant started = Instant.now();
+  private final AtomicLong served = new AtomicLong();
+  private final AtomicLong refused = new AtomicLong();
+  private final Map<Session, Boolean> sessions = new ConcurrentHashMap<>();
+  private volatile boolean closed;
+  private Object fileKey;
+
+  private DaemonServer(Path socket, ServerSocketChannel server, CommandLine commands,
+      Consumer<String> log) throws IOException {
+    this.socket = socket;
+    this.server = server;
+    this.commands = commands;
+    this.log = log;
+    this.self = socket.getFileSystem().getUserPrincipalLookupService()
+        .lookupPrincipalByName(System.getProperty("user.name"));
+  }
+
+  /**
+   * Listens on {@code socket} (a socket file left by a daemon that died is replaced; one that
+   * answers is another daemon's, and this one does not start).
+   */
+  public static DaemonServer listen(Path socket, CommandLine commands, Consumer<String> log)
+      throws IOException {
+    Path dir = socket.toAbsolutePath().getParent();
+    if (!Files.isDirectory(dir)) {
+      Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(
+          PosixFilePermissions.fromString("rwx------")));
+    }
+    if (Files.exists(socket)) {
+      if (answers(socket)) {
+        throw new IllegalStateException("a daemon already serves " + socket
+            + " (`strata daemon status` says which)");
+      }
+      Files.delete(socket);
+    }
+    ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+    ch.bind(UnixDomainSocketAddress.of(socket));
+    Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-------"));
+    DaemonServer s = new DaemonServer(socket, ch, commands, log);
+    s.fileKey = Files.readAttributes(socket, java.nio.file.attribute.BasicFileAttributes.class)
+        .fileKey();
+    running = s;
+    return s;
+  }
+
+  /** The daemon of this process, or null when it runs none. */
+  public static DaemonServer running() {
+    return running;
+  }
+
+  /** Whether something accepts connections on {@code socket}. */
+  public static boolean answers(Path socket) {
+    try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+      ch.connect(UnixDomainSocketAddress.of(socket));
+      return true;
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  public Path socket() {
+    return socket;
+  }
+
+  public Instant started() {
+    return started;
+  }
+
+  /** Commands served, commands under way, connections refused. */
+  public long served() {
+    return served.get();
+  }
+
+  public int active() {
+    return sessions.size();
+  }
+
+  public long refused() {
+    return refused.get();
+  }
+
+  /** Accepts clients until {@link #close}. */
+  public void serve() throws IOException {
+    while (!closed) {
+      SocketChannel ch;
+      try {
+        ch = server.accept();
+      } catch (IOException e) {
+        if (closed) {
+          return;
+        }
+        throw e;
+      }
+      String refusal = refusal(ch);
+      if (refusal != null) {
+        refused.incrementAndGet();
+        log.accept(refusal);
+        try (ch) {
+          // a few bytes: the socket's buffer takes them without blocking this loop
+          Wire.Out o = new Wire.Out(Wire.output(ch));
+          o.frame(Wire.STDERR, ("strata: " + refusal + "\n").getBytes(
+              java.nio.charset.StandardCharsets.UTF_8));
+          o.frame(Wire.EXIT, Wire.u32(REFUSED));
+        } catch (IOException gone) {
+          // the peer left
+        }
+        continue;
+      }
+      Session s = new Session(ch, commands, log);
+      sessions.put(s, true);
+      Thread t = new Thread(() -> {
+        try {
+          s.run();
+        } finally {
+          sessions.remove(s);
+          served.incrementAndGet();
+        }
+      }, "strata-client");
+      t.start();
+    }
+  }
+
+  /**
+   * Why the peer may not use this daemon, or null when it runs as this process's user (the
+   * kernel's word for it, SO_PEERCRED, not the socket's mode).
+   */
+  private String refusal(SocketChannel ch) {
+    try {
+      var peer = ch.getOption(jdk.net.ExtendedSocketOptions.SO_PEERCRED);
+      if (peer.user().equals(self)) {
+        return null;
+      }
+      return "refused a client running as " + peer.user().getName()
+          + ": the daemon on " + socket + " serves " + self.getName() + " only; run your own"
+          + " (strata daemon) or unset STRATA_SOCKET";
+    } catch (IOException | UnsupportedOperationException e) {
+      return "refused a client whose credentials cannot be read: " + e.getMessage();
+    }
+  }
+
+  /** The exit status a refused client gets (EX_NOPERM of sysexits.h). */
+  public static final int REFUSED = 77;
+
+  @Override
+  public void close() throws IOException {
+    closed = true;
+    server.close();
+    try {
+      // a daemon started since has its own socket there
+      if (fileKey.equals(Files.readAttributes(socket,
+          java.nio.file.attribute.BasicFileAttributes.class).fileKey())) {
+        Files.deleteIfExists(socket);
+      }
+    } catch (java.nio.file.NoSuchFileException gone) {
+      // removed already
+    }
+    if (running == this) {
+      running = null;
+    }
+  }
+
+  /** For a daemon's own lines: the process's stderr, never a client's. */
+  public static void logLine(String line) {
+    Invocation.process().err().println(Instant.now() + " strata daemon: "
+        + io.strata.layers.base.Text.printable(line));
+  }
+}

@@ -1,0 +1,570 @@
+package io.strata.runtime.daemon;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.strata.layers.base.Json;
+import io.strata.layers.fs.Mounts;
+import io.strata.layers.fs.Posix;
+import io.strata.runtime.container.TestImages;
+import io.strata.runtime.container.TestUser;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The daemon as people meet it: through the C client, as root and as another user, with the
+ * faults a host sees (a FUSE connection aborted, an upper out of space, a lower removed, the
+ * daemon itself killed with containers running) and fifty mounts at once. Each test starts
+ * daemons of its own on private sockets and stops them; the rest of the suite runs once more
+ * against a daemon (TestDaemon, the surefire execution "daemon").
+ */
+class DaemonTest {
+  @TempDir static Path shared;
+  static TestUser user;
+  static Path client;
+  static Path classpath;
+  static Path store;
+  static final List<Daemon> daemons = new ArrayList<>();
+
+  /** A daemon this test started. */
+  record Daemon(Process process, Path socket, Path log) {
+    String logText() throws IOException {
+      return Files.exists(log) ? Files.readString(log) : "";
+    }
+  }
+
+  /** What a command printed and its status. */
+  record Result(int code, String out, String err) {
+    String output() {
+      return out + err;
+    }
+  }
+
+  @BeforeAll
+  static void setUp() throws Exception {
+    Posix.chmod(shared, 0755); // the user runs programs from here
+    Path bin = Files.createDirectories(shared.resolve("bin"));
+    client = bin.resolve("strata");
+    Files.copy(Path.of("target/native/strata-client"), client);
+    Posix.chmod(client, 0755);
+    classpath = readableClasspath(Files.createDirectories(shared.resolve("cp")));
+    Path root = TestImages.busyboxRoot(shared.resolve("bb"));
+    store = shared.resolve("store");
+    Path tar = TestImages.tar(root, shared.resolve("bb.tar"));
+    Result imported = inProcess("--root", store.toString(), "import", tar.toString(), "--name",
+        "bb:d");
+    assertThat(imported.code()).as(imported.output()).isZero();
+    user = TestUser.create();
+  }
+
+  @AfterEach
+  void stopDaemons() throws Exception {
+    for (Daemon d : daemons) {
+      d.process().destroy();
+      if (!d.process().waitFor(30, TimeUnit.SECONDS)) {
+        d.process().destroyForcibly().waitFor();
+      }
+    }
+    daemons.clear();
+    for (Mounts.Entry e : Mounts.table()) {
+      if (e.mountpoint().startsWith(shared)) {
+        Mounts.unmount(e.mountpoint(), true);
+      }
+    }
+  }
+
+  @AfterAll
+  static void removeUser() throws Exception {
+    if (user != null) {
+      user.close();
+    }
+    assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(shared));
+  }
+
+  // ------------------------------------------------------------------------- who may use it
+
+  @Test
+  void theRootDaemonServesRootOnlyWhateverTheSocketsMode() throws Exception {
+    Path dir = Files.createDirectories(shared.resolve("root-daemon"));
+    Daemon d = start(dir.resolve("strata.sock"), List.of(), Map.of());
+    // the modes would let anyone in: the peer's credentials are what keeps the user out
+    Posix.chmod(dir, 0755);
+    Posix.chmod(d.socket(), 0666);
+    TestUser.Result r = user.sh("STRATA_SOCKET=" + d.socket() + " " + client + " --root "
+        + store + " images");
+    assertThat(r.code()).as(r.output()).isEqualTo(DaemonServer.REFUSED);
+    assertThat(r.output()).contains("refused a client running as " + user.name)
+        .contains("serves root only");
+    Result status = run(d, "daemon", "status", "--format", "json");
+    assertThat(status.code()).as(status.output()).isZero();
+    JsonNode s = Json.MAPPER.readTree(status.output());
+    assertThat(s.path("clientsRefused").asLong()).isEqualTo(1);
+    assertThat(s.path("pid").asLong()).isEqualTo(d.process().pid());
+    // and root's own commands are served
+    assertThat(run(d, "--root", store.toString(), "images").output()).contains("bb");
+  }
+
+  @Test
+  void aUsersCommandsRunInTheirOwnDaemonAsThemselves() throws Exception {
+    Path xdg = Files.createDirectories(shared.resolve("xdg"));
+    Path home = Files.createDirectories(shared.resolve("home/work"));
+    for (Path p : List.of(xdg, home.getParent(), home)) {
+      Posix.lchown(p, user.uid, user.gid);
+    }
+    Posix.chmod(xdg, 0700);
+    Files.copy(shared.resolve("bb.tar"), home.resolve("bb.tar"));
+    Posix.lchown(home.resolve("bb.tar"), user.uid, user.gid);
+    String env = "XDG_RUNTIME_DIR=" + xdg + " HOME=" + home.getParent();
+    Daemon d = startAsUser(xdg.resolve("strata/strata.sock"), env, xdg);
+
+    // the user's client finds the user's daemon by itself, never root's
+    TestUser.Result status = user.sh(env + " " + client + " daemon status --format json");
+    assertThat(status.code()).as(status.output()).isZero();
+    JsonNode s = Json.MAPPER.readTree(status.output());
+    assertThat(s.path("pid").asLong()).isEqualTo(d.process().pid());
+    assertThat(s.path("socket").asText()).isEqualTo(xdg.resolve("strata/strata.sock").toString());
+
+    // relative paths from the user's working directory; what it makes is the user's
+    TestUser.Result imported = user.sh("cd " + home + " && " + env + " " + client
+        + " --root mystore import bb.tar --name mine:1");
+    assertThat(imported.code()).as(imported.output()).isZero();
+    try (Stream<Path> all = Files.walk(home.resolve("mystore"))) {
+      for (Path p : all.toList()) {
+        assertThat((Integer) Files.getAttribute(p, "unix:uid", java.nio.file.LinkOption.NOFOLLOW_LINKS))
+            .as(p.toString()).isEqualTo(user.uid);
+      }
+    }
+
+    // root's store stays out of reach: nothing read, nothing written
+    List<String> before = listing(store);
+    TestUser.Result images = user.sh(env + " " + client + " --root " + store + " images");
+    assertThat(images.code()).as(images.output()).isNotZero();
+    assertThat(images.output()).contains("permission denied (the store is another user's")
+        .doesNotContain("unexpected");
+    TestUser.Result write = user.sh("cd " + home + " && " + env + " " + client + " --root "
+        + store + " import bb.tar --name stolen:1");
+    assertThat(write.code()).as(write.output()).isNotZero();
+    TestUser.Result rm = user.sh(env + " " + client + " --root " + store + " rmi bb:d");
+    assertThat(rm.code()).as(rm.output()).isNotZero();
+    assertThat(listing(store)).isEqualTo(before);
+    assertThat(inProcess("--root", store.toString(), "images").output()).contains("bb")
+        .doesNotContain("stolen");
+  }
+
+  // ------------------------------------------------------------------------- faults
+
+  boolean fusectlMounted;
+
+  @Test
+  void oneMountsTroubleLeavesTheOthersServing() throws Exception {
+    Daemon d = start(shared.resolve("faults/strata.sock"), List.of(), Map.of());
+    Path base = Files.createDirectories(shared.resolve("faults"));
+    Path lower = Files.createDirectories(base.resolve("lower"));
+    Files.writeString(lower.resolve("f"), "lower\n");
+    Files.createDirectories(lower.resolve("d"));
+    Path doomedLower = Files.createDirectories(base.resolve("doomed-lower/sub"));
+    Files.writeString(doomedLower.resolve("g"), "soon gone\n");
+    Path small = Files.createDirectories(base.resolve("small"));
+    sh("mount -t tmpfs -o size=1m strata-test " + small);
+    try {
+      Path healthy = overlay(d, base, "healthy", lower, base);
+      Path aborted = overlay(d, base, "aborted", lower, base);
+      Path full = overlay(d, base, "full", lower, small);
+      Path orphan = overlay(d, base, "orphan", doomedLower.getParent(), base);
+
+      // a FUSE connection aborted by hand (fusectl mounted for it if the host has not)
+      long dev = devOf(aborted);
+      if (!Files.exists(Path.of("/sys/fs/fuse/connections/" + dev))) {
+        sh("mount -t fusectl fusectl /sys/fs/fuse/connections");
+        fusectlMounted = true;
+      }
+      Files.writeString(Path.of("/sys/fs/fuse/connections/" + dev + "/abort"), "1");
+      assertThat(readable(aborted.resolve("f"))).isFalse();
+      assertServes(healthy);
+
+      // an upper out of space: the writer hears ENOSPC, the mount and the others go on
+      byte[] mib = new byte[1 << 20];
+      try {
+        for (int i = 0; i < 4; i++) {
+          Files.write(full.resolve("big" + i), mib);
+        }
+        throw new AssertionError("4 MiB fit in a 1 MiB upper");
+      } catch (IOException expected) {
+        assertThat(expected.getMessage()).containsIgnoringCase("no space");
+      }
+      assertThat(full.resolve("f")).hasContent("lower");
+      assertServes(healthy);
+
+      // its lower removed under it
+      sh("rm -rf " + doomedLower.getParent());
+      assertThat(readable(orphan.resolve("sub/g"))).isFalse();
+      assertServes(healthy);
+
+      JsonNode status = Json.MAPPER.readTree(run(d, "daemon", "status", "--format", "json")
+          .output());
+      assertThat(status.path("mounts").size()).isGreaterThanOrEqualTo(3);
+      for (Path mp : List.of(healthy, full, orphan)) {
+        Result u = run(d, "umount", mp.toString());
+        assertThat(u.code()).as(mp + ": " + u.output()).isZero();
+      }
+      // the aborted one: its serving side ended; it is gone, or umount clears it
+      if (Mounts.isMountpoint(aborted)) {
+        run(d, "umount", aborted.toString());
+      }
+      assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(base)
+          && e.fsType().startsWith("fuse"));
+      assertThat(Json.MAPPER.readTree(run(d, "daemon", "status", "--format", "json").output())
+          .path("mounts")).isEmpty();
+    } finally {
+      sh("umount -l " + small + " || true");
+      if (fusectlMounted) {
+        sh("umount /sys/fs/fuse/connections");
+      }
+    }
+  }
+
+  @Test
+  void aKilledDaemonLosesNothingFsyncedAndRmCleansUp() throws Exception {
+    Path sock = shared.resolve("killed/strata.sock");
+    Daemon d = start(sock, List.of(), Map.of());
+    List<Process> clients = new ArrayList<>();
+    List<Path> outs = new ArrayList<>();
+    try {
+      for (int i = 0; i < 8; i++) {
+        Path out = shared.resolve("killed/c" + i + ".out");
+        outs.add(out);
+        ProcessBuilder pb = new ProcessBuilder(client.toString(), "--root", store.toString(),
+            "run", "--name", "k" + i, "bb:d", "sh", "-c", "echo data" + i + " > /f && sync /f"
+                + " && echo ready && exec sleep 600")
+            .redirectErrorStream(true).redirectOutput(out.toFile());
+        pb.environment().put("STRATA_SOCKET", sock.toString());
+        clients.add(pb.start());
+      }
+      for (int i = 0; i < 8; i++) {
+        awaitContent(outs.get(i), "ready", clients.get(i));
+      }
+      d.process().destroyForcibly().waitFor(); // SIGKILL
+      for (Process c : clients) {
+        assertThat(c.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        assertThat(c.exitValue()).isNotZero();
+      }
+      assertThat(Files.readString(outs.get(0))).contains("the daemon went away");
+
+      // ps (here with no daemon) says what happened, rm clears each
+      Result ps = inProcess("--root", store.toString(), "ps", "--format", "json");
+      assertThat(ps.code()).as(ps.output()).isZero();
+      JsonNode rows = Json.MAPPER.readTree(ps.out());
+      assertThat(rows).hasSize(8);
+      for (JsonNode row : rows) {
+        assertThat(row.path("status").asText()).isEqualTo("exited");
+        assertThat(row.path("reason").asText()).contains("died while the container ran");
+      }
+      for (int i = 0; i < 8; i++) {
+        Path upper = store.resolve("containers/k" + i + "/diff/upper/f");
+        assertThat(upper).as("fsynced before the kill").hasContent("data" + i);
+        Result rm = inProcess("--root", store.toString(), "rm", "k" + i);
+        assertThat(rm.code()).as(rm.output()).isZero();
+        assertThat(Path.of("/sys/fs/cgroup/memory/strata/ctr-k" + i)).doesNotExist();
+        assertThat(Path.of("/sys/fs/cgroup/pids/strata/ctr-k" + i)).doesNotExist();
+      }
+      assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(store));
+      assertThat(processesMentioning("sleep 600")).isZero();
+
+      // a new daemon starts on the dead one's socket and serves
+      Daemon again = start(sock, List.of(), Map.of());
+      assertThat(run(again, "--root", store.toString(), "ps").output())
+          .doesNotContain("k0");
+    } finally {
+      for (Process c : clients) {
+        c.destroyForcibly();
+      }
+      for (int i = 0; i < 8; i++) {
+        inProcess("--root", store.toString(), "rm", "k" + i);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------- load
+
+  @Test
+  void fiftyMountsOfOneImageAnswerParallelWalks() throws Exception {
+    Daemon d = start(shared.resolve("load/strata.sock"), List.of(), Map.of());
+    Path base = Files.createDirectories(shared.resolve("load"));
+    long expected;
+    try (Stream<Path> s = Files.walk(shared.resolve("bb/rootfs"))) {
+      expected = s.count();
+    }
+    ExecutorService pool = Executors.newFixedThreadPool(8);
+    List<Path> mps = new ArrayList<>();
+    try {
+      List<Future<Result>> mounts = new ArrayList<>();
+      for (int i = 0; i < 50; i++) {
+        Path mp = Files.createDirectories(base.resolve("m" + i));
+        mps.add(mp);
+        mounts.add(pool.submit(() -> run(d, "--root", store.toString(), "mount", "--read-only",
+            "bb:d", mp.toString())));
+      }
+      for (Future<Result> f : mounts) {
+        Result r = f.get(120, TimeUnit.SECONDS);
+        assertThat(r.code()).as(r.output()).isZero();
+      }
+      long rssOne = rss(d);
+      List<Future<String>> walks = new ArrayList<>();
+      for (Path mp : mps) {
+        walks.add(pool.submit((Callable<String>) () -> sh("find " + mp + " | wc -l").trim()));
+      }
+      for (Future<String> w : walks) {
+        assertThat(Long.parseLong(w.get(120, TimeUnit.SECONDS))).isEqualTo(expected);
+      }
+      System.err.printf("daemon with 50 mounts: %d MiB resident after the walks (%d MiB"
+          + " before)%n", rss(d) >> 20, rssOne >> 20);
+      assertThat(Json.MAPPER.readTree(run(d, "daemon", "status", "--format", "json").output())
+          .path("mounts").size()).isEqualTo(50);
+    } finally {
+      List<Future<Result>> umounts = new ArrayList<>();
+      for (Path mp : mps) {
+        umounts.add(pool.submit(() -> run(d, "umount", mp.toString())));
+      }
+      for (Future<Result> f : umounts) {
+        Result r = f.get(120, TimeUnit.SECONDS);
+        assertThat(r.code()).as(r.output()).isZero();
+      }
+      pool.shutdownNow();
+    }
+    assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(base));
+    assertThat(Json.MAPPER.readTree(run(d, "daemon", "status", "--format", "json").output())
+        .path("mounts")).isEmpty();
+  }
+
+  // ------------------------------------------------------------------------- helpers
+
+  /** Starts a root daemon on {@code socket} and waits until it answers. */
+  static Daemon start(Path socket, List<String> prefix, Map<String, String> env)
+      throws Exception {
+    Files.createDirectories(socket.getParent());
+    List<String> cmd = new ArrayList<>(prefix);
+    cmd.addAll(List.of(java(), "-XX:+UseSerialGC", "-cp", classpath.resolve("*").toString()
+        + ":" + classpath.resolve("classes").toString(), "io.strata.cli.Main", "daemon"));
+    cmd.addAll(List.of("--socket", socket.toString()));
+    Path log = Files.createTempFile(shared, "daemon", ".log");
+    Posix.chmod(log, 0666);
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
+        .redirectOutput(log.toFile());
+    pb.environment().putAll(env);
+    Daemon d = new Daemon(pb.start(), socket, log);
+    daemons.add(d);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (!Files.exists(socket) || !answers(socket)) {
+      assertThat(d.process().isAlive()).as("the daemon ended: " + d.logText()).isTrue();
+      assertThat(System.nanoTime()).as("the daemon did not answer: " + d.logText())
+          .isLessThan(deadline);
+      Thread.sleep(20);
+    }
+    return d;
+  }
+
+  /** Starts the user's daemon, as the user, with {@code env} (VAR=VALUE ...). */
+  Daemon startAsUser(Path socket, String env, Path tmp) throws Exception {
+    List<String> prefix = new ArrayList<>(List.of("setpriv", "--reuid=" + user.uid,
+        "--regid=" + user.gid, "--init-groups", "--reset-env", "env"));
+    prefix.addAll(List.of(env.split(" ")));
+    List<String> cmd = new ArrayList<>(prefix);
+    // (jnr's stub is unpacked to java.io.tmpdir, which must be the user's to write)
+    cmd.addAll(List.of(java(), "-XX:+UseSerialGC", "-Djava.io.tmpdir=" + tmp, "-cp",
+        classpath.resolve("*") + ":" + classpath.resolve("classes"), "io.strata.cli.Main",
+        "daemon"));
+    Path log = Files.createTempFile(shared, "user-daemon", ".log");
+    Posix.chmod(log, 0666);
+    Daemon d = new Daemon(new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile())
+        .start(), socket, log);
+    daemons.add(d);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (!Files.exists(socket)) {
+      assertThat(d.process().isAlive()).as("the daemon ended: " + d.logText()).isTrue();
+      assertThat(System.nanoTime()).as("the daemon did not start: " + d.logText())
+          .isLessThan(deadline);
+      Thread.sleep(20);
+    }
+    return d;
+  }
+
+  static boolean answers(Path socket) {
+    return DaemonServer.answers(socket);
+  }
+
+  static String java() {
+    return Path.of(System.getProperty("java.home"), "bin", "java").toString();
+  }
+
+  /**
+   * The test's classpath where another user can read it: the jars hard-linked (or copied)
+   * into {@code dir}, the class directories copied to {@code dir/classes}. (Maven's repository
+   * under /root is not for other users.)
+   */
+  static Path readableClasspath(Path dir) throws Exception {
+    Path classes = Files.createDirectories(dir.resolve("classes"));
+    for (String entry : System.getProperty("java.class.path").split(":")) {
+      Path p = Path.of(entry);
+      if (Files.isDirectory(p)) {
+        sh("cp -a " + p + "/. " + classes + "/");
+      } else if (Files.isRegularFile(p) && entry.endsWith(".jar")) {
+        Path to = dir.resolve(p.getFileName());
+        if (!Files.exists(to)) {
+          try {
+            Files.createLink(to, p);
+          } catch (IOException crossDevice) {
+            Files.copy(p, to);
+          }
+        }
+      }
+    }
+    // the container helper, found beside the classes as in a build
+    sh("cp -a target/native " + dir + "/native");
+    sh("chmod -R a+rX " + dir);
+    return dir;
+  }
+
+  /** Runs the C client against {@code d} as root. */
+  static Result run(Daemon d, String... args) throws Exception {
+    List<String> cmd = new ArrayList<>(List.of(client.toString()));
+    cmd.addAll(List.of(args));
+    ProcessBuilder pb = new ProcessBuilder(cmd);
+    pb.environment().put("STRATA_SOCKET", d.socket().toString());
+    return finish(pb, cmd);
+  }
+
+  /** Runs a command in a JVM of its own, no daemon. */
+  static Result inProcess(String... args) throws Exception {
+    List<String> cmd = new ArrayList<>(List.of(java(), "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-cp", System.getProperty("java.class.path"), "io.strata.cli.Main"));
+    cmd.addAll(List.of(args));
+    ProcessBuilder pb = new ProcessBuilder(cmd);
+    pb.environment().put("STRATA_SOCKET", "none");
+    return finish(pb, cmd);
+  }
+
+  /** Runs {@code pb}, its stderr read beside its stdout, and waits for it. */
+  static Result finish(ProcessBuilder pb, List<String> cmd) throws Exception {
+    Path err = Files.createTempFile(shared, "err", ".txt");
+    Process p = pb.redirectError(err.toFile()).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertThat(p.waitFor(120, TimeUnit.SECONDS)).as(String.join(" ", cmd)).isTrue();
+    Result r = new Result(p.exitValue(), out, Files.readString(err));
+    Files.delete(err);
+    return r;
+  }
+
+  static String sh(String script) throws Exception {
+    Process p = new ProcessBuilder("sh", "-c", script).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertThat(p.waitFor()).as(script + "\n" + out).isZero();
+    return out;
+  }
+
+  /** Mounts lowerdir=LOWER with an upper under {@code upperBase} via strata-overlay. */
+  static Path overlay(Daemon d, Path base, String name, Path lower, Path upperBase)
+      throws Exception {
+    Path mp = Files.createDirectories(base.resolve("mnt-" + name));
+    Path upper = Files.createDirectories(upperBase.resolve("upper-" + name));
+    Path work = Files.createDirectories(upperBase.resolve("work-" + name));
+    Result r = run(d, "overlay", "-o", "lowerdir=" + lower + ",upperdir=" + upper + ",workdir="
+        + work, mp.toString());
+    assertThat(r.code()).as(r.output()).isZero();
+    assertThat(Mounts.isFuseMountpoint(mp)).isTrue();
+    return mp;
+  }
+
+  /** A healthy mount still reads, writes and lists. */
+  static void assertServes(Path mp) throws Exception {
+    assertThat(mp.resolve("f")).hasContent("lower");
+    Files.writeString(mp.resolve("new-" + System.nanoTime()), "x");
+    try (Stream<Path> s = Files.list(mp)) {
+      assertThat(s.count()).isGreaterThanOrEqualTo(3);
+    }
+  }
+
+  static boolean readable(Path p) {
+    try {
+      Files.readAllBytes(p);
+      return true;
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  /** The FUSE connection number of a mount (its device's minor number). */
+  static long devOf(Path mp) throws Exception {
+    for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"))) {
+      String[] f = line.split(" ");
+      if (f[4].equals(mp.toString())) {
+        return Long.parseLong(f[2].substring(f[2].indexOf(':') + 1));
+      }
+    }
+    throw new AssertionError(mp + " is not mounted");
+  }
+
+  static List<String> listing(Path dir) throws IOException {
+    try (Stream<Path> s = Files.walk(dir)) {
+      return s.map(p -> {
+        try {
+          return p + " " + Files.size(p) + " " + Files.getLastModifiedTime(p,
+              java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        } catch (IOException e) {
+          return p + " ?";
+        }
+      }).sorted().toList();
+    }
+  }
+
+  static void awaitContent(Path out, String text, Process p) throws Exception {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (!Files.readString(out).contains(text)) {
+      assertThat(p.isAlive()).as("the client ended: " + Files.readString(out)).isTrue();
+      assertThat(System.nanoTime()).as(out + ": " + Files.readString(out)).isLessThan(deadline);
+      Thread.sleep(20);
+    }
+  }
+
+  static long processesMentioning(String text) throws IOException {
+    long n = 0;
+    try (Stream<Path> procs = Files.list(Path.of("/proc"))) {
+      for (Path p : procs.filter(x -> x.getFileName().toString().matches("[0-9]+")).toList()) {
+        try {
+          String cmd = new String(Files.readAllBytes(p.resolve("cmdline")), StandardCharsets.UTF_8)
+              .replace('\0', ' ');
+          if (cmd.contains(text)) {
+            n++;
+          }
+        } catch (IOException gone) {
+          // ended meanwhile
+        }
+      }
+    }
+    return n;
+  }
+
+  static long rss(Daemon d) throws IOException {
+    for (String line : Files.readAllLines(Path.of("/proc/" + d.process().pid() + "/status"))) {
+      if (line.startsWith("VmRSS:")) {
+        return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+      }
+    }
+    return -1;
+  }
+}
