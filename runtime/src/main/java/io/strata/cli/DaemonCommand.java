@@ -58,6 +58,7 @@ public final class DaemonCommand implements Callable<Integer> {
     }, "strata-daemon-stop");
     Runtime.getRuntime().addShutdownHook(hook);
     clearAfterADeadDaemon();
+    server.trimWhenIdle(Duration.ofSeconds(10));
     DaemonServer.logLine("serving on " + where + " (pid " + ProcessHandle.current().pid() + ")");
     server.serve();
     return 0;

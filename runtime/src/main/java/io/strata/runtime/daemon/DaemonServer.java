@@ -119,6 +119,32 @@ public final class DaemonServer implements AutoCloseable {
     return refused.get();
   }
 
+  /**
+   * Gives memory back once the daemon is idle: {@code every} so often, if commands were served
+   * since the last look and none runs now, a full collection, after which the heap shrinks to
+   * what is live (the daemon runs with a small MaxHeapFreeRatio). A burst of commands (fifty
+   * mounts) leaves garbage that would otherwise stay resident until the next burst.
+   */
+  public void trimWhenIdle(java.time.Duration every) {
+    Thread t = new Thread(() -> {
+      long seen = 0;
+      while (!closed) {
+        try {
+          Thread.sleep(every.toMillis());
+        } catch (InterruptedException e) {
+          return;
+        }
+        long now = served.get();
+        if (now != seen && sessions.isEmpty()) {
+          seen = now;
+          System.gc();
+        }
+      }
+    }, "strata-trim");
+    t.setDaemon(true);
+    t.start();
+  }
+
   /** Accepts clients until {@link #close}. */
   public void serve() throws IOException {
     while (!closed) {

@@ -18,7 +18,10 @@ final class Foreground {
     System.err.println(Instant.now() + " strata: " + line);
   }
 
-  /** Mounts, reports readiness on stderr, and blocks until the mount is gone. */
+  /**
+   * Mounts, reports readiness on stderr, and blocks until the mount is gone (a background
+   * mount in the daemon: returns once it answers, and a thread waits).
+   */
   static void serve(UnionView view, Path mountpoint, FuseMount.Settings settings, Runnable onExit)
       throws IOException, InterruptedException {
     FuseMount m = FuseMount.mount(view, mountpoint, settings, Foreground::log,
@@ -49,8 +52,28 @@ final class Foreground {
         + (view.upper() == null ? "none: read-only" : view.upper()) + ")");
     System.err.println(Instant.now() + " " + io.strata.union.mount.Background.readyLine(mountpoint,
         io.strata.union.mount.Background.readyToken()));
+    if (io.strata.union.mount.Background.detached()) {
+      // In the daemon a background mount's command ends here, so that what it parsed (its
+      // command line's model, a megabyte) is not kept for the life of the mount; a thread of
+      // its own waits for the unmount and cleans up.
+      Thread waiter = new Thread(() -> finish(view, m, hook, signals, onExit),
+          "mounted " + mountpoint);
+      waiter.setDaemon(true);
+      waiter.start();
+      return;
+    }
+    finish(view, m, hook, signals, onExit);
+  }
+
+  /** Waits until the mount is gone, then says so and cleans up. */
+  private static void finish(UnionView view, FuseMount m, Thread hook, AutoCloseable signals,
+      Runnable onExit) {
+    Path mountpoint = m.mountpoint();
     try {
       m.awaitUnmount();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return; // the process ends: the shutdown hook unmounts
     } finally {
       try {
         signals.close();
@@ -65,7 +88,12 @@ final class Foreground {
     } catch (IllegalStateException shuttingDown) {
       return; // the hook is running and does the rest
     }
-    m.close();
-    onExit.run();
+    try {
+      m.close();
+    } catch (IOException e) {
+      log("unmount of " + mountpoint + " failed: " + e.getMessage());
+    } finally {
+      onExit.run();
+    }
   }
 }

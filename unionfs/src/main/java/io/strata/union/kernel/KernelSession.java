@@ -19,7 +19,12 @@ import jnr.ffi.Pointer;
 /**
  * strata's own FUSE transport: a {@link UnionView} served on /dev/fuse by mount(2) and the
  * kernel's protocol, in Java. One worker reads the first descriptor; once INIT is answered,
- * more workers each read a clone of it (FUSE_DEV_IOC_CLONE), so no lock orders the reads. A
+ * more workers start as they are needed (when a request arrives and no other worker waits for
+ * the next one, as libfuse's loop does), up to {@link Options#workers}, each reading a clone of
+ * the descriptor (FUSE_DEV_IOC_CLONE), so no lock orders the reads. A mount that is walked by
+ * one process at a time keeps one worker; a daemon serving fifty such mounts keeps fifty, not
+ * two hundred. A worker's buffers are malloc'd, not zeroed: only the pages requests touch are
+ * resident. A
  * notifier thread writes the invalidations the view asks for, so that no request's thread ever
  * waits on the kernel. The session ends when the kernel says the mount is gone (ENODEV).
  */
@@ -45,6 +50,11 @@ public final class KernelSession {
   private final Thread notifier;
   private volatile Throwable failure;
   private int running;
+  /** Workers waiting in read(2) for a request. */
+  private final java.util.concurrent.atomic.AtomicInteger idle =
+      new java.util.concurrent.atomic.AtomicInteger();
+  /** INIT is answered: workers may be added. */
+  private volatile boolean initialized;
 
   private KernelSession(UnionView view, Path mountpoint, Options options, Consumer<String> log,
       int fd) throws FsException {
@@ -124,37 +134,67 @@ public final class KernelSession {
     t.start();
   }
 
-  /** Called by the dispatcher once INIT is answered: more workers, each on its own clone. */
+  /** Called by the dispatcher once INIT is answered: from now on workers may be added. */
   private void afterInit(boolean passthrough, int minor) {
-    io.strata.layers.base.Log.debug("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR) + ", "
-        + options.workers() + " workers, passthrough "
+    io.strata.layers.base.Log.debug("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR)
+        + ", up to " + options.workers() + " workers, passthrough "
         + (passthrough ? "on" : !options.passthrough() ? "off"
             : !Posix.isRoot() ? "off (backing files need root): reads and writes are served"
             : "not offered by this kernel: reads and writes are served"));
-    for (int i = 1; i < options.workers(); i++) {
-      int c = Device.cloneOf(fd);
+    initialized = true;
+  }
+
+  /** A request came and no worker waits for the next: one more, if the limit allows. */
+  private void grow() {
+    int c;
+    synchronized (this) {
+      if (!initialized || workers.size() >= options.workers() || idle.get() > 0 || running == 0) {
+        return;
+      }
+      c = Device.cloneOf(fd);
       if (c < 0) {
         log.accept("cannot clone the FUSE device (" + Posix.strerror(-c) + "): "
-            + i + " workers");
-        break;
+            + workers.size() + " workers");
+        initialized = false; // do not try again
+        return;
       }
-      synchronized (this) {
-        clones.add(c);
-      }
+      clones.add(c);
       startWorker(c);
     }
   }
 
+  /** How many workers serve now. */
+  public synchronized int workerCount() {
+    return workers.size();
+  }
+
+  private static final com.kenai.jffi.MemoryIO MEMORY = com.kenai.jffi.MemoryIO.getInstance();
+
   private void serve(int wfd) {
-    ByteBuffer inBuf = ByteBuffer.allocateDirect(Fuse.BUFFER);
-    ByteBuffer outBuf = ByteBuffer.allocateDirect(Fuse.BUFFER);
+    // malloc'd, not zeroed: a megabyte each, of which small requests touch a page
+    long inAddr = MEMORY.allocateMemory(Fuse.BUFFER, false);
+    long outAddr = MEMORY.allocateMemory(Fuse.BUFFER, false);
+    try {
+      serve(wfd, MEMORY.newDirectByteBuffer(inAddr, Fuse.BUFFER),
+          MEMORY.newDirectByteBuffer(outAddr, Fuse.BUFFER));
+    } finally {
+      MEMORY.freeMemory(inAddr);
+      MEMORY.freeMemory(outAddr);
+    }
+  }
+
+  private void serve(int wfd, ByteBuffer inBuf, ByteBuffer outBuf) {
     Pointer inMem = Pointer.wrap(Device.RUNTIME, inBuf);
     Pointer outMem = Pointer.wrap(Device.RUNTIME, outBuf);
     Request req = new Request(inBuf);
     Reply rep = new Reply(outBuf);
     try {
       while (true) {
+        idle.incrementAndGet();
         long n = Device.LIBC.read(wfd, inMem, Fuse.BUFFER);
+        if (idle.decrementAndGet() == 0 && n >= 0 && initialized) {
+          grow();
+        }
         if (n < 0) {
           int e = Device.errno();
           if (e == Posix.EINTR || e == Posix.EAGAIN || e == Posix.ENOENT) {
@@ -176,7 +216,7 @@ public final class KernelSession {
             log.accept("replying to " + Fuse.name(req.opcode) + ": " + Posix.strerror(e));
           }
         }
-        if (req.opcode == Fuse.INIT && len > 0 && workers.size() == 1) {
+        if (req.opcode == Fuse.INIT && len > 0 && !initialized) {
           afterInit(dispatcher.passthrough(), req.buf.getInt(Fuse.IN_HEADER + 4));
         }
       }

@@ -47,6 +47,15 @@ public final class Background {
   }
 
   private static volatile CommandLine inThisProcess;
+  private static final ThreadLocal<Boolean> DETACHED = new ThreadLocal<>();
+
+  /**
+   * Whether this thread runs a background mount's command in the daemon: the command returns
+   * once its mount answers instead of waiting for the unmount (the mount's own threads serve).
+   */
+  public static boolean detached() {
+    return Boolean.TRUE.equals(DETACHED.get());
+  }
 
   /** From now on background mounts are served by threads of this process (the daemon). */
   public static void serveInThisProcess(CommandLine commands) {
@@ -116,12 +125,14 @@ public final class Background {
       throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
     }
     java.io.ByteArrayOutputStream said = new java.io.ByteArrayOutputStream();
+    // what the command says is kept for the error until its mount answers, then only logged
+    java.util.concurrent.atomic.AtomicBoolean keep = new java.util.concurrent.atomic.AtomicBoolean(true);
     java.io.PrintStream toLog = io.strata.layers.base.Invocation.process().err();
     java.io.PrintStream both = new java.io.PrintStream(new java.io.OutputStream() {
       @Override
       public void write(int b) {
         synchronized (said) {
-          if (said.size() < 1 << 16) {
+          if (keep.get() && said.size() < 1 << 16) {
             said.write(b);
           }
         }
@@ -134,6 +145,7 @@ public final class Background {
         ProcessHandle.current().pid());
     int[] status = {-1};
     Thread t = new Thread(() -> {
+      DETACHED.set(true);
       try {
         status[0] = io.strata.layers.base.Invocation.run(own, () -> commands.run(args));
       } catch (Exception e) {
@@ -145,11 +157,17 @@ public final class Background {
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
       // this command's mount: another may have won the mountpoint meanwhile
-      if (t.isAlive() && Mounts.isFuseMountpoint(mp) && FuseMount.live().stream()
-          .anyMatch(m -> m.owner() == own && m.mountpoint().equals(realOrSame(mp)))) {
+      boolean alive = t.isAlive(); // before looking: a command that ends has mounted or failed
+      boolean ours = FuseMount.live().stream()
+          .anyMatch(m -> m.owner() == own && m.mountpoint().equals(realOrSame(mp)));
+      if (ours && Mounts.isFuseMountpoint(mp)) {
+        synchronized (said) {
+          keep.set(false);
+          said.reset();
+        }
         return;
       }
-      if (!t.isAlive()) {
+      if (!alive && !ours) {
         String out;
         synchronized (said) {
           out = said.toString(StandardCharsets.UTF_8).trim();
