@@ -42,12 +42,18 @@ public final class DaemonCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    Path where = socket != null ? socket : Sockets.defaultPath();
     Invocation.routeStandardStreams();
-    DaemonServer server = DaemonServer.listen(where, argv -> Main.execute(
-        argv.toArray(String[]::new)), DaemonServer::logLine);
-    io.strata.union.mount.Background.serveInThisProcess(argv -> Main.execute(
-        argv.toArray(String[]::new)));
+    DaemonServer.CommandLine commands = argv -> Main.execute(argv.toArray(String[]::new));
+    // Started by systemd with the socket on stdin (contrib/systemd: StandardInput=socket):
+    // serve the socket it made and listens on, which is how a client's first connection can
+    // start the daemon.
+    java.nio.channels.Channel inherited = socket == null ? System.inheritedChannel() : null;
+    DaemonServer server = inherited instanceof java.nio.channels.ServerSocketChannel ssc
+        ? DaemonServer.inherited(ssc, commands, DaemonServer::logLine)
+        : DaemonServer.listen(socket != null ? socket : Sockets.defaultPath(), commands,
+            DaemonServer::logLine);
+    Path where = server.socket();
+    io.strata.union.mount.Background.serveInThisProcess(commands::run);
     Thread hook = new Thread(() -> {
       DaemonServer.logLine("stopping");
       try {
@@ -167,17 +173,22 @@ public final class DaemonCommand implements Callable<Integer> {
         Output.json(s);
         return 0;
       }
-      System.out.printf("daemon pid %s on %s, up %s s: %s commands served (%s running now),"
-          + " %s clients refused%n", s.get("pid"), s.get("socket"), s.get("uptimeSeconds"),
-          s.get("commandsServed"), s.get("commandsRunning"), s.get("clientsRefused"));
-      System.out.printf("memory: %s resident, %s heap in use; %d mounts served%n",
+      System.out.printf("daemon pid %s on %s, up %s s: %s served (%s running now),"
+          + " %s refused%n", s.get("pid"), s.get("socket"), s.get("uptimeSeconds"),
+          plural((Long) s.get("commandsServed"), "command"), s.get("commandsRunning"),
+          plural((Long) s.get("clientsRefused"), "client"));
+      System.out.printf("memory: %s resident, %s heap in use; %s served%n",
           Output.size(residentBytes()), Output.size((Long) s.get("heapUsedBytes")),
-          mounts.size());
+          plural(mounts.size(), "mount"));
       for (Map<String, Object> m : mounts) {
         System.out.println("  " + m.get("mountpoint") + " (" + m.get("transport") + ")");
       }
       return 0;
     }
+  }
+
+  static String plural(long n, String what) {
+    return n + " " + what + (n == 1 ? "" : "s");
   }
 
   /** This process's resident memory (VmRSS), or -1. */

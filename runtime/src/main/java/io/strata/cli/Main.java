@@ -120,6 +120,7 @@ public final class Main implements Runnable {
     all.addAll(io.strata.union.cli.UnionCommands.all());
     all.addAll(List.of(new RunCommand(), new PsCommand(), new KillCommand(), new RmCommand(),
         new DiffCommand(), new CommitCommand(), new SnapshotterCommand(), new DaemonCommand(),
+        new StatsCommand(),
         new Version.Command()));
     List<Object> named = all.stream()
         .filter(c -> words.contains(c.getClass().getAnnotation(Command.class).name())).toList();

@@ -47,7 +47,7 @@ public final class SideBySide implements Callable<Integer> {
   Path out;
 
   @Option(names = "--backends", split = ",",
-      defaultValue = "plain,kernel,fuse-overlayfs,strata,strata-jnr",
+      defaultValue = "plain,kernel,fuse-overlayfs,strata,strata-daemon,strata-jnr",
       description = "Backends to run (default ${DEFAULT-VALUE}).")
   List<String> backends;
 
@@ -104,12 +104,13 @@ public final class SideBySide implements Callable<Integer> {
           }
         }
       }
-      for (String b : List.of("strata", "strata-jnr", "fuse-overlayfs")) {
+      for (String b : List.of("strata", "strata-daemon", "strata-jnr", "fuse-overlayfs")) {
         if (backends.contains(b) && !noExtras) {
           report.roundTrip.put(b, roundTrip(b, img, sz));
         }
       }
-      for (String b : List.of("strata", "strata-jnr", "fuse-overlayfs", "kernel")) {
+      for (String b : List.of("strata", "strata-daemon", "strata-jnr", "fuse-overlayfs",
+          "kernel")) {
         if (!backends.contains(b) || noExtras) {
           continue;
         }
@@ -132,6 +133,7 @@ public final class SideBySide implements Callable<Integer> {
       return 0;
     } finally {
       unmountAll();
+      stopDaemon();
       try {
         Runtime.getRuntime().removeShutdownHook(cleanup);
       } catch (IllegalStateException shuttingDown) {
@@ -202,6 +204,15 @@ public final class SideBySide implements Callable<Integer> {
       case "strata" -> Background.startAndWait(List.of("overlay", "-f", "-o",
           opts + ",transport=kernel", mp.toString()), mp, dir.resolve("strata.log"),
           Duration.ofSeconds(60));
+      case "strata-daemon" -> {
+        // one warm JVM for every mount, as `strata daemon` serves a host
+        int code = io.strata.runtime.daemon.DaemonClient.run(
+            io.strata.runtime.daemon.DaemonClient.connect(daemon()),
+            List.of("overlay", "-o", opts + ",transport=kernel", mp.toString()));
+        if (code != 0) {
+          throw new IOException("strata overlay in the daemon failed with status " + code);
+        }
+      }
       case "strata-jnr" -> Background.startAndWait(List.of("overlay", "-f", "-o",
           opts + ",transport=jnr", mp.toString()), mp, dir.resolve("strata.log"),
           Duration.ofSeconds(60));
@@ -210,6 +221,53 @@ public final class SideBySide implements Callable<Integer> {
     }
     mounted.add(mp);
     return mp;
+  }
+
+  private Process daemon;
+  private Path daemonSocket;
+
+  /** The bench's own strata daemon (started on first use, stopped at the end): its socket. */
+  private Path daemon() throws IOException {
+    if (daemon == null) {
+      daemonSocket = Files.createDirectories(work.resolve("daemon")).resolve("strata.sock");
+      Files.deleteIfExists(daemonSocket);
+      List<String> cmd = new ArrayList<>(Background.command(List.of("daemon", "--socket",
+          daemonSocket.toString())));
+      cmd.remove("setsid");
+      // the client's settings for a daemon (runtime/src/main/c/strata-client.c)
+      cmd.addAll(2, List.of("-Xms8m", "-XX:MaxNewSize=32m", "-XX:MinHeapFreeRatio=10",
+          "-XX:MaxHeapFreeRatio=20"));
+      daemon = new ProcessBuilder(cmd).redirectErrorStream(true)
+          .redirectOutput(work.resolve("daemon/daemon.log").toFile()).start();
+      long deadline = System.nanoTime() + 60_000_000_000L;
+      while (!io.strata.runtime.daemon.DaemonServer.answers(daemonSocket)) {
+        if (!daemon.isAlive() || System.nanoTime() > deadline) {
+          throw new IOException("the bench's strata daemon did not start: see "
+              + work.resolve("daemon/daemon.log"));
+        }
+        try {
+          Thread.sleep(20);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IOException("interrupted");
+        }
+      }
+    }
+    return daemonSocket;
+  }
+
+  private void stopDaemon() {
+    if (daemon != null) {
+      daemon.destroy();
+      try {
+        if (!daemon.waitFor(30, java.util.concurrent.TimeUnit.SECONDS)) {
+          daemon.destroyForcibly();
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      daemon = null;
+    }
   }
 
   private void unmount(String backend, Path mp) throws IOException {

@@ -83,6 +83,22 @@ public final class DaemonServer implements AutoCloseable {
     return s;
   }
 
+  /**
+   * Serves a socket another process made and listens on (systemd's socket activation with
+   * the socket on stdin): its file is not this daemon's to remove when it stops.
+   */
+  public static DaemonServer inherited(ServerSocketChannel ch, CommandLine commands,
+      Consumer<String> log) throws IOException {
+    if (!(ch.getLocalAddress() instanceof UnixDomainSocketAddress a)) {
+      throw new IllegalStateException("the inherited socket is not a unix socket: "
+          + ch.getLocalAddress());
+    }
+    DaemonServer s = new DaemonServer(a.getPath(), ch, commands, log);
+    s.fileKey = null; // systemd's
+    running = s;
+    return s;
+  }
+
   /** The daemon of this process, or null when it runs none. */
   public static DaemonServer running() {
     return running;
@@ -212,8 +228,8 @@ public final class DaemonServer implements AutoCloseable {
     closed = true;
     server.close();
     try {
-      // a daemon started since has its own socket there
-      if (fileKey.equals(Files.readAttributes(socket,
+      // a daemon started since has its own socket there; an inherited one is systemd's
+      if (fileKey != null && fileKey.equals(Files.readAttributes(socket,
           java.nio.file.attribute.BasicFileAttributes.class).fileKey())) {
         Files.deleteIfExists(socket);
       }

@@ -167,6 +167,38 @@ class DaemonTest {
         .doesNotContain("stolen");
   }
 
+  /** contrib/systemd: strata.socket starts the daemon with its socket on stdin. */
+  @Test
+  void aSocketActivatedDaemonServesTheFirstCommand() throws Exception {
+    org.junit.jupiter.api.Assumptions.assumeTrue(
+        Files.isExecutable(Path.of("/usr/bin/systemd-socket-activate")),
+        "systemd-socket-activate (Debian's systemd) is not installed");
+    Path sock = Files.createDirectories(shared.resolve("activated")).resolve("strata.sock");
+    // the socket made and listened on by another process, handed over as stdin on the first
+    // connection, as systemd does with StandardInput=socket
+    List<String> cmd = new ArrayList<>(List.of("systemd-socket-activate", "--inetd", "-l",
+        sock.toString(), java(), "-XX:+UseSerialGC", "-cp", classpath.resolve("*") + ":"
+            + classpath.resolve("classes"), "io.strata.cli.Main", "daemon"));
+    Path log = Files.createTempFile(shared, "activated", ".log");
+    Process activator = new ProcessBuilder(cmd).redirectErrorStream(true)
+        .redirectOutput(log.toFile()).start();
+    Daemon d = new Daemon(activator, sock, log);
+    daemons.add(d);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (!Files.exists(sock)) {
+      assertThat(activator.isAlive()).as(d.logText()).isTrue();
+      assertThat(System.nanoTime()).as(d.logText()).isLessThan(deadline);
+      Thread.sleep(20);
+    }
+    Result first = run(d, "--root", store.toString(), "images");
+    assertThat(first.code()).as(first.output() + d.logText()).isZero();
+    assertThat(first.out()).contains("bb");
+    JsonNode s = Json.MAPPER.readTree(run(d, "daemon", "status", "--format", "json").out());
+    assertThat(s.path("socket").asText()).isEqualTo(sock.toString());
+    // systemd-socket-activate execs the JVM: the daemon is the process it started
+    assertThat(s.path("pid").asLong()).isEqualTo(activator.pid());
+  }
+
   // ------------------------------------------------------------------------- faults
 
   boolean fusectlMounted;
@@ -336,6 +368,15 @@ class DaemonTest {
           + " before)%n", rss(d) >> 20, rssOne >> 20);
       assertThat(Json.MAPPER.readTree(run(d, "daemon", "status", "--format", "json").output())
           .path("mounts").size()).isEqualTo(50);
+      // one merged lower tree for all fifty, and every walk's requests counted
+      JsonNode stats = Json.MAPPER.readTree(run(d, "stats", "--format", "json").out());
+      assertThat(stats.path("mounts")).hasSize(50);
+      for (JsonNode m : stats.path("mounts")) {
+        assertThat(m.path("caches").path("lowerDirectories").path("sharedByMounts").asInt())
+            .isEqualTo(50);
+        assertThat(m.path("requests").path("READDIRPLUS").path("count").asLong()
+            + m.path("requests").path("READDIR").path("count").asLong()).isPositive();
+      }
     } finally {
       List<Future<Result>> umounts = new ArrayList<>();
       for (Path mp : mps) {
@@ -350,6 +391,48 @@ class DaemonTest {
     assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(base));
     assertThat(Json.MAPPER.readTree(run(d, "daemon", "status", "--format", "json").output())
         .path("mounts")).isEmpty();
+  }
+
+  // ------------------------------------------------------------------------- live figures
+
+  @Test
+  void statsShowsRequestsCachesAndMemoryPerMount() throws Exception {
+    Daemon d = start(shared.resolve("stats/strata.sock"), List.of(), Map.of());
+    Path mp = Files.createDirectories(shared.resolve("stats/mnt"));
+    assertThat(run(d, "--root", store.toString(), "mount", "bb:d", mp.toString()).code()).isZero();
+    try {
+      Files.writeString(mp.resolve("written"), "x");
+      assertThat(Files.readAllBytes(mp.resolve("bin/busybox"))).isNotEmpty();
+      try (var f = Files.newInputStream(mp.resolve("etc/passwd"))) {
+        Result one = run(d, "stats", "--format", "json", mp.toString());
+        assertThat(one.code()).as(one.output()).isZero();
+        JsonNode s = Json.MAPPER.readTree(one.out());
+        assertThat(s.path("daemon").path("pid").asLong()).isEqualTo(d.process().pid());
+        assertThat(s.path("daemon").path("residentBytes").asLong()).isPositive();
+        JsonNode m = s.path("mounts").get(0);
+        assertThat(m.path("mountpoint").asText()).isEqualTo(mp.toRealPath().toString());
+        assertThat(m.path("requests").path("LOOKUP").path("count").asLong()).isPositive();
+        assertThat(m.path("requests").path("CREATE").path("count").asLong()).isEqualTo(1);
+        JsonNode lookup = m.path("requests").path("LOOKUP");
+        assertThat(lookup.path("p50Micros").asDouble())
+            .isLessThanOrEqualTo(lookup.path("p99Micros").asDouble());
+        assertThat(m.path("caches").path("openFiles").asInt()).as("etc/passwd is open")
+            .isGreaterThanOrEqualTo(m.path("passthrough").asBoolean() ? 0 : 1);
+        assertThat(m.path("workers").asInt()).isBetween(1, 4);
+      }
+      Result table = run(d, "stats", mp.toString());
+      assertThat(table.out()).contains("OPCODE").contains("LOOKUP").contains("caches: lower");
+      assertThat(run(d, "stats").out()).contains("daemon pid " + d.process().pid())
+          .contains(mp.toRealPath().toString());
+      Result none = run(d, "stats", shared.toString());
+      assertThat(none.code()).isEqualTo(io.strata.cli.Main.NOT_FOUND);
+      assertThat(none.err()).contains("serves no mount at");
+    } finally {
+      assertThat(run(d, "umount", mp.toString()).code()).isZero();
+    }
+    Result noDaemon = inProcess("stats");
+    assertThat(noDaemon.code()).isEqualTo(io.strata.cli.Main.NOT_FOUND);
+    assertThat(noDaemon.err()).contains("start one with `strata daemon`");
   }
 
   // ------------------------------------------------------------------------- helpers

@@ -44,6 +44,13 @@ final class Dispatcher {
   private volatile boolean passthrough;
   private volatile boolean passthroughFailureLogged;
   private final AtomicLongArray counts = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
+  /**
+   * How long requests took to serve, by opcode: bucket b counts those under 2^b ns (b < 40:
+   * up to 18 minutes), so a percentile is known to within a factor of two, for two
+   * System.nanoTime calls a request.
+   */
+  static final int BUCKETS = 40;
+  private final AtomicLongArray latency = new AtomicLongArray((Fuse.MAX_OPCODE + 1) * BUCKETS);
   private final AtomicLong passthroughOpens = new AtomicLong();
   private final AtomicLong servedOpens = new AtomicLong();
   private final AtomicLong retiredNodes = new AtomicLong();
@@ -81,6 +88,46 @@ final class Dispatcher {
     this.log = log;
   }
 
+  /** Requests of one opcode: how many, and percentiles of the time they took to serve. */
+  record OpStats(String op, long count, long p50Nanos, long p90Nanos, long p99Nanos,
+      long maxNanos) {}
+
+  /** Every opcode served so far, in opcode order. */
+  java.util.List<OpStats> latencies() {
+    java.util.List<OpStats> out = new java.util.ArrayList<>();
+    long[] h = new long[BUCKETS];
+    for (int op = 0; op <= Fuse.MAX_OPCODE; op++) {
+      long n = 0;
+      for (int b = 0; b < BUCKETS; b++) {
+        h[b] = latency.get(op * BUCKETS + b);
+        n += h[b];
+      }
+      if (n == 0) {
+        continue;
+      }
+      out.add(new OpStats(Fuse.name(op), n, percentile(h, n, 0.50), percentile(h, n, 0.90),
+          percentile(h, n, 0.99), percentile(h, n, 1.0)));
+    }
+    return out;
+  }
+
+  /** The upper bound of the bucket the q-th request falls in. */
+  static long percentile(long[] h, long n, double q) {
+    long rank = Math.max(1, (long) Math.ceil(q * n));
+    long seen = 0;
+    for (int b = 0; b < h.length; b++) {
+      seen += h[b];
+      if (seen >= rank) {
+        return 1L << b;
+      }
+    }
+    return 1L << (h.length - 1);
+  }
+
+  static int bucket(long nanos) {
+    return Math.min(BUCKETS - 1, 64 - Long.numberOfLeadingZeros(Math.max(0, nanos)));
+  }
+
   /** Requests served, by opcode name, and opens by kind: for logs, tests and benchmarks. */
   java.util.Map<String, Long> stats() {
     java.util.Map<String, Long> out = new java.util.TreeMap<>();
@@ -109,9 +156,17 @@ final class Dispatcher {
    */
   int handle(Request in, Reply out, Pointer inMem, Pointer outMem) {
     int op = in.opcode;
+    long start = System.nanoTime();
+    int len = answer(in, out, inMem, outMem);
     if (op >= 0 && op <= Fuse.MAX_OPCODE) {
       counts.incrementAndGet(op);
+      latency.incrementAndGet(op * BUCKETS + bucket(System.nanoTime() - start));
     }
+    return len;
+  }
+
+  private int answer(Request in, Reply out, Pointer inMem, Pointer outMem) {
+    int op = in.opcode;
     out.start();
     COUNTED.get().n = 0;
     int errno;

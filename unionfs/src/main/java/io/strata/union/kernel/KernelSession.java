@@ -309,6 +309,33 @@ public final class KernelSession {
   }
 
   /** Requests served by opcode, opens passed through and served, nodes known. */
+  /**
+   * What `strata stats` shows of this session: requests by opcode with percentiles of the
+   * time they took to serve (microseconds, bounds of power-of-two buckets), nodes known to
+   * the kernel, workers, opens by kind.
+   */
+  public Map<String, Object> report() {
+    Map<String, Object> out = new java.util.LinkedHashMap<>();
+    Map<String, Long> counts = dispatcher.stats();
+    Map<String, Object> requests = new java.util.LinkedHashMap<>();
+    for (Dispatcher.OpStats o : dispatcher.latencies()) {
+      Map<String, Object> r = new java.util.LinkedHashMap<>();
+      r.put("count", o.count());
+      r.put("p50Micros", o.p50Nanos() / 1000.0);
+      r.put("p90Micros", o.p90Nanos() / 1000.0);
+      r.put("p99Micros", o.p99Nanos() / 1000.0);
+      r.put("maxMicros", o.maxNanos() / 1000.0);
+      requests.put(o.op(), r);
+    }
+    out.put("requests", requests);
+    out.put("nodes", counts.get("nodes"));
+    out.put("nodesRetired", counts.get("nodes retired"));
+    out.put("opensPassedThrough", counts.get("opens passed through"));
+    out.put("opensServed", counts.get("opens served"));
+    out.put("workers", workerCount());
+    return out;
+  }
+
   public Map<String, Long> stats() {
     return dispatcher.stats();
   }

@@ -283,6 +283,24 @@ public final class FuseMount implements AutoCloseable {
     return kernel != null ? kernel.stats() : java.util.Map.of();
   }
 
+  /**
+   * Everything `strata stats` shows of this mount: transport, requests with latency
+   * percentiles, nodes, workers (strata's own transport), the view's caches and open files.
+   */
+  public java.util.Map<String, Object> report() {
+    java.util.Map<String, Object> out = new java.util.LinkedHashMap<>();
+    out.put("mountpoint", mountpoint.toString());
+    out.put("transport", transport().name().toLowerCase(java.util.Locale.ROOT));
+    out.put("passthrough", passthrough());
+    out.put("lowers", view.lowers().size());
+    out.put("upper", view.upper() == null ? null : view.upper().toString());
+    if (kernel != null) {
+      out.putAll(kernel.report());
+    }
+    out.put("caches", view.cacheStats());
+    return out;
+  }
+
   /** Whether open files are passed through to their real files by the kernel. */
   public boolean passthrough() {
     return kernel != null && kernel.passthrough();

@@ -267,6 +267,22 @@ final class Lookup {
     }
   }
 
+  /** The lookup's caches as numbers. */
+  java.util.Map<String, Object> stats() {
+    var o = upperMarks.stats();
+    var d = steps.stats();
+    java.util.Map<String, Object> marks = new java.util.LinkedHashMap<>();
+    marks.put("hits", o.hitCount());
+    marks.put("misses", o.missCount());
+    marks.put("hitRate", o.hitRate());
+    java.util.Map<String, Object> st = new java.util.LinkedHashMap<>();
+    st.put("cached", steps.estimatedSize());
+    st.put("hits", d.hitCount());
+    st.put("misses", d.missCount());
+    st.put("hitRate", d.hitRate());
+    return java.util.Map.of("upperMarkers", marks, "directorySteps", st);
+  }
+
   String report() {
     var o = upperMarks.stats();
     var d = steps.stats();

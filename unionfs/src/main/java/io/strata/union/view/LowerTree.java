@@ -42,6 +42,84 @@ final class LowerTree {
   private final List<Loc> roots; // top layer first: each layer's root directory, held open
   private final LoadingCache<String, Dir> dirs;
 
+  // ---------------------------------------------------------------- sharing
+
+  /** Which lowers a tree merges: each root's device and inode, top first, and the bound. */
+  private record Key(List<String> roots, long maxEntries) {}
+
+  /** A shared tree, its roots (opened once for all its users) and how many views use it. */
+  private static final class Shared {
+    final LowerTree tree;
+    int users;
+
+    Shared(LowerTree tree) {
+      this.tree = tree;
+    }
+  }
+
+  private static final Map<Key, Shared> SHARED = new HashMap<>();
+
+  /**
+   * The tree of {@code lowers} (top first), shared by every view of this process over the
+   * same directories: fifty mounts of one image merge each lower directory once and hold it
+   * once (the strata daemon serves them all). Lower layers do not change while mounted (the
+   * rule kernel overlayfs states too), so what one mount merged holds for the others. Its
+   * roots are opened here, once; {@link #release} closes them after the last view.
+   */
+  static synchronized LowerTree acquire(List<java.nio.file.Path> lowers, long maxEntries)
+      throws IOException {
+    List<String> ids = new ArrayList<>();
+    for (java.nio.file.Path l : lowers) {
+      Map<String, Object> st = java.nio.file.Files.readAttributes(l, "unix:dev,ino");
+      ids.add(st.get("dev") + ":" + st.get("ino"));
+    }
+    Key key = new Key(List.copyOf(ids), maxEntries);
+    Shared s = SHARED.get(key);
+    if (s == null) {
+      List<Loc> roots = new ArrayList<>();
+      try {
+        for (java.nio.file.Path l : lowers) {
+          roots.add(new Loc(RawFs.open(RawFs.AT_FDCWD, RawFs.raw(l),
+              RawFs.O_PATH | RawFs.O_DIRECTORY, 0), ""));
+        }
+      } catch (IOException e) {
+        roots.forEach(r -> RawFs.close(r.dirfd()));
+        throw e;
+      }
+      s = new Shared(new LowerTree(roots, maxEntries));
+      s.tree.key = key;
+      SHARED.put(key, s);
+    }
+    s.users++;
+    return s.tree;
+  }
+
+  /** A view is done with a tree from {@link #acquire}; the last one closes its roots. */
+  static synchronized void release(LowerTree tree) {
+    Shared s = SHARED.get(tree.key);
+    if (s == null || s.tree != tree || --s.users > 0) {
+      return;
+    }
+    SHARED.remove(tree.key);
+    tree.dirs.invalidateAll();
+    for (Loc r : tree.roots) {
+      RawFs.close(r.dirfd());
+    }
+  }
+
+  /** How many views use this tree (1 for one not shared). */
+  static synchronized int users(LowerTree tree) {
+    Shared s = tree.key == null ? null : SHARED.get(tree.key);
+    return s == null ? 1 : s.users;
+  }
+
+  private Key key; // set for a shared tree
+
+  /** The layers' roots, top first (for a shared tree, opened by it). */
+  List<Loc> roots() {
+    return roots;
+  }
+
   /**
    * @param roots the lower layers' root directories (descriptors), top first
    * @param maxEntries bound on the entries held by cached directories

@@ -40,6 +40,11 @@ final class OpenFiles {
   private final ConcurrentHashMap<Long, OpenFile> open = new ConcurrentHashMap<>();
   private final AtomicLong handles = new AtomicLong(1);
 
+  /** How many files are open through the view now. */
+  int count() {
+    return open.size();
+  }
+
   long register(int fd, String rel, boolean writable) {
     long fh = handles.getAndIncrement();
     open.put(fh, new OpenFile(fd, rel, writable));

@@ -105,18 +105,25 @@ public final class UnionView implements AutoCloseable {
     this.work = work;
     this.staging = work == null ? null : work.resolve("strata-staging");
     this.opts = opts;
-    List<Loc> roots = new ArrayList<>();
-    for (Path l : lowers) {
-      roots.add(openRoot(l));
+    // the merged lower tree and its roots are shared with other views of the same lowers
+    this.lowerTree = LowerTree.acquire(lowers, opts.cacheEntries());
+    this.lowerRoots = lowerTree.roots();
+    Loc up = null;
+    try {
+      up = upper == null ? null : openRoot(upper);
+      if (staging != null) {
+        Trees.deleteRecursively(staging); // a killed view's half-done copy-ups
+        Files.createDirectories(staging);
+      }
+      this.stagingRoot = staging == null ? null : openRoot(staging);
+    } catch (IOException | RuntimeException e) {
+      if (up != null) {
+        RawFs.close(up.dirfd());
+      }
+      LowerTree.release(lowerTree);
+      throw e;
     }
-    this.lowerRoots = List.copyOf(roots);
-    this.upperRoot = upper == null ? null : openRoot(upper);
-    if (staging != null) {
-      Trees.deleteRecursively(staging); // a killed view's half-done copy-ups
-      Files.createDirectories(staging);
-    }
-    this.stagingRoot = staging == null ? null : openRoot(staging);
-    this.lowerTree = new LowerTree(lowerRoots, opts.cacheEntries());
+    this.upperRoot = up;
     boolean root = Posix.isRoot();
     this.originXattr = root ? ORIGIN_TRUSTED : ORIGIN_USER;
     this.metacopyXattr = root ? METACOPY : METACOPY_USER;
@@ -189,12 +196,32 @@ public final class UnionView implements AutoCloseable {
     return upper;
   }
 
+  /**
+   * The view's caches and open files as numbers, for `strata stats`: the merged lower tree
+   * (shared with other mounts of the same lowers), the lookup's caches, files open now.
+   */
+  public java.util.Map<String, Object> cacheStats() {
+    java.util.Map<String, Object> out = new java.util.LinkedHashMap<>();
+    var s = lowerTree.stats();
+    java.util.Map<String, Object> lower = new java.util.LinkedHashMap<>();
+    lower.put("cachedDirectories", lowerTree.cachedDirectories());
+    lower.put("hits", s.hitCount());
+    lower.put("misses", s.missCount());
+    lower.put("hitRate", s.hitRate());
+    lower.put("sharedByMounts", LowerTree.users(lowerTree));
+    out.put("lowerDirectories", lower);
+    out.putAll(lookup.stats());
+    out.put("openFiles", files.count());
+    return out;
+  }
+
   /** Hit rates and sizes of the view's caches, for logs and benchmarks. */
   public String cacheReport() {
     var s = lowerTree.stats();
-    return String.format("lower directories: %d cached, hit rate %.1f%% (%d hits, %d misses); %s",
-        lowerTree.cachedDirectories(), 100 * s.hitRate(), s.hitCount(), s.missCount(),
-        lookup.report());
+    int users = LowerTree.users(lowerTree);
+    return String.format("lower directories: %d cached, hit rate %.1f%% (%d hits, %d misses)"
+        + "%s; %s", lowerTree.cachedDirectories(), 100 * s.hitRate(), s.hitCount(),
+        s.missCount(), users > 1 ? ", shared by " + users + " mounts" : "", lookup.report());
   }
 
   // ---------------------------------------------------------------- lookup
@@ -1072,9 +1099,7 @@ public final class UnionView implements AutoCloseable {
   public void close() {
     files.closeAll();
     lookup.close();
-    for (Loc l : lowerRoots) {
-      RawFs.close(l.dirfd());
-    }
+    LowerTree.release(lowerTree);
     if (upperRoot != null) {
       RawFs.close(upperRoot.dirfd());
     }
