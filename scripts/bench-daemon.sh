@@ -15,7 +15,8 @@ set -eu
 RUNS=${1:-11}
 here=$(cd "$(dirname "$0")/.." && pwd)
 C="$here/runtime/target/native/strata-client"
-W=/var/tmp/strata-bench-daemon
+# short: conmon puts a socket under the runroot, and a socket path has 108 bytes at most
+W=/var/tmp/sbd
 IMAGE=${IMAGE:-debian}
 UL="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
 
@@ -26,13 +27,13 @@ cleanup() {
   [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
   $P rm -af >/dev/null 2>&1; $P rmi -af >/dev/null 2>&1
   for prog in strata-overlay fuse-overlayfs; do
-    env CONTAINERS_STORAGE_CONF="$W/podman-$prog/storage.conf" podman --tmpdir "$W/podman-$prog/tmp" rmi -af >/dev/null 2>&1
+    env CONTAINERS_STORAGE_CONF="$W/p-$prog/storage.conf" podman --tmpdir "$W/p-$prog/tmp" rmi -af >/dev/null 2>&1
   done
 }
 P="podman --root $W/podman --runroot $W/podman-run --runtime runc"
 trap cleanup EXIT
 cleanup
-rm -rf "$W/store" "$W/podman" "$W/podman-run" "$W/podman-strata-overlay" "$W/podman-fuse-overlayfs" \
+rm -rf "$W/store" "$W/podman" "$W/podman-run" "$W/p-strata-overlay" "$W/p-fuse-overlayfs" \
   "$W/m" "$W/o" "$W/bundle" "$W/snaps"
 mkdir -p "$W/bin" "$W/m" "$W/o"
 
@@ -102,12 +103,12 @@ echo "| strata-overlay to an answering mount, daemon | $a ms | fuse-overlayfs $p
 
 # --- podman run with each mount_program
 for prog in strata-overlay fuse-overlayfs; do
-  d="$W/podman-$prog"; mkdir -p "$d"
+  d="$W/p-$prog"; mkdir -p "$d"
   path=$([ "$prog" = strata-overlay ] && echo "$W/bin/strata-overlay" || command -v fuse-overlayfs)
   printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/graph"\nrunroot = "%s/run"\n[storage.options.overlay]\nmount_program = "%s"\n' "$d" "$d" "$path" > "$d/storage.conf"
   env CONTAINERS_STORAGE_CONF="$d/storage.conf" podman --tmpdir "$d/tmp" load -q -i "$W/archive.tar" >/dev/null
 done
-pr() { env CONTAINERS_STORAGE_CONF="$W/podman-$1/storage.conf" podman --tmpdir "$W/podman-$1/tmp" --runtime runc run --rm $UL localhost/bench:1 /bin/true; }
+pr() { env CONTAINERS_STORAGE_CONF="$W/p-$1/storage.conf" podman --tmpdir "$W/p-$1/tmp" --runtime runc run --rm $UL localhost/bench:1 /bin/true; }
 pr strata-overlay >/dev/null 2>&1; pr fuse-overlayfs >/dev/null 2>&1
 for i in $(seq 1 "$RUNS"); do
   t[pod_s]+="$(ms pr strata-overlay) "

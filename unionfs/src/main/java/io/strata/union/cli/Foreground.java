@@ -54,12 +54,9 @@ final class Foreground {
         io.strata.union.mount.Background.readyToken()));
     if (io.strata.union.mount.Background.detached()) {
       // In the daemon a background mount's command ends here, so that what it parsed (its
-      // command line's model, a megabyte) is not kept for the life of the mount; a thread of
-      // its own waits for the unmount and cleans up.
-      Thread waiter = new Thread(() -> finish(view, m, hook, signals, onExit),
-          "mounted " + mountpoint);
-      waiter.setDaemon(true);
-      waiter.start();
+      // command line's model, a megabyte) is not kept for the life of the mount; the cleanup
+      // runs once the mount has gone.
+      m.whenUnmounted(() -> finish(view, m, hook, signals, onExit));
       return;
     }
     finish(view, m, hook, signals, onExit);

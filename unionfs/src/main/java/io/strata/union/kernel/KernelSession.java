@@ -47,7 +47,10 @@ public final class KernelSession {
   private record Invalidation(long node, String name) {}
 
   private final LinkedBlockingQueue<Invalidation> invalidations = new LinkedBlockingQueue<>();
-  private final Thread notifier;
+  /** Started with the first invalidation: a mount that is only read never needs one. */
+  private Thread notifier;
+  /** Run once the session has ended (by the last worker, on a thread of their own). */
+  private final List<Runnable> onEnd = new ArrayList<>();
   private volatile Throwable failure;
   private int running;
   /** Workers waiting in read(2) for a request. */
@@ -55,6 +58,7 @@ public final class KernelSession {
       new java.util.concurrent.atomic.AtomicInteger();
   /** INIT is answered: workers may be added. */
   private volatile boolean initialized;
+  private final CountDownLatch initAnswered = new CountDownLatch(1);
 
   private KernelSession(UnionView view, Path mountpoint, Options options, Consumer<String> log,
       int fd) throws FsException {
@@ -68,8 +72,6 @@ public final class KernelSession {
         nanos(options.entryTimeout()), nanos(options.attrTimeout()),
         nanos(options.negativeTimeout())), options.passthrough() && Posix.isRoot(),
         new Bridge(), log);
-    this.notifier = new Thread(this::notifyLoop, "fuse-notify " + mountpoint);
-    this.notifier.setDaemon(true);
   }
 
   private static long nanos(double seconds) {
@@ -116,10 +118,9 @@ public final class KernelSession {
     }
     view.onCopyUp(ino -> {
       for (NodeTable.Node n : s.nodes.byIno(ino)) {
-        s.invalidations.add(new Invalidation(n.id, null));
+        s.invalidate(new Invalidation(n.id, null));
       }
     });
-    s.notifier.start();
     s.startWorker(fd); // answers INIT; the others start once it is answered
     return s;
   }
@@ -142,6 +143,21 @@ public final class KernelSession {
             : !Posix.isRoot() ? "off (backing files need root): reads and writes are served"
             : "not offered by this kernel: reads and writes are served"));
     initialized = true;
+    initAnswered.countDown();
+  }
+
+  /**
+   * Waits until the kernel's INIT is answered, after which the mount answers requests; false
+   * if the session ended first or {@code nanos} passed. Nothing here touches the mount.
+   */
+  public boolean awaitInit(long nanos) throws InterruptedException {
+    long deadline = System.nanoTime() + nanos;
+    while (!initAnswered.await(5, java.util.concurrent.TimeUnit.MILLISECONDS)) {
+      if (ended() || System.nanoTime() > deadline) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** A request came and no worker waits for the next: one more, if the limit allows. */
@@ -234,11 +250,18 @@ public final class KernelSession {
       last = --running == 0;
     }
     if (last) {
-      notifier.interrupt();
-      try {
-        notifier.join(5_000); // it writes to fd: never after fd is closed and its number reused
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
+      Thread n;
+      synchronized (this) {
+        n = notifier;
+        notifier = DONE; // no notifier starts after this
+      }
+      if (n != null) {
+        n.interrupt();
+        try {
+          n.join(5_000); // it writes to fd: never after fd is closed and its number reused
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
       }
       synchronized (this) {
         for (int c : clones) {
@@ -248,7 +271,52 @@ public final class KernelSession {
       }
       Device.LIBC.close(fd);
       ended.countDown();
+      List<Runnable> todo;
+      synchronized (this) {
+        todo = List.copyOf(onEnd);
+        onEnd.clear();
+      }
+      for (Runnable r : todo) {
+        ENDINGS.execute(r);
+      }
     }
+  }
+
+  private static final Thread DONE = new Thread(() -> { }, "fuse-notify ended");
+  private static final java.util.concurrent.ExecutorService ENDINGS =
+      java.util.concurrent.Executors.newCachedThreadPool(r -> {
+        Thread t = new Thread(r, "fuse-session-ended");
+        t.setDaemon(true);
+        return t;
+      });
+
+  /**
+   * Runs {@code r} once the session has ended (at once if it has), on a pooled thread: what
+   * would otherwise take a thread per mount that waits for its end.
+   */
+  public void onEnd(Runnable r) {
+    synchronized (this) {
+      if (ended.getCount() > 0) {
+        onEnd.add(r);
+        return;
+      }
+    }
+    ENDINGS.execute(r);
+  }
+
+  /** Queues an invalidation, starting the notifier with the first. */
+  private void invalidate(Invalidation i) {
+    synchronized (this) {
+      if (notifier == DONE) {
+        return; // the session has ended: nothing to tell
+      }
+      if (notifier == null) {
+        notifier = new Thread(this::notifyLoop, "fuse-notify " + mountpoint);
+        notifier.setDaemon(true);
+        notifier.start();
+      }
+    }
+    invalidations.add(i);
   }
 
   private void notifyLoop() {
@@ -354,7 +422,7 @@ public final class KernelSession {
 
     @Override
     public void invalidateEntry(long parent, String name) {
-      invalidations.add(new Invalidation(parent, name));
+      invalidate(new Invalidation(parent, name));
     }
   }
 }

@@ -4,7 +4,6 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -18,9 +17,14 @@ import java.util.concurrent.atomic.AtomicLong;
  * (ESTALE), and an inode number of the upper filesystem that is reused for a new file after the
  * old one lost its last name gets a new node.
  *
- * <p>Locking: {@code byId} is concurrent and each node's first name is volatile, so building a
- * request's path takes no lock; every change of counts or names is made under this table's
- * monitor, which guards no I/O and is held for microseconds.
+ * <p>Locking: {@code byId} is read without a lock and each node's first name is volatile, so
+ * building a request's path takes no lock; every change of counts or names is made under this
+ * table's monitor, which guards no I/O and is held for microseconds.
+ *
+ * <p>Memory: a mount walked by find holds a node per file the kernel keeps (a Debian image:
+ * 6,000), and the daemon holds them for every mount. The two number indexes are open-addressed
+ * arrays of nodes (no boxed key, no entry object) and a node with one name (nearly all) keeps
+ * it in a field, not a list: about 140 bytes a node instead of 280.
  */
 final class NodeTable {
   /** One kernel inode. */
@@ -30,9 +34,12 @@ final class NodeTable {
     final boolean dir;
     /** One name of a lower file with several: its own kernel inode (see {@code Attr.lowerLink}). */
     final boolean perName;
-    /** The names this node is known by (guarded by the table). */
-    final List<Name> names = new ArrayList<>(1);
-    /** The first of {@code names}, or null: what its path is built from, read without a lock. */
+    /**
+     * The names this node is known by (guarded by the table): null, one {@link Name}, or a
+     * list of two or more (hard links).
+     */
+    private Object names;
+    /** The first of its names, or null: what its path is built from, read without a lock. */
     volatile Name first;
     long lookups;
     /** Whether the kernel refused this node's file as a passthrough backing. */
@@ -59,8 +66,211 @@ final class NodeTable {
   /** A name of a node: an entry in a parent directory. */
   record Name(long parent, String name) {}
 
-  private final ConcurrentHashMap<Long, Node> byId = new ConcurrentHashMap<>();
-  private final Map<Long, Node> byIno = new HashMap<>();
+  // ---------------------------------------------------------------- a node's names
+
+  @SuppressWarnings("unchecked")
+  private static List<Name> names(Node n) {
+    return n.names == null ? List.of() : n.names instanceof Name one ? List.of(one)
+        : (List<Name>) n.names;
+  }
+
+  private static boolean hasNames(Node n) {
+    return n.names != null;
+  }
+
+  @SuppressWarnings("unchecked")
+  private static void addName(Node n, Name name) {
+    if (n.names == null) {
+      n.names = name;
+    } else if (n.names instanceof Name one) {
+      List<Name> l = new ArrayList<>(2);
+      l.add(one);
+      l.add(name);
+      n.names = l;
+    } else {
+      ((List<Name>) n.names).add(name);
+    }
+    named(n);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static void removeName(Node n, Name name) {
+    if (n.names instanceof Name one) {
+      if (one.equals(name)) {
+        n.names = null;
+      }
+    } else if (n.names != null) {
+      List<Name> l = (List<Name>) n.names;
+      l.remove(name);
+      if (l.size() == 1) {
+        n.names = l.get(0);
+      }
+    }
+    named(n);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static void replaceName(Node n, Name from, Name to) {
+    if (n.names instanceof Name one) {
+      if (one.equals(from)) {
+        n.names = to;
+      }
+    } else if (n.names != null) {
+      List<Name> l = (List<Name>) n.names;
+      int i = l.indexOf(from);
+      if (i >= 0) {
+        l.set(i, to);
+      }
+    }
+    named(n);
+  }
+
+  private static void clearNames(Node n) {
+    n.names = null;
+    named(n);
+  }
+
+  private static void named(Node n) {
+    n.first = n.names == null ? null : n.names instanceof Name one ? one
+        : names(n).get(0);
+  }
+
+  // ---------------------------------------------------------------- number indexes
+
+  /**
+   * Nodes by a number of theirs (their id, or their inode number), open-addressed: an array
+   * of nodes probed linearly from the number's hash, a removed one marked by a tombstone.
+   * Changed only under the table's monitor; {@link #get} on the id index reads without a lock
+   * (the array is published through a volatile field and its slots with release/acquire).
+   */
+  static final class NodeIndex {
+    private static final Node TOMB = new Node(-1, -1, false, false);
+    private static final java.lang.invoke.VarHandle SLOT =
+        java.lang.invoke.MethodHandles.arrayElementVarHandle(Node[].class);
+    private final boolean byIno;
+    private volatile Node[] slots = new Node[16];
+    private int size;
+    private int used; // live and tombstones
+
+    NodeIndex(boolean byIno) {
+      this.byIno = byIno;
+    }
+
+    private long key(Node n) {
+      return byIno ? n.ino : n.id;
+    }
+
+    private static int hash(long k) {
+      long h = k * 0x9E3779B97F4A7C15L;
+      return (int) (h ^ (h >>> 32));
+    }
+
+    Node get(long k) {
+      Node[] a = slots;
+      int mask = a.length - 1;
+      for (int i = hash(k) & mask; ; i = (i + 1) & mask) {
+        Node s = (Node) SLOT.getAcquire(a, i);
+        if (s == null) {
+          return null;
+        }
+        if (s != TOMB && key(s) == k) {
+          return s;
+        }
+      }
+    }
+
+    /** Maps the node's number to it, replacing another node with that number. */
+    void put(Node n) {
+      if ((used + 1) * 2 > slots.length) {
+        rehash();
+      }
+      Node[] a = slots;
+      int mask = a.length - 1;
+      long k = key(n);
+      int tomb = -1;
+      for (int i = hash(k) & mask; ; i = (i + 1) & mask) {
+        Node s = a[i];
+        if (s == null) {
+          if (tomb >= 0) {
+            SLOT.setRelease(a, tomb, n);
+          } else {
+            SLOT.setRelease(a, i, n);
+            used++;
+          }
+          size++;
+          return;
+        }
+        if (s == TOMB) {
+          if (tomb < 0) {
+            tomb = i;
+          }
+        } else if (key(s) == k) {
+          SLOT.setRelease(a, i, n);
+          return;
+        }
+      }
+    }
+
+    /** Removes the mapping of {@code k} if it is to {@code n} (any node when null). */
+    boolean remove(long k, Node n) {
+      Node[] a = slots;
+      int mask = a.length - 1;
+      for (int i = hash(k) & mask; ; i = (i + 1) & mask) {
+        Node s = a[i];
+        if (s == null) {
+          return false;
+        }
+        if (s != TOMB && key(s) == k) {
+          if (n != null && s != n) {
+            return false;
+          }
+          SLOT.setRelease(a, i, TOMB);
+          size--;
+          return true;
+        }
+      }
+    }
+
+    int size() {
+      return size;
+    }
+
+    /** The nodes, in no order (under the table's monitor). */
+    List<Node> values() {
+      List<Node> out = new ArrayList<>(size);
+      for (Node s : slots) {
+        if (s != null && s != TOMB) {
+          out.add(s);
+        }
+      }
+      return out;
+    }
+
+    /** A new array for the live nodes: twice as big if they fill a quarter, else as big. */
+    private void rehash() {
+      Node[] old = slots;
+      int cap = old.length;
+      while (size * 4 >= cap) {
+        cap *= 2;
+      }
+      Node[] a = new Node[cap];
+      int mask = cap - 1;
+      for (Node s : old) {
+        if (s != null && s != TOMB) {
+          int i = hash(key(s)) & mask;
+          while (a[i] != null) {
+            i = (i + 1) & mask;
+          }
+          a[i] = s;
+        }
+      }
+      used = size;
+      slots = a; // published: readers use the old array or this one, both hold every node
+    }
+  }
+
+  private final NodeIndex byId = new NodeIndex(false);
+  private final NodeIndex byIno = new NodeIndex(true);
   private final Map<Name, Node> byName = new HashMap<>();
   /** The per-name nodes of lower hard links, by inode number, for invalidations. */
   private final Map<Long, List<Node>> perName = new HashMap<>();
@@ -70,7 +280,7 @@ final class NodeTable {
   NodeTable(long rootIno) {
     root = new Node(Fuse.ROOT_ID, rootIno, true, false);
     root.lookups = 1; // the kernel holds the root for the life of the mount
-    byId.put(root.id, root);
+    byId.put(root);
   }
 
   Node get(long id) {
@@ -133,48 +343,40 @@ final class NodeTable {
       n = before != null && before.perName && before.ino == ino ? before : null;
       if (n == null) {
         n = new Node(next.getAndIncrement(), ino, false, true);
-        byId.put(n.id, n);
+        byId.put(n);
         perName.computeIfAbsent(ino, k -> new ArrayList<>(2)).add(n);
       }
     } else {
       n = byIno.get(ino);
       if (n == null || n.dir != dir) {
         n = new Node(next.getAndIncrement(), ino, dir, false);
-        byId.put(n.id, n);
-        byIno.put(ino, n);
+        byId.put(n);
+        byIno.put(n);
       }
     }
     if (before != n) {
       if (before != null) {
-        before.names.remove(key);
+        removeName(before, key);
       }
       byName.put(key, n);
       if (n.dir) {
         // a directory has one name: a lookup under another means it moved
-        for (Name old : n.names) {
+        for (Name old : names(n)) {
           byName.remove(old, n);
         }
-        n.names.clear();
+        clearNames(n);
       }
-      n.names.add(key);
-      named(n);
-      if (before != null) {
-        named(before);
-      }
+      addName(n, key);
     }
     n.lookups++;
     return n;
   }
 
-  private static void named(Node n) {
-    n.first = n.names.isEmpty() ? null : n.names.get(0);
-  }
-
   /** A node with no name yet (an O_TMPFILE file), counted once; a LINK names it later. */
   synchronized Node unnamed(long ino) {
     Node n = new Node(next.getAndIncrement(), ino, false, false);
-    byId.put(n.id, n);
-    byIno.put(ino, n);
+    byId.put(n);
+    byIno.put(n);
     n.lookups = 1;
     return n;
   }
@@ -187,7 +389,7 @@ final class NodeTable {
     }
     n.lookups -= count;
     if (n.lookups <= 0) {
-      byId.remove(id);
+      byId.remove(id, n);
       byIno.remove(n.ino, n);
       if (n.perName) {
         List<Node> l = perName.get(n.ino);
@@ -195,7 +397,7 @@ final class NodeTable {
           perName.remove(n.ino);
         }
       }
-      for (Name name : n.names) {
+      for (Name name : names(n)) {
         byName.remove(name, n);
       }
       // children keep their names; their paths fail until looked up again under a live parent
@@ -207,9 +409,8 @@ final class NodeTable {
     Name key = new Name(parent, name);
     Node n = byName.remove(key);
     if (n != null) {
-      n.names.remove(key);
-      named(n);
-      if (n.names.isEmpty()) {
+      removeName(n, key);
+      if (!hasNames(n)) {
         byIno.remove(n.ino, n); // a new file may reuse the number: it gets a node of its own
       }
     }
@@ -222,16 +423,13 @@ final class NodeTable {
     Node moving = byName.remove(from);
     Node replaced = byName.remove(to);
     if (replaced != null && replaced != moving) {
-      replaced.names.remove(to);
-      named(replaced);
-      if (replaced.names.isEmpty()) {
+      removeName(replaced, to);
+      if (!hasNames(replaced)) {
         byIno.remove(replaced.ino, replaced);
       }
     }
     if (moving != null) {
-      int i = moving.names.indexOf(from);
-      moving.names.set(i, to);
-      named(moving);
+      replaceName(moving, from, to);
       byName.put(to, moving);
     }
   }
@@ -243,13 +441,11 @@ final class NodeTable {
     Node na = byName.remove(a);
     Node nb = byName.remove(b);
     if (na != null) {
-      na.names.set(na.names.indexOf(a), b);
-      named(na);
+      replaceName(na, a, b);
       byName.put(b, na);
     }
     if (nb != null) {
-      nb.names.set(nb.names.indexOf(b), a);
-      named(nb);
+      replaceName(nb, b, a);
       byName.put(a, nb);
     }
   }
@@ -270,7 +466,7 @@ final class NodeTable {
       }
     }
     List<Name> out = new ArrayList<>();
-    for (Name name : n.names) {
+    for (Name name : names(n)) {
       if (byName.remove(name, n)) {
         out.add(name);
       }

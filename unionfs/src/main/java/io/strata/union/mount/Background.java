@@ -160,7 +160,7 @@ public final class Background {
       boolean alive = t.isAlive(); // before looking: a command that ends has mounted or failed
       boolean ours = FuseMount.live().stream()
           .anyMatch(m -> m.owner() == own && m.mountpoint().equals(realOrSame(mp)));
-      if (ours && Mounts.isFuseMountpoint(mp)) {
+      if (ours) { // FuseMount.mount lists it once it answers
         synchronized (said) {
           keep.set(false);
           said.reset();
@@ -179,7 +179,7 @@ public final class Background {
         throw new IOException("the mount at " + mp + " did not answer within " + timeout);
       }
       try {
-        Thread.sleep(2);
+        Thread.sleep(1);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         throw new IOException("interrupted");

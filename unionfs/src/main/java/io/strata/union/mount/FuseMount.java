@@ -208,6 +208,19 @@ public final class FuseMount implements AutoCloseable {
   private void awaitAnswer(Duration timeout) throws IOException {
     Path mp = mountpoint;
     long deadline = System.nanoTime() + timeout.toNanos();
+    if (kernel != null) {
+      // strata's own transport answered INIT: the mount answers from now on (no process
+      // spawned to ask it, which took most of a mount's 30 ms in the daemon)
+      try {
+        if (kernel.awaitInit(timeout.toNanos()) && Mounts.isFuseMountpoint(mp)) {
+          return;
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        close();
+        throw new IOException("interrupted while mounting " + mp);
+      }
+    }
     while (true) {
       if (Mounts.isFuseMountpoint(mp) && answers(mp, deadline)) {
         return;
@@ -304,6 +317,28 @@ public final class FuseMount implements AutoCloseable {
   /** Whether open files are passed through to their real files by the kernel. */
   public boolean passthrough() {
     return kernel != null && kernel.passthrough();
+  }
+
+  /**
+   * Runs {@code r} once the mount has gone away, on a pooled thread (strata's own transport)
+   * or a thread that waits for jnr-fuse's loop: a daemon serving many mounts keeps no waiting
+   * thread per mount.
+   */
+  public void whenUnmounted(Runnable r) {
+    if (kernel != null) {
+      kernel.onEnd(r);
+      return;
+    }
+    Thread t = new Thread(() -> {
+      try {
+        awaitUnmount();
+      } catch (InterruptedException e) {
+        return;
+      }
+      r.run();
+    }, "mounted " + mountpoint);
+    t.setDaemon(true);
+    t.start();
   }
 
   /** Blocks until the mount goes away (unmounted from outside, or closed). */
