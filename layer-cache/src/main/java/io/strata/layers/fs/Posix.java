@@ -48,6 +48,8 @@ public final class Posix {
     int geteuid();
 
     String strerror(int errnum);
+
+    int malloc_trim(long pad);
   }
 
   public static final int S_IFMT = 0170000;
@@ -98,6 +100,14 @@ public final class Posix {
   /** Whether this process runs as root, and so may chown and mknod. */
   public static boolean isRoot() {
     return LIBC.geteuid() == 0;
+  }
+
+  /**
+   * Gives the C heap's free memory back to the kernel (glibc's malloc_trim): what native code
+   * (FUSE buffers, jnr) freed stays resident in malloc's arenas otherwise.
+   */
+  public static void mallocTrim() {
+    LIBC.malloc_trim(0);
   }
 
   /** This process's effective user id. */

@@ -139,7 +139,8 @@ public final class DaemonServer implements AutoCloseable {
    * Gives memory back once the daemon is idle: {@code every} so often, if commands were served
    * since the last look and none runs now, a full collection, after which the heap shrinks to
    * what is live (the daemon runs with a small MaxHeapFreeRatio). A burst of commands (fifty
-   * mounts) leaves garbage that would otherwise stay resident until the next burst.
+   * mounts) leaves garbage that would otherwise stay resident until the next burst; the C
+   * heap's free memory (buffers of mounts that ended) is handed back too (malloc_trim).
    */
   public void trimWhenIdle(java.time.Duration every) {
     Thread t = new Thread(() -> {
@@ -154,6 +155,7 @@ public final class DaemonServer implements AutoCloseable {
         if (now != seen && sessions.isEmpty()) {
           seen = now;
           System.gc();
+          io.strata.layers.fs.Posix.mallocTrim();
         }
       }
     }, "strata-trim");
