@@ -68,6 +68,8 @@ export STRATA_SOCKET="$W/strata.sock"
 D="$C"
 ln -sf "$C" "$W/bin/strata-overlay"
 until $D daemon status >/dev/null 2>&1; do sleep 0.05; done
+sleep 5 # its warm-up
+fresh=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$DAEMON/status")
 
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo fail; return 0; }; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 median() { printf '%s\n' "$@" | grep -v fail | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "fail"}'; }
@@ -173,7 +175,8 @@ for i in $(seq 0 49); do umount "$W/many/m$i"; done
 echo
 echo "| memory | strata daemon | fuse-overlayfs |"
 echo "|---|---|---|"
-echo "| idle | $idle MiB | - |"
+echo "| idle, fresh | $fresh MiB | - |"
+echo "| idle after the runs above | $idle MiB | - |"
 echo "| one mount after find | $one MiB | - |"
 echo "| 50 mounts after a find of each | $fifty MiB ($(( fifty - one )) MiB more than one) | $fo MiB (50 processes) |"
 before=$(rss "$DAEMON_JVM")

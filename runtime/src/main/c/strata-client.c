@@ -119,12 +119,17 @@ static const char *socket_path(char *out, size_t cap) {
   return out;
 }
 
-/* Whether the arguments start a daemon, which must not hand itself to one. */
+/*
+ * Whether the arguments start a daemon, which must not hand itself to one: `daemon` without
+ * its subcommand `status` (the value of --socket is not a subcommand).
+ */
 static int starts_daemon(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "daemon") == 0) {
-      for (int j = i + 1; j < argc; j++)
-        if (argv[j][0] != '-') return 0;
+      for (int j = i + 1; j < argc; j++) {
+        if (strcmp(argv[j], "--socket") == 0) j++;
+        else if (strcmp(argv[j], "status") == 0) return 0;
+      }
       return 1;
     }
   }

@@ -87,13 +87,18 @@ public final class Main implements Runnable {
     return cl.execute(args);
   }
 
-  /** Whether {@code args} start a daemon (which must not hand itself to another). */
+  /**
+   * Whether {@code args} start a daemon (which must not hand itself to another): {@code
+   * daemon} without its subcommand {@code status} (the value of --socket is not one).
+   */
   static boolean startsADaemon(String... args) {
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("daemon")) {
         for (int j = i + 1; j < args.length; j++) {
-          if (!args[j].startsWith("-")) {
-            return false; // a subcommand of daemon: status
+          if (args[j].equals("--socket")) {
+            j++;
+          } else if (args[j].equals("status")) {
+            return false;
           }
         }
         return true;

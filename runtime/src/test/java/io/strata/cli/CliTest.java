@@ -190,6 +190,18 @@ class CliTest {
     }
   }
 
+  /** `daemon --socket PATH` starts one: PATH is not a subcommand (it was taken for one). */
+  @Test
+  void whatStartsADaemon() {
+    assertThat(Main.startsADaemon("daemon")).isTrue();
+    assertThat(Main.startsADaemon("daemon", "--socket", "/run/x.sock")).isTrue();
+    assertThat(Main.startsADaemon("--log-level", "info", "daemon", "--socket", "status")).isTrue();
+    assertThat(Main.startsADaemon("daemon", "status")).isFalse();
+    assertThat(Main.startsADaemon("daemon", "--socket", "/x", "status", "--format", "json"))
+        .isFalse();
+    assertThat(Main.startsADaemon("images")).isFalse();
+  }
+
   /** Issue 16, item 15: ps printed whole commands (rows over 200 columns). */
   @Test
   void psCutsLongCommands() {

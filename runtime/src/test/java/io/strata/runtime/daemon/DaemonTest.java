@@ -167,6 +167,39 @@ class DaemonTest {
         .doesNotContain("stolen");
   }
 
+  /**
+   * With no daemon the client runs a JVM: a daemon with the daemon's settings (both compilers,
+   * the small heap, glibc's arenas), any other command with those for a quick start.
+   */
+  @Test
+  void theClientStartsJvmsWithTheSettingsOfTheirRole() throws Exception {
+    Path java = shared.resolve("bin/fake-java");
+    Files.writeString(java, "#!/bin/sh\necho \"MALLOC_ARENA_MAX=$MALLOC_ARENA_MAX $*\"\n");
+    Posix.chmod(java, 0755);
+    java.util.function.Function<List<String>, String> launch = args -> {
+      try {
+        List<String> cmd = new ArrayList<>(List.of(client.toString()));
+        cmd.addAll(args);
+        ProcessBuilder pb = new ProcessBuilder(cmd);
+        pb.environment().put("STRATA_JAVA", java.toString());
+        pb.environment().put("STRATA_JAR", "/nonexistent/strata.jar");
+        pb.environment().put("STRATA_SOCKET", shared.resolve("nobody-here.sock").toString());
+        pb.environment().remove("MALLOC_ARENA_MAX");
+        return finish(pb, cmd).out();
+      } catch (Exception e) {
+        throw new AssertionError(e);
+      }
+    };
+    String daemon = launch.apply(List.of("daemon", "--socket", "/tmp/x.sock"));
+    assertThat(daemon).contains("MALLOC_ARENA_MAX=2").contains("-Xms8m")
+        .doesNotContain("TieredStopAtLevel").endsWith("daemon --socket /tmp/x.sock\n");
+    String status = launch.apply(List.of("daemon", "--socket", "/tmp/x.sock", "status"));
+    assertThat(status).contains("-XX:TieredStopAtLevel=1").doesNotContain("-Xms8m")
+        .contains("MALLOC_ARENA_MAX= ");
+    assertThat(launch.apply(List.of("images"))).contains("-XX:TieredStopAtLevel=1")
+        .contains("-jar /nonexistent/strata.jar images");
+  }
+
   /** contrib/systemd: strata.socket starts the daemon with its socket on stdin. */
   @Test
   void aSocketActivatedDaemonServesTheFirstCommand() throws Exception {

@@ -133,6 +133,13 @@ public final class MountCommand implements Callable<Integer> {
   }
 
   private int mount(LayerStore s, ImageRecord r, Path mp, String pin) throws Exception {
+    if (!foreground && Background.inThisProcess()) {
+      // the daemon: served by a thread of its own, without a second parse of the command line
+      Background.startHere(() -> serve(s, r, mp, pin), mp, Duration.ofSeconds(60));
+      System.out.println("mounted " + r.names().stream().findFirst().orElse(r.id().toString())
+          + " on " + mp + (readOnly ? " (read-only)" : " (upper " + upper + ")"));
+      return 0;
+    }
     if (!foreground) {
       List<String> args = new ArrayList<>(List.of("mount", "--root", s.root().toString(),
           image, mp.toString(), "--foreground"));
@@ -158,6 +165,11 @@ public final class MountCommand implements Callable<Integer> {
           + " on " + mp + (readOnly ? " (read-only)" : " (upper " + upper + ")"));
       return 0;
     }
+    return serve(s, r, mp, pin);
+  }
+
+  /** Mounts and serves in this thread (in the daemon: until the mount answers). */
+  private int serve(LayerStore s, ImageRecord r, Path mp, String pin) throws Exception {
     List<Path> lowers = new ArrayList<>();
     List<Digest> ids = r.diffIds();
     for (int i = ids.size() - 1; i >= 0; i--) {

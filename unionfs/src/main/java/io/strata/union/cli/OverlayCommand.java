@@ -53,6 +53,10 @@ public final class OverlayCommand implements Callable<Integer> {
     if (!Files.isDirectory(mp)) {
       throw new IllegalArgumentException("mountpoint " + mp + " is not a directory");
     }
+    if (!foreground && !debug && Background.inThisProcess()) {
+      Background.startHere(() -> serve(o, mp), mp, Duration.ofSeconds(60));
+      return 0;
+    }
     if (!foreground && !debug) {
       List<String> args = new ArrayList<>(List.of("overlay", "-f"));
       for (String opt : options) {
@@ -65,6 +69,11 @@ public final class OverlayCommand implements Callable<Integer> {
       Background.startAndWait(args, mp, log, Duration.ofSeconds(60));
       return 0;
     }
+    return serve(o, mp);
+  }
+
+  /** Mounts and serves in this thread (in the daemon: until the mount answers). */
+  private static int serve(OverlayOptions o, Path mp) throws Exception {
     UnionView view = UnionView.open(o.lowers(), o.upper(), o.work(), o.view());
     FuseMount.Settings s = FuseMount.Settings.defaults("strata-overlay",
         o.transport() != null ? o.transport() : FuseMount.Transport.preferred());

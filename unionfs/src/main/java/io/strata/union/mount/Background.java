@@ -70,7 +70,7 @@ public final class Background {
       Duration timeout) throws IOException {
     CommandLine here = inThisProcess;
     if (here != null) {
-      startThread(here, args, mountpoint, timeout);
+      startThread(() -> here.run(args), mountpoint, timeout);
       return;
     }
     Path mp = mountpoint.toAbsolutePath().normalize();
@@ -113,13 +113,29 @@ public final class Background {
     }
   }
 
+  /** Whether background mounts are served by threads of this process (the daemon). */
+  public static boolean inThisProcess() {
+    return inThisProcess != null;
+  }
+
   /**
-   * Serves the foreground command {@code args} in a thread of this process, as a command of
-   * its own (the daemon's working directory and log, not the client's, which may be gone long
-   * before the mount), and returns when the mount answers; fails with what the command said.
+   * In the daemon: runs {@code foreground} (what a mount command does in the foreground,
+   * already parsed: no second pass through the command line) as a background mount, and
+   * returns when it answers. See {@link #startThread}.
    */
-  private static void startThread(CommandLine commands, List<String> args, Path mountpoint,
+  public static void startHere(java.util.concurrent.Callable<Integer> foreground, Path mountpoint,
       Duration timeout) throws IOException {
+    startThread(foreground, mountpoint, timeout);
+  }
+
+  /**
+   * Serves {@code foreground} (a foreground mount command) in a thread of this process, as a
+   * command of its own (the daemon's working directory and log, not the client's, which may be
+   * gone long before the mount), and returns when the mount answers; fails with what the
+   * command said.
+   */
+  private static void startThread(java.util.concurrent.Callable<Integer> foreground,
+      Path mountpoint, Duration timeout) throws IOException {
     Path mp = mountpoint.toAbsolutePath().normalize();
     if (Mounts.isMountpoint(mp)) {
       throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
@@ -147,7 +163,7 @@ public final class Background {
     Thread t = new Thread(() -> {
       DETACHED.set(true);
       try {
-        status[0] = io.strata.layers.base.Invocation.run(own, () -> commands.run(args));
+        status[0] = io.strata.layers.base.Invocation.run(own, foreground);
       } catch (Exception e) {
         both.println("strata: " + e.getMessage());
         status[0] = 1;
