@@ -68,8 +68,14 @@ public final class SnapshotterCommand implements Callable<Integer> {
         SnapshotterCommand::log);
     Files.createDirectories(address.toAbsolutePath().getParent());
     if (Files.exists(address)) {
+      // a snapshotter that is stopping (in the daemon, one whose client was just killed)
+      // still answers for a moment: give it a few seconds to go
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+      while (answers(address) && System.nanoTime() < deadline) {
+        Thread.sleep(50);
+      }
       if (answers(address)) {
-        throw new IllegalStateException(address + " is served by another process");
+        throw new IllegalStateException(address + " is served by another snapshotter");
       }
       Files.delete(address); // left by a snapshotter that was killed
     }

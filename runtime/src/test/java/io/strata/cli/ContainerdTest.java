@@ -237,6 +237,12 @@ class ContainerdTest {
 
     // killed and restarted: the committed snapshot is still there and serves a container
     snapshotter.destroyForcibly().waitFor();
+    // with a daemon, the killed client's snapshotter stops in the daemon a moment later
+    long gone = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (io.strata.runtime.daemon.DaemonServer.answers(snapSocket)) {
+      assertThat(System.nanoTime()).as("the killed snapshotter still answers").isLessThan(gone);
+      Thread.sleep(50);
+    }
     startSnapshotter();
     // containerd redials a proxy plugin with backoff: the first calls may still be refused
     String after = null;
