@@ -171,17 +171,16 @@ static void run_in_jvm(int argc, char **argv, int daemon) {
   } else if (daemon) {
     /*
      * The daemon lives long and serves the data path: both compilers, and a heap that gives
-     * back what a burst of commands took (README, Measurements: 60 MB idle, 1.8 MB a mount).
-     */
-    /*
-     * glibc: two malloc arenas, not 16 (one a thread otherwise, each keeping what it freed),
-     * and a fixed mmap threshold, so freed FUSE buffers go back to the kernel.
+     * back what a burst of commands took. The young generation is small because every page
+     * of it ends up resident (32 MiB of it cost 18 MiB in a 50-mount daemon; README,
+     * Measurements). glibc: two malloc arenas, not 16 (one a thread otherwise, each keeping
+     * what it freed), and a fixed mmap threshold, so freed FUSE buffers go back to the kernel.
      */
     setenv("MALLOC_ARENA_MAX", "2", 0);
     setenv("MALLOC_MMAP_THRESHOLD_", "131072", 0);
     args[k++] = "-XX:+UseSerialGC";
     args[k++] = "-Xms8m";
-    args[k++] = "-XX:MaxNewSize=32m";
+    args[k++] = "-XX:MaxNewSize=8m";
     args[k++] = "-XX:MinHeapFreeRatio=10";
     args[k++] = "-XX:MaxHeapFreeRatio=20";
   } else {

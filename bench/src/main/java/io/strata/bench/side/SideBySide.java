@@ -235,7 +235,7 @@ public final class SideBySide implements Callable<Integer> {
           daemonSocket.toString())));
       cmd.remove("setsid");
       // the client's settings for a daemon (runtime/src/main/c/strata-client.c)
-      cmd.addAll(2, List.of("-Xms8m", "-XX:MaxNewSize=32m", "-XX:MinHeapFreeRatio=10",
+      cmd.addAll(2, List.of("-Xms8m", "-XX:MaxNewSize=8m", "-XX:MinHeapFreeRatio=10",
           "-XX:MaxHeapFreeRatio=20"));
       daemon = new ProcessBuilder(cmd).redirectErrorStream(true)
           .redirectOutput(work.resolve("daemon/daemon.log").toFile()).start();
