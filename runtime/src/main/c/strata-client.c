@@ -104,10 +104,27 @@ static int send_frame(int fd, char type, const void *d, uint32_t n) {
   return n ? write_all(fd, d, n) : 0;
 }
 
+/*
+ * Whether this process runs in the host's user namespace, whose map is "0 0 4294967295". A
+ * daemon mounts in its own namespaces, so a command from another (root inside rootless
+ * podman's namespace, where podman runs its mount program) runs in its own process.
+ */
+static int in_initial_user_namespace(void) {
+  FILE *f = fopen("/proc/self/uid_map", "re");
+  unsigned long a, b, n;
+  int initial = 1;
+  if (!f) return 1;
+  if (fscanf(f, "%lu %lu %lu", &a, &b, &n) == 3)
+    initial = a == 0 && b == 0 && n == 4294967295UL;
+  fclose(f);
+  return initial;
+}
+
 /* The socket of this user's daemon, or NULL when commands must not use one. */
 static const char *socket_path(char *out, size_t cap) {
   const char *s = getenv("STRATA_SOCKET");
   if (getenv("STRATA_NO_DAEMON")) return NULL;
+  if (!in_initial_user_namespace()) return NULL;
   if (s && *s) return strcmp(s, "none") == 0 ? NULL : s;
   if (geteuid() == 0) return "/run/strata/strata.sock";
   const char *xdg = getenv("XDG_RUNTIME_DIR");

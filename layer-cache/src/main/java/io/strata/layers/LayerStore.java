@@ -57,9 +57,6 @@ import java.util.function.Consumer;
  * {@code images/} got there by one rename of a complete, verified staging directory.
  */
 public final class LayerStore {
-  /** The default root when neither {@code --root} nor {@code $STRATA_ROOT} says otherwise. */
-  public static final Path DEFAULT_ROOT = Path.of("/var/lib/strata");
-
   private final Path root;
   private final Path layers;
   private final Path images;
@@ -104,13 +101,16 @@ public final class LayerStore {
     return store;
   }
 
-  /** Picks the store root from an explicit option, then $STRATA_ROOT, then the default. */
+  /**
+   * Picks the store root from an explicit option, then $STRATA_ROOT, then the default of whoever
+   * runs the command ({@link io.strata.layers.fs.Places#defaultStore}).
+   */
   public static Path rootFrom(Path option) {
     if (option != null) {
       return option;
     }
     String env = io.strata.layers.base.Invocation.current().getenv("STRATA_ROOT");
-    return env != null && !env.isBlank() ? Path.of(env) : DEFAULT_ROOT;
+    return env != null && !env.isBlank() ? Path.of(env) : io.strata.layers.fs.Places.defaultStore();
   }
 
   public Path root() {

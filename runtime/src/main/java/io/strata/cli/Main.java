@@ -21,7 +21,8 @@ import picocli.CommandLine.Command;
         "", "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 not found, 4 bad or hostile input;",
         "run: the container's exit code, 125 when it could not start, 127 when its command"
             + " cannot be run.",
-        "Store root: --root, else $STRATA_ROOT, else /var/lib/strata."})
+        "Store root: --root, else $STRATA_ROOT, else /var/lib/strata as root, else",
+        "$XDG_DATA_HOME/strata (~/.local/share/strata)."})
 public final class Main implements Runnable {
   public static final int FAILED = 1;
   public static final int USAGE = 2;
@@ -31,7 +32,8 @@ public final class Main implements Runnable {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
   @CommandLine.Option(names = "--root", paramLabel = "DIR",
-      description = "Store root for every command (default: $STRATA_ROOT, else /var/lib/strata).")
+      description = "Store root for every command (default: $STRATA_ROOT, else /var/lib/strata"
+          + " as root, else $XDG_DATA_HOME/strata or ~/.local/share/strata).")
   java.nio.file.Path root;
 
   @CommandLine.Option(names = "--log-level", paramLabel = "LEVEL",

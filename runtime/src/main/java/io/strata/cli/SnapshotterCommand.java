@@ -51,7 +51,8 @@ public final class SnapshotterCommand implements Callable<Integer> {
   boolean mountHelper;
 
   @Option(names = "--store", paramLabel = "DIR", hidden = true,
-      description = "The strata store (default: $STRATA_ROOT, else /var/lib/strata).")
+      description = "The strata store (default: $STRATA_ROOT, else /var/lib/strata as root, else"
+          + " $XDG_DATA_HOME/strata or ~/.local/share/strata).")
   Path store;
 
   static void log(String line) {

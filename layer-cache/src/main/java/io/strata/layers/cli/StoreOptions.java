@@ -14,7 +14,8 @@ import picocli.CommandLine.Spec;
  */
 public final class StoreOptions {
   @Option(names = "--root", paramLabel = "DIR",
-      description = "Store root (default: $STRATA_ROOT, else /var/lib/strata).")
+      description = "Store root (default: $STRATA_ROOT, else /var/lib/strata as root, else"
+          + " $XDG_DATA_HOME/strata or ~/.local/share/strata).")
   Path root;
 
   @Spec(Spec.Target.MIXEE) CommandSpec mixee;

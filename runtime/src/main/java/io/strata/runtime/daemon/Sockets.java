@@ -1,7 +1,7 @@
 package io.strata.runtime.daemon;
 
 import io.strata.layers.base.Invocation;
-import io.strata.layers.fs.Posix;
+import io.strata.layers.fs.Places;
 import java.nio.file.Path;
 
 /**
@@ -10,7 +10,8 @@ import java.nio.file.Path;
  * daemon or run in their own process). {@code $STRATA_SOCKET} or {@code -Dstrata.socket} names
  * another; {@code none} there, or {@code $STRATA_NO_DAEMON}, keeps every command in its own
  * process. With no runtime directory a user's socket is {@code /tmp/strata-UID/strata.sock}
- * (the daemon refuses a directory there that another user owns).
+ * (the daemon refuses a directory there that another user owns). A command run in a user
+ * namespace (root inside rootless podman's) uses no daemon.
  */
 public final class Sockets {
   private Sockets() {}
@@ -19,6 +20,11 @@ public final class Sockets {
   public static Path forClient() {
     Invocation inv = Invocation.current();
     if (inv.getenv("STRATA_NO_DAEMON") != null) {
+      return null;
+    }
+    // A daemon mounts in its own namespaces: one in a user namespace (rootless podman runs its
+    // mount program there) would mount where the caller cannot see it.
+    if (!Places.inInitialUserNamespace()) {
       return null;
     }
     String named = System.getProperty("strata.socket", inv.getenv("STRATA_SOCKET"));
@@ -30,13 +36,6 @@ public final class Sockets {
 
   /** The default socket of this user: root's, or one under the user's runtime directory. */
   public static Path defaultPath() {
-    if (Posix.isRoot()) {
-      return Path.of("/run/strata/strata.sock");
-    }
-    String xdg = Invocation.current().getenv("XDG_RUNTIME_DIR");
-    if (xdg != null && !xdg.isBlank()) {
-      return Path.of(xdg, "strata", "strata.sock");
-    }
-    return Path.of("/tmp", "strata-" + Posix.geteuid(), "strata.sock");
+    return Places.runtimeDir().resolve("strata.sock");
   }
 }

@@ -3,6 +3,7 @@ package io.strata.runtime.container;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ThreadLocalRandom;
@@ -36,6 +37,44 @@ public final class TestUser implements AutoCloseable {
     return new TestUser(name, uid, gid);
   }
 
+  /**
+   * A user with a home directory ({@code home}, which must not exist) and subordinate uid and
+   * gid ranges in /etc/subuid and /etc/subgid, as useradd gives a person's account; userdel
+   * takes them away again.
+   */
+  public static TestUser createWithHome(Path home) throws Exception {
+    String name = "strata-r" + ThreadLocalRandom.current().nextInt(100_000, 1_000_000);
+    Result r = root(List.of("useradd", "-m", "-d", home.toString(), "-U", "-s", "/bin/sh",
+        name));
+    assertThat(r.code()).as("useradd: " + r.output()).isZero();
+    int uid = Integer.parseInt(root(List.of("id", "-u", name)).output().trim());
+    int gid = Integer.parseInt(root(List.of("id", "-g", name)).output().trim());
+    TestUser u = new TestUser(name, uid, gid);
+    if (u.subordinate("/etc/subuid") < 0 || u.subordinate("/etc/subgid") < 0) {
+      // useradd gives ranges where login.defs asks for them (Debian's does); else add one
+      long start = 1_000_000L + 65536L * ThreadLocalRandom.current().nextInt(1, 1000);
+      String range = start + "-" + (start + 65535);
+      r = root(List.of("usermod", "--add-subuids", range, "--add-subgids", range, name));
+      assertThat(r.code()).as("usermod: " + r.output()).isZero();
+    }
+    return u;
+  }
+
+  /** The first host uid and gid of this user's subordinate ranges. */
+  public long[] subordinateIds() throws Exception {
+    return new long[] {subordinate("/etc/subuid"), subordinate("/etc/subgid")};
+  }
+
+  private long subordinate(String file) throws Exception {
+    for (String line : java.nio.file.Files.readAllLines(Path.of(file))) {
+      String[] f = line.split(":");
+      if (f.length == 3 && (f[0].equals(name) || f[0].equals(String.valueOf(uid)))) {
+        return Long.parseLong(f[1]);
+      }
+    }
+    return -1;
+  }
+
   /** Runs {@code sh -c script} as this user. */
   public Result sh(String script) throws Exception {
     return root(List.of("setpriv", "--reuid=" + uid, "--regid=" + gid, "--init-groups",
@@ -54,7 +93,13 @@ public final class TestUser implements AutoCloseable {
 
   @Override
   public void close() throws Exception {
-    root(List.of("pkill", "-KILL", "-u", String.valueOf(uid)));
+    for (int i = 0; i < 100; i++) {
+      root(List.of("pkill", "-KILL", "-u", String.valueOf(uid)));
+      if (root(List.of("pgrep", "-u", String.valueOf(uid))).code() != 0) {
+        break;
+      }
+      Thread.sleep(50);
+    }
     Result r = root(List.of("userdel", name));
     assertThat(r.code()).as("userdel " + name + ": " + r.output()).isZero();
   }

@@ -200,6 +200,54 @@ class DaemonTest {
         .contains("-jar /nonexistent/strata.jar images");
   }
 
+  /**
+   * A daemon mounts in its own namespaces, so a client in a user namespace (root inside rootless
+   * podman's, where podman runs its mount program) never hands it a command: the same client
+   * that connects from the host's namespace runs the command in a JVM of its own there.
+   */
+  @Test
+  void aClientInAUserNamespaceRunsTheCommandItself() throws Exception {
+    Path fakeJava = shared.resolve("bin/fake-java-ns");
+    Files.writeString(fakeJava, "#!/bin/sh\necho \"jvm $*\"\n");
+    Posix.chmod(fakeJava, 0755);
+    Path sock = shared.resolve("listening.sock");
+    Files.deleteIfExists(sock);
+    try (var server = java.nio.channels.ServerSocketChannel.open(
+        java.net.StandardProtocolFamily.UNIX)) {
+      server.bind(java.net.UnixDomainSocketAddress.of(sock));
+      server.configureBlocking(false);
+      java.util.function.Function<List<String>, ProcessBuilder> launch = prefix -> {
+        List<String> cmd = new ArrayList<>(prefix);
+        cmd.addAll(List.of(client.toString(), "images"));
+        ProcessBuilder pb = new ProcessBuilder(cmd);
+        pb.environment().put("STRATA_JAVA", fakeJava.toString());
+        pb.environment().put("STRATA_JAR", "/nonexistent/strata.jar");
+        pb.environment().put("STRATA_SOCKET", sock.toString());
+        return pb;
+      };
+      ProcessBuilder ns = launch.apply(List.of("unshare", "--user", "--map-root-user"));
+      Result inNamespace = finish(ns, ns.command());
+      assertThat(inNamespace.out()).as(inNamespace.err()).startsWith("jvm ")
+          .endsWith(" -jar /nonexistent/strata.jar images\n");
+      assertThat(server.accept()).as("the client in a user namespace connected").isNull();
+      // the control: from the host's namespace the same client connects
+      Process onHost = launch.apply(List.of()).redirectErrorStream(true).start();
+      try {
+        java.nio.channels.SocketChannel accepted = null;
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (accepted == null && System.nanoTime() < deadline) {
+          accepted = server.accept();
+          Thread.sleep(10);
+        }
+        assertThat(accepted).as("the client on the host connected").isNotNull();
+        accepted.close();
+        assertThat(onHost.waitFor(30, TimeUnit.SECONDS)).isTrue();
+      } finally {
+        onHost.destroyForcibly();
+      }
+    }
+  }
+
   /** contrib/systemd: strata.socket starts the daemon with its socket on stdin. */
   @Test
   void aSocketActivatedDaemonServesTheFirstCommand() throws Exception {

@@ -70,7 +70,7 @@ public final class KernelSession {
     this.nodes = new NodeTable(view.getattr("/").ino());
     this.dispatcher = new Dispatcher(view, nodes, new Dispatcher.Timeouts(
         nanos(options.entryTimeout()), nanos(options.attrTimeout()),
-        nanos(options.negativeTimeout())), options.passthrough() && Posix.isRoot(),
+        nanos(options.negativeTimeout())), options.passthrough() && io.strata.layers.fs.Places.isHostRoot(),
         new Bridge(), log);
   }
 
@@ -140,7 +140,8 @@ public final class KernelSession {
     io.strata.layers.base.Log.debug("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR)
         + ", up to " + options.workers() + " workers, passthrough "
         + (passthrough ? "on" : !options.passthrough() ? "off"
-            : !Posix.isRoot() ? "off (backing files need root): reads and writes are served"
+            : !io.strata.layers.fs.Places.isHostRoot()
+              ? "off (backing files need the host's root): reads and writes are served"
             : "not offered by this kernel: reads and writes are served"));
     initialized = true;
     initAnswered.countDown();

@@ -238,10 +238,9 @@ public final class Background {
     return runDir().resolve("logs");
   }
 
-  /** strata's runtime files (logs, locks): /run/strata as root, else the temporary directory. */
+  /** strata's runtime files (logs, locks): /run/strata as the host's root, else the user's. */
   static Path runDir() {
-    return io.strata.layers.fs.Posix.isRoot() ? Path.of("/run/strata")
-        : Path.of(System.getProperty("java.io.tmpdir"), "strata-" + System.getProperty("user.name"));
+    return io.strata.layers.fs.Places.runtimeDir();
   }
 
   /** What a foreground mount prints, with its mountpoint, once it answers. */

@@ -1,5 +1,6 @@
 package io.strata.union.view;
 
+import io.strata.layers.fs.Places;
 import io.strata.layers.fs.Posix;
 import io.strata.layers.fs.RawFs;
 import java.io.IOException;
@@ -106,9 +107,11 @@ public final class Markers {
   /** Marks a renamed directory with the lower directory it shows ({@code /PATH}). */
   static void setRedirect(Loc dir, String redirect, WhiteoutForm form) throws IOException {
     byte[] v = RawFs.bytes(redirect);
-    RawFs.lsetxattr(dir.dirfd(), dir.rel(), Posix.isRoot() ? TRUSTED_REDIRECT : USER_REDIRECT, v);
+    boolean trusted = trustedXattrs();
+    RawFs.lsetxattr(dir.dirfd(), dir.rel(), trusted ? TRUSTED_REDIRECT : USER_REDIRECT, v);
     if (form == WhiteoutForm.DEVICE) {
-      RawFs.lsetxattr(dir.dirfd(), dir.rel(), OVERLAY_REDIRECT, v);
+      RawFs.lsetxattr(dir.dirfd(), dir.rel(), trusted ? OVERLAY_REDIRECT : OVERLAY_USER_REDIRECT,
+          v);
     }
   }
 
@@ -159,10 +162,27 @@ public final class Markers {
     return had;
   }
 
+  /**
+   * Whether the kernel's {@code trusted.*} markers can be written: only by the host's root
+   * (CAP_SYS_ADMIN in the initial user namespace). Root in a user namespace (rootless podman's
+   * mount program) writes the {@code user.*} ones, as kernel overlayfs's userxattr does.
+   */
+  static boolean trustedXattrs() {
+    return Places.isHostRoot();
+  }
+
+  /**
+   * Marks a real directory opaque: the kernel's xattr in the device form; in a user namespace
+   * also the {@code .wh..wh..opq} file, as fuse-overlayfs writes there (containers/storage
+   * reads it when it diffs a rootless upper).
+   */
   static void markOpaque(Loc dir, WhiteoutForm form) throws IOException {
-    if (form == WhiteoutForm.DEVICE) {
+    if (form == WhiteoutForm.DEVICE && trustedXattrs()) {
       RawFs.lsetxattr(dir.dirfd(), dir.rel(), TRUSTED_OPAQUE, new byte[] {'y'});
     } else {
+      if (form == WhiteoutForm.DEVICE) {
+        RawFs.lsetxattr(dir.dirfd(), dir.rel(), USER_OPAQUE, new byte[] {'y'});
+      }
       RawFs.close(RawFs.open(dir.dirfd(), dir.child(OPAQUE_FILE).rel(),
           RawFs.O_WRONLY | RawFs.O_CREAT | RawFs.O_EXCL, 0644));
     }

@@ -124,9 +124,9 @@ public final class UnionView implements AutoCloseable {
       throw e;
     }
     this.upperRoot = up;
-    boolean root = Posix.isRoot();
-    this.originXattr = root ? ORIGIN_TRUSTED : ORIGIN_USER;
-    this.metacopyXattr = root ? METACOPY : METACOPY_USER;
+    boolean trusted = Markers.trustedXattrs();
+    this.originXattr = trusted ? ORIGIN_TRUSTED : ORIGIN_USER;
+    this.metacopyXattr = trusted ? METACOPY : METACOPY_USER;
     this.copier = new CopyUp(this, stagingRoot, staging, opts, originXattr, metacopyXattr);
     this.lookup = new Lookup(lowerRoots, upperRoot, lowerTree, originXattr);
     this.merge = new DirectoryMerge(lookup, lowerTree);
