@@ -23,9 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -154,6 +157,164 @@ static int starts_daemon(int argc, char **argv) {
 }
 
 /*
+ * The subcommand: the first word that is neither an option nor the value of one of strata's
+ * global options that take one (--root DIR, --log-level LEVEL).
+ */
+static const char *subcommand(int argc, char **argv) {
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--root") == 0 || strcmp(argv[i], "--log-level") == 0) {
+      i++;
+    } else if (argv[i][0] != '-') {
+      return argv[i];
+    }
+  }
+  return "";
+}
+
+/*
+ * Commands that write the store or run containers. For a user they run as root of a user
+ * namespace of the user's subordinate ids, as podman's do, so that a layer's files keep their
+ * owners and a container's root owns its files; the rest (mount, umount and overlay among
+ * them: their mounts must be the host's) run as the user.
+ */
+static int needs_user_namespace(const char *cmd) {
+  static const char *const cmds[] = {"run", "pull", "import", "commit", "diff", "rm", "rmi",
+                                     "gc", "save", "push", "ps", "kill", NULL};
+  for (int i = 0; cmds[i]; i++)
+    if (strcmp(cmd, cmds[i]) == 0) return 1;
+  return 0;
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "strata: cannot make a user namespace: %s: %s\n", what, strerror(errno));
+  exit(125);
+}
+
+/* This user's name, from /etc/passwd (a static binary has no NSS); NULL when not there. */
+static const char *user_name(uid_t uid, char *out, size_t cap) {
+  FILE *f = fopen("/etc/passwd", "re");
+  char line[1024];
+  const char *found = NULL;
+  if (!f) return NULL;
+  while (!found && fgets(line, sizeof line, f)) {
+    char *rest = line, *name = strsep(&rest, ":"), *pw = strsep(&rest, ":"),
+         *id = strsep(&rest, ":");
+    if (name && pw && id && strtoul(id, NULL, 10) == uid) {
+      snprintf(out, cap, "%s", name);
+      found = out;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+/* The first range of /etc/subuid or /etc/subgid for the user (by name or id); 0 when none. */
+static int subordinate(const char *file, const char *name, unsigned long id,
+                       unsigned long *start, unsigned long *count) {
+  FILE *f = fopen(file, "re");
+  char line[512];
+  int found = 0;
+  if (!f) return 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    char *rest = line, *who = strsep(&rest, ":"), *a = strsep(&rest, ":"),
+         *n = strsep(&rest, ":\n");
+    if (!who || !a || !n) continue;
+    char *end;
+    int byid = strtoul(who, &end, 10) == id && *end == 0;
+    if ((name && strcmp(who, name) == 0) || byid) {
+      *start = strtoul(a, NULL, 10);
+      *count = strtoul(n, NULL, 10);
+      found = *count > 0;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+static int run_tool(char *const argv[]) {
+  pid_t p = fork();
+  if (p < 0) return -1;
+  if (p == 0) {
+    execvp(argv[0], argv);
+    fprintf(stderr, "strata: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  int st;
+  if (waitpid(p, &st, 0) < 0) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) die(path);
+  close(fd);
+}
+
+/*
+ * Makes this process root of a new user namespace (and a mount namespace of its own, where
+ * the container roots are mounted): container ids 0 is the user, 1.. the user's subordinate
+ * ids, mapped by newuidmap and newgidmap (setuid helpers from Debian's uidmap, which check
+ * /etc/subuid and /etc/subgid) from a child, as podman maps its namespace. A user without
+ * subordinate ids, or without those helpers, gets a map of their own id alone, and is told.
+ */
+static void enter_user_namespace(void) {
+  uid_t uid = geteuid();
+  gid_t gid = getegid();
+  char namebuf[256];
+  const char *name = user_name(uid, namebuf, sizeof namebuf);
+  unsigned long us = 0, uc = 0, gs = 0, gc = 0;
+  int ranges = subordinate("/etc/subuid", name, uid, &us, &uc) &&
+               subordinate("/etc/subgid", name, gid, &gs, &gc) &&
+               access("/usr/bin/newuidmap", X_OK) == 0 && access("/usr/bin/newgidmap", X_OK) == 0;
+  if (!ranges) {
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) die("unshare");
+    char map[64];
+    write_file("/proc/self/setgroups", "deny");
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)uid);
+    write_file("/proc/self/uid_map", map);
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)gid);
+    write_file("/proc/self/gid_map", map);
+    fprintf(stderr, "strata: %s has no subordinate ids in /etc/subuid and /etc/subgid (or "
+            "newuidmap is missing): only root is mapped, and files of other owners become "
+            "root's\n", name ? name : "this user");
+  } else {
+    int go[2];
+    if (pipe2(go, O_CLOEXEC) < 0) die("pipe");
+    pid_t parent = getpid();
+    pid_t mapper = fork();
+    if (mapper < 0) die("fork");
+    if (mapper == 0) {
+      char b, pid[24], u[3][24], g[3][24];
+      close(go[1]);
+      if (read(go[0], &b, 1) != 1) _exit(1);
+      snprintf(pid, sizeof pid, "%d", (int)parent);
+      snprintf(u[0], sizeof u[0], "%u", (unsigned)uid);
+      snprintf(u[1], sizeof u[1], "%lu", us);
+      snprintf(u[2], sizeof u[2], "%lu", uc);
+      snprintf(g[0], sizeof g[0], "%u", (unsigned)gid);
+      snprintf(g[1], sizeof g[1], "%lu", gs);
+      snprintf(g[2], sizeof g[2], "%lu", gc);
+      char *um[] = {"/usr/bin/newuidmap", pid, "0", u[0], "1", "1", u[1], u[2], NULL};
+      char *gm[] = {"/usr/bin/newgidmap", pid, "0", g[0], "1", "1", g[1], g[2], NULL};
+      _exit(run_tool(um) == 0 && run_tool(gm) == 0 ? 0 : 1);
+    }
+    close(go[0]);
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) die("unshare");
+    if (write(go[1], "m", 1) != 1) die("start newuidmap");
+    close(go[1]);
+    int st;
+    if (waitpid(mapper, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      fprintf(stderr, "strata: newuidmap/newgidmap could not map %s's subordinate ids "
+              "(/etc/subuid, /etc/subgid; see above)\n", name ? name : "this user");
+      exit(125);
+    }
+  }
+  if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) die("become root in it");
+  /* its mounts stay its own */
+  mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL);
+}
+
+/*
  * No daemon: runs the command in a JVM of its own. The jar is $STRATA_JAR, else strata.jar
  * beside the directory this program is in (runtime/target/native/ in a build), else
  * /usr/share/strata/strata.jar; java is $STRATA_JAVA, else java on PATH.
@@ -228,6 +389,10 @@ int main(int argc, char **argv) {
   int k = 0;
   if (overlay) args[k++] = "overlay";
   for (int i = 1; i < argc; i++) args[k++] = argv[i];
+
+  if (!overlay && geteuid() != 0 && in_initial_user_namespace() &&
+      needs_user_namespace(subcommand(nargs, args)))
+    enter_user_namespace(); /* then no daemon: it is in the host's namespaces */
 
   char pathbuf[PATH_MAX];
   const char *path = starts_daemon(nargs, args) ? NULL : socket_path(pathbuf, sizeof pathbuf);

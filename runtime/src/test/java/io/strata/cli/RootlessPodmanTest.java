@@ -10,7 +10,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
-import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
@@ -104,24 +103,13 @@ class RootlessPodmanTest {
    * (root's Maven repository is not theirs to read).
    */
   private static Path overlayProgram(Path dir) throws Exception {
-    Path cp = Files.createDirectories(dir.resolve("cp"));
-    List<String> entries = new ArrayList<>();
-    int i = 0;
-    for (String e : System.getProperty("java.class.path").split(":")) {
-      if (e.isEmpty() || !Files.exists(Path.of(e))) {
-        continue;
-      }
-      Path to = cp.resolve(i++ + "-" + Path.of(e).getFileName());
-      sh("cp -a '" + e + "' '" + to + "'");
-      entries.add(to.toString());
-    }
-    sh("chmod -R a+rX " + dir);
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    String cp = TestUser.readableClasspath(dir.resolve("cp"));
     Path script = dir.resolve("strata-overlay");
-    Files.writeString(script, "#!/bin/sh\nexec " + java + " -XX:+UseSerialGC"
-        + " -XX:TieredStopAtLevel=1 -Dstrata.main=" + Main.class.getName() + " -cp "
-        + String.join(":", entries) + " " + Main.class.getName() + " overlay \"$@\"\n");
+    Files.writeString(script, "#!/bin/sh\nexec " + TestUser.java() + " -XX:+UseSerialGC"
+        + " -XX:TieredStopAtLevel=1 -Dstrata.main=" + Main.class.getName() + " -cp " + cp
+        + " " + Main.class.getName() + " overlay \"$@\"\n");
     Posix.chmod(script, 0755);
+    sh("chmod -R a+rX " + dir);
     return script;
   }
 

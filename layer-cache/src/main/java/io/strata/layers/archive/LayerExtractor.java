@@ -46,6 +46,13 @@ public final class LayerExtractor {
   private final String layer;
   private final Path root;
   private final boolean asRoot;
+  /**
+   * Root of a user namespace (a user's store, made by the client's namespace): owners within
+   * the namespace's map, no device nodes and no trusted.* xattrs, as in rootless podman.
+   */
+  private final boolean inUserNamespace;
+  private boolean saidDevices;
+  private boolean saidOwners;
   private final SpaceBudget budget;
   private final Map<String, Kind> seen = new HashMap<>();
   private final Map<String, DirMeta> dirs = new LinkedHashMap<>();
@@ -67,6 +74,7 @@ public final class LayerExtractor {
     this.layer = layer;
     this.root = root;
     this.asRoot = asRoot;
+    this.inUserNamespace = asRoot && !io.strata.layers.fs.Places.inInitialUserNamespace();
     this.budget = budget;
   }
 
@@ -191,6 +199,16 @@ public final class LayerExtractor {
         throw BadInputException.entry(layer, rawName,
             "device node " + e.devMajor + ":" + e.devMinor
                 + " can only be imported as root");
+      }
+      if (inUserNamespace) {
+        // the kernel refuses mknod of a device in a user namespace; containers/storage skips
+        // them there too (a container's /dev is bind mounts of the host's nodes anyway)
+        if (!saidDevices) {
+          saidDevices = true;
+          io.strata.layers.base.Log.info("layer " + layer + ": device nodes such as " + name
+              + " are not made in a user namespace");
+        }
+        return;
       }
       int type = e.type == '3' ? Posix.S_IFCHR : Posix.S_IFBLK;
       RawFs.mknod(rootFd, target, type | 0600, e.devMajor, e.devMinor);
@@ -377,8 +395,23 @@ public final class LayerExtractor {
   }
 
   private void chown(String target, TarReader.Entry e) throws IOException {
-    if (asRoot) {
+    if (!asRoot) {
+      return;
+    }
+    try {
       RawFs.lchown(rootFd, target, (int) e.uid, (int) e.gid);
+    } catch (Posix.PosixException failed) {
+      if (!inUserNamespace || failed.errno() != Posix.EINVAL) {
+        throw failed;
+      }
+      // an id outside the namespace's map (a user without subordinate ids has only 0): the
+      // file stays the namespace root's, as podman's ignore_chown_errors does
+      if (!saidOwners) {
+        saidOwners = true;
+        io.strata.layers.base.Log.info("layer " + layer + ": owner " + e.uid + ":" + e.gid
+            + " of " + RawFs.display(target) + " is outside this user namespace's ids;"
+            + " such files stay root's");
+      }
     }
   }
 
@@ -397,6 +430,9 @@ public final class LayerExtractor {
       }
       if (!asRoot && !attr.startsWith("user.")) {
         continue; // only root may set trusted.* and security.*; a user import keeps user.*
+      }
+      if (inUserNamespace && attr.startsWith("trusted.")) {
+        continue; // trusted.* needs the host's root
       }
       try {
         RawFs.lsetxattr(rootFd, target, attr, x.getValue());

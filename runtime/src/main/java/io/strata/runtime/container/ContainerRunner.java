@@ -6,6 +6,7 @@ import io.strata.layers.base.Digest;
 import io.strata.layers.ImageRecord;
 import io.strata.layers.base.Json;
 import io.strata.layers.LayerStore;
+import io.strata.layers.fs.Places;
 import io.strata.layers.fs.Posix;
 import io.strata.layers.base.Text;
 import io.strata.union.mount.FuseMount;
@@ -102,6 +103,9 @@ public final class ContainerRunner {
       put(env, e, "-e/--env");
     }
     spec.limits().check();
+    if (!Places.isHostRoot()) {
+      rootless(spec);
+    }
 
     ImageRecord image = store.resolve(spec.image());
     JsonNode config = Json.MAPPER.readTree(store.config(image)).path("config");
@@ -142,6 +146,43 @@ public final class ContainerRunner {
     return new Plan(name, image, argv, all, helper);
   }
 
+  /**
+   * What a user's container (rootless) can have. The client made a user namespace of the
+   * user's subordinate ids and runs this JVM as its root; the container's namespaces are
+   * made inside it. No cgroup: cgroup v1 is root's, and a delegated cgroup v2 subtree is not
+   * used yet, so a limit asked for is refused, as podman refuses it without delegation.
+   */
+  private static void rootless(Spec spec) throws IOException {
+    if (Places.inInitialUserNamespace()) {
+      throw new IllegalArgumentException("a user's container needs a user namespace, which the"
+          + " strata command makes (runtime/target/native/strata-client, or ./strata); this"
+          + " JVM was started without one");
+    }
+    if (spec.userns() != null) {
+      throw new IllegalArgumentException("--userns maps host ids, which only root may; a"
+          + " user's container is always in a user namespace of the user's subordinate ids");
+    }
+    Limits l = spec.limits();
+    List<String> asked = new ArrayList<>();
+    if (l.memory() != -1 || l.memorySwap() != -1) {
+      asked.add("--memory");
+    }
+    if (l.cpuQuotaMicros() != -1) {
+      asked.add("--cpus");
+    }
+    if (l.pids() != -1) {
+      asked.add("--pids-limit");
+    }
+    if (!asked.isEmpty()) {
+      Cgroups.Layout layout = Cgroups.detect();
+      throw new IllegalArgumentException(String.join(", ", asked) + ": a user's container"
+          + " cannot have limits here: " + (layout.v2() == null
+              ? "the memory, cpu and pids controllers are cgroup v1's, which only root may use"
+              : "strata does not use a cgroup v2 subtree delegated to the user yet")
+          + "; run it without limits, or as root");
+    }
+  }
+
   /** Runs the container to its end and returns its exit code (128+N for signal N). */
   public int run(Spec spec) throws Exception {
     containers.list(); // reaps what a killed strata left behind
@@ -157,9 +198,11 @@ public final class ContainerRunner {
       }
     }
     String cgName = "ctr-" + name;
+    // a user's container has no cgroup (see rootless); its state names none
+    String cgroupName = Places.isHostRoot() ? cgName : null;
     ContainerState created = new ContainerState(name, spec.image(), plan.argv(),
         ContainerState.CREATED, null, null, ProcessHandle.current().pid(), -1,
-        Instant.now().toString(), null, cgName, null, plan.image().id().toString());
+        Instant.now().toString(), null, cgroupName, null, plan.image().id().toString());
     containers.create(created); // the name is taken, with its state, in one rename
     Run run = new Run(name, cgName, spec.remove(), spec.limits());
     Thread hook = new Thread(() -> run.finish(143, "strata was terminated"), "strata-run-cleanup");
@@ -227,15 +270,17 @@ public final class ContainerRunner {
           UnionView view = UnionView.open(lowers, upper, work, opts);
           mount = FuseMount.mount(view, rootfs, FuseMount.Settings.defaults("strata:" + name),
               log, Duration.ofSeconds(30));
-          cgroup = Cgroups.create(Cgroups.detect(), cgName);
-          cgroup.apply(spec.limits());
+          if (Places.isHostRoot()) {
+            cgroup = Cgroups.create(Cgroups.detect(), cgName);
+            cgroup.apply(spec.limits());
+          }
           Path fifo = dir.resolve("sync");
           Files.deleteIfExists(fifo);
           Posix.mknod(fifo, Posix.S_IFIFO | 0600, 0, 0);
           List<String> cmd = new ArrayList<>(List.of(helperPath().toString(), "--rootfs",
               rootfs.toString(), "--sync", fifo.toString()));
           cmd.addAll(plan.helperArgs());
-          if (!cgroup.restrictsDevices()) {
+          if (cgroup == null || !cgroup.restrictsDevices()) {
             cmd.add("--no-mknod"); // no device cgroup: no device nodes at all
           }
           if (io.strata.layers.base.Invocation.isForClient()) {
@@ -243,7 +288,7 @@ public final class ContainerRunner {
             cmd.addAll(List.of("--stdio-of", String.valueOf(
                 io.strata.layers.base.Invocation.current().pid())));
           }
-          for (Path procs : cgroup.procsFiles()) {
+          for (Path procs : cgroup == null ? List.<Path>of() : cgroup.procsFiles()) {
             cmd.addAll(List.of("--cgroup", procs.toString())); // PID 1 joins before it runs
           }
           cmd.add("--");
@@ -257,7 +302,7 @@ public final class ContainerRunner {
           started = helper;
           ClientStdio.pump(pb, helper);
           Native.release(fifo, helper, Duration.ofSeconds(30));
-          containers.write(created.withRunning(helper.pid(), cgName));
+          containers.write(created.withRunning(helper.pid(), cgroup != null ? cgName : null));
         }
       } catch (Exception e) {
         if (forwarded != 0) {

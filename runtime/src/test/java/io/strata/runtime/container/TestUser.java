@@ -75,6 +75,32 @@ public final class TestUser implements AutoCloseable {
     return -1;
   }
 
+  /**
+   * A copy of this test JVM's class path under {@code dir} that every user can read (root's
+   * Maven repository is not), joined with ':'.
+   */
+  public static String readableClasspath(Path dir) throws Exception {
+    Path cp = java.nio.file.Files.createDirectories(dir);
+    List<String> entries = new ArrayList<>();
+    int i = 0;
+    for (String e : System.getProperty("java.class.path").split(":")) {
+      if (e.isEmpty() || !java.nio.file.Files.exists(Path.of(e))) {
+        continue;
+      }
+      Path to = cp.resolve(i++ + "-" + Path.of(e).getFileName());
+      Result r = root(List.of("cp", "-a", e, to.toString()));
+      assertThat(r.code()).as("cp " + e + ": " + r.output()).isZero();
+      entries.add(to.toString());
+    }
+    assertThat(root(List.of("chmod", "-R", "a+rX", cp.toString())).code()).isZero();
+    return String.join(":", entries);
+  }
+
+  /** The java of this test JVM. */
+  public static String java() {
+    return Path.of(System.getProperty("java.home"), "bin", "java").toString();
+  }
+
   /** Runs {@code sh -c script} as this user. */
   public Result sh(String script) throws Exception {
     return root(List.of("setpriv", "--reuid=" + uid, "--regid=" + gid, "--init-groups",

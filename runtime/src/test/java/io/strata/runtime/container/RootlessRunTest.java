@@ -1,0 +1,207 @@
+package io.strata.runtime.container;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.strata.layers.fs.Posix;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * strata as a person without root runs it: a real user the test makes, with subordinate ids,
+ * through the strata command (the C client), which runs import, run, commit and rm as root of
+ * a user namespace of the user's ids (newuidmap/newgidmap) and the rest as the user. The store
+ * is the user's own ({@code ~/.local/share/strata}). This machine has /dev/fuse 0600; a normal
+ * host has it 0666 (Debian's udev rule), which the test sets and restores; its /tmp is 0755,
+ * so the user's JVM keeps its temporary files (jnr's native stub) in their home.
+ */
+class RootlessRunTest {
+  private static Path base;
+  private static TestUser user;
+  private static String devFuseMode;
+  private static Path client;
+  private static long subuid;
+  private static long subgid;
+  private static Path store;
+
+  @BeforeAll
+  static void setUp() throws Exception {
+    assumeTrue(Posix.isRoot(), "root makes the test user");
+    for (String tool : List.of("newuidmap", "newgidmap", "setpriv", "useradd")) {
+      assumeTrue(Stream.of("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
+          .anyMatch(d -> Files.isExecutable(Path.of(d + tool))), tool + " is not installed");
+    }
+    base = Files.createTempDirectory(Path.of("/var/tmp"), "strata-rootless-run-");
+    Posix.chmod(base, 0755);
+    user = TestUser.createWithHome(base.resolve("home"));
+    long[] ids = user.subordinateIds();
+    subuid = ids[0];
+    subgid = ids[1];
+    store = base.resolve("home/.local/share/strata");
+    devFuseMode = sh("stat -c %a /dev/fuse").trim();
+    sh("chmod 666 /dev/fuse");
+
+    // the client, and a java for it that runs Main from a readable copy of the class path in
+    // place of the jar the package phase makes
+    Path bin = Files.createDirectories(base.resolve("bin"));
+    client = bin.resolve("strata");
+    Files.copy(Path.of("target/native/strata-client"), client);
+    Posix.chmod(client, 0755);
+    Files.copy(Path.of("target/native/strata-init"), bin.resolve("strata-init"));
+    Posix.chmod(bin.resolve("strata-init"), 0755);
+    String cp = TestUser.readableClasspath(base.resolve("cp"));
+    Path java = bin.resolve("java");
+    Files.writeString(java, "#!/bin/sh\n"
+        + "while [ $# -gt 0 ]; do case \"$1\" in -jar) shift 2; break;; *) shift;; esac; done\n"
+        + "exec " + TestUser.java() + " -XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+        + " -Djava.io.tmpdir=\"$HOME\" -Dstrata.helper=" + bin.resolve("strata-init")
+        + " -Dstrata.main=io.strata.cli.Main -cp " + cp
+        + " io.strata.cli.Main \"$@\"\n");
+    Posix.chmod(java, 0755);
+
+    // busybox with files of other owners, a setuid file, a device node and a sticky /tmp
+    Path root = TestImages.busyboxRoot(base.resolve("image"));
+    Files.createDirectories(root.resolve("home/app"));
+    Files.writeString(root.resolve("home/app/file"), "app's\n");
+    Files.createDirectories(root.resolve("tmp"));
+    sh("cd " + root + " && chown -R 1000:1000 home/app && chmod 1777 tmp"
+        + " && cp bin/busybox bin/suid && chmod 4755 bin/suid && mknod dev-null c 1 3");
+    TestImages.tar(root, base.resolve("image.tar"));
+    sh("chmod -R a+rX " + base.resolve("image.tar") + " " + bin);
+    TestUser.Result r = strata("import", "-q", base.resolve("image.tar").toString(), "--name",
+        "bb:1");
+    assertThat(r.code()).as(r.output()).isZero();
+  }
+
+  @AfterAll
+  static void tearDown() throws Exception {
+    if (user != null) {
+      user.close();
+    }
+    if (devFuseMode != null) {
+      sh("chmod " + devFuseMode + " /dev/fuse");
+    }
+    if (base != null) {
+      sh("rm -rf " + base);
+    }
+  }
+
+  private static String sh(String script) throws Exception {
+    Process p = new ProcessBuilder("sh", "-c", script).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes());
+    assertThat(p.waitFor()).as(script + "\n" + out).isZero();
+    return out;
+  }
+
+  /** The strata command as the user types it (no daemon), with its output and status. */
+  private static TestUser.Result strata(String... args) throws Exception {
+    StringBuilder cmd = new StringBuilder("STRATA_JAVA=" + base.resolve("bin/java")
+        + " STRATA_SOCKET=none " + client);
+    for (String a : args) {
+      cmd.append(" '").append(a.replace("'", "'\\''")).append("'");
+    }
+    return user.sh(cmd.toString());
+  }
+
+  private static long hostOwner(Path p) throws Exception {
+    return ((Number) Files.getAttribute(p, "unix:uid")).longValue();
+  }
+
+  @Test
+  void layersKeepTheirOwnersAsTheUsersSubordinateIds() throws Exception {
+    Path diff;
+    try (Stream<Path> s = Files.list(store.resolve("layers"))) {
+      diff = s.filter(p -> Files.isDirectory(p.resolve("diff"))).findFirst().orElseThrow()
+          .resolve("diff");
+    }
+    assertThat(hostOwner(diff.resolve("home/app/file"))).isEqualTo(subuid + 999);
+    assertThat(hostOwner(diff.resolve("bin/busybox"))).isEqualTo(user.uid);
+    assertThat((Integer) Files.getAttribute(diff.resolve("bin/suid"), "unix:mode") & 07777)
+        .isEqualTo(04755);
+    assertThat(diff.resolve("dev-null")).as("no device node in a user namespace").doesNotExist();
+    // the store is private to the user
+    assertThat((Integer) Files.getAttribute(store.resolve("layers"), "unix:mode") & 077)
+        .isZero();
+  }
+
+  @Test
+  void aContainerRunsAsRootOfTheUsersNamespace() throws Exception {
+    TestUser.Result r = strata("run", "--rm", "bb:1", "sh", "-c",
+        "cat /proc/self/uid_map; echo ---; id -u; ls -ln /home/app/file; touch /mine;"
+            + " ls -ln /mine; grep Seccomp: /proc/self/status; ls /dev;"
+            + " mknod /dev/x c 1 3 2>/dev/null && echo mknod-made || echo mknod-refused");
+    assertThat(r.code()).as(r.output()).isZero();
+    String[] maps = r.output().substring(0, r.output().indexOf("---")).trim().split("\n");
+    assertThat(maps[0].trim().split("\\s+")).containsExactly("0", String.valueOf(user.uid), "1");
+    assertThat(maps[1].trim().split("\\s+"))
+        .containsExactly("1", String.valueOf(subuid), "65536");
+    assertThat(r.output()).contains("\n0\n").contains(" 1000 ").contains("0        0")
+        .contains("Seccomp:\t2").contains("mknod-refused").doesNotContain("mknod-made");
+    assertThat(r.output()).contains("null").contains("urandom");
+    nothingLeft();
+  }
+
+  @Test
+  void theHostSeesTheMappedIdsAndACommitKeepsThem() throws Exception {
+    TestUser.Result r = strata("run", "--name", "c1", "bb:1", "sh", "-c",
+        "echo made > /made && chown 5:6 /made && echo root > /rootfile");
+    assertThat(r.code()).as(r.output()).isZero();
+    Path upper = store.resolve("containers/c1/diff/upper");
+    assertThat(hostOwner(upper.resolve("made"))).isEqualTo(subuid + 4);
+    assertThat(((Number) Files.getAttribute(upper.resolve("made"), "unix:gid")).longValue())
+        .isEqualTo(subgid + 5);
+    assertThat(hostOwner(upper.resolve("rootfile"))).isEqualTo(user.uid);
+    r = strata("commit", "c1", "committed:1");
+    assertThat(r.code()).as(r.output()).isZero();
+    r = strata("run", "--rm", "committed:1", "ls", "-ln", "/made");
+    assertThat(r.code()).as(r.output()).isZero();
+    assertThat(r.output()).contains(" 5        6 ");
+    assertThat(strata("rm", "c1").code()).isZero();
+    assertThat(store.resolve("containers/c1")).doesNotExist();
+    nothingLeft();
+  }
+
+  @Test
+  void aContainerCannotReachWhatTheUserCannot() throws Exception {
+    TestUser.Result r = strata("run", "--rm", "-v", "/etc/shadow:/shadow:ro", "-v",
+        "/root:/hostroot", "bb:1", "sh", "-c",
+        "cat /shadow >/dev/null 2>&1 && echo READ-SHADOW;"
+            + " ls /hostroot >/dev/null 2>&1 && echo LISTED-ROOT;"
+            + " (echo x > /hostroot/planted) 2>/dev/null && echo PLANTED; echo done");
+    assertThat(r.code()).as(r.output()).isZero();
+    assertThat(r.output()).isEqualTo("done\n");
+    assertThat(Path.of("/root/planted")).doesNotExist();
+    nothingLeft();
+  }
+
+  @Test
+  void limitsAreRefusedWithTheReasonAndNetworksWork() throws Exception {
+    TestUser.Result r = strata("run", "--rm", "--memory", "64m", "bb:1", "true");
+    assertThat(r.code()).as(r.output()).isEqualTo(2);
+    assertThat(r.output()).contains("--memory").contains("user's container");
+    TestUser.Result none = strata("run", "--rm", "--network", "none", "bb:1", "cat",
+        "/proc/net/dev");
+    TestUser.Result host = strata("run", "--rm", "--network", "host", "bb:1", "cat",
+        "/proc/net/dev");
+    assertThat(none.code()).as(none.output()).isZero();
+    assertThat(host.code()).as(host.output()).isZero();
+    assertThat(none.output().trim().split("\n")).hasSize(3); // two header lines and lo
+    assertThat(host.output().trim().split("\n").length)
+        .isEqualTo(sh("cat /proc/net/dev").trim().split("\n").length);
+    nothingLeft();
+  }
+
+  /** No process of the user's is left, nothing of theirs is mounted, and no container. */
+  private static void nothingLeft() throws Exception {
+    assertThat(sh("pgrep -u " + user.uid + " || true").trim()).isEmpty();
+    assertThat(sh("grep -c " + base + " /proc/mounts || true").trim()).isEqualTo("0");
+    TestUser.Result ps = strata("ps");
+    assertThat(ps.code()).as(ps.output()).isZero();
+    assertThat(ps.output().trim().split("\n")).hasSizeLessThanOrEqualTo(1);
+  }
+}
