@@ -47,7 +47,7 @@ if [ "$IMAGE" = debian ]; then
   TAR="$W/debian.tar"
 else
   rm -rf "$W/bb"; mkdir -p "$W/bb/bin" "$W/bb/etc"
-  cp /bin/busybox "$W/bb/bin/"; for a in $(/bin/busybox --list); do ln -sf busybox "$W/bb/bin/$a"; done
+  cp /bin/busybox "$W/bb/bin/"; for a in $(/bin/busybox --list | grep -vx busybox); do ln -sf busybox "$W/bb/bin/$a"; done
   echo 'root:x:0:0:root:/root:/bin/sh' > "$W/bb/etc/passwd"
   tar -C "$W/bb" -cf "$W/bb.tar" .
   TAR="$W/bb.tar"

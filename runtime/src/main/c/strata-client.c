@@ -339,7 +339,8 @@ static void run_in_jvm(int argc, char **argv, int daemon) {
   const char *java = getenv("STRATA_JAVA");
   if (!java || !*java) java = "java";
   const char *opts = getenv("STRATA_JAVA_OPTS");
-  char **args = calloc((size_t)argc + 16, sizeof *args);
+  /* room for the arguments, our options and every word of $STRATA_JAVA_OPTS */
+  char **args = calloc((size_t)argc + 16 + (opts ? strlen(opts) / 2 + 1 : 0), sizeof *args);
   int k = 0;
   args[k++] = (char *)java;
   char *optcopy = NULL;
@@ -368,6 +369,19 @@ static void run_in_jvm(int argc, char **argv, int daemon) {
     args[k++] = "-Xshare:auto";
     args[k++] = "-Xlog:cds*=off";
     if (have_jsa) args[k++] = jsa;
+  }
+  /*
+   * jnr unpacks its native stub into java.io.tmpdir: where /tmp is not writable for this user
+   * (some sandboxes), the user's runtime directory or home takes its place.
+   */
+  char tmpdir[PATH_MAX + 32];
+  if (access("/tmp", W_OK | X_OK) != 0) {
+    const char *d = getenv("XDG_RUNTIME_DIR");
+    if (!d || access(d, W_OK | X_OK) != 0) d = getenv("HOME");
+    if (d && *d) {
+      snprintf(tmpdir, sizeof tmpdir, "-Djava.io.tmpdir=%s", d);
+      args[k++] = tmpdir;
+    }
   }
   args[k++] = "-jar";
   args[k++] = (char *)j;
