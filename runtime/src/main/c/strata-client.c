@@ -27,6 +27,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -127,9 +128,9 @@ static int in_initial_user_namespace(void) {
 static const char *socket_path(char *out, size_t cap) {
   const char *s = getenv("STRATA_SOCKET");
   if (getenv("STRATA_NO_DAEMON")) return NULL;
-  if (!in_initial_user_namespace()) return NULL;
   if (s && *s) return strcmp(s, "none") == 0 ? NULL : s;
-  if (geteuid() == 0) return "/run/strata/strata.sock";
+  /* the system's socket is the host's root's; root of a user namespace is a user */
+  if (geteuid() == 0 && in_initial_user_namespace()) return "/run/strata/strata.sock";
   const char *xdg = getenv("XDG_RUNTIME_DIR");
   if (xdg && *xdg) {
     snprintf(out, cap, "%s/strata/strata.sock", xdg);
@@ -208,27 +209,37 @@ static const char *user_name(uid_t uid, char *out, size_t cap) {
   return found;
 }
 
-/* The first range of /etc/subuid or /etc/subgid for the user (by name or id); 0 when none. */
+#define MAX_RANGES 16
+
+/*
+ * The user's ranges in /etc/subuid or /etc/subgid (by name or id), in the file's order, as
+ * newuidmap's arguments after "0 ID 1": container ids 1.. run through them one after another,
+ * as podman maps its namespace (the daemon serves podman's mounts, so the maps must agree).
+ * Returns how many words it wrote (3 a range), 0 when there is none.
+ */
 static int subordinate(const char *file, const char *name, unsigned long id,
-                       unsigned long *start, unsigned long *count) {
+                       char words[][24], int cap) {
   FILE *f = fopen(file, "re");
   char line[512];
-  int found = 0;
+  int k = 0;
+  unsigned long inside = 1;
   if (!f) return 0;
-  while (!found && fgets(line, sizeof line, f)) {
+  while (k + 3 <= cap && fgets(line, sizeof line, f)) {
     char *rest = line, *who = strsep(&rest, ":"), *a = strsep(&rest, ":"),
          *n = strsep(&rest, ":\n");
     if (!who || !a || !n) continue;
     char *end;
     int byid = strtoul(who, &end, 10) == id && *end == 0;
-    if ((name && strcmp(who, name) == 0) || byid) {
-      *start = strtoul(a, NULL, 10);
-      *count = strtoul(n, NULL, 10);
-      found = *count > 0;
+    unsigned long count = strtoul(n, NULL, 10);
+    if (((name && strcmp(who, name) == 0) || byid) && count > 0) {
+      snprintf(words[k++], 24, "%lu", inside);
+      snprintf(words[k++], 24, "%lu", strtoul(a, NULL, 10));
+      snprintf(words[k++], 24, "%lu", count);
+      inside += count;
     }
   }
   fclose(f);
-  return found;
+  return k;
 }
 
 static int run_tool(char *const argv[]) {
@@ -262,10 +273,11 @@ static void enter_user_namespace(void) {
   gid_t gid = getegid();
   char namebuf[256];
   const char *name = user_name(uid, namebuf, sizeof namebuf);
-  unsigned long us = 0, uc = 0, gs = 0, gc = 0;
-  int ranges = subordinate("/etc/subuid", name, uid, &us, &uc) &&
-               subordinate("/etc/subgid", name, gid, &gs, &gc) &&
-               access("/usr/bin/newuidmap", X_OK) == 0 && access("/usr/bin/newgidmap", X_OK) == 0;
+  static char uw[3 * MAX_RANGES][24], gw[3 * MAX_RANGES][24];
+  int nu = subordinate("/etc/subuid", name, uid, uw, 3 * MAX_RANGES);
+  int ng = subordinate("/etc/subgid", name, gid, gw, 3 * MAX_RANGES);
+  int ranges = nu > 0 && ng > 0 && access("/usr/bin/newuidmap", X_OK) == 0 &&
+               access("/usr/bin/newgidmap", X_OK) == 0;
   if (!ranges) {
     if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) die("unshare");
     char map[64];
@@ -284,18 +296,20 @@ static void enter_user_namespace(void) {
     pid_t mapper = fork();
     if (mapper < 0) die("fork");
     if (mapper == 0) {
-      char b, pid[24], u[3][24], g[3][24];
+      char b, pid[24], u0[24], g0[24];
+      char *um[6 + 3 * MAX_RANGES], *gm[6 + 3 * MAX_RANGES];
       close(go[1]);
       if (read(go[0], &b, 1) != 1) _exit(1);
       snprintf(pid, sizeof pid, "%d", (int)parent);
-      snprintf(u[0], sizeof u[0], "%u", (unsigned)uid);
-      snprintf(u[1], sizeof u[1], "%lu", us);
-      snprintf(u[2], sizeof u[2], "%lu", uc);
-      snprintf(g[0], sizeof g[0], "%u", (unsigned)gid);
-      snprintf(g[1], sizeof g[1], "%lu", gs);
-      snprintf(g[2], sizeof g[2], "%lu", gc);
-      char *um[] = {"/usr/bin/newuidmap", pid, "0", u[0], "1", "1", u[1], u[2], NULL};
-      char *gm[] = {"/usr/bin/newgidmap", pid, "0", g[0], "1", "1", g[1], g[2], NULL};
+      snprintf(u0, sizeof u0, "%u", (unsigned)uid);
+      snprintf(g0, sizeof g0, "%u", (unsigned)gid);
+      int a = 0, c = 0;
+      um[a++] = "/usr/bin/newuidmap"; um[a++] = pid; um[a++] = "0"; um[a++] = u0; um[a++] = "1";
+      gm[c++] = "/usr/bin/newgidmap"; gm[c++] = pid; gm[c++] = "0"; gm[c++] = g0; gm[c++] = "1";
+      for (int i = 0; i < nu; i++) um[a++] = uw[i];
+      for (int i = 0; i < ng; i++) gm[c++] = gw[i];
+      um[a] = NULL;
+      gm[c] = NULL;
       _exit(run_tool(um) == 0 && run_tool(gm) == 0 ? 0 : 1);
     }
     close(go[0]);
@@ -312,6 +326,77 @@ static void enter_user_namespace(void) {
   if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) die("become root in it");
   /* its mounts stay its own */
   mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL);
+}
+
+/*
+ * The mountpoint of `overlay -o OPTS [SOURCE] DIR` when the client may mount it for the daemon
+ * (the last word that is no option); NULL for anything else (-f, -d, --help, ...), which then
+ * runs in a JVM of its own.
+ */
+static const char *overlay_mountpoint(int argc, char **argv) {
+  const char *last = NULL;
+  int seen = 0;
+  for (int i = 0; i < argc; i++) {
+    if (!seen && strcmp(argv[i], "overlay") == 0) {
+      seen = 1;
+    } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+      i++;
+    } else if (argv[i][0] == '-') {
+      return NULL;
+    } else if (seen) {
+      last = argv[i];
+    }
+  }
+  return last && last[0] == '/' ? last : NULL;
+}
+
+/*
+ * Mounts /dev/fuse on DIR here, in this namespace, as strata's own transport mounts as root:
+ * the daemon, which is not in this namespace, then serves the descriptor (it takes it with
+ * pidfd_getfd while this client waits). The descriptor, or -1 after saying why.
+ */
+static int mount_fuse(const char *dir) {
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    fprintf(stderr, "strata: cannot open /dev/fuse: %s\n", strerror(errno));
+    return -1;
+  }
+  char data[160];
+  snprintf(data, sizeof data,
+           "fd=%d,rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other", fd);
+  if (mount("strata-overlay", dir, "fuse.strata", MS_NOSUID | MS_NODEV, data) < 0) {
+    fprintf(stderr, "strata: mount(2) of %s failed: %s\n", dir, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static char handoff_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static void remove_handoff(void) {
+  if (handoff_path[0]) unlink(handoff_path);
+  handoff_path[0] = 0;
+}
+
+/* Sends descriptor {@code fd} over the connected socket {@code c} (one byte, SCM_RIGHTS). */
+static void send_descriptor(int c, int fd) {
+  char byte = 'F';
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                     .msg_controllen = sizeof u.buf};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+  if (sendmsg(c, &m, MSG_NOSIGNAL) < 0)
+    fprintf(stderr, "strata: cannot hand the mount to the daemon: %s\n", strerror(errno));
 }
 
 /*
@@ -404,12 +489,31 @@ int main(int argc, char **argv) {
   if (overlay) args[k++] = "overlay";
   for (int i = 1; i < argc; i++) args[k++] = argv[i];
 
-  if (!overlay && geteuid() != 0 && in_initial_user_namespace() &&
-      needs_user_namespace(subcommand(nargs, args)))
-    enter_user_namespace(); /* then no daemon: it is in the host's namespaces */
+  /*
+   * Where the command runs. A user's daemon lives in a user namespace of the user's ids (the
+   * client makes it, as for the store's commands), so it serves the user's store commands and
+   * containers, and the mounts rootless podman asks for (handed over mounted, below), but not
+   * a user's mounts on the host (mount, umount, overlay), which it could not make there.
+   */
+  const char *cmd = subcommand(nargs, args);
+  int host_ns = in_initial_user_namespace();
+  int user = geteuid() != 0 && host_ns;
+  int mounts = strcmp(cmd, "mount") == 0 || strcmp(cmd, "umount") == 0 ||
+               strcmp(cmd, "overlay") == 0;
+  int daemon = starts_daemon(nargs, args);
+  const char *mountpoint = NULL;
+  if (daemon && user) enter_user_namespace();
+  int may_use_daemon = !daemon && !(user && mounts);
+  if (!host_ns && may_use_daemon) {
+    /* root of a user namespace (rootless podman runs strata-overlay there): only an overlay
+     * mount goes to the daemon, which serves the /dev/fuse this client mounts here */
+    mountpoint = strcmp(cmd, "overlay") == 0 && geteuid() == 0 ? overlay_mountpoint(nargs, args)
+                                                               : NULL;
+    may_use_daemon = mountpoint != NULL;
+  }
 
   char pathbuf[PATH_MAX];
-  const char *path = starts_daemon(nargs, args) ? NULL : socket_path(pathbuf, sizeof pathbuf);
+  const char *path = may_use_daemon ? socket_path(pathbuf, sizeof pathbuf) : NULL;
   int fd = -1;
   if (path && strlen(path) < sizeof(((struct sockaddr_un *)0)->sun_path)) {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -420,7 +524,42 @@ int main(int argc, char **argv) {
       fd = -1;
     }
   }
-  if (fd < 0) run_in_jvm(nargs, args, starts_daemon(nargs, args));
+  if (fd < 0) {
+    if (user && needs_user_namespace(cmd)) enter_user_namespace();
+    run_in_jvm(nargs, args, daemon);
+  }
+  /*
+   * The daemon is not in this namespace: this client mounts /dev/fuse here and hands the
+   * descriptor over a socket of its own beside the daemon's (SCM_RIGHTS; pidfd_getfd would
+   * need ptrace rights that a sibling user namespace lacks), whose name the daemon gets in
+   * the command's environment.
+   */
+  int fuse = -1, handoff = -1;
+  char fuse_env[PATH_MAX + 64];
+  if (mountpoint) {
+    fuse = mount_fuse(mountpoint);
+    if (fuse < 0) return 1;
+    struct sockaddr_un h = {.sun_family = AF_UNIX};
+    const char *slash = strrchr(path, '/');
+    int dirlen = slash ? (int)(slash - path) : 1;
+    if (snprintf(handoff_path, sizeof handoff_path, "%.*s/fuse-%d.sock", dirlen,
+                 slash ? path : ".", (int)getpid()) >= (int)sizeof h.sun_path) {
+      fprintf(stderr, "strata: the daemon's socket path is too long for a handoff socket\n");
+      umount2(mountpoint, MNT_DETACH);
+      return 1;
+    }
+    strcpy(h.sun_path, handoff_path);
+    unlink(handoff_path);
+    handoff = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (handoff < 0 || bind(handoff, (struct sockaddr *)&h, sizeof h) < 0 ||
+        listen(handoff, 1) < 0) {
+      fprintf(stderr, "strata: cannot listen on %s: %s\n", handoff_path, strerror(errno));
+      umount2(mountpoint, MNT_DETACH);
+      return 1;
+    }
+    atexit(remove_handoff);
+    snprintf(fuse_env, sizeof fuse_env, "STRATA_MOUNTED_FUSE_SOCKET=%s", handoff_path);
+  }
 
   /* The hello: who, where, what. */
   struct buf h = {0};
@@ -432,10 +571,11 @@ int main(int argc, char **argv) {
   putstr(&h, cwd);
   put32(&h, (uint32_t)nargs);
   for (int i = 0; i < nargs; i++) putstr(&h, args[i]);
-  uint32_t nenv = 0;
+  uint32_t nenv = fuse >= 0 ? 1 : 0;
   for (char **e = environ; *e; e++) nenv++;
   put32(&h, nenv);
   for (char **e = environ; *e; e++) putstr(&h, *e);
+  if (fuse >= 0) putstr(&h, fuse_env);
   if (send_frame(fd, 'H', h.p, (uint32_t)h.n) < 0) {
     fprintf(stderr, "strata: the daemon at %s went away: %s\n", path, strerror(errno));
     return 1;
@@ -454,8 +594,9 @@ int main(int argc, char **argv) {
   int want_stdin = 0;
   static unsigned char frame[MAX_FRAME];
   for (;;) {
-    struct pollfd p[3] = {{fd, POLLIN, 0}, {sp[0], POLLIN, 0}, {0, POLLIN, 0}};
-    int n = poll(p, want_stdin ? 3 : 2, -1);
+    struct pollfd p[4] = {{fd, POLLIN, 0}, {sp[0], POLLIN, 0}, {handoff, POLLIN, 0},
+                          {0, POLLIN, 0}};
+    int n = poll(p, want_stdin ? 4 : 3, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       perror("strata: poll");
@@ -469,7 +610,17 @@ int main(int argc, char **argv) {
         if (send_frame(fd, 'S', b, 4) < 0) break;
       }
     }
-    if (want_stdin && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+    if (handoff >= 0 && (p[2].revents & POLLIN)) {
+      int c = accept4(handoff, NULL, NULL, SOCK_CLOEXEC);
+      if (c >= 0) {
+        send_descriptor(c, fuse);
+        close(c);
+        close(handoff);
+        handoff = -1;
+        remove_handoff();
+      }
+    }
+    if (want_stdin && (p[3].revents & (POLLIN | POLLHUP | POLLERR))) {
       ssize_t r = read(0, frame, 65536);
       if (r > 0) {
         send_frame(fd, 'I', frame, (uint32_t)r);
@@ -482,6 +633,7 @@ int main(int argc, char **argv) {
       unsigned char hd[5];
       if (read_all(fd, hd, 5) < 0) {
         fprintf(stderr, "strata: the daemon went away before the command ended\n");
+        if (mountpoint) umount2(mountpoint, MNT_DETACH);
         return 1;
       }
       uint32_t len = (uint32_t)hd[1] << 24 | (uint32_t)hd[2] << 16 | (uint32_t)hd[3] << 8 | hd[4];
@@ -493,10 +645,13 @@ int main(int argc, char **argv) {
         case 'O': write_all(1, frame, len); break;
         case 'R': write_all(2, frame, len); break;
         case 'W': want_stdin = 1; break;
-        case 'X':
-          if (len < 4) return 1;
-          return (int)((uint32_t)frame[0] << 24 | (uint32_t)frame[1] << 16 |
-                       (uint32_t)frame[2] << 8 | frame[3]);
+        case 'X': {
+          int code = len < 4 ? 1 : (int)((uint32_t)frame[0] << 24 | (uint32_t)frame[1] << 16 |
+                                         (uint32_t)frame[2] << 8 | frame[3]);
+          /* a mount the daemon did not take up would only fail its users */
+          if (mountpoint && code != 0) umount2(mountpoint, MNT_DETACH);
+          return code;
+        }
         default: break; /* a newer daemon's frame */
       }
     }

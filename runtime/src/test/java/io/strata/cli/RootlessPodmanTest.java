@@ -23,8 +23,10 @@ import org.junit.jupiter.api.Test;
  * Rootless podman and buildah (Debian's 4.3 and 1.28) on strata-overlay, as a real
  * unprivileged user the test makes with subordinate ids of its own: containers/storage runs its
  * mount program inside podman's user namespace, where strata-overlay is root of that namespace
- * and mounts /dev/fuse itself. Every run is done twice, on strata and on fuse-overlayfs, and
- * the uppers (file by file: type, mode, host owner, content) and built layers must be equal.
+ * and mounts /dev/fuse itself: served by a JVM of its own ("strata"), or mounted by the C
+ * client and handed to the user's daemon, which lives in a user namespace of the user's ids
+ * ("strata-daemon"). Every run is done on each and on fuse-overlayfs, and the uppers (file by
+ * file: type, mode, host owner, content) and built layers must be equal.
  *
  * <p>This sandbox needs two settings a normal host has: /dev/fuse 0666 (Debian's udev rule;
  * it is 0600 here, restored after) and --network none for buildah's RUN (its slirp4netns
@@ -39,6 +41,7 @@ class RootlessPodmanTest {
   private static Path strataOverlay;
   private static long subuid;
   private static long subgid;
+  private static Path client;
 
   @BeforeAll
   static void setUp() throws Exception {
@@ -60,6 +63,17 @@ class RootlessPodmanTest {
     devFuseMode = sh("stat -c %a /dev/fuse").trim();
     sh("chmod 666 /dev/fuse");
     strataOverlay = overlayProgram(Files.createDirectories(base.resolve("strata")));
+    client = TestUser.clientFor(base.resolve("client/bin"));
+    // the user's daemon, started as the user starts it: the client makes it a user namespace
+    // of the user's ids, where it serves the mounts podman's mount program hands it
+    user.sh("cd; export XDG_RUNTIME_DIR=" + runtimeDir + " STRATA_JAVA=" + javaForClient()
+        + "; setsid " + client + " daemon > daemon.log 2>&1 < /dev/null &");
+    long deadline = System.nanoTime() + 60_000_000_000L;
+    while (daemon("daemon status").code() != 0) {
+      assertThat(System.nanoTime()).as("the user's daemon did not start: "
+          + Files.readString(base.resolve("home/daemon.log"))).isLessThan(deadline);
+      Thread.sleep(100);
+    }
 
     // a busybox image with a directory to make opaque, as a docker-archive podman loads
     Path bb = Files.createDirectories(base.resolve("bb/bin"));
@@ -113,6 +127,24 @@ class RootlessPodmanTest {
     return script;
   }
 
+  private static String javaForClient() {
+    return client.resolveSibling("java").toString();
+  }
+
+  /** A strata command as the user, through the client (to the user's daemon). */
+  private static TestUser.Result daemon(String args) throws Exception {
+    return user.sh("export XDG_RUNTIME_DIR=" + runtimeDir + " STRATA_JAVA=" + javaForClient()
+        + "; " + client + " " + args);
+  }
+
+  /** How many commands the user's daemon has served. */
+  private static long served() throws Exception {
+    TestUser.Result r = daemon("daemon status --format json");
+    assertThat(r.code()).as(r.output()).isZero();
+    return io.strata.layers.base.Json.MAPPER.readTree(r.output()).path("commandsServed")
+        .asLong();
+  }
+
   private static String sh(String script) throws Exception {
     return CommitTest.sh(script);
   }
@@ -121,7 +153,7 @@ class RootlessPodmanTest {
   private static String asUser(String name, String script) throws Exception {
     Path dir = base.resolve("home").resolve(name);
     String env = "export XDG_RUNTIME_DIR=" + runtimeDir + " CONTAINERS_STORAGE_CONF=" + dir
-        + "/storage.conf; cd " + dir + " && ";
+        + "/storage.conf STRATA_JAVA=" + javaForClient() + "; cd " + dir + " && ";
     TestUser.Result r = user.sh(env + script);
     assertThat(r.code()).as(name + ": " + script + "\n" + r.output()).isZero();
     return r.output();
@@ -138,6 +170,7 @@ class RootlessPodmanTest {
   private static Map<String, String> programs() {
     Map<String, String> p = new TreeMap<>();
     p.put("strata", strataOverlay.toString());
+    p.put("strata-daemon", client.resolveSibling("strata-overlay").toString());
     p.put("fuse-overlayfs", "/usr/bin/fuse-overlayfs");
     return p;
   }
@@ -154,8 +187,13 @@ class RootlessPodmanTest {
       String name = "run-" + p.getKey();
       storage(name, p.getValue());
       asUser(name, "podman load -q -i " + base.resolve("bb-archive.tar"));
+      long before = served();
       asUser(name, "podman run --name t --runtime runc --network none " + ULIMITS
           + " localhost/bb:1 sh -c '" + script + "'");
+      if (p.getKey().equals("strata-daemon")) {
+        // the status itself is one command; the mount the other
+        assertThat(served()).as("the daemon served the mount").isGreaterThanOrEqualTo(before + 2);
+      }
       Path upper = Path.of(asUser(name,
           "podman inspect --format '{{.GraphDriver.Data.UpperDir}}' t").trim());
       uppers.put(p.getKey(), tree(upper));
@@ -173,6 +211,7 @@ class RootlessPodmanTest {
     assertThat(fuseOverlayfs).containsKeys("opq/.wh..wh..opq", "opq/new");
     assertThat(withoutMarkersOfNewDirectories(strata))
         .isEqualTo(withoutMarkersOfNewDirectories(fuseOverlayfs));
+    assertThat(uppers.get("strata-daemon")).isEqualTo(strata);
   }
 
   /** The directories of the test image: only there does an opaque marker mean something. */
@@ -222,6 +261,7 @@ class RootlessPodmanTest {
     assertThat(String.valueOf(layers.get("strata")))
         .contains("bin/.wh.ls", "opq/.wh.old", "a=-rw-r----- 7/8", "d/=drwx------ 9/9");
     assertThat(layers.get("strata")).isEqualTo(layers.get("fuse-overlayfs"));
+    assertThat(layers.get("strata-daemon")).isEqualTo(layers.get("fuse-overlayfs"));
   }
 
   /**

@@ -96,6 +96,32 @@ public final class TestUser implements AutoCloseable {
     return String.join(":", entries);
   }
 
+  /**
+   * The strata client and what it runs for a user, in {@code bin} (readable by every user):
+   * {@code bin/strata} and {@code bin/strata-overlay} (the C client), {@code bin/strata-init}
+   * (the container helper), and {@code bin/java}, a java for $STRATA_JAVA that runs strata's
+   * Main from a readable copy of this test's class path in place of the jar that only the
+   * package phase makes (the client's JVM options are dropped). Its temporary files go to the
+   * user's home: this machine's /tmp is 0755.
+   */
+  public static Path clientFor(Path bin) throws Exception {
+    java.nio.file.Files.createDirectories(bin);
+    Path client = bin.resolve("strata");
+    java.nio.file.Files.copy(Path.of("target/native/strata-client"), client);
+    java.nio.file.Files.createSymbolicLink(bin.resolve("strata-overlay"), Path.of("strata"));
+    java.nio.file.Files.copy(Path.of("target/native/strata-init"), bin.resolve("strata-init"));
+    String cp = readableClasspath(bin.getParent().resolve("cp"));
+    java.nio.file.Files.writeString(bin.resolve("java"), "#!/bin/sh\n"
+        + "while [ $# -gt 0 ]; do case \"$1\" in -jar) shift 2; break;; *) shift;; esac; done\n"
+        + "exec " + java() + " -XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+        + " -Djava.io.tmpdir=\"$HOME\" -Dstrata.helper=" + bin.resolve("strata-init")
+        + " -Dstrata.main=io.strata.cli.Main -cp " + cp + " io.strata.cli.Main \"$@\"\n");
+    assertThat(root(List.of("chmod", "-R", "a+rX", bin.toString())).code()).isZero();
+    assertThat(root(List.of("chmod", "755", client.toString(), bin.resolve("java").toString(),
+        bin.resolve("strata-init").toString())).code()).isZero();
+    return client;
+  }
+
   /** The java of this test JVM. */
   public static String java() {
     return Path.of(System.getProperty("java.home"), "bin", "java").toString();

@@ -54,7 +54,8 @@ public final class OverlayCommand implements Callable<Integer> {
       throw new IllegalArgumentException("mountpoint " + mp + " is not a directory");
     }
     if (!foreground && !debug && Background.inThisProcess()) {
-      Background.startHere(() -> serve(o, mp), mp, Duration.ofSeconds(60));
+      int mounted = mountedByClient(); // serve owns it from here
+      Background.startHere(() -> serve(o, mp, mounted), mp, Duration.ofSeconds(60));
       return 0;
     }
     if (!foreground && !debug) {
@@ -69,12 +70,43 @@ public final class OverlayCommand implements Callable<Integer> {
       Background.startAndWait(args, mp, log, Duration.ofSeconds(60));
       return 0;
     }
-    return serve(o, mp);
+    return serve(o, mp, -1);
   }
 
-  /** Mounts and serves in this thread (in the daemon: until the mount answers). */
-  private static int serve(OverlayOptions o, Path mp) throws Exception {
-    UnionView view = UnionView.open(o.lowers(), o.upper(), o.work(), o.view());
+  /**
+   * The client's /dev/fuse, taken from it, when the client mounted it on the mountpoint in its
+   * own namespaces (rootless podman's) for this daemon to serve; -1 otherwise.
+   */
+  private static int mountedByClient() throws java.io.IOException {
+    io.strata.layers.base.Invocation inv = io.strata.layers.base.Invocation.current();
+    String socket = inv.getenv(MOUNTED_FD);
+    if (socket == null || !io.strata.layers.base.Invocation.isForClient()) {
+      return -1;
+    }
+    return FuseMount.adopt(Path.of(socket));
+  }
+
+  /**
+   * Set by the client for the daemon: the unix socket on which the client hands over the
+   * /dev/fuse it mounted on the mountpoint in its own namespaces (rootless podman's, which the
+   * daemon is not in).
+   */
+  public static final String MOUNTED_FD = "STRATA_MOUNTED_FUSE_SOCKET";
+
+  /**
+   * Mounts and serves in this thread (in the daemon: until the mount answers); {@code mounted}
+   * is a /dev/fuse the client mounted (owned from here on), or -1.
+   */
+  private static int serve(OverlayOptions o, Path mp, int mounted) throws Exception {
+    UnionView view;
+    try {
+      view = UnionView.open(o.lowers(), o.upper(), o.work(), o.view());
+    } catch (Exception e) {
+      if (mounted >= 0) {
+        FuseMount.closeDescriptor(mounted); // the mount then fails for its users at once
+      }
+      throw e;
+    }
     FuseMount.Settings s = FuseMount.Settings.defaults("strata-overlay",
         o.transport() != null ? o.transport() : FuseMount.Transport.preferred());
     if (o.passthrough() != null) {
@@ -82,6 +114,9 @@ public final class OverlayCommand implements Callable<Integer> {
     }
     if (o.timeout() != null) {
       s = s.withTimeout(o.timeout());
+    }
+    if (mounted >= 0) {
+      s = s.withMountedFd(mounted);
     }
     Foreground.serve(view, mp, s, () -> {});
     return 0;

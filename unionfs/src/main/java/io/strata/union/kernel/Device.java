@@ -24,6 +24,12 @@ final class Device {
     @SaveError int mount(byte[] source, byte[] target, byte[] type, long flags, byte[] data);
 
     @SaveError int close(int fd);
+
+    @SaveError long readlink(String path, byte[] buf, long size);
+
+    @SaveError int socket(int domain, int type, int protocol);
+
+    @SaveError int connect(int fd, byte[] address, int length);
   }
 
   static final C LIBC = LibraryLoader.create(C.class).load("c");

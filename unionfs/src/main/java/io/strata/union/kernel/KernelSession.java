@@ -30,8 +30,27 @@ import jnr.ffi.Pointer;
  */
 public final class KernelSession {
   /** How to serve: kernel cache timeouts in seconds, workers, and whether to pass files through. */
+  /**
+   * @param mountedFd a /dev/fuse descriptor already mounted by someone else (the client in
+   *     rootless podman's namespace, {@link #adopt}), or -1 to mount here
+   */
   public record Options(String source, boolean allowOther, double entryTimeout,
-      double attrTimeout, double negativeTimeout, int workers, boolean passthrough) {}
+      double attrTimeout, double negativeTimeout, int workers, boolean passthrough,
+      int mountedFd) {}
+
+  /**
+   * Receives the /dev/fuse descriptor that a client mounted in its own namespaces, where this
+   * process cannot, over the unix socket the client listens on; to serve with {@link
+   * Options#mountedFd}.
+   */
+  public static int adopt(Path socket) throws IOException {
+    return Handoff.receive(socket);
+  }
+
+  /** Closes a descriptor {@link #adopt} received and no session came to serve. */
+  public static void closeDescriptor(int fd) {
+    Device.LIBC.close(fd);
+  }
 
   private final UnionView view;
   private final Path mountpoint;
@@ -89,7 +108,9 @@ public final class KernelSession {
     String common = "default_permissions" + (options.allowOther()
         && (root || Fusermount.userAllowOther()) ? ",allow_other" : "");
     int fd;
-    if (root) {
+    if (options.mountedFd() >= 0) {
+      fd = options.mountedFd(); // mounted by the client, in its namespaces
+    } else if (root) {
       fd = Device.open();
       if (fd < 0) {
         throw new IOException("cannot open /dev/fuse: " + Posix.strerror(-fd));

@@ -55,7 +55,7 @@ public final class FuseMount implements AutoCloseable {
   /** Kernel-facing settings: transport, timeouts and the name the mount shows in /proc/mounts. */
   public record Settings(double entryTimeout, double attrTimeout, double negativeTimeout,
       boolean kernelCache, String fsName, boolean allowOther, List<String> extraOptions,
-      Transport transport, boolean passthrough) {
+      Transport transport, boolean passthrough, int mountedFd) {
 
     /** A day: "forever" for a kernel cache whose every change goes through this mount. */
     static final double LONG = 86_400;
@@ -76,15 +76,15 @@ public final class FuseMount implements AutoCloseable {
      */
     public static Settings defaults(String fsName, Transport t) {
       return t == Transport.KERNEL
-          ? new Settings(LONG, LONG, LONG, true, fsName, true, List.of(), t, true)
-          : new Settings(60, 0, 1, false, fsName, true, List.of(), t, false);
+          ? new Settings(LONG, LONG, LONG, true, fsName, true, List.of(), t, true, -1)
+          : new Settings(60, 0, 1, false, fsName, true, List.of(), t, false, -1);
     }
 
     /** The same settings with every kernel cache timeout set to {@code seconds}. */
     public Settings withTimeout(double seconds) {
       return new Settings(seconds, seconds, transport == Transport.KERNEL ? seconds
           : Math.min(1, seconds), kernelCache && seconds > 0, fsName, allowOther, extraOptions,
-          transport, passthrough);
+          transport, passthrough, mountedFd);
     }
 
     /** The defaults of {@code t}, with this name. */
@@ -95,7 +95,17 @@ public final class FuseMount implements AutoCloseable {
     /** The same settings with passthrough of open files allowed or not (own transport). */
     public Settings withPassthrough(boolean on) {
       return new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
-          allowOther, extraOptions, transport, on);
+          allowOther, extraOptions, transport, on, mountedFd);
+    }
+
+    /**
+     * The same settings serving a /dev/fuse descriptor that another process mounted in its own
+     * namespaces ({@link KernelSession#adopt}): the mount is not this process's to see, so
+     * readiness is INIT answered, and unmounting is the owner's.
+     */
+    public Settings withMountedFd(int fd) {
+      return new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
+          allowOther, extraOptions, Transport.KERNEL, passthrough, fd);
     }
 
     List<String> args() {
@@ -121,6 +131,8 @@ public final class FuseMount implements AutoCloseable {
   private final Consumer<String> log;
   private volatile Throwable loopFailure;
   private volatile boolean closed;
+  /** Mounted by another process in namespaces of its own: not in this process's mount table. */
+  private boolean elsewhere;
   private final MountLock lock;
   /** The command that made this mount (in the daemon, one of many). */
   private final io.strata.layers.base.Invocation owner = io.strata.layers.base.Invocation.current();
@@ -136,6 +148,19 @@ public final class FuseMount implements AutoCloseable {
   }
 
   /**
+   * Receives a /dev/fuse descriptor another process mounted (over the unix socket it listens
+   * on), for {@link Settings#withMountedFd}.
+   */
+  public static int adopt(Path socket) throws IOException {
+    return KernelSession.adopt(socket);
+  }
+
+  /** Closes a descriptor {@link #adopt} took and no mount came to serve. */
+  public static void closeDescriptor(int fd) {
+    KernelSession.closeDescriptor(fd);
+  }
+
+  /**
    * Mounts {@code view} on {@code mountpoint} and waits until the mount answers.
    *
    * @throws IOException naming what went wrong when the mount does not come up
@@ -143,19 +168,27 @@ public final class FuseMount implements AutoCloseable {
   public static FuseMount mount(UnionView view, Path mountpoint, Settings settings,
       Consumer<String> log, Duration timeout) throws IOException {
     Path mp = mountpoint.toAbsolutePath().normalize();
-    if (!Files.isDirectory(mp)) {
-      throw new IOException("mountpoint " + mp + " is not a directory");
-    }
-    mp = mp.toRealPath();
-    for (Path layer : layersOf(view)) {
-      if (layer.startsWith(mp)) {
-        throw new IOException("layer " + layer + " is inside the mountpoint " + mp
-            + ": the mount would hide it and could deadlock on itself");
-      }
-    }
-    MountLock lock = MountLock.acquire(mp);
+    MountLock lock;
     try {
-      if (Mounts.isMountpoint(mp)) {
+      if (!Files.isDirectory(mp)) {
+        throw new IOException("mountpoint " + mp + " is not a directory");
+      }
+      mp = mp.toRealPath();
+      for (Path layer : layersOf(view)) {
+        if (layer.startsWith(mp)) {
+          throw new IOException("layer " + layer + " is inside the mountpoint " + mp
+              + ": the mount would hide it and could deadlock on itself");
+        }
+      }
+      lock = MountLock.acquire(mp);
+    } catch (IOException | RuntimeException e) {
+      if (settings.mountedFd() >= 0) {
+        closeDescriptor(settings.mountedFd()); // a session owns it once it starts, not before
+      }
+      throw e;
+    }
+    try {
+      if (settings.mountedFd() < 0 && Mounts.isMountpoint(mp)) {
         throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
       }
       Settings s = settings;
@@ -175,8 +208,10 @@ public final class FuseMount implements AutoCloseable {
     int workers = Math.max(2, Math.min(8, 2 * Runtime.getRuntime().availableProcessors()));
     KernelSession k = KernelSession.start(view, mp, new KernelSession.Options(s.fsName(),
         s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers,
-        s.passthrough()), log);
-    return new FuseMount(view, mp, null, k, log, lock);
+        s.passthrough(), s.mountedFd()), log);
+    FuseMount m = new FuseMount(view, mp, null, k, log, lock);
+    m.elsewhere = s.mountedFd() >= 0;
+    return m;
   }
 
   private static FuseMount startJnr(UnionView view, Path mp, Settings settings,
@@ -212,8 +247,14 @@ public final class FuseMount implements AutoCloseable {
       // strata's own transport answered INIT: the mount answers from now on (no process
       // spawned to ask it, which took most of a mount's 30 ms in the daemon)
       try {
-        if (kernel.awaitInit(timeout.toNanos()) && Mounts.isFuseMountpoint(mp)) {
+        if (kernel.awaitInit(timeout.toNanos()) && (elsewhere || Mounts.isFuseMountpoint(mp))) {
           return;
+        }
+        if (elsewhere) {
+          close();
+          Throwable why = kernel.failure();
+          throw new IOException("the mount at " + mp + " did not start"
+              + (why != null ? ": " + why.getMessage() : ""));
         }
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
