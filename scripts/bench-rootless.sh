@@ -1,8 +1,9 @@
 #!/bin/bash
 # Issue 21's figures, strata beside its peers, alternating, medians of RUNS:
-#   rootless `podman run --rm IMAGE true` with mount_program strata-overlay and fuse-overlayfs;
+#   rootless `podman run --rm IMAGE true` with mount_program strata-overlay (served by the
+#   user's daemon, and by a JVM of its own) and fuse-overlayfs;
 #   `strata run --rm IMAGE /bin/true` as a user (a user namespace of the user's subordinate
-#   ids) and as root, each without a daemon, and root's with its daemon.
+#   ids) and as root, each with its daemon and without one.
 # Makes a user `strata-bench` (home under /var/tmp/sbr, subordinate ids from useradd), sets
 # /dev/fuse 0666 for the run, and undoes both at the end. The image is busybox-static.
 # Root; after `mvn -DskipTests package`. Usage: scripts/bench-rootless.sh [RUNS]
@@ -45,7 +46,7 @@ STRATA_SOCKET=none STRATA_ROOT="$W/root-store" "$C" save bench:1 -o "$W/archive.
 chmod 644 "$W/bb.tar" "$W/archive.tar"
 
 as_user() { setpriv --reuid="$uid" --regid="$uid" --init-groups --reset-env \
-  env XDG_RUNTIME_DIR="/run/user/$uid" STRATA_SOCKET=none "$@"; }
+  env XDG_RUNTIME_DIR="/run/user/$uid" "$@"; }
 for prog in strata-overlay fuse-overlayfs; do
   p=$( [ $prog = strata-overlay ] && echo "$here/runtime/target/native/strata-overlay" || echo /usr/bin/fuse-overlayfs )
   mkdir -p "$W/home/$prog"
@@ -54,7 +55,10 @@ for prog in strata-overlay fuse-overlayfs; do
   chown -R "$U:$U" "$W/home/$prog"
   as_user env CONTAINERS_STORAGE_CONF="$W/home/$prog/storage.conf" podman load -q -i "$W/archive.tar" >/dev/null
 done
-as_user "$C" import -q "$W/bb.tar" --name bench:1 >/dev/null
+as_user env STRATA_SOCKET=none "$C" import -q "$W/bb.tar" --name bench:1 >/dev/null
+# the user's daemon, as the user starts it (the client puts it in the user's namespace)
+as_user setsid "$C" daemon > "$W/user-daemon.log" 2>&1 < /dev/null &
+until as_user "$C" daemon status >/dev/null 2>&1; do sleep 0.05; done
 
 STRATA_SOCKET=none "$C" daemon --socket "$W/strata.sock" 2> "$W/daemon.log" &
 DAEMON=$!
@@ -68,7 +72,9 @@ for i in $(seq 1 "$RUNS"); do
   for prog in strata-overlay fuse-overlayfs; do
     t[$prog]+="$(ms as_user env CONTAINERS_STORAGE_CONF="$W/home/$prog/storage.conf" podman run --rm --runtime runc --network none $UL localhost/bench:1 true) "
   done
-  t[user]+="$(ms as_user "$C" run --rm bench:1 /bin/true) "
+  t[ovl_n]+="$(ms as_user env STRATA_SOCKET=none CONTAINERS_STORAGE_CONF="$W/home/strata-overlay/storage.conf" podman run --rm --runtime runc --network none $UL localhost/bench:1 true) "
+  t[user]+="$(ms as_user env STRATA_SOCKET=none "$C" run --rm bench:1 /bin/true) "
+  t[userd]+="$(ms as_user "$C" run --rm bench:1 /bin/true) "
   t[root]+="$(ms env STRATA_SOCKET=none STRATA_ROOT="$W/root-store" "$C" run --rm bench:1 /bin/true) "
   t[rootd]+="$(ms env STRATA_SOCKET="$W/strata.sock" STRATA_ROOT="$W/root-store" "$C" run --rm bench:1 /bin/true) "
 done
@@ -77,10 +83,12 @@ echo "## rootless figures ($(date -u +%Y-%m-%d), $(nproc) cores, busybox, median
 echo
 echo "| what | strata | peer | ratio |"
 echo "|---|---|---|---|"
-echo "| rootless \`podman run --rm IMAGE true\`, mount_program strata-overlay | $a ms | fuse-overlayfs $b ms | $(ratio "$a" "$b") |"
-u=$(median ${t[user]}); r=$(median ${t[root]}); d=$(median ${t[rootd]})
-echo "| \`strata run --rm IMAGE /bin/true\` as a user | $u ms | as root, no daemon $r ms | $(ratio "$u" "$r") |"
-echo "| \`strata run --rm IMAGE /bin/true\` as a user | $u ms | as root, daemon $d ms | $(ratio "$u" "$d") |"
+n=$(median ${t[ovl_n]})
+echo "| rootless \`podman run --rm IMAGE true\`, strata-overlay served by the user's daemon | $a ms | fuse-overlayfs $b ms | $(ratio "$a" "$b") |"
+echo "| rootless \`podman run --rm IMAGE true\`, strata-overlay in a JVM of its own | $n ms | fuse-overlayfs $b ms | $(ratio "$n" "$b") |"
+u=$(median ${t[user]}); ud=$(median ${t[userd]}); r=$(median ${t[root]}); d=$(median ${t[rootd]})
+echo "| \`strata run --rm IMAGE /bin/true\` as a user, daemon | $ud ms | as root, daemon $d ms | $(ratio "$ud" "$d") |"
+echo "| \`strata run --rm IMAGE /bin/true\` as a user, no daemon | $u ms | as root, no daemon $r ms | $(ratio "$u" "$r") |"
 if [ -s "$W/errors" ]; then
   echo; echo "what failed (each once):"; sort -u "$W/errors" | head -20
 fi >&2
