@@ -8,10 +8,14 @@
  * runs the command in a JVM of its own, as strata always could (exec, so signals and status
  * are the JVM's).
  *
- * The socket: $STRATA_SOCKET (none: never a daemon), else /run/strata/strata.sock for root,
- * else $XDG_RUNTIME_DIR/strata/strata.sock, else /tmp/strata-UID/strata.sock. The wire is
- * runtime/src/main/java/io/strata/runtime/daemon/Wire.java's. Linked statically, as the
+ * The socket: $STRATA_SOCKET (none: never a daemon), else /run/strata/strata.sock for the
+ * host's root, else $XDG_RUNTIME_DIR/strata/strata.sock, else /tmp/strata-UID/strata.sock. The
+ * wire is runtime/src/main/java/io/strata/runtime/daemon/Wire.java's. Linked statically, as the
  * container helper is: it starts in a millisecond and depends on nothing.
+ *
+ * For a user (README, Rootless) it also makes the user namespace that the store's commands,
+ * containers and the user's daemon run in, and, as strata-overlay in rootless podman's
+ * namespace, mounts /dev/fuse there and hands the descriptor to the daemon.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -352,8 +356,8 @@ static const char *overlay_mountpoint(int argc, char **argv) {
 
 /*
  * Mounts /dev/fuse on DIR here, in this namespace, as strata's own transport mounts as root:
- * the daemon, which is not in this namespace, then serves the descriptor (it takes it with
- * pidfd_getfd while this client waits). The descriptor, or -1 after saying why.
+ * the daemon, which is not in this namespace, then serves the descriptor (handed over while
+ * this client waits). The descriptor, or -1 after saying why.
  */
 static int mount_fuse(const char *dir) {
   int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);

@@ -197,6 +197,11 @@ class RootlessPodmanTest {
       Path upper = Path.of(asUser(name,
           "podman inspect --format '{{.GraphDriver.Data.UpperDir}}' t").trim());
       uppers.put(p.getKey(), tree(upper));
+      // podman commit reads the container's changes through the mount program
+      asUser(name, "podman commit -q t committed:1");
+      assertThat(asUser(name, "podman run --rm --runtime runc --network none " + ULIMITS
+          + " localhost/committed:1 sh -c 'cat /hello; ls /opq; ls -n /made/sub/f'"))
+          .contains("hi\n").contains("new\n").doesNotContain("old").contains(" 5 ");
       asUser(name, "podman rm t");
       assertThat(upper).as("podman rm removes the upper").doesNotExist();
       asUser(name, "podman rmi -a -f");

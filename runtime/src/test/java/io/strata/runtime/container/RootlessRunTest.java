@@ -180,9 +180,44 @@ class RootlessRunTest {
     nothingLeft();
   }
 
+  /**
+   * The rest of a user's day: save and gc run in the namespace, a mount on the host goes
+   * through fusermount3 and shows the layer's owners as the host sees them.
+   */
+  @Test
+  void saveGcAndAMountOnTheHost() throws Exception {
+    TestUser.Result r = strata("save", "bb:1", "-o", base.resolve("home/saved.tar").toString());
+    assertThat(r.code()).as(r.output()).isZero();
+    assertThat(sh("tar -tvf " + base.resolve("home/saved.tar"))).contains("manifest.json");
+    r = strata("gc");
+    assertThat(r.code()).as(r.output()).isZero();
+    assertThat(strata("images").output()).contains("bb");
+    Path mp = base.resolve("home/mnt");
+    assertThat(user.sh("mkdir -p " + mp).code()).isZero();
+    r = strata("mount", "bb:1", mp.toString());
+    assertThat(r.code()).as(r.output()).isZero();
+    try {
+      assertThat(sh("grep ' " + mp + " ' /proc/mounts")).contains("fuse")
+          .contains("user_id=" + user.uid);
+      TestUser.Result ls = user.sh("ls -ln " + mp + "/home/app/file && echo x > " + mp
+          + "/made-on-host && cat " + mp + "/made-on-host");
+      assertThat(ls.code()).as(ls.output()).isZero();
+      assertThat(ls.output()).contains(" " + (subuid + 999) + " ").endsWith("x\n");
+    } finally {
+      r = strata("umount", "--rm", mp.toString());
+      assertThat(r.code()).as(r.output()).isZero();
+    }
+    nothingLeft();
+  }
+
   /** No process of the user's is left, nothing of theirs is mounted, and no container. */
   private static void nothingLeft() throws Exception {
-    assertThat(sh("pgrep -u " + user.uid + " || true").trim()).isEmpty();
+    // a mount's server ends once unmounted, a moment after umount returns
+    long deadline = System.nanoTime() + 20_000_000_000L;
+    while (!sh("pgrep -u " + user.uid + " || true").isBlank() && System.nanoTime() < deadline) {
+      Thread.sleep(50);
+    }
+    assertThat(sh("pgrep -a -u " + user.uid + " || true").trim()).isEmpty();
     assertThat(sh("grep -c " + base + " /proc/mounts || true").trim()).isEqualTo("0");
     TestUser.Result ps = strata("ps");
     assertThat(ps.code()).as(ps.output()).isZero();

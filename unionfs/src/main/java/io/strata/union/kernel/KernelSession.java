@@ -29,8 +29,9 @@ import jnr.ffi.Pointer;
  * waits on the kernel. The session ends when the kernel says the mount is gone (ENODEV).
  */
 public final class KernelSession {
-  /** How to serve: kernel cache timeouts in seconds, workers, and whether to pass files through. */
   /**
+   * How to serve: kernel cache timeouts in seconds, workers, and whether to pass files through.
+   *
    * @param mountedFd a /dev/fuse descriptor already mounted by someone else (the client in
    *     rootless podman's namespace, {@link #adopt}), or -1 to mount here
    */
@@ -89,7 +90,8 @@ public final class KernelSession {
     this.nodes = new NodeTable(view.getattr("/").ino());
     this.dispatcher = new Dispatcher(view, nodes, new Dispatcher.Timeouts(
         nanos(options.entryTimeout()), nanos(options.attrTimeout()),
-        nanos(options.negativeTimeout())), options.passthrough() && io.strata.layers.fs.Places.isHostRoot(),
+        nanos(options.negativeTimeout())),
+        options.passthrough() && io.strata.layers.fs.Places.isHostRoot(),
         new Bridge(), log);
   }
 

@@ -33,6 +33,8 @@ public final class Background {
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     cmd.add("-XX:+UseSerialGC");
     cmd.add("-D" + MAIN_PROPERTY + "=" + main);
+    // where this JVM keeps temporary files (jnr's stub), the client may have chosen
+    cmd.add("-Djava.io.tmpdir=" + System.getProperty("java.io.tmpdir"));
     cmd.add("-cp");
     cmd.add(System.getProperty("java.class.path"));
     cmd.add(main);
