@@ -114,24 +114,27 @@ public final class DaemonCommand implements Callable<Integer> {
    * more resident (compiled code): not done.
    */
   static void warmUp() {
-    Thread t = new Thread(() -> {
-      for (String c : List.of("io.strata.union.kernel.Device", "io.strata.union.kernel.KernelSession",
-          "io.strata.union.kernel.Dispatcher", "io.strata.union.kernel.Fusermount",
-          "io.strata.union.mount.FuseMount", "io.strata.union.mount.OverlayOptions",
-          "io.strata.union.view.UnionView", "io.strata.layers.fs.RawFs",
-          "io.strata.layers.fs.Posix", "io.strata.layers.fs.Mounts",
-          "io.strata.runtime.container.ContainerRunner", "io.strata.runtime.container.Native",
-          "io.strata.runtime.container.Cgroups", "io.strata.layers.LayerStore")) {
-        try {
-          Class.forName(c, true, DaemonCommand.class.getClassLoader());
-        } catch (ClassNotFoundException | LinkageError e) {
-          DaemonServer.logLine("warm-up: " + c + ": " + e);
-        }
-      }
-    }, "strata-warm-up");
+    Thread t = new Thread(DaemonCommand::preload, "strata-warm-up");
     t.setDaemon(true);
     t.setPriority(Thread.MIN_PRIORITY);
     t.start();
+  }
+
+  /** Loads and initializes the classes of the mount and container paths. */
+  static void preload() {
+    for (String c : List.of("io.strata.union.kernel.Device", "io.strata.union.kernel.KernelSession",
+        "io.strata.union.kernel.Dispatcher", "io.strata.union.kernel.Fusermount",
+        "io.strata.union.mount.FuseMount", "io.strata.union.mount.OverlayOptions",
+        "io.strata.union.view.UnionView", "io.strata.layers.fs.RawFs",
+        "io.strata.layers.fs.Posix", "io.strata.layers.fs.Mounts",
+        "io.strata.runtime.container.ContainerRunner", "io.strata.runtime.container.Native",
+        "io.strata.runtime.container.Cgroups", "io.strata.layers.LayerStore")) {
+      try {
+        Class.forName(c, true, DaemonCommand.class.getClassLoader());
+      } catch (ClassNotFoundException | LinkageError e) {
+        DaemonServer.logLine("warm-up: " + c + ": " + e);
+      }
+    }
   }
 
   /**

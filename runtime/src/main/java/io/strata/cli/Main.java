@@ -59,7 +59,30 @@ public final class Main implements Runnable {
 
   public static void main(String[] args) {
     System.setProperty(io.strata.union.mount.Background.MAIN_PROPERTY, Main.class.getName());
-    System.exit(run(args));
+    int code = run(args);
+    if (System.getProperty("strata.cds.train") != null) {
+      trainClassArchive();
+    }
+    System.exit(code);
+  }
+
+  /**
+   * For the build's class-data archive (runtime/pom.xml), which records the classes one JVM
+   * loaded: beyond the training command (`strata images`), load what `run`, `mount` and
+   * `overlay` load before they touch the system, which a build cannot do (root, /dev/fuse):
+   * every command's model, the mount and container classes and the native bindings' library
+   * (the bindings jnr generates at run time cannot be archived). A no-daemon `strata run`
+   * then reads 600 more classes from the archive.
+   */
+  static void trainClassArchive() {
+    CommandLine all = commandLine();
+    for (String sub : List.of("run", "mount", "overlay", "umount", "pull", "commit")) {
+      all.getSubcommands().get(sub).getCommandSpec().options().size();
+    }
+    commandLine(new String[] {"run", "--rm", "x", "true"}).parseArgs("run", "--rm", "x", "true");
+    commandLine(new String[] {"overlay"}).parseArgs("overlay", "-o", "lowerdir=/l,upperdir=/u,"
+        + "workdir=/w", "/m");
+    DaemonCommand.preload();
   }
 
   /**
