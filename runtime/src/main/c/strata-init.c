@@ -8,7 +8,8 @@
  * tiny reaper). This outer process stays outside the pid namespace as the monitor: it forwards
  * signals to PID 1 and exits with its status (128+N when signal N ended it).
  *
- * Usage: strata-init --rootfs DIR --sync FIFO [--hostname H] [--net none|host] [--cwd DIR]
+ * Usage: strata-init --rootfs DIR --sync FIFO [--hostname H] [--net none|host|slirp4netns]
+ *                    [--slirp4netns PATH] [--cwd DIR]
  *                    [--user UID:GID] [--init] [--read-only] [--volume SRC:DST[:ro]]...
  *                    [--userns HOSTUID:COUNT] [--no-seccomp] [--no-mknod]
  *                    [--cgroup CGROUP.PROCS]... [--stdio-of PID] -- CMD [ARG...]
@@ -69,6 +70,7 @@ static const char *cgroup_procs[MAX_CGROUPS];
 static int ncgroups;
 static int nvolumes, use_init, read_only, seccomp_on = 1, keep_mknod = 1, init_fd = -1;
 static long userns_host = -1, userns_count;
+static const char *slirp; /* --slirp4netns PATH: a private network with outbound access */
 static long stdio_of = -1;
 static uid_t uid;
 static gid_t gid;
@@ -425,6 +427,15 @@ static void exec_init(char **argv) {
   die("exec the init");
 }
 
+static int setgroups_denied(void) {
+  char buf[16] = {0};
+  int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  return n > 0 && strncmp(buf, "deny", 4) == 0;
+}
+
 static void container(char **argv) {
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
   /* A mount of its own in this namespace, as pivot_root wants (in a user namespace the
@@ -449,10 +460,15 @@ static void container(char **argv) {
   mask_proc();
   if (read_only) xmount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
   if (sethostname(hostname, strlen(hostname)) < 0) die("sethostname");
-  if (strcmp(net, "none") == 0) loopback_up();
+  if (strcmp(net, "host") != 0) loopback_up();
   drop_caps();
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
-  if (setgroups((size_t)ngroups, groups) < 0) die("setgroups");
+  /* A user namespace whose map was written without newgidmap (one id: the user's) has
+   * setgroups denied, and the groups it holds cannot be dropped there (as in podman's one-id
+   * mapping); any other refusal is an error. */
+  if (setgroups((size_t)ngroups, groups) < 0 && !(errno == EPERM && ngroups == 0 &&
+                                                 setgroups_denied()))
+    die("setgroups");
   if (setgid(gid) < 0) die("setgid %d", gid);
   if (setuid(uid) < 0) die("setuid %d", uid);
   if (chdir(cwd) < 0) die("chdir %s", cwd);
@@ -487,6 +503,71 @@ static int sealed_copy_of_self(void) {
   return fd;
 }
 
+/*
+ * --net slirp4netns: a network namespace of its own whose tap0 slirp4netns (Debian's package,
+ * as rootless podman uses it) connects to the outside through the host's stack, NAT'd, from
+ * this monitor's (the host's) network namespace: a child makes the namespace and waits;
+ * slirp4netns configures tap0 in it (10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3; the
+ * host's loopback not reachable, as podman's default) and says it is ready; this monitor then
+ * joins the namespace, so that the container's namespaces are made inside it. slirp4netns
+ * lives until the container ends.
+ */
+static pid_t slirp_pid = -1;
+
+static void slirp_network(void) {
+  int made[2], ready[2];
+  if (pipe2(made, O_CLOEXEC) < 0) die("pipe");
+  pid_t holder = fork();
+  if (holder < 0) die("fork");
+  if (holder == 0) {
+    if (unshare(CLONE_NEWNET) < 0) _exit(1);
+    if (write(made[1], "n", 1) != 1) _exit(1);
+    for (;;) pause();
+  }
+  char b;
+  close(made[1]);
+  if (read(made[0], &b, 1) != 1) die("make the network namespace");
+  close(made[0]);
+  /* made after the holder, which must not hold its writing end */
+  if (pipe(ready) < 0) die("pipe");
+  /* what slirp4netns says ("sent tapfd=…" when all is well) is kept for a failure */
+  int said = memfd_create("slirp4netns", MFD_CLOEXEC);
+  slirp_pid = fork();
+  if (slirp_pid < 0) die("fork");
+  if (slirp_pid == 0) {
+    char target[24], fd[32];
+    close(ready[0]);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(said >= 0 ? said : null, 2); }
+    snprintf(target, sizeof target, "%d", (int)holder);
+    snprintf(fd, sizeof fd, "--ready-fd=%d", ready[1]);
+    execl(slirp, slirp, "--configure", "--mtu=65520", "--disable-host-loopback", fd, target,
+          "tap0", (char *)NULL);
+    _exit(127);
+  }
+  close(ready[1]);
+  if (read(ready[0], &b, 1) != 1) {
+    int st = 0;
+    kill(holder, SIGKILL);
+    waitpid(slirp_pid, &st, 0);
+    char text[2048];
+    ssize_t n = said >= 0 ? pread(said, text, sizeof text - 1, 0) : -1;
+    text[n > 0 ? n : 0] = 0;
+    fprintf(stderr, "strata-init: slirp4netns (%s) did not set up the network (exit %d): %s\n",
+            slirp, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), text);
+    _exit(SETUP_FAILED);
+  }
+  close(ready[0]);
+  if (said >= 0) close(said);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/net", (int)holder);
+  int ns = open(path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0 || setns(ns, CLONE_NEWNET) < 0) die("join the network namespace");
+  close(ns);
+  kill(holder, SIGKILL);
+  waitpid(holder, NULL, 0);
+}
+
 int main(int argc, char **argv) {
   int i = 1;
   for (; i < argc; i++) {
@@ -507,6 +588,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--sync") == 0) sync_fifo = v;
     else if (strcmp(a, "--hostname") == 0) hostname = v;
     else if (strcmp(a, "--net") == 0) net = v;
+    else if (strcmp(a, "--slirp4netns") == 0) slirp = v;
     else if (strcmp(a, "--cwd") == 0) cwd = v;
     else if (strcmp(a, "--userns") == 0) {
       if (sscanf(v, "%ld:%ld", &userns_host, &userns_count) != 2 || userns_host < 0 ||
@@ -533,8 +615,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: strata-init --rootfs DIR [--sync FIFO] [options] -- CMD [ARG...]\n");
     return SETUP_FAILED;
   }
-  if (strcmp(net, "none") != 0 && strcmp(net, "host") != 0) {
-    fprintf(stderr, "strata-init: --net must be none or host\n");
+  if (strcmp(net, "none") != 0 && strcmp(net, "host") != 0 && strcmp(net, "slirp4netns") != 0) {
+    fprintf(stderr, "strata-init: --net must be none, host or slirp4netns\n");
+    return SETUP_FAILED;
+  }
+  if (strcmp(net, "slirp4netns") == 0 && (!slirp || userns_host >= 0)) {
+    fprintf(stderr, "strata-init: --net slirp4netns needs --slirp4netns PATH, and no --userns\n");
     return SETUP_FAILED;
   }
   if (stdio_of > 0) take_stdio(stdio_of);
@@ -611,6 +697,7 @@ int main(int argc, char **argv) {
     if (write(go[1], "g", 1) != 1) die("release PID 1");
     close(go[1]);
   } else {
+    if (strcmp(net, "slirp4netns") == 0) slirp_network();
     if (unshare(flags) < 0) die("unshare");
     child = fork();
     if (child < 0) die("fork");
@@ -624,7 +711,13 @@ int main(int argc, char **argv) {
   for (;;) {
     int status;
     pid_t p = waitpid(child, &status, 0);
-    if (p == child) return status_code(status);
+    if (p == child) {
+      if (slirp_pid > 0) {
+        kill(slirp_pid, SIGTERM);
+        waitpid(slirp_pid, NULL, 0);
+      }
+      return status_code(status);
+    }
     if (p < 0 && errno != EINTR) die("waitpid");
   }
 }

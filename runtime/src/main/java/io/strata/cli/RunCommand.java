@@ -42,7 +42,8 @@ public final class RunCommand implements Callable<Integer> {
   String hostname;
 
   @Option(names = "--network", paramLabel = "MODE", defaultValue = "none",
-      description = "none (only loopback; default) or host.")
+      description = "none (only loopback; default), host, or slirp4netns (a network of its"
+          + " own with outbound access through slirp4netns, as rootless podman's).")
   String network;
 
   @Option(names = {"-e", "--env"}, paramLabel = "KEY=VALUE", description = "Environment entry.")
@@ -91,8 +92,9 @@ public final class RunCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (!network.equals("none") && !network.equals("host")) {
-      throw new IllegalArgumentException("--network " + network + ": expected none or host");
+    if (!network.equals("none") && !network.equals("host") && !network.equals("slirp4netns")) {
+      throw new IllegalArgumentException("--network " + network
+          + ": expected none, host or slirp4netns");
     }
     long mem = memory == null ? -1 : Limits.parseSize(memory, "--memory");
     if (mem != -1 && mem < Limits.MIN_MEMORY) {

@@ -89,8 +89,11 @@ public final class ContainerRunner {
       throw new IllegalArgumentException("--hostname '" + hostname + "': 1 to 64 printable"
           + " characters without spaces");
     }
-    List<String> helper = new ArrayList<>(List.of("--hostname", hostname,
-        "--net", spec.network() != null ? spec.network() : "none"));
+    String network = spec.network() != null ? spec.network() : "none";
+    List<String> helper = new ArrayList<>(List.of("--hostname", hostname, "--net", network));
+    if (network.equals("slirp4netns")) {
+      helper.addAll(List.of("--slirp4netns", slirp4netns(spec)));
+    }
     if (spec.workdir() != null) {
       helper.addAll(List.of("--cwd", containerPath(spec.workdir(), "-w/--workdir")));
     }
@@ -144,6 +147,21 @@ public final class ContainerRunner {
       helper.add("--no-seccomp");
     }
     return new Plan(name, image, argv, all, helper);
+  }
+
+  /** The slirp4netns program for {@code --network slirp4netns}. */
+  private static String slirp4netns(Spec spec) {
+    if (spec.userns() != null) {
+      throw new IllegalArgumentException("--network slirp4netns does not go with --userns");
+    }
+    for (String dir : List.of("/usr/bin", "/bin", "/usr/local/bin")) {
+      Path p = Path.of(dir, "slirp4netns");
+      if (Files.isExecutable(p)) {
+        return p.toString();
+      }
+    }
+    throw new IllegalArgumentException("--network slirp4netns needs slirp4netns (Debian package"
+        + " slirp4netns), which is not installed");
   }
 
   /**

@@ -16,14 +16,16 @@ import org.junit.jupiter.api.Test;
  * strata as a person without root runs it: a real user the test makes, with subordinate ids,
  * through the strata command (the C client), which runs import, run, commit and rm as root of
  * a user namespace of the user's ids (newuidmap/newgidmap) and the rest as the user. The store
- * is the user's own ({@code ~/.local/share/strata}). This machine has /dev/fuse 0600; a normal
- * host has it 0666 (Debian's udev rule), which the test sets and restores; its /tmp is 0755,
+ * is the user's own ({@code ~/.local/share/strata}). This machine has /dev/fuse and
+ * /dev/net/tun 0600; a normal host has them 0666 (Debian's udev rules), which the test sets
+ * and restores; its /tmp is 0755,
  * so the user's JVM keeps its temporary files (jnr's native stub) in their home.
  */
 class RootlessRunTest {
   private static Path base;
   private static TestUser user;
   private static String devFuseMode;
+  private static String devTunMode;
   private static Path client;
   private static long subuid;
   private static long subgid;
@@ -45,6 +47,10 @@ class RootlessRunTest {
     store = base.resolve("home/.local/share/strata");
     devFuseMode = sh("stat -c %a /dev/fuse").trim();
     sh("chmod 666 /dev/fuse");
+    if (Files.exists(Path.of("/dev/net/tun"))) {
+      devTunMode = sh("stat -c %a /dev/net/tun").trim();
+      sh("chmod 666 /dev/net/tun");
+    }
 
     client = TestUser.clientFor(base.resolve("bin"));
 
@@ -69,6 +75,9 @@ class RootlessRunTest {
     }
     if (devFuseMode != null) {
       sh("chmod " + devFuseMode + " /dev/fuse");
+    }
+    if (devTunMode != null) {
+      sh("chmod " + devTunMode + " /dev/net/tun");
     }
     if (base != null) {
       sh("rm -rf " + base);
@@ -177,6 +186,38 @@ class RootlessRunTest {
     assertThat(none.output().trim().split("\n")).hasSize(3); // two header lines and lo
     assertThat(host.output().trim().split("\n").length)
         .isEqualTo(sh("cat /proc/net/dev").trim().split("\n").length);
+    nothingLeft();
+  }
+
+  /**
+   * --network slirp4netns: the container's own network reaches a server on the host's address
+   * (outbound, NAT'd by slirp4netns), but not the host's loopback (10.0.2.2), as podman's
+   * default.
+   */
+  @Test
+  void aPrivateNetworkReachesOutThroughSlirp4netns() throws Exception {
+    assumeTrue(Files.isExecutable(Path.of("/usr/bin/slirp4netns")), "slirp4netns");
+    String host = sh("hostname -I").trim().split("\\s+")[0];
+    assumeTrue(!host.isEmpty() && !host.startsWith("127."), "a non-loopback address");
+    Path www = Files.createDirectories(base.resolve("www"));
+    Files.writeString(www.resolve("hello"), "from the host\n");
+    int port = 20000 + (int) (ProcessHandle.current().pid() % 20000);
+    Process httpd = new ProcessBuilder("busybox", "httpd", "-f", "-p", "0.0.0.0:" + port, "-h",
+        www.toString()).redirectErrorStream(true).start();
+    try {
+      TestUser.Result r = strata("run", "--rm", "--network", "slirp4netns", "bb:1", "sh", "-c",
+          "ip -4 addr show tap0 | grep -o 'inet [0-9./]*';"
+              + " timeout 10 wget -q -O - http://" + host + ":" + port + "/hello;"
+              + " timeout 10 wget -q -O - http://10.0.2.2:" + port + "/hello >/dev/null 2>&1"
+              + " && echo LOOPBACK-REACHED || echo loopback refused");
+      assertThat(r.code()).as(r.output()).isZero();
+      assertThat(r.output()).contains("inet 10.0.2.100/24").contains("from the host")
+          .contains("loopback refused").doesNotContain("LOOPBACK-REACHED");
+    } finally {
+      httpd.destroy();
+      httpd.waitFor();
+    }
+    assertThat(sh("pgrep -c slirp4netns || true").trim()).isEqualTo("0");
     nothingLeft();
   }
 
