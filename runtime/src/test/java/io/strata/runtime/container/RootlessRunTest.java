@@ -251,6 +251,29 @@ class RootlessRunTest {
     nothingLeft();
   }
 
+  /**
+   * A user without subordinate ids gets a namespace of their own id alone, is told so, and
+   * runs containers; files of other owners in the image become root's.
+   */
+  @Test
+  void aUserWithoutSubordinateIdsRunsWithOneIdMapped() throws Exception {
+    try (TestUser lone = TestUser.createWithHome(base.resolve("lone"))) {
+      long[] ids = lone.subordinateIds();
+      sh("usermod --del-subuids " + ids[0] + "-" + (ids[0] + 65535) + " --del-subgids "
+          + ids[1] + "-" + (ids[1] + 65535) + " " + lone.name);
+      assertThat(lone.subordinateIds()).containsExactly(-1L, -1L);
+      String strata = "STRATA_JAVA=" + base.resolve("bin/java") + " STRATA_SOCKET=none "
+          + client;
+      TestUser.Result r = lone.sh(strata + " import -q " + base.resolve("image.tar")
+          + " --name bb:1 && " + strata + " run --rm bb:1 sh -c 'cat /proc/self/uid_map;"
+          + " ls -ln /home/app/file'");
+      assertThat(r.code()).as(r.output()).isZero();
+      assertThat(r.output()).contains("has no subordinate ids")
+          .containsPattern("\\s0\\s+" + lone.uid + "\\s+1\\n")
+          .contains(" 0        0 "); // app's file (uid 1000) stayed root's
+    }
+  }
+
   /** No process of the user's is left, nothing of theirs is mounted, and no container. */
   private static void nothingLeft() throws Exception {
     // a mount's server ends once unmounted, a moment after umount returns
