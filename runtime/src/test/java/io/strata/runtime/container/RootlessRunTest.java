@@ -252,6 +252,54 @@ class RootlessRunTest {
   }
 
   /**
+   * push and pull as the user, against Debian's docker-registry on 127.0.0.1: what comes back
+   * into a fresh store of the user's keeps its owners as the user's subordinate ids.
+   */
+  @Test
+  void pushAndPullAsTheUser() throws Exception {
+    assumeTrue(Files.isExecutable(Path.of("/usr/bin/docker-registry")), "docker-registry");
+    Path reg = Files.createDirectories(base.resolve("registry"));
+    int port;
+    try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1,
+        java.net.InetAddress.getLoopbackAddress())) {
+      port = s.getLocalPort();
+    }
+    Path config = Files.writeString(reg.resolve("config.yml"), "version: 0.1\nlog:\n"
+        + "  level: warn\nstorage:\n  filesystem:\n    rootdirectory: " + reg.resolve("data")
+        + "\nhttp:\n  addr: 127.0.0.1:" + port + "\n");
+    Process registry = new ProcessBuilder("docker-registry", "serve", config.toString())
+        .redirectErrorStream(true).redirectOutput(reg.resolve("log").toFile()).start();
+    try {
+      long deadline = System.nanoTime() + 30_000_000_000L;
+      while (true) {
+        try (java.net.Socket s = new java.net.Socket("127.0.0.1", port)) {
+          break;
+        } catch (java.io.IOException notYet) {
+          assertThat(registry.isAlive() && System.nanoTime() < deadline)
+              .as(Files.readString(reg.resolve("log"))).isTrue();
+          Thread.sleep(50);
+        }
+      }
+      String ref = "127.0.0.1:" + port + "/bb:1";
+      TestUser.Result r = strata("push", "--tls-verify=false", "bb:1", ref);
+      assertThat(r.code()).as(r.output()).isZero();
+      Path other = base.resolve("home/other-store");
+      r = strata("--root", other.toString(), "pull", "--tls-verify=false", ref);
+      assertThat(r.code()).as(r.output()).isZero();
+      Path diff;
+      try (Stream<Path> s = Files.list(other.resolve("layers"))) {
+        diff = s.filter(p -> Files.isDirectory(p.resolve("diff"))).findFirst().orElseThrow()
+            .resolve("diff");
+      }
+      assertThat(hostOwner(diff.resolve("home/app/file"))).isEqualTo(subuid + 999);
+      assertThat(hostOwner(diff.resolve("bin/busybox"))).isEqualTo(user.uid);
+    } finally {
+      registry.destroy();
+      registry.waitFor();
+    }
+  }
+
+  /**
    * A user without subordinate ids gets a namespace of their own id alone, is told so, and
    * runs containers; files of other owners in the image become root's.
    */
