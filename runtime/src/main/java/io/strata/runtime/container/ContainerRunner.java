@@ -173,8 +173,10 @@ public final class ContainerRunner {
   private static void rootless(Spec spec) throws IOException {
     if (Places.inInitialUserNamespace()) {
       throw new IllegalArgumentException("a user's container needs a user namespace, which the"
-          + " strata command makes (runtime/target/native/strata-client, or ./strata); this"
-          + " JVM was started without one");
+          + " strata command makes (runtime/target/native/strata-client, or ./strata); "
+          + (io.strata.layers.base.Invocation.isForClient()
+              ? "this daemon was started without one: stop it and start it with `strata daemon`"
+              : "this JVM was started without one"));
     }
     if (spec.userns() != null) {
       throw new IllegalArgumentException("--userns maps host ids, which only root may; a"
