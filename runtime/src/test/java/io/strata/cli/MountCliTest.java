@@ -60,6 +60,29 @@ class MountCliTest {
     return new Result(o.code(), o.out(), o.err());
   }
 
+  /**
+   * podman mounts a container's root again right after unmounting it (commit after run): the
+   * server of the mount just unmounted still held the mountpoint's lock for a moment, and 1 in
+   * 40 such mounts failed with "another strata is mounting or serving". A mount now waits for
+   * a lock that is being let go. Through the daemon (fast, so the race is hit); in-process
+   * each mount is a JVM start, which leaves the old server time to end.
+   */
+  @Test
+  void mountingAgainRightAfterAnUnmountSucceeds() throws Exception {
+    Path lower = Files.createDirectories(tmp.resolve("plain-lower"));
+    Files.writeString(lower.resolve("f"), "x");
+    int rounds = TestDaemon.on() ? 40 : 3;
+    for (int i = 0; i < rounds; i++) {
+      Path up = Files.createDirectories(tmp.resolve("up" + i));
+      Path work = Files.createDirectories(tmp.resolve("work" + i));
+      Result r = strata("overlay", "-o", "lowerdir=" + lower + ",upperdir=" + up + ",workdir="
+          + work, mp.toString());
+      assertThat(r.code()).as("round " + i + ": " + r.err()).isZero();
+      assertThat(mp.resolve("f")).hasContent("x");
+      Mounts.unmount(mp, false);
+    }
+  }
+
   /** Issue 8, item 17: both printed "mounted", and the loser's clean-up unmounted the winner. */
   @Test
   void twoMountsOnOneDirectoryAtOnceLeaveExactlyOneWorking() throws Exception {

@@ -25,23 +25,42 @@ public final class MountLock implements AutoCloseable {
     this.lock = lock;
   }
 
-  /** Takes the lock of {@code mountpoint} (a real path), or fails at once if another holds it. */
+  /** How long a mount waits for the lock of a mount that is ending. */
+  static final long WAIT_NANOS = 2_000_000_000L;
+
+  /**
+   * Takes the lock of {@code mountpoint} (a real path), or fails if another holds it for
+   * longer than {@link #WAIT_NANOS}: a mount unmounted a moment ago holds it until its server
+   * has seen the end (asynchronously), and podman mounts a container's root again right after
+   * unmounting it (commit after run); a mount that stays is still refused.
+   */
   public static MountLock acquire(Path mountpoint) throws IOException {
     Path dir = Files.createDirectories(Background.runDir().resolve("locks"));
     String key = Digest.of(mountpoint.toString().getBytes(StandardCharsets.UTF_8)).shortHex();
-    FileChannel ch = FileChannel.open(dir.resolve("mount-" + key + ".lock"),
-        StandardOpenOption.CREATE, StandardOpenOption.WRITE);
-    FileLock l;
-    try {
-      l = ch.tryLock();
-    } catch (OverlappingFileLockException sameJvm) {
-      l = null;
-    }
-    if (l == null) {
+    long deadline = System.nanoTime() + WAIT_NANOS;
+    while (true) {
+      FileChannel ch = FileChannel.open(dir.resolve("mount-" + key + ".lock"),
+          StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+      FileLock l;
+      try {
+        l = ch.tryLock();
+      } catch (OverlappingFileLockException sameJvm) {
+        l = null;
+      }
+      if (l != null) {
+        return new MountLock(ch, l);
+      }
       ch.close();
-      throw new IOException("another strata is mounting or serving " + mountpoint);
+      if (System.nanoTime() > deadline) {
+        throw new IOException("another strata is mounting or serving " + mountpoint);
+      }
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted while waiting for the mount lock of " + mountpoint);
+      }
     }
-    return new MountLock(ch, l);
   }
 
   @Override
