@@ -530,22 +530,27 @@ static void slirp_network(void) {
   close(made[0]);
   /* made after the holder, which must not hold its writing end */
   if (pipe(ready) < 0) die("pipe");
+  /* slirp4netns ends when this monitor does, however it ends (--exit-fd sees the EOF) */
+  int alive[2];
+  if (pipe2(alive, O_CLOEXEC) < 0) die("pipe");
   /* what slirp4netns says ("sent tapfd=…" when all is well) is kept for a failure */
   int said = memfd_create("slirp4netns", MFD_CLOEXEC);
   slirp_pid = fork();
   if (slirp_pid < 0) die("fork");
   if (slirp_pid == 0) {
-    char target[24], fd[32];
+    char target[24], fd[32], exitfd[32];
     close(ready[0]);
+    snprintf(exitfd, sizeof exitfd, "--exit-fd=%d", dup(alive[0])); /* dup: not close-on-exec */
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(said >= 0 ? said : null, 2); }
     snprintf(target, sizeof target, "%d", (int)holder);
     snprintf(fd, sizeof fd, "--ready-fd=%d", ready[1]);
-    execl(slirp, slirp, "--configure", "--mtu=65520", "--disable-host-loopback", fd, target,
-          "tap0", (char *)NULL);
+    execl(slirp, slirp, "--configure", "--mtu=65520", "--disable-host-loopback", fd, exitfd,
+          target, "tap0", (char *)NULL);
     _exit(127);
   }
   close(ready[1]);
+  close(alive[0]); /* alive[1] stays open in this monitor, closed in what it execs */
   if (read(ready[0], &b, 1) != 1) {
     int st = 0;
     kill(holder, SIGKILL);
