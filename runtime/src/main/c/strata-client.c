@@ -383,6 +383,13 @@ static void remove_handoff(void) {
   handoff_path[0] = 0;
 }
 
+/* The pid of the process at the other end of a unix socket (SO_PEERCRED), or -1. */
+static pid_t peer_pid(int sock) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  return getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid : -1;
+}
+
 /* Sends descriptor {@code fd} over the connected socket {@code c} (one byte, SCM_RIGHTS). */
 static void send_descriptor(int c, int fd) {
   char byte = 'F';
@@ -555,8 +562,11 @@ int main(int argc, char **argv) {
     strcpy(h.sun_path, handoff_path);
     unlink(handoff_path);
     handoff = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (handoff < 0 || bind(handoff, (struct sockaddr *)&h, sizeof h) < 0 ||
-        listen(handoff, 1) < 0) {
+    /* the socket is the user's alone, whatever directory $STRATA_SOCKET names */
+    mode_t old_umask = umask(077);
+    int bound = handoff >= 0 ? bind(handoff, (struct sockaddr *)&h, sizeof h) : -1;
+    umask(old_umask);
+    if (bound < 0 || listen(handoff, 1) < 0) {
       fprintf(stderr, "strata: cannot listen on %s: %s\n", handoff_path, strerror(errno));
       umount2(mountpoint, MNT_DETACH);
       return 1;
@@ -616,13 +626,13 @@ int main(int argc, char **argv) {
     }
     if (handoff >= 0 && (p[2].revents & POLLIN)) {
       int c = accept4(handoff, NULL, NULL, SOCK_CLOEXEC);
-      if (c >= 0) {
+      if (c >= 0 && peer_pid(c) == peer_pid(fd)) { /* the daemon, no one else */
         send_descriptor(c, fuse);
-        close(c);
         close(handoff);
         handoff = -1;
         remove_handoff();
       }
+      if (c >= 0) close(c);
     }
     if (want_stdin && (p[3].revents & (POLLIN | POLLHUP | POLLERR))) {
       ssize_t r = read(0, frame, 65536);

@@ -1,7 +1,6 @@
 package io.strata.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.strata.layers.fs.Posix;
 import io.strata.layers.fs.RawFs;
@@ -46,11 +45,8 @@ class RootlessPodmanTest {
   @BeforeAll
   static void setUp() throws Exception {
     assumeTrue(Posix.isRoot(), "root makes the test user");
-    for (String tool : List.of("podman", "buildah", "fuse-overlayfs", "newuidmap", "newgidmap",
-        "setpriv", "useradd")) {
-      assumeTrue(Stream.of("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
-          .anyMatch(d -> Files.isExecutable(Path.of(d + tool))), tool + " is not installed");
-    }
+    TestUser.assumeInstalled("podman", "buildah", "fuse-overlayfs", "newuidmap", "newgidmap",
+        "setpriv", "useradd");
     base = Files.createTempDirectory(Path.of("/var/tmp"), "strata-rootless-");
     Posix.chmod(base, 0755);
     user = TestUser.createWithHome(base.resolve("home"));

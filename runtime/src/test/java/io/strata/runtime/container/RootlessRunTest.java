@@ -34,10 +34,7 @@ class RootlessRunTest {
   @BeforeAll
   static void setUp() throws Exception {
     assumeTrue(Posix.isRoot(), "root makes the test user");
-    for (String tool : List.of("newuidmap", "newgidmap", "setpriv", "useradd")) {
-      assumeTrue(Stream.of("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
-          .anyMatch(d -> Files.isExecutable(Path.of(d + tool))), tool + " is not installed");
-    }
+    TestUser.assumeInstalled("newuidmap", "newgidmap", "setpriv", "useradd");
     base = Files.createTempDirectory(Path.of("/var/tmp"), "strata-rootless-run-");
     Posix.chmod(base, 0755);
     user = TestUser.createWithHome(base.resolve("home"));
@@ -101,17 +98,21 @@ class RootlessRunTest {
     return user.sh(cmd.toString());
   }
 
+  /** The extracted image layer of a store (a commit adds others, which hold no busybox). */
+  private static Path baseLayer(Path store) throws Exception {
+    try (Stream<Path> s = Files.list(store.resolve("layers"))) {
+      return s.map(p -> p.resolve("diff")).filter(d -> Files.exists(d.resolve("bin/busybox")))
+          .findFirst().orElseThrow();
+    }
+  }
+
   private static long hostOwner(Path p) throws Exception {
     return ((Number) Files.getAttribute(p, "unix:uid")).longValue();
   }
 
   @Test
   void layersKeepTheirOwnersAsTheUsersSubordinateIds() throws Exception {
-    Path diff;
-    try (Stream<Path> s = Files.list(store.resolve("layers"))) {
-      diff = s.filter(p -> Files.isDirectory(p.resolve("diff"))).findFirst().orElseThrow()
-          .resolve("diff");
-    }
+    Path diff = baseLayer(store);
     assertThat(hostOwner(diff.resolve("home/app/file"))).isEqualTo(subuid + 999);
     assertThat(hostOwner(diff.resolve("bin/busybox"))).isEqualTo(user.uid);
     assertThat((Integer) Files.getAttribute(diff.resolve("bin/suid"), "unix:mode") & 07777)
@@ -286,11 +287,7 @@ class RootlessRunTest {
       Path other = base.resolve("home/other-store");
       r = strata("--root", other.toString(), "pull", "--tls-verify=false", ref);
       assertThat(r.code()).as(r.output()).isZero();
-      Path diff;
-      try (Stream<Path> s = Files.list(other.resolve("layers"))) {
-        diff = s.filter(p -> Files.isDirectory(p.resolve("diff"))).findFirst().orElseThrow()
-            .resolve("diff");
-      }
+      Path diff = baseLayer(other);
       assertThat(hostOwner(diff.resolve("home/app/file"))).isEqualTo(subuid + 999);
       assertThat(hostOwner(diff.resolve("bin/busybox"))).isEqualTo(user.uid);
     } finally {

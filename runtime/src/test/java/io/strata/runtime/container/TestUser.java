@@ -122,6 +122,16 @@ public final class TestUser implements AutoCloseable {
     return client;
   }
 
+  /** Skips the test class unless each tool is installed in one of the usual places. */
+  public static void assumeInstalled(String... tools) {
+    for (String tool : tools) {
+      org.junit.jupiter.api.Assumptions.assumeTrue(
+          java.util.stream.Stream.of("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/")
+              .anyMatch(d -> java.nio.file.Files.isExecutable(Path.of(d + tool))),
+          tool + " is not installed");
+    }
+  }
+
   /** The java of this test JVM. */
   public static String java() {
     return Path.of(System.getProperty("java.home"), "bin", "java").toString();
