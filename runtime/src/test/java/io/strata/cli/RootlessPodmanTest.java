@@ -1,6 +1,7 @@
 package io.strata.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.strata.layers.fs.Posix;
 import io.strata.layers.fs.RawFs;
