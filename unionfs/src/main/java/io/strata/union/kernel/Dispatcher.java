@@ -44,6 +44,8 @@ final class Dispatcher {
   private volatile boolean passthrough;
   private volatile boolean passthroughFailureLogged;
   private final AtomicLongArray counts = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
+  /** Requests answered with an error, by opcode: a failing program's trail in the stats. */
+  private final AtomicLongArray errors = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
   /**
    * How long requests took to serve, by opcode: bucket b counts those under 2^b ns (b < 40:
    * up to 18 minutes), so a percentile is known to within a factor of two, for two
@@ -136,6 +138,10 @@ final class Dispatcher {
       if (c > 0) {
         out.put(Fuse.name(i), c);
       }
+      long e = errors.get(i);
+      if (e > 0) {
+        out.put(Fuse.name(i) + " errors", e);
+      }
     }
     out.put("opens passed through", passthroughOpens.get());
     out.put("opens served", servedOpens.get());
@@ -186,6 +192,9 @@ final class Dispatcher {
     }
     if (errno != 0) {
       replyLost();
+      if (op >= 0 && op <= Fuse.MAX_OPCODE) {
+        errors.incrementAndGet(op);
+      }
     }
     return out.finish(in.unique, errno);
   }

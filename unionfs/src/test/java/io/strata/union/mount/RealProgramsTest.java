@@ -31,6 +31,7 @@ class RealProgramsTest {
   private void compare(String script) throws Exception {
     Map<String, String> out = new LinkedHashMap<>();
     Map<String, Map<String, String>> trees = new LinkedHashMap<>();
+    String requests = "";
     Path lower = tmp.resolve("lower");
     Mounted.run("cp", "-a", source.toString(), lower.toString());
     for (String side : List.of("kernel", "strata")) {
@@ -42,10 +43,16 @@ class RealProgramsTest {
         out.put(side, Mounted.run("sh", "-ec", "M=" + mp + "; cd $M; " + script)
             .replace(mp.toString(), "$M"));
         trees.put(side, TreeSnapshot.of(mp));
+        if (m.fuse() != null) {
+          // requests and errors by opcode: if the outputs differ, what strata answered
+          requests = m.fuse().stats() + "; " + m.view().cacheReport();
+        }
       }
     }
-    assertThat(out.get("strata")).isEqualTo(out.get("kernel"));
-    assertThat(trees.get("strata")).isEqualTo(trees.get("kernel"));
+    assertThat(out.get("strata")).as("output on strata (requests: %s)", requests)
+        .isEqualTo(out.get("kernel"));
+    assertThat(trees.get("strata")).as("tree on strata (requests: %s)", requests)
+        .isEqualTo(trees.get("kernel"));
   }
 
   @Test
@@ -67,7 +74,11 @@ class RealProgramsTest {
         + " GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t"
         + " HOME=/tmp; git init -q -b main .; git add -A; git commit -q -m one; "
         + "echo change >> perl5/strict.pm 2>/dev/null || echo new > newfile; rm -rf perl5/Debian; "
-        + "git status --porcelain | sort; git rev-parse HEAD; git fsck >/dev/null 2>&1 && echo fsck-ok");
+        + "git status --porcelain | sort; git rev-parse HEAD; git fsck >/dev/null 2>&1 && echo fsck-ok; "
+        // once failed on strata in CI without the untracked file (not reproduced in 200 runs):
+        // whether a plain listing and a second status see it tells the kernel's or strata's
+        // listing from git's
+        + "ls -f perl5 | grep -c '^strict.pm$'; git status --porcelain | grep -c '^??'");
   }
 
   @Test
