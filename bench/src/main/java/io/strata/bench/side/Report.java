@@ -21,7 +21,7 @@ import javax.imageio.ImageIO;
 final class Report {
   /** seconds[backend][workload] = one value per run. */
   final Map<String, Map<String, List<Double>>> seconds = new LinkedHashMap<>();
-  /** roundTrip[backend] = microseconds per uncached stat. */
+  /** roundTrip[backend] = median microseconds of an uncached stat (timeout=0). */
   final Map<String, Double> roundTrip = new LinkedHashMap<>();
   /** scaling[backend][layers] = seconds. */
   final Map<String, Map<Integer, Double>> scaling = new LinkedHashMap<>();
@@ -81,8 +81,9 @@ final class Report {
       sb.append('\n');
     }
     if (!roundTrip.isEmpty()) {
-      sb.append("\nThe FUSE round trip: microseconds per stat of one file with the kernel's"
-          + " caches off (timeout=0), so that every stat is a GETATTR the daemon answers:\n\n|");
+      sb.append("\nThe FUSE round trip: median microseconds of an fstat of an open file with the"
+          + " kernel's caches off (timeout=0), so that every one is a GETATTR the daemon"
+          + " answers:\n\n|");
       roundTrip.keySet().forEach(b -> sb.append(' ').append(b).append(" |"));
       sb.append("\n|");
       roundTrip.keySet().forEach(b -> sb.append("---|"));

@@ -58,8 +58,9 @@ public final class MountCommand implements Callable<Integer> {
   Double timeout;
 
   @Option(names = "--transport", paramLabel = "T",
-      description = "kernel: strata's own /dev/fuse transport (default as root; cached,"
-          + " passthrough); jnr: jnr-fuse over libfuse2, the portable path.")
+      description = "kernel: strata's own transport (default as root; cached, passthrough),"
+          + " over FUSE io_uring where the kernel offers it, else /dev/fuse; uring: io_uring or"
+          + " fail; dev: /dev/fuse only; jnr: jnr-fuse over libfuse2, the portable path.")
   String transport;
 
   @Option(names = "--no-passthrough",
@@ -184,7 +185,9 @@ public final class MountCommand implements Callable<Integer> {
         readOnly ? null : upper.toAbsolutePath().normalize().toString()));
     UnionView view = UnionView.open(lowers, readOnly ? null : upper, readOnly ? null : work, o);
     FuseMount.Settings set = FuseMount.Settings.defaults("strata:" + image,
-        transport == null ? FuseMount.Transport.preferred() : FuseMount.Transport.parse(transport));
+        transport == null ? FuseMount.Transport.preferred() : FuseMount.Transport.parse(transport))
+        .withRing(transport == null ? FuseMount.Transport.preferredRing()
+            : FuseMount.Transport.ringOf(transport));
     if (noPassthrough) {
       set = set.withPassthrough(false);
     }

@@ -22,8 +22,10 @@ import picocli.CommandLine.Parameters;
         "lowerdir lists the top layer first. Without upperdir the mount is read-only.",
         "Options: lowerdir, upperdir, workdir, uidmapping=C:H:N[:…], gidmapping=…, squash_to_root,",
         "noxattrs, fsync=0, timeout=SECONDS (kernel caches; default: a day with strata's own",
-        "transport, 60/0 with jnr-fuse), whiteout=file|device, nometacopy, transport=kernel|jnr",
-        "(default kernel: strata's own /dev/fuse transport, as root), passthrough=0|1 (default 1).",
+        "transport, 60/0 with jnr-fuse), whiteout=file|device, nometacopy, passthrough=0|1",
+        "(default 1), transport=kernel|uring|dev|jnr (default kernel: strata's own, as root, over",
+        "FUSE io_uring where the kernel offers it, else /dev/fuse), uring|nouring (io_uring or fail,",
+        "/dev/fuse only).",
         "Returns once the mount answers, unless -f keeps it in the foreground."})
 public final class OverlayCommand implements Callable<Integer> {
   @Option(names = "-o", paramLabel = "OPTIONS", required = true,
@@ -108,7 +110,8 @@ public final class OverlayCommand implements Callable<Integer> {
       throw e;
     }
     FuseMount.Settings s = FuseMount.Settings.defaults("strata-overlay",
-        o.transport() != null ? o.transport() : FuseMount.Transport.preferred());
+        o.transport() != null ? o.transport() : FuseMount.Transport.preferred())
+        .withRing(o.ring() != null ? o.ring() : FuseMount.Transport.preferredRing());
     if (o.passthrough() != null) {
       s = s.withPassthrough(o.passthrough());
     }

@@ -30,6 +30,9 @@ final class Device {
     @SaveError int socket(int domain, int type, int protocol);
 
     @SaveError int connect(int fd, byte[] address, int length);
+
+    /** syscall(2) with integer and address arguments (io_uring_setup and io_uring_enter). */
+    @SaveError long syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
   }
 
   static final C LIBC = LibraryLoader.create(C.class).load("c");

@@ -43,6 +43,9 @@ final class Dispatcher {
   private final boolean wantPassthrough;
   private volatile boolean passthrough;
   private volatile boolean passthroughFailureLogged;
+  /** Whether to accept FUSE over io_uring when INIT offers it, and whether it was. */
+  private volatile boolean wantRing;
+  private volatile boolean ring;
   private final AtomicLongArray counts = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
   /** Requests answered with an error, by opcode: a failing program's trail in the stats. */
   private final AtomicLongArray errors = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
@@ -152,6 +155,16 @@ final class Dispatcher {
 
   boolean passthrough() {
     return passthrough;
+  }
+
+  /** Accept FUSE over io_uring if the kernel's INIT offers it (before INIT comes). */
+  void offerRing(boolean on) {
+    wantRing = on;
+  }
+
+  /** Whether INIT was answered with FUSE over io_uring: the ring's queues must register. */
+  boolean ring() {
+    return ring;
   }
 
   /**
@@ -660,8 +673,12 @@ final class Dispatcher {
     if (wantPassthrough) {
       want |= Fuse.PASSTHROUGH;
     }
+    if (wantRing) {
+      want |= Ring.OVER_IO_URING;
+    }
     long got = flags & want;
     passthrough = (got & Fuse.PASSTHROUGH) != 0;
+    ring = (got & Ring.OVER_IO_URING) != 0;
     out.u32(Fuse.KERNEL_MAJOR).u32(Math.min(minor, Fuse.KERNEL_MINOR)).u32(maxReadahead)
         .u32((int) got).u16(64).u16(48).u32(Fuse.MAX_WRITE).u32(1).u16(Fuse.MAX_PAGES_COUNT)
         .u16(0).u32((int) (got >>> 32))

@@ -37,7 +37,20 @@ public final class KernelSession {
    */
   public record Options(String source, boolean allowOther, double entryTimeout,
       double attrTimeout, double negativeTimeout, int workers, boolean passthrough,
-      int mountedFd) {}
+      int mountedFd, RingUse ring) {}
+
+  /**
+   * Whether requests come through FUSE over io_uring ({@link Ring}): when the host offers it
+   * (the default), always (the mount fails where it cannot), or never (/dev/fuse only).
+   */
+  public enum RingUse {
+    AUTO, ON, OFF;
+
+    /** Why this host cannot serve over io_uring now, or null if it can. */
+    public static String unavailable() {
+      return Ring.unavailable();
+    }
+  }
 
   /**
    * Receives the /dev/fuse descriptor that a client mounted in its own namespaces, where this
@@ -106,6 +119,18 @@ public final class KernelSession {
    */
   public static KernelSession start(UnionView view, Path mountpoint, Options options,
       Consumer<String> log) throws IOException {
+    boolean ringWanted = false;
+    if (options.ring() != RingUse.OFF) {
+      String why = Ring.unavailable();
+      if (why != null && options.ring() == RingUse.ON) {
+        throw new IOException("FUSE over io_uring was asked for, but " + why);
+      }
+      if (why != null) {
+        io.strata.layers.base.Log.info("serving /dev/fuse: FUSE over io_uring is not available ("
+            + why + ")");
+      }
+      ringWanted = why == null;
+    }
     boolean root = Posix.isRoot();
     String common = "default_permissions" + (options.allowOther()
         && (root || Fusermount.userAllowOther()) ? ",allow_other" : "");
@@ -139,6 +164,7 @@ public final class KernelSession {
       Device.LIBC.close(fd);
       throw new IOException("the view's root: " + e.getMessage());
     }
+    s.dispatcher.offerRing(ringWanted);
     view.onCopyUp(ino -> {
       for (NodeTable.Node n : s.nodes.byIno(ino)) {
         s.invalidate(new Invalidation(n.id, null));
@@ -166,8 +192,51 @@ public final class KernelSession {
             : !io.strata.layers.fs.Places.isHostRoot()
               ? "off (backing files need the host's root): reads and writes are served"
             : "not offered by this kernel: reads and writes are served"));
+    if (dispatcher.ring()) {
+      startRing();
+    }
     initialized = true;
     initAnswered.countDown();
+  }
+
+  /** Queues of FUSE over io_uring serving now (0: /dev/fuse serves every request). */
+  private volatile int ringQueues;
+  /** Requests the io_uring queues answered. */
+  private final java.util.concurrent.atomic.AtomicLong ringServed =
+      new java.util.concurrent.atomic.AtomicLong();
+
+  /** INIT was answered with FUSE over io_uring: a thread and an io_uring per queue. */
+  private synchronized void startRing() {
+    int n = Ring.queues();
+    for (int q = 0; q < n; q++) {
+      Ring.Queue queue = new Ring.Queue(fd, q, dispatcher, log, ringServed);
+      Thread t = new Thread(null, () -> {
+        try {
+          queue.serve();
+        } catch (Throwable e) {
+          failure = e;
+          log.accept("FUSE io_uring queue failed: " + e);
+        } finally {
+          workerEnded();
+        }
+      }, "fuse-ring-" + q + " " + mountpoint, 64L << 20);
+      t.setDaemon(true);
+      running++;
+      t.start();
+    }
+    ringQueues = n;
+    io.strata.layers.base.Log.debug("FUSE over io_uring: " + n + " queues of " + Ring.DEPTH
+        + " entries");
+  }
+
+  /** How many io_uring queues serve this mount (0: none, /dev/fuse serves). */
+  public int ringQueues() {
+    return ringQueues;
+  }
+
+  /** How many requests came through the io_uring queues. */
+  public long ringRequests() {
+    return ringServed.get();
   }
 
   /**
@@ -425,6 +494,8 @@ public final class KernelSession {
     out.put("opensPassedThrough", counts.get("opens passed through"));
     out.put("opensServed", counts.get("opens served"));
     out.put("workers", workerCount());
+    out.put("ioUringQueues", ringQueues);
+    out.put("ioUringRequests", ringServed.get());
     return out;
   }
 

@@ -25,14 +25,33 @@ public final class FuseMount implements AutoCloseable {
   public enum Transport {
     KERNEL, JNR;
 
-    /** "kernel" (also "own") or "jnr"; anything else is a clear error. */
+    /**
+     * "kernel" (also "own"), "uring" or "dev" (strata's own, over io_uring only or over
+     * /dev/fuse only) or "jnr"; anything else is a clear error.
+     */
     public static Transport parse(String s) {
       return switch (s.toLowerCase(java.util.Locale.ROOT)) {
-        case "kernel", "own", "strata" -> KERNEL;
+        case "kernel", "own", "strata", "uring", "io_uring", "dev", "devfuse" -> KERNEL;
         case "jnr", "jnr-fuse", "libfuse" -> JNR;
         default -> throw new IllegalArgumentException("transport " + s
-            + ": must be kernel (strata's own /dev/fuse transport) or jnr (jnr-fuse)");
+            + ": must be kernel (strata's own: over io_uring where the kernel offers it, else"
+            + " /dev/fuse), uring (io_uring or fail), dev (/dev/fuse only) or jnr (jnr-fuse)");
       };
+    }
+
+    /** Whether a transport name asks for io_uring, forbids it, or leaves it to the host. */
+    public static KernelSession.RingUse ringOf(String s) {
+      return switch (s.toLowerCase(java.util.Locale.ROOT)) {
+        case "uring", "io_uring" -> KernelSession.RingUse.ON;
+        case "dev", "devfuse" -> KernelSession.RingUse.OFF;
+        default -> KernelSession.RingUse.AUTO;
+      };
+    }
+
+    /** io_uring as {@link #preferred} is told ({@code -Dstrata.transport=uring|dev}). */
+    public static KernelSession.RingUse preferredRing() {
+      String asked = System.getProperty("strata.transport", io.strata.layers.base.Invocation.current().getenv("STRATA_TRANSPORT"));
+      return asked == null || asked.isBlank() ? KernelSession.RingUse.AUTO : ringOf(asked.trim());
     }
 
     /**
@@ -55,14 +74,14 @@ public final class FuseMount implements AutoCloseable {
   /** Kernel-facing settings: transport, timeouts and the name the mount shows in /proc/mounts. */
   public record Settings(double entryTimeout, double attrTimeout, double negativeTimeout,
       boolean kernelCache, String fsName, boolean allowOther, List<String> extraOptions,
-      Transport transport, boolean passthrough, int mountedFd) {
+      Transport transport, boolean passthrough, int mountedFd, KernelSession.RingUse ring) {
 
     /** A day: "forever" for a kernel cache whose every change goes through this mount. */
     static final double LONG = 86_400;
 
     /** The defaults of the preferred transport. */
     public static Settings defaults(String fsName) {
-      return defaults(fsName, Transport.preferred());
+      return defaults(fsName, Transport.preferred()).withRing(Transport.preferredRing());
     }
 
     /**
@@ -76,15 +95,17 @@ public final class FuseMount implements AutoCloseable {
      */
     public static Settings defaults(String fsName, Transport t) {
       return t == Transport.KERNEL
-          ? new Settings(LONG, LONG, LONG, true, fsName, true, List.of(), t, true, -1)
-          : new Settings(60, 0, 1, false, fsName, true, List.of(), t, false, -1);
+          ? new Settings(LONG, LONG, LONG, true, fsName, true, List.of(), t, true, -1,
+              KernelSession.RingUse.AUTO)
+          : new Settings(60, 0, 1, false, fsName, true, List.of(), t, false, -1,
+              KernelSession.RingUse.OFF);
     }
 
     /** The same settings with every kernel cache timeout set to {@code seconds}. */
     public Settings withTimeout(double seconds) {
       return new Settings(seconds, seconds, transport == Transport.KERNEL ? seconds
           : Math.min(1, seconds), kernelCache && seconds > 0, fsName, allowOther, extraOptions,
-          transport, passthrough, mountedFd);
+          transport, passthrough, mountedFd, ring);
     }
 
     /** The defaults of {@code t}, with this name. */
@@ -95,7 +116,14 @@ public final class FuseMount implements AutoCloseable {
     /** The same settings with passthrough of open files allowed or not (own transport). */
     public Settings withPassthrough(boolean on) {
       return new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
-          allowOther, extraOptions, transport, on, mountedFd);
+          allowOther, extraOptions, transport, on, mountedFd, ring);
+    }
+
+    /** The same settings with io_uring used where offered, always, or never (own transport). */
+    public Settings withRing(KernelSession.RingUse use) {
+      return transport != Transport.KERNEL || use == ring ? this
+          : new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
+              allowOther, extraOptions, transport, passthrough, mountedFd, use);
     }
 
     /**
@@ -105,7 +133,7 @@ public final class FuseMount implements AutoCloseable {
      */
     public Settings withMountedFd(int fd) {
       return new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
-          allowOther, extraOptions, Transport.KERNEL, passthrough, fd);
+          allowOther, extraOptions, Transport.KERNEL, passthrough, fd, ring);
     }
 
     List<String> args() {
@@ -208,7 +236,7 @@ public final class FuseMount implements AutoCloseable {
     int workers = Math.max(2, Math.min(8, 2 * Runtime.getRuntime().availableProcessors()));
     KernelSession k = KernelSession.start(view, mp, new KernelSession.Options(s.fsName(),
         s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers,
-        s.passthrough(), s.mountedFd()), log);
+        s.passthrough(), s.mountedFd(), s.ring()), log);
     FuseMount m = new FuseMount(view, mp, null, k, log, lock);
     m.elsewhere = s.mountedFd() >= 0;
     return m;
@@ -322,6 +350,16 @@ public final class FuseMount implements AutoCloseable {
 
   public UnionView view() {
     return view;
+  }
+
+  /** io_uring queues serving this mount (0: /dev/fuse, or jnr-fuse, serves every request). */
+  public int ringQueues() {
+    return kernel != null ? kernel.ringQueues() : 0;
+  }
+
+  /** Requests that came through FUSE io_uring (0 when it is not used). */
+  public long ringRequests() {
+    return kernel != null ? kernel.ringRequests() : 0;
   }
 
   /** Which transport serves this mount. */

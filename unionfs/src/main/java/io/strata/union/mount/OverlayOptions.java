@@ -12,11 +12,13 @@ import java.util.function.Consumer;
 /**
  * fuse-overlayfs's {@code -o} options: lowerdir (top first, ':'-separated), upperdir, workdir,
  * uidmapping, gidmapping, squash_to_root, noxattrs, fsync=0, timeout=, and strata's own
- * transport=kernel|jnr and passthrough=0|1, plus the generic mount
+ * transport=kernel|uring|dev|jnr, uring and nouring (FUSE over io_uring required or forbidden)
+ * and passthrough=0|1, plus the generic mount
  * flags that containers/storage passes along. Values are checked before anything is mounted.
  */
 public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView.Options view,
-    Double timeout, FuseMount.Transport transport, Boolean passthrough) {
+    Double timeout, FuseMount.Transport transport, Boolean passthrough,
+    io.strata.union.kernel.KernelSession.RingUse ring) {
 
   /** Generic flags accepted and left to the kernel's defaults or to FUSE's own handling. */
   private static final List<String> IGNORED = List.of("rw", "ro", "dev", "nodev", "suid",
@@ -42,6 +44,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
     Double timeout = null;
     FuseMount.Transport transport = null;
     Boolean passthrough = null;
+    io.strata.union.kernel.KernelSession.RingUse ring = null;
     for (String opt : splitOptions(String.join(",", optionStrings))) {
       int eq = opt.indexOf('=');
       String key = eq < 0 ? opt : opt.substring(0, eq);
@@ -75,6 +78,13 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
           break;
         case "transport":
           transport = FuseMount.Transport.parse(require(key, value));
+          ring = FuseMount.Transport.ringOf(value);
+          break;
+        case "uring":
+          ring = io.strata.union.kernel.KernelSession.RingUse.ON;
+          break;
+        case "nouring":
+          ring = io.strata.union.kernel.KernelSession.RingUse.OFF;
           break;
         case "passthrough":
           passthrough = !"0".equals(require(key, value));
@@ -125,7 +135,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
     UnionView.Options view = new UnionView.Options(form, metacopy, xattrs, fsync, uids, gids,
         squash, d.cacheEntries(), redirectDir);
     return new OverlayOptions(List.copyOf(lowers), upper, work, view, timeout, transport,
-        passthrough);
+        passthrough, ring);
   }
 
   private static String require(String key, String value) {
