@@ -208,6 +208,27 @@ class MountCliTest {
   }
 
   @Test
+  void askingForIoUringWhereTheKernelHasItOffFailsSayingHowToTurnItOn() throws Exception {
+    Path parameter = Path.of("/sys/module/fuse/parameters/enable_uring");
+    org.junit.jupiter.api.Assumptions.assumeTrue(Files.exists(parameter));
+    String was = Files.readString(parameter).trim();
+    Files.writeString(parameter, "N");
+    try {
+      Path lower = Files.createDirectories(tmp.resolve("uring-lower"));
+      for (int i = 0; i < 2; i++) { // twice: the second error must not carry the first's lines
+        Result r = strata("overlay", "-o", "lowerdir=" + lower + ",transport=uring",
+            mp.toString());
+        assertThat(r.code()).as(r.err()).isNotZero();
+        assertThat(r.err()).contains("enable_uring");
+        assertThat(r.err().split("was asked for", -1)).as(r.err()).hasSize(2); // said once
+        assertThat(Mounts.isMountpoint(mp)).isFalse();
+      }
+    } finally {
+      Files.writeString(parameter, was);
+    }
+  }
+
+  @Test
   void overlayTakesFuseOverlayfsArgumentsInBothForms() throws Exception {
     Path l1 = Files.createDirectories(tmp.resolve("l1"));
     Path l2 = Files.createDirectories(tmp.resolve("l2"));

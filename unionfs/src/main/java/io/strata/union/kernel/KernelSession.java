@@ -164,6 +164,25 @@ public final class KernelSession {
       Device.LIBC.close(fd);
       throw new IOException("the view's root: " + e.getMessage());
     }
+    if (ringWanted) {
+      // the queues' io_urings are made before INIT is answered: once the kernel is told yes,
+      // it holds every request until each queue has registered
+      try {
+        for (int q = 0; q < Ring.queues(); q++) {
+          s.queues.add(new Ring.Queue(fd, q, s.dispatcher, log, s.ringServed));
+        }
+      } catch (IOException e) {
+        String line = "serving /dev/fuse: an io_uring for FUSE: " + e.getMessage();
+        if (options.ring() == RingUse.ON) {
+          io.strata.layers.base.Log.warn(line); // asked for, and the mount is made already
+        } else {
+          io.strata.layers.base.Log.info(line);
+        }
+        s.queues.forEach(Ring.Queue::discard);
+        s.queues.clear();
+        ringWanted = false;
+      }
+    }
     s.dispatcher.offerRing(ringWanted);
     view.onCopyUp(ino -> {
       for (NodeTable.Node n : s.nodes.byIno(ino)) {
@@ -192,9 +211,7 @@ public final class KernelSession {
             : !io.strata.layers.fs.Places.isHostRoot()
               ? "off (backing files need the host's root): reads and writes are served"
             : "not offered by this kernel: reads and writes are served"));
-    if (dispatcher.ring()) {
-      startRing();
-    }
+    startRing(dispatcher.ring());
     initialized = true;
     initAnswered.countDown();
   }
@@ -205,11 +222,19 @@ public final class KernelSession {
   private final java.util.concurrent.atomic.AtomicLong ringServed =
       new java.util.concurrent.atomic.AtomicLong();
 
-  /** INIT was answered with FUSE over io_uring: a thread and an io_uring per queue. */
-  private synchronized void startRing() {
-    int n = Ring.queues();
+  /** The io_uring queues made for this mount, until INIT says whether they serve. */
+  private final List<Ring.Queue> queues = new ArrayList<>();
+
+  /** INIT was answered: with FUSE over io_uring a thread per queue, else the queues go. */
+  private synchronized void startRing(boolean accepted) {
+    if (!accepted) {
+      queues.forEach(Ring.Queue::discard);
+      queues.clear();
+      return;
+    }
+    int n = queues.size();
     for (int q = 0; q < n; q++) {
-      Ring.Queue queue = new Ring.Queue(fd, q, dispatcher, log, ringServed);
+      Ring.Queue queue = queues.get(q);
       Thread t = new Thread(null, () -> {
         try {
           queue.serve();
@@ -224,6 +249,7 @@ public final class KernelSession {
       running++;
       t.start();
     }
+    queues.clear();
     ringQueues = n;
     io.strata.layers.base.Log.debug("FUSE over io_uring: " + n + " queues of " + Ring.DEPTH
         + " entries");
@@ -361,6 +387,8 @@ public final class KernelSession {
           Device.LIBC.close(c);
         }
         clones.clear();
+        queues.forEach(Ring.Queue::discard); // made, but INIT never came
+        queues.clear();
       }
       Device.LIBC.close(fd);
       ended.countDown();

@@ -98,12 +98,12 @@ public final class Background {
       }
       if (!p.isAlive()) {
         throw new IOException("the mount daemon exited with status " + p.exitValue() + ":\n"
-            + tail(logFile));
+            + tail(logFile, logStart));
       }
       if (System.nanoTime() > deadline) {
         p.destroy();
         throw new IOException("the mount at " + mp + " did not answer within " + timeout
-            + "; log:\n" + tail(logFile));
+            + "; log:\n" + tail(logFile, logStart));
       }
       try {
         Thread.sleep(10);
@@ -226,9 +226,17 @@ public final class Background {
     }
   }
 
-  private static String tail(Path log) {
-    try {
-      List<String> lines = Files.readAllLines(log, StandardCharsets.UTF_8);
+  /**
+   * The last lines this daemon wrote: the log from {@code from} on (earlier mounts of the
+   * same mountpoint wrote what comes before, and their lines would mislead).
+   */
+  private static String tail(Path log, long from) {
+    try (var ch = java.nio.channels.FileChannel.open(log)) {
+      long start = Math.max(from, ch.size() - 8192);
+      java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate((int) (ch.size() - start));
+      ch.read(b, start);
+      List<String> lines = new String(b.array(), 0, b.position(), StandardCharsets.UTF_8)
+          .lines().toList();
       return String.join("\n", lines.subList(Math.max(0, lines.size() - 15), lines.size()));
     } catch (IOException e) {
       return "(no log at " + log + ")";
