@@ -43,14 +43,7 @@ public final class KernelSession {
    * Whether requests come through FUSE over io_uring ({@link Ring}): when the host offers it
    * (the default), always (the mount fails where it cannot), or never (/dev/fuse only).
    */
-  public enum RingUse {
-    AUTO, ON, OFF;
-
-    /** Why this host cannot serve over io_uring now, or null if it can. */
-    public static String unavailable() {
-      return Ring.unavailable();
-    }
-  }
+  public enum RingUse { AUTO, ON, OFF }
 
   /**
    * Receives the /dev/fuse descriptor that a client mounted in its own namespaces, where this

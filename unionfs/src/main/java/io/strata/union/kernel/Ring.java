@@ -11,7 +11,8 @@ import jnr.ffi.Pointer;
 /**
  * FUSE over io_uring (Linux 6.14+, the fuse module's {@code enable_uring} on): one queue per
  * possible CPU, as the kernel routes a request to the queue of the CPU its caller runs on.
- * Each queue is an io_uring of 128-byte SQEs on the /dev/fuse descriptor and a thread; its
+ * Each queue is an io_uring of 128-byte SQEs on the /dev/fuse descriptor and a thread pinned
+ * to that CPU; its
  * entries are buffers registered with the kernel (FUSE_IO_URING_CMD_REGISTER), into which the
  * kernel writes a request (headers apart, payload apart) and completes the entry's command.
  * The thread answers in place and hands the entry back with COMMIT_AND_FETCH, which also
@@ -131,7 +132,12 @@ final class Ring {
         ringSize = Math.max(sqArrayOff + 4L * sqEntries, cqesOff + (long) CQE * cqEntries);
         ring = map(ringSize, OFF_SQ_RING);
         sqesSize = (long) SQE * sqEntries;
-        sqes = map(sqesSize, OFF_SQES);
+        try {
+          sqes = map(sqesSize, OFF_SQES);
+        } catch (IOException e) {
+          Device.LIBC.syscall(MUNMAP, ring, ringSize, 0, 0, 0, 0);
+          throw e;
+        }
         sqTail = ring + M.getInt(params + 40 + 4);
         sqMask = M.getInt(ring + M.getInt(params + 40 + 8)) & 0xffffffffL;
         sqArray = ring + sqArrayOff;
