@@ -29,7 +29,10 @@ import picocli.CommandLine.Option;
     description = {"Benchmark strata beside fuse-overlayfs, kernel overlayfs and a plain"
         + " directory on the same layers (root: mounts, drop_caches).",
         "Builds its images once under --work (100,000 files over three layers with deletions"
-            + " and changes, a 2 GiB file, a git repository, stacks of 1 to 64 layers)."})
+            + " and changes, a 2 GiB file, a git repository, stacks of 1 to 64 layers).",
+        "Backends: strata is its own transport over /dev/fuse, strata-uring over FUSE io_uring"
+            + " (the fuse module's enable_uring is turned on for the run and put back after),"
+            + " strata-daemon through one strata daemon, strata-jnr jnr-fuse."})
 public final class SideBySide implements Callable<Integer> {
   static final List<String> WORKLOADS = List.of("stat-walk-cold", "stat-walk-warm", "ls-lR-warm",
       "readdir-large", "seq-read-cold", "seq-read-warm", "random-4k-reads", "copy-up-large",
