@@ -20,12 +20,13 @@ import picocli.CommandLine.Parameters;
         "For containers/storage's mount_program: `strata overlay -o lowerdir=L1:L2,upperdir=U,"
             + "workdir=W DIR`, or `strata overlay SOURCE DIR -o …` as mount.fuse3 calls it.",
         "lowerdir lists the top layer first. Without upperdir the mount is read-only.",
-        "Options: lowerdir, upperdir, workdir, uidmapping=C:H:N[:…], gidmapping=…, squash_to_root,",
-        "noxattrs, fsync=0, timeout=SECONDS (kernel caches; default: a day with strata's own",
-        "transport, 60/0 with jnr-fuse), whiteout=file|device, nometacopy, passthrough=0|1",
-        "(default 1), transport=kernel|uring|dev|jnr (default kernel: strata's own, as root, over",
-        "FUSE io_uring where the kernel offers it, else /dev/fuse), uring|nouring (io_uring or fail,",
-        "/dev/fuse only).",
+        "Options: lowerdir, upperdir, workdir, uidmapping=C:H:N[:…], gidmapping=…,"
+            + " squash_to_root, noxattrs, fsync=0, timeout=SECONDS (kernel caches; default: a"
+            + " day with strata's own transport, 60/0 with jnr-fuse), whiteout=file|device,"
+            + " nometacopy, passthrough=0|1 (default 1), transport=kernel|uring|dev|jnr"
+            + " (default kernel: strata's own, as root, over FUSE io_uring where the kernel"
+            + " offers it, else /dev/fuse), uring (io_uring or fail), nouring (/dev/fuse"
+            + " only).",
         "Returns once the mount answers, unless -f keeps it in the foreground."})
 public final class OverlayCommand implements Callable<Integer> {
   @Option(names = "-o", paramLabel = "OPTIONS", required = true,
