@@ -71,14 +71,25 @@ final class Ring {
     } catch (IOException e) {
       return "cannot read " + p + ": " + e.getMessage();
     }
-    try {
-      Uring probe = new Uring(2);
-      probe.close();
-    } catch (IOException e) {
-      return e.getMessage(); // io_uring_disabled, a seccomp filter, no memory
+    String probe = probed;
+    if (probe == null) {
+      try {
+        new Uring(2).close();
+        probe = "";
+      } catch (IOException e) {
+        probe = e.getMessage(); // io_uring_disabled, a seccomp filter, no memory
+      }
+      probed = probe;
     }
-    return null;
+    return probe.isEmpty() ? null : probe;
   }
+
+  /**
+   * Whether this process may make an io_uring ("" yes, else why not), found by the first
+   * mount that asks: a daemon's later mounts skip the probe. Only the module parameter is
+   * read each time (an administrator may turn it on or off while strata runs).
+   */
+  private static volatile String probed;
 
   /** How many queues the kernel makes: one per possible CPU. */
   static int queues() {
