@@ -135,6 +135,8 @@ final class Importer {
    * opener is null is one the store already holds and was not fetched.
    */
   ImageRecord storeFrom(ImageSource image, String sourceText, String name) throws IOException {
+    // "" stores the image without a name: its layers stay for whoever pins them, the record
+    // goes at the next gc
     return store(image, sourceText, null, java.util.Objects.requireNonNull(name));
   }
 
@@ -166,7 +168,9 @@ final class Importer {
     Digest id = image.configDigest() != null ? image.configDigest() : Digest.of(config);
     List<String> names = new ArrayList<>();
     if (name != null) {
-      names.add(name);
+      if (!name.isEmpty()) {
+        names.add(name);
+      }
     } else {
       for (String n : image.names()) {
         names.add(nameOrDefault(n, source));

@@ -561,20 +561,38 @@ public final class LayerStore {
    * counts and the next gc removes it.
    */
   public void pin(String owner, List<Digest> diffIds) {
+    pin(owner, diffIds, null);
+  }
+
+  /**
+   * Keeps layers from {@link #gc} for as long as the file {@code whileExists} exists, whatever
+   * process wrote the pin: for holders that outlive a process, such as the records of
+   * containerd's snapshots that use stored layers (the snapshotter's metadata file). Null
+   * ties the pin to this process, as {@link #pin(String, List)} does. Writing the pin again
+   * replaces its layers.
+   */
+  public void pin(String owner, List<Digest> diffIds, Path whileExists) {
     checkOwner(owner);
     try {
       Path pins = root.resolve("pins");
       ProcessHandle self = ProcessHandle.current();
       Json.writeAtomically(pins.resolve(owner + ".json"), new Pin(self.pid(),
-          self.info().startInstant().map(Object::toString).orElse(null), diffIds));
+          self.info().startInstant().map(Object::toString).orElse(null), diffIds,
+          whileExists == null ? null : whileExists.toAbsolutePath().toString()));
     } catch (IOException e) {
       throw new StoreException("cannot pin layers for " + owner + ": " + e.getMessage(), e);
     }
   }
 
-  /** A pin's file: the process that holds it (pid and start time, as pids are reused) and the layers. */
-  record Pin(long pid, String started, List<Digest> layers) {
+  /**
+   * A pin's file: the process that holds it (pid and start time, as pids are reused) and the
+   * layers; or, with {@code whileExists}, the file whose existence holds it.
+   */
+  record Pin(long pid, String started, List<Digest> layers, String whileExists) {
     boolean holderAlive() {
+      if (whileExists != null) {
+        return Files.exists(Path.of(whileExists));
+      }
       return ProcessHandle.of(pid).filter(ProcessHandle::isAlive)
           .map(p -> started == null
               || p.info().startInstant().map(Object::toString).orElse("").equals(started))
@@ -597,7 +615,30 @@ public final class LayerStore {
     }
   }
 
-  /** The layers of every pin whose process still runs; the pins of dead processes are removed. */
+  /** The owners of the pins that hold each layer (pins whose holder is gone do not count). */
+  public Map<Digest, List<String>> pinsByLayer() {
+    Map<Digest, List<String>> out = new LinkedHashMap<>();
+    for (Path p : list(root.resolve("pins"))) {
+      String file = p.getFileName().toString();
+      if (!file.endsWith(".json")) {
+        continue;
+      }
+      try {
+        Pin pin = Json.MAPPER.readValue(p.toFile(), Pin.class);
+        if (pin.holderAlive()) {
+          for (Digest d : new java.util.LinkedHashSet<>(pin.layers())) {
+            out.computeIfAbsent(d, k -> new ArrayList<>())
+                .add(file.substring(0, file.length() - ".json".length()));
+          }
+        }
+      } catch (IOException unreadable) {
+        // gone meanwhile, or an old form (gc reads those)
+      }
+    }
+    return out;
+  }
+
+  /** The layers of every pin whose holder is still there; the pins of gone holders are removed. */
   private Set<Digest> pinned() throws IOException {
     Set<Digest> out = new HashSet<>();
     for (Path p : list(root.resolve("pins"))) {
@@ -607,8 +648,9 @@ public final class LayerStore {
           if (pin.holderAlive()) {
             out.addAll(pin.layers());
           } else {
-            log.accept("removing the pin " + p.getFileName() + " of process " + pin.pid()
-                + ", which is gone");
+            log.accept("removing the pin " + p.getFileName() + (pin.whileExists() != null
+                ? ", whose holder " + pin.whileExists() + " is gone"
+                : " of process " + pin.pid() + ", which is gone"));
             Files.deleteIfExists(p);
           }
         } catch (NoSuchFileException gone) {

@@ -10,6 +10,8 @@ import io.grpc.netty.shaded.io.netty.channel.unix.DomainSocketAddress;
 import io.strata.layers.LayerStore;
 import io.strata.runtime.snapshots.SnapshotService;
 import io.strata.runtime.snapshots.SnapshotStore;
+import io.strata.runtime.snapshots.StoreLayers;
+import io.strata.layers.registry.Distribution;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.channels.SocketChannel;
@@ -25,6 +27,9 @@ import picocli.CommandLine.Option;
 @Command(name = "snapshotter", mixinStandardHelpOptions = true,
     description = {"Serve containerd's snapshots API (a proxy plugin of type \"snapshot\") on a"
         + " unix socket until SIGTERM or SIGINT.",
+        "",
+        "Layers that containerd's CRI pulls are taken from strata's store (or pulled into it)"
+            + " and stored once for both; see --own-layers.",
         "",
         "Active snapshots over parents are strata unions,"
             + " served by this process and handed to containerd as bind mounts (with"
@@ -50,10 +55,31 @@ public final class SnapshotterCommand implements Callable<Integer> {
           + " containers' roots end with the snapshotter).")
   boolean mountHelper;
 
+  @Option(names = "--own-layers",
+      description = "Keep every layer in the snapshotter's directory as containerd unpacks it."
+          + " By default a layer that containerd's CRI pulls (its snapshots labelled with the"
+          + " layer's blob: disable_snapshot_annotations = false) is taken from strata's store,"
+          + " or pulled into it, and stored once for strata and containerd.")
+  boolean ownLayers;
+
   @Option(names = "--store", paramLabel = "DIR", hidden = true,
       description = "The strata store (default: $STRATA_ROOT, else /var/lib/strata as root, else"
           + " $XDG_DATA_HOME/strata or ~/.local/share/strata).")
   Path store;
+
+  @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+
+  /** The strata store: --store, else the top command's --root ({@code strata --root DIR snapshotter}). */
+  private Path storeRoot() {
+    Path chosen = store;
+    if (chosen == null && spec != null) {
+      picocli.CommandLine.Model.OptionSpec top = spec.root().findOption("--root");
+      if (top != null && top.getValue() != null) {
+        chosen = top.getValue();
+      }
+    }
+    return LayerStore.rootFrom(chosen);
+  }
 
   static void log(String line) {
     System.err.println(Instant.now() + " strata snapshotter: "
@@ -62,10 +88,14 @@ public final class SnapshotterCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    Path dir = root != null ? root : LayerStore.rootFrom(store).resolve("snapshotter");
+    Path dir = root != null ? root : storeRoot().resolve("snapshotter");
     io.strata.runtime.snapshots.ServedUnions served = mountHelper ? null
         : new io.strata.runtime.snapshots.ServedUnions(SnapshotterCommand::log);
-    SnapshotStore snapshots = new SnapshotStore(dir, "fuse3.strata-overlay", served,
+    SnapshotStore.Layers layers = ownLayers ? null : new StoreLayers(
+        LayerStore.open(storeRoot(), SnapshotterCommand::log),
+        new Distribution.Options(true, null, null, null, null),
+        StoreLayers.ownerFor(dir), SnapshotterCommand::log);
+    SnapshotStore snapshots = new SnapshotStore(dir, "fuse3.strata-overlay", served, layers,
         SnapshotterCommand::log);
     Files.createDirectories(address.toAbsolutePath().getParent());
     if (Files.exists(address)) {

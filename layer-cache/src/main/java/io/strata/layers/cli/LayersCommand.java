@@ -27,6 +27,7 @@ public final class LayersCommand implements Callable<Integer> {
   public Integer call() {
     LayerStore s = store.open();
     Map<Digest, List<ImageRecord>> usage = s.layerUsage();
+    Map<Digest, List<String>> pins = s.pinsByLayer();
     List<LayerRecord> layers = s.layers();
     if (format == Output.Format.json) {
       List<Map<String, Object>> out = new ArrayList<>();
@@ -37,6 +38,7 @@ public final class LayersCommand implements Callable<Integer> {
         m.put("contentSize", l.contentSize());
         m.put("entries", l.entries());
         m.put("usedBy", usedBy(usage.getOrDefault(l.diffId(), List.of())));
+        m.put("heldBy", heldBy(pins.getOrDefault(l.diffId(), List.of())));
         m.put("path", s.layerTree(l.diffId()).toString());
         out.add(m);
       }
@@ -45,20 +47,45 @@ public final class LayersCommand implements Callable<Integer> {
     }
     List<String[]> rows = new ArrayList<>();
     rows.add(new String[] {"DIFF ID", "SIZE", "ENTRIES", "IMAGES", "USED BY"});
+    int snapshotLayers = 0;
     long stored = 0;
     long unshared = 0;
     for (LayerRecord l : layers) {
       List<ImageRecord> users = usage.getOrDefault(l.diffId(), List.of());
       stored += l.contentSize();
       unshared += l.contentSize() * Math.max(1, users.size());
+      List<String> by = new ArrayList<>(usedBy(users));
+      List<String> held = heldBy(pins.getOrDefault(l.diffId(), List.of()));
+      by.addAll(held);
+      if (held.contains(CONTAINERD)) {
+        snapshotLayers++;
+      }
       rows.add(new String[] {l.diffId().shortHex(), Output.size(l.contentSize()),
           String.valueOf(l.entries()), String.valueOf(users.size()),
-          users.isEmpty() ? "(unused; `strata gc` removes it)" : String.join(", ", usedBy(users))});
+          by.isEmpty() ? "(unused; `strata gc` removes it)" : String.join(", ", by)});
     }
     Output.table(rows);
     System.out.printf("%d layers, %s stored; %s if each image kept its own copy%n",
         layers.size(), Output.size(stored), Output.size(unshared));
+    if (snapshotLayers > 0) {
+      System.out.printf("%d of them are containerd's snapshots too (strata's snapshotter), stored"
+          + " once for both%n", snapshotLayers);
+    }
     return 0;
+  }
+
+  private static final String CONTAINERD = "containerd snapshots";
+
+  /** What holds a layer besides images: containerd's snapshots, mounts and containers. */
+  private static List<String> heldBy(List<String> owners) {
+    List<String> out = new ArrayList<>();
+    for (String o : owners) {
+      String what = o.startsWith("snapshotter-") ? CONTAINERD : o;
+      if (!out.contains(what)) {
+        out.add(what);
+      }
+    }
+    return out;
   }
 
   private static List<String> usedBy(List<ImageRecord> users) {

@@ -60,6 +60,21 @@ public final class Distribution {
   }
 
   /**
+   * Pulls an image's layers into {@code store} without naming the image (its record goes at
+   * the next gc): for a holder that pins the layers itself, such as the snapshotter unpacking
+   * for containerd. Returns the image's DiffIDs, bottom first.
+   */
+  public static PullResult pullLayers(LayerStore store, String reference, Options options,
+      Progress progress) {
+    return store.withScratch("pull of " + Text.clip(reference), staging -> {
+      Pull.Result r = new Pull(store, staging, progress, options.with(store.log()), null)
+          .run(reference, null, "");
+      return new PullResult(r.image(), r.reference().toString(), r.layersFetched(),
+          r.layersSkipped(), r.bytesFetched());
+    });
+  }
+
+  /**
    * Pushes an image of {@code store} to {@code destination} ([HOST/]PATH[:TAG]); blobs the
    * registry has, or can mount, are not sent.
    *

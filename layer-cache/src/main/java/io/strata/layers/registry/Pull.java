@@ -202,7 +202,7 @@ public final class Pull {
             () -> new Following(file, f, grew)));
       }
       ImageSource image = new ImageSource(ref.toString(), sources, config, configDigest,
-          m.digest(), List.of(name));
+          m.digest(), name.isEmpty() ? List.of() : List.of(name));
       ImageRecord record;
       try {
         record = store.store(image, staging, progress, ref.toString(), name);

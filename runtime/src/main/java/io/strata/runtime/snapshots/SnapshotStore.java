@@ -32,13 +32,47 @@ public final class SnapshotStore {
   /** What a snapshot is, in containerd's terms. */
   public enum Kind { VIEW, ACTIVE, COMMITTED }
 
-  /** One snapshot's record; {@code parent} is a key or null. */
+  /**
+   * One snapshot's record; {@code parent} is a key or null; {@code layer} the DiffID of the
+   * stored layer whose tree a committed snapshot is (see {@link Layers}), else null.
+   */
   public record Snapshot(String id, String key, String parent, Kind kind,
-      Map<String, String> labels, String created, String updated) {
+      Map<String, String> labels, String created, String updated, String layer) {
     Snapshot with(String newKey, Kind newKind, Map<String, String> newLabels) {
       return new Snapshot(id, newKey, parent, newKind, newLabels, created,
-          Instant.now().toString());
+          Instant.now().toString(), layer);
     }
+  }
+
+  /** The label containerd's unpacker puts on the snapshot it prepares: the layer's ChainID. */
+  public static final String REF_LABEL = "containerd.io/snapshot.ref";
+  /** The label containerd's CRI puts there (unless disable_snapshot_annotations): the blob. */
+  public static final String LAYER_DIGEST_LABEL = "containerd.io/snapshot/cri.layer-digest";
+  /** The label strata puts on a snapshot that is a stored layer: its DiffID. */
+  public static final String STORE_LAYER_LABEL = "containerd.io/snapshot/strata.layer";
+
+  /**
+   * strata's layer store as the source of committed snapshots, as remote snapshotters such as
+   * stargz-snapshotter serve theirs: when containerd's CRI prepares a snapshot to unpack a
+   * layer into, labelled with the layer's blob, the layer is found in (or fetched into) the
+   * store, and the snapshot is committed at once as that layer's tree; containerd is told it
+   * exists and neither fetches nor unpacks the blob.
+   */
+  public interface Layers {
+    /**
+     * The DiffID of the stored layer that the blob named in {@code labels} decompresses to,
+     * fetching the image into the store if need be; null (having said why) if there is none.
+     */
+    io.strata.layers.base.Digest find(Map<String, String> labels);
+
+    /** The read-only tree of a stored layer. */
+    Path tree(io.strata.layers.base.Digest diffId);
+
+    /** Whether the store still holds the layer. */
+    boolean has(io.strata.layers.base.Digest diffId);
+
+    /** Keeps exactly these layers from strata's gc for as long as {@code records} exists. */
+    void hold(java.util.Set<io.strata.layers.base.Digest> diffIds, Path records);
   }
 
   /** A mount for containerd: type, source and options, as its Mount message. */
@@ -63,6 +97,9 @@ public final class SnapshotStore {
   private final Consumer<String> log;
   private final Map<String, Snapshot> byKey = new TreeMap<>();
   private final Unions unions;
+  private final Layers layers;
+  private java.util.Set<io.strata.layers.base.Digest> held;
+  private boolean saidNoLabels;
 
   /**
    * Serves unions in the snapshotter's own process: containerd then gets a bind mount of
@@ -89,7 +126,18 @@ public final class SnapshotStore {
   /** @param unions serves unions in this process; null has containerd mount them itself */
   public SnapshotStore(Path root, String mountType, Unions unions, Consumer<String> log)
       throws IOException {
+    this(root, mountType, unions, null, log);
+  }
+
+  /**
+   * @param layers takes committed snapshots from strata's layer store where containerd's
+   *     labels name the layer (see {@link Layers}); null, or no labels, has containerd unpack
+   *     every layer into a snapshot of this directory
+   */
+  public SnapshotStore(Path root, String mountType, Unions unions, Layers layers,
+      Consumer<String> log) throws IOException {
     this.unions = unions;
+    this.layers = layers;
     this.root = root.toAbsolutePath().normalize();
     // Private, as containerd's own snapshotters keep theirs: committed snapshots are image
     // layers (setuid files, device nodes), active ones containers' uppers.
@@ -106,6 +154,15 @@ public final class SnapshotStore {
       }
     }
     cleanup();
+    if (layers != null) {
+      for (Snapshot s : byKey.values()) {
+        if (s.layer() != null && !layers.has(io.strata.layers.base.Digest.parse(s.layer()))) {
+          log.accept("snapshot " + s.key() + " is the layer " + s.layer() + ", which strata's"
+              + " store no longer holds: what is built on it fails until it is pulled again");
+        }
+      }
+      holdLayers();
+    }
     if (unions != null) {
       for (Snapshot snap : byKey.values()) {
         if (isUnion(snap)) {
@@ -126,9 +183,93 @@ public final class SnapshotStore {
 
   // ---------------------------------------------------------------- the snapshotter interface
 
-  public synchronized List<Mount> prepare(String key, String parent, Map<String, String> labels)
+  public List<Mount> prepare(String key, String parent, Map<String, String> labels)
       throws IOException {
-    return create(key, parent, labels, Kind.ACTIVE);
+    Layers source = layers;
+    String target = labels.get(REF_LABEL);
+    if (source != null && target != null) {
+      if (labels.containsKey(LAYER_DIGEST_LABEL)) {
+        fromStore(source, key, parent == null || parent.isEmpty() ? null : parent, target, labels);
+      } else {
+        synchronized (this) {
+          if (!saidNoLabels) {
+            saidNoLabels = true;
+            log.accept("containerd names no layer blob on the snapshots it unpacks into (a ctr"
+                + " pull, or the CRI with disable_snapshot_annotations = true): those layers"
+                + " are unpacked through the mount and kept here, not in strata's store");
+          }
+        }
+      }
+    }
+    synchronized (this) {
+      return create(key, parent, labels, Kind.ACTIVE);
+    }
+  }
+
+  /**
+   * Commits snapshot {@code target} as the stored layer the labels name and refuses the
+   * prepare with AlreadyExists (containerd then uses the target and skips the blob); returns
+   * to let containerd unpack the layer itself where the store cannot serve it.
+   */
+  private void fromStore(Layers source, String key, String parent, String target,
+      Map<String, String> labels) throws IOException {
+    String parentChain;
+    synchronized (this) {
+      Snapshot have = byKey.get(target);
+      if (have != null && have.kind() == Kind.COMMITTED && java.util.Objects.equals(
+          have.parent(), parent)) {
+        throw new Refused(Refused.Why.ALREADY_EXISTS, "target snapshot " + target
+            + " already exists");
+      }
+      if (have != null || byKey.containsKey(key) || (parent != null && !byKey.containsKey(parent))) {
+        return; // the usual checks answer it
+      }
+      parentChain = parent == null ? null : get(parent).labels().get(REF_LABEL);
+      if (parent != null && parentChain == null) {
+        return; // a parent of unknown ChainID: the layer cannot be checked against the target
+      }
+    }
+    io.strata.layers.base.Digest diffId = source.find(labels); // may fetch: not under the lock
+    if (diffId == null) {
+      return;
+    }
+    String chain = parentChain == null ? diffId.toString()
+        : io.strata.layers.base.Digest.chainId(List.of(
+            io.strata.layers.base.Digest.parse(parentChain), diffId)).toString();
+    if (!chain.equals(target)) {
+      log.accept("the stored layer " + diffId + " of blob " + labels.get(LAYER_DIGEST_LABEL)
+          + " makes ChainID " + chain + ", not " + target + " as containerd expects: it"
+          + " unpacks the layer through the mount instead");
+      return;
+    }
+    synchronized (this) {
+      Snapshot have = byKey.get(target);
+      if (have != null) {
+        if (have.kind() == Kind.COMMITTED && java.util.Objects.equals(have.parent(), parent)) {
+          throw new Refused(Refused.Why.ALREADY_EXISTS, "target snapshot " + target
+              + " already exists");
+        }
+        return;
+      }
+      if (parent != null && !byKey.containsKey(parent)) {
+        return;
+      }
+      Map<String, String> l = new TreeMap<>(labels);
+      l.put(STORE_LAYER_LABEL, diffId.toString());
+      String now = Instant.now().toString();
+      byKey.put(target, new Snapshot(UUID.randomUUID().toString(), target, parent,
+          Kind.COMMITTED, l, now, now, diffId.toString()));
+      save();
+      if (!source.has(diffId)) { // a strata gc between finding the layer and pinning it
+        byKey.remove(target);
+        save();
+        log.accept("the layer " + diffId + " was removed from the store meanwhile: containerd"
+            + " unpacks it through the mount instead");
+        return;
+      }
+    }
+    throw new Refused(Refused.Why.ALREADY_EXISTS, "target snapshot " + target
+        + " is the stored layer " + diffId);
   }
 
   public synchronized List<Mount> view(String key, String parent, Map<String, String> labels)
@@ -154,7 +295,7 @@ public final class SnapshotStore {
     Files.createDirectories(dir.resolve("fs"));
     Files.createDirectories(dir.resolve("work"));
     String now = Instant.now().toString();
-    Snapshot created = new Snapshot(id, key, p, kind, new TreeMap<>(labels), now, now);
+    Snapshot created = new Snapshot(id, key, p, kind, new TreeMap<>(labels), now, now, null);
     byKey.put(key, created);
     save();
     if (unions != null && isUnion(created)) {
@@ -382,6 +523,10 @@ public final class SnapshotStore {
   }
 
   private Path fs(Snapshot s) {
+    if (s.layer() != null) {
+      return layers != null ? layers.tree(io.strata.layers.base.Digest.parse(s.layer()))
+          : dirs.resolve(s.id()).resolve("missing-store"); // not served without the store
+    }
     return dirs.resolve(s.id()).resolve("fs");
   }
 
@@ -399,6 +544,24 @@ public final class SnapshotStore {
       ch.force(true);
     }
     Files.move(tmp, metadata, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    holdLayers();
+  }
+
+  /** Pins the stored layers that snapshots are, when they changed (after the records say so). */
+  private void holdLayers() {
+    if (layers == null) {
+      return;
+    }
+    java.util.Set<io.strata.layers.base.Digest> now = new java.util.TreeSet<>();
+    for (Snapshot s : byKey.values()) {
+      if (s.layer() != null) {
+        now.add(io.strata.layers.base.Digest.parse(s.layer()));
+      }
+    }
+    if (!now.equals(held)) {
+      layers.hold(now, metadata);
+      held = now;
+    }
   }
 
   /** Moves a directory aside in one rename, then deletes it. */
