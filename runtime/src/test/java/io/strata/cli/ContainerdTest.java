@@ -116,7 +116,10 @@ class ContainerdTest {
       ctrQuiet("containers", "rm", "c1");
       ctrQuiet("images", "rm", "docker.io/library/bb:1");
     } finally {
-      for (Process p : new Process[] {containerd, snapshotter, registry}) {
+      if (registry != null) {
+        registry.close();
+      }
+      for (Process p : new Process[] {containerd, snapshotter}) {
         if (p != null) {
           p.destroy();
           if (!p.waitFor(15, TimeUnit.SECONDS)) {
@@ -159,28 +162,12 @@ class ContainerdTest {
     }
   }
 
-  Process registry;
+  TestRegistry registry;
 
   /** docker-registry on a free loopback port with its own storage; returns HOST:PORT. */
   String startRegistry() throws Exception {
-    int port;
-    try (var s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
-      port = s.getLocalPort();
-    }
-    Path cfg = Files.writeString(tmp.resolve("registry.yml"), "version: 0.1\nlog:\n  level: warn\n"
-        + "storage:\n  filesystem:\n    rootdirectory: " + tmp.resolve("registry") + "\n"
-        + "http:\n  addr: 127.0.0.1:" + port + "\n");
-    registry = new ProcessBuilder("docker-registry", "serve", cfg.toString())
-        .redirectErrorStream(true).redirectOutput(tmp.resolve("registry.log").toFile()).start();
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-    while (true) {
-      try (var sock = new java.net.Socket("127.0.0.1", port)) {
-        return "127.0.0.1:" + port;
-      } catch (java.io.IOException notYet) {
-        assertThat(System.nanoTime()).as("docker-registry did not start").isLessThan(deadline);
-        Thread.sleep(50);
-      }
-    }
+    registry = TestRegistry.start(tmp.resolve("registry"));
+    return registry.address();
   }
 
   JsonNode records() throws Exception {

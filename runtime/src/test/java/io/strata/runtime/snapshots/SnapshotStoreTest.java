@@ -82,4 +82,130 @@ class SnapshotStoreTest {
     assertThat(again.stat("L").labels()).containsEntry("k", "v").containsEntry("k2", "v2");
     assertThat(orphan).doesNotExist();
   }
+
+  /** A layer store of in-memory trees under tmp/layers, with what the snapshot store asked. */
+  static final class FakeLayers implements SnapshotStore.Layers {
+    final Path dir;
+    final Map<String, io.strata.layers.base.Digest> byBlob = new java.util.HashMap<>();
+    final java.util.Set<io.strata.layers.base.Digest> present = new java.util.HashSet<>();
+    java.util.Set<io.strata.layers.base.Digest> held = java.util.Set.of();
+    Path heldWhile;
+    int finds;
+
+    FakeLayers(Path dir) {
+      this.dir = dir;
+    }
+
+    io.strata.layers.base.Digest add(String blob, String file) throws Exception {
+      io.strata.layers.base.Digest d = io.strata.layers.base.Digest.of(file.getBytes());
+      Files.createDirectories(dir.resolve(d.hex()));
+      Files.writeString(dir.resolve(d.hex()).resolve(file), file);
+      byBlob.put(blob, d);
+      present.add(d);
+      return d;
+    }
+
+    @Override
+    public io.strata.layers.base.Digest find(Map<String, String> labels) {
+      finds++;
+      return byBlob.get(labels.get(SnapshotStore.LAYER_DIGEST_LABEL));
+    }
+
+    @Override
+    public Path tree(io.strata.layers.base.Digest diffId) {
+      return dir.resolve(diffId.hex());
+    }
+
+    @Override
+    public boolean has(io.strata.layers.base.Digest diffId) {
+      return present.contains(diffId);
+    }
+
+    @Override
+    public void hold(java.util.Set<io.strata.layers.base.Digest> diffIds, Path records) {
+      held = java.util.Set.copyOf(diffIds);
+      heldWhile = records;
+    }
+  }
+
+  static final String BLOB1 = "sha256:" + "1".repeat(64);
+  static final String BLOB2 = "sha256:" + "2".repeat(64);
+
+  static Map<String, String> cri(String blob, String target) {
+    return Map.of(SnapshotStore.REF_LABEL, target, SnapshotStore.LAYER_DIGEST_LABEL, blob,
+        "containerd.io/snapshot/cri.image-ref", "example.org/x:1");
+  }
+
+  @Test
+  void aLayerTheStoreHasBecomesTheTargetSnapshotAndContainerdIsToldItExists() throws Exception {
+    FakeLayers layers = new FakeLayers(tmp.resolve("layers"));
+    io.strata.layers.base.Digest d1 = layers.add(BLOB1, "one");
+    io.strata.layers.base.Digest d2 = layers.add(BLOB2, "two");
+    SnapshotStore s = new SnapshotStore(tmp.resolve("snap"), "fuse3.strata-overlay", null, layers,
+        l -> { });
+    String chain1 = d1.toString();
+    assertThatThrownBy(() -> s.prepare("extract-1 " + chain1, "", cri(BLOB1, chain1)))
+        .satisfies(e -> assertThat(((SnapshotStore.Refused) e).why)
+            .isEqualTo(SnapshotStore.Refused.Why.ALREADY_EXISTS));
+    SnapshotStore.Snapshot t1 = s.stat(chain1);
+    assertThat(t1.kind()).isEqualTo(SnapshotStore.Kind.COMMITTED);
+    assertThat(t1.layer()).isEqualTo(d1.toString());
+    assertThat(t1.labels()).containsEntry(SnapshotStore.REF_LABEL, chain1)
+        .containsEntry(SnapshotStore.STORE_LAYER_LABEL, d1.toString());
+    assertThat(layers.held).containsExactly(d1);
+    assertThat(layers.heldWhile).isEqualTo(tmp.resolve("snap/metadata.json"));
+    // the next layer on it: its ChainID is checked against the target
+    String chain2 = io.strata.layers.base.Digest.chainId(List.of(d1, d2)).toString();
+    assertThatThrownBy(() -> s.prepare("extract-2 " + chain2, chain1, cri(BLOB2, chain2)))
+        .isInstanceOf(SnapshotStore.Refused.class);
+    assertThat(s.stat(chain2).parent()).isEqualTo(chain1);
+    assertThat(layers.held).containsExactlyInAnyOrder(d1, d2);
+    // a container on them sees both trees, writes to its own upper only
+    List<SnapshotStore.Mount> m = s.prepare("c", chain2, Map.of());
+    assertThat(m.get(0).options().get(0)).isEqualTo("lowerdir=" + layers.tree(d2) + ":"
+        + layers.tree(d1));
+    // asked again (another namespace): it exists, nothing is looked up
+    int finds = layers.finds;
+    assertThatThrownBy(() -> s.prepare("extract-3 " + chain1, "", cri(BLOB1, chain1)))
+        .isInstanceOf(SnapshotStore.Refused.class);
+    assertThat(layers.finds).isEqualTo(finds);
+    // records survive a restart; removal releases the layers and leaves their trees alone
+    s.remove("c");
+    SnapshotStore again = new SnapshotStore(tmp.resolve("snap"), "fuse3.strata-overlay", null,
+        layers, l -> { });
+    assertThat(again.stat(chain2).layer()).isEqualTo(d2.toString());
+    again.remove(chain2);
+    assertThat(layers.held).containsExactly(d1);
+    again.remove(chain1);
+    assertThat(layers.held).isEmpty();
+    assertThat(layers.tree(d1).resolve("one")).hasContent("one");
+    assertThat(again.list()).isEmpty();
+  }
+
+  @Test
+  void whereTheStoreCannotServeTheLayerContainerdUnpacksItAsBefore() throws Exception {
+    FakeLayers layers = new FakeLayers(tmp.resolve("layers"));
+    io.strata.layers.base.Digest d1 = layers.add(BLOB1, "one");
+    java.util.List<String> said = new java.util.ArrayList<>();
+    SnapshotStore s = new SnapshotStore(tmp.resolve("snap"), "fuse3.strata-overlay", null, layers,
+        said::add);
+    // a blob the store does not know: an active snapshot to unpack into
+    String other = "sha256:" + "9".repeat(64);
+    assertThat(s.prepare("k1", "", cri(BLOB2, other))).singleElement()
+        .satisfies(b -> assertThat(b.type()).isEqualTo("bind"));
+    assertThat(s.stat("k1").kind()).isEqualTo(SnapshotStore.Kind.ACTIVE);
+    // a layer whose ChainID is not the target's: not used
+    assertThat(s.prepare("k2", "", cri(BLOB1, other))).hasSize(1);
+    assertThat(said).anyMatch(l -> l.contains("not " + other));
+    // no blob label (a ctr pull): unpacked, said once
+    s.prepare("k3", "", Map.of(SnapshotStore.REF_LABEL, other));
+    s.prepare("k4", "", Map.of(SnapshotStore.REF_LABEL, other));
+    assertThat(said.stream().filter(l -> l.contains("names no layer blob"))).hasSize(1);
+    // a layer gone from the store between the lookup and the pin (a strata gc)
+    layers.present.remove(d1);
+    assertThat(s.prepare("k5", "", cri(BLOB1, d1.toString()))).hasSize(1);
+    assertThat(said).anyMatch(l -> l.contains("removed from the store meanwhile"));
+    assertThatThrownBy(() -> s.stat(d1.toString())).isInstanceOf(SnapshotStore.Refused.class);
+    assertThat(layers.held).isEmpty();
+  }
 }
