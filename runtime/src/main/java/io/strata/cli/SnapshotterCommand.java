@@ -97,6 +97,9 @@ public final class SnapshotterCommand implements Callable<Integer> {
         StoreLayers.ownerFor(dir), SnapshotterCommand::log);
     SnapshotStore snapshots = new SnapshotStore(dir, "fuse3.strata-overlay", served, layers,
         SnapshotterCommand::log);
+    if (served != null) {
+      served.naming(snapshots::keyOfId);
+    }
     Files.createDirectories(address.toAbsolutePath().getParent());
     if (Files.exists(address)) {
       // a snapshotter that is stopping (in the daemon, one whose client was just killed)
@@ -110,6 +113,28 @@ public final class SnapshotterCommand implements Callable<Integer> {
       }
       Files.delete(address); // left by a snapshotter that was killed
     }
+    // containerd's calls run on threads of this invocation: in the daemon, grpc's shared
+    // executor has threads of earlier (finished, cancelled) invocations, whose cancellation
+    // stopped the store's pulls and whose stderr took this snapshotter's messages
+    io.strata.layers.base.Invocation invocation = io.strata.layers.base.Invocation.current();
+    java.util.concurrent.ExecutorService calls = java.util.concurrent.Executors
+        .newCachedThreadPool(r -> {
+          Thread t = new Thread(r, "snapshotter-call");
+          t.setDaemon(true);
+          return t;
+        });
+    java.util.concurrent.Executor inInvocation = r -> calls.execute(() -> {
+      try {
+        io.strata.layers.base.Invocation.run(invocation, () -> {
+          r.run();
+          return null;
+        });
+      } catch (RuntimeException | Error e) {
+        throw e;
+      } catch (Exception e) {
+        throw new IllegalStateException(e);
+      }
+    });
     EventLoopGroup boss = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());
     EventLoopGroup workers = new MultiThreadIoEventLoopGroup(2, EpollIoHandler.newFactory());
     Server server = NettyServerBuilder.forAddress(new DomainSocketAddress(address.toString()))
@@ -117,6 +142,7 @@ public final class SnapshotterCommand implements Callable<Integer> {
         .bossEventLoopGroup(boss).workerEventLoopGroup(workers)
         // a unix socket has no keepalive: without this, netty warns on every connection
         .withChildOption(io.grpc.netty.shaded.io.netty.channel.ChannelOption.SO_KEEPALIVE, null)
+        .executor(inInvocation)
         .addService(new SnapshotService(snapshots, SnapshotterCommand::log))
         .build().start();
     Files.setPosixFilePermissions(address,
@@ -142,6 +168,7 @@ public final class SnapshotterCommand implements Callable<Integer> {
       }
       boss.shutdownGracefully();
       workers.shutdownGracefully();
+      calls.shutdown();
       if (served != null) {
         served.close();
       }
@@ -153,7 +180,7 @@ public final class SnapshotterCommand implements Callable<Integer> {
         server.shutdown();
       }
     });
-    log("serving " + dir + " on " + address + (mountHelper ? " (unions mounted by containerd"
+    log("serving " + dir + (layers != null ? " (layers from the store " + storeRoot() + ")" : "") + " on " + address + (mountHelper ? " (unions mounted by containerd"
         + " through mount.fuse3)" : " (unions served in this process)"));
     try {
       server.awaitTermination();

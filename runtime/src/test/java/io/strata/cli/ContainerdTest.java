@@ -81,7 +81,8 @@ class ContainerdTest {
   }
 
   void startSnapshotter() throws Exception {
-    List<String> args = new ArrayList<>(List.of("snapshotter", "--address",
+    List<String> args = new ArrayList<>(List.of("--root", tmp.resolve("strata").toString(),
+        "snapshotter", "--address",
         snapSocket.toString(), "--root", snapRoot.toString()));
     if (mountHelper) {
       args.add("--mount-helper");

@@ -229,6 +229,74 @@ class CriTest {
     assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().toString().contains(c));
   }
 
+  /**
+   * With --mount-helper every container root is a strata-overlay mount of its own, which
+   * outlives the snapshotter: a pod keeps running through a snapshotter restart, and through
+   * a restart of both, as on overlayfs (whose mounts are the kernel's).
+   */
+  @Test
+  void withTheMountHelperPodsKeepRunningWhenTheSnapshotterRestarts() throws Exception {
+    start("strata", true);
+    pull("app:1");
+    String pod = runPod("helper");
+    String c = createAndStart(pod, "c", "app:1", "sleep 100000");
+    assertThat(exec(c, "sh", "-c", "echo kept > /kept; cat /kept")).isEqualTo("0|kept\n|");
+    restartSnapshotter();
+    assertThat(exec(c, "cat", "/kept", "/etc/app.txt")).isEqualTo("0|kept\none\n|");
+    String c2 = createAndStart(pod, "c2", "app:1", "sleep 100000");
+    assertThat(exec(c2, "cat", "/etc/app.txt")).isEqualTo("0|one\n|");
+    // both
+    containerd.destroy();
+    assertThat(containerd.waitFor(30, TimeUnit.SECONDS)).isTrue();
+    snapshotter.destroy();
+    assertThat(snapshotter.waitFor(30, TimeUnit.SECONDS)).isTrue();
+    startSnapshotter();
+    startContainerd();
+    assertThat(exec(c, "cat", "/kept")).isEqualTo("0|kept\n|");
+    assertThat(runtime.listContainers(ListContainersRequest.getDefaultInstance())
+        .getContainersList()).hasSize(2);
+    removePod(pod);
+    images.removeImage(RemoveImageRequest.newBuilder().setImage(spec("app:1")).build());
+    images.removeImage(RemoveImageRequest.newBuilder().setImage(spec("pause:1")).build());
+    waitUntil("containerd removes the snapshots", () -> records().isEmpty());
+    assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(runDir));
+  }
+
+  /**
+   * Unions served in the snapshotter's process (the default) end with it: a restarted
+   * snapshotter says which containers' roots it lost, serves new containers, and removing the
+   * pod cleans everything, as the kubelet does when a container fails.
+   */
+  @Test
+  void aSnapshotterRestartSaysWhichServedRootsWereLostAndNewContainersRun() throws Exception {
+    start("strata");
+    pull("app:1");
+    String pod = runPod("served");
+    String c = createAndStart(pod, "c", "app:1", "sleep 100000");
+    assertThat(exec(c, "cat", "/etc/app.txt")).isEqualTo("0|one\n|");
+    restartSnapshotter();
+    String c2 = createAndStart(pod, "c2", "app:1", "sleep 100000");
+    assertThat(exec(c2, "cat", "/etc/app.txt")).isEqualTo("0|one\n|");
+    assertThat(Files.readString(runDir.resolve("snapshotter.log")))
+        .containsPattern("snapshot k8s.io/[0-9]+/" + c + " .*loses its root");
+    removePod(pod);
+    images.removeImage(RemoveImageRequest.newBuilder().setImage(spec("app:1")).build());
+    images.removeImage(RemoveImageRequest.newBuilder().setImage(spec("pause:1")).build());
+    waitUntil("containerd removes the snapshots", () -> records().isEmpty());
+    assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(runDir));
+  }
+
+  void restartSnapshotter() throws Exception {
+    snapshotter.destroy();
+    assertThat(snapshotter.waitFor(30, TimeUnit.SECONDS)).isTrue();
+    startSnapshotter();
+    // containerd redials a proxy plugin with backoff: wait until it reaches the new one
+    waitUntil("containerd reaches the restarted snapshotter", () -> new ProcessBuilder("ctr",
+        "-a", socket.toString(), "-n", "k8s.io", "snapshots", "--snapshotter", "strata", "ls")
+        .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start()
+        .waitFor() == 0);
+  }
+
   // ------------------------------------------------------------------------------ the pod
 
   /** The kubelet's calls for one pod of two containers sharing an image; what they answered. */
@@ -366,20 +434,22 @@ class CriTest {
 
   // ------------------------------------------------------------------------------ the engines
 
+  boolean helper;
+
   void start(String snapshotterName) throws Exception {
+    start(snapshotterName, false);
+  }
+
+  /** @param helper containerd mounts each union through mount.fuse3 and strata-overlay */
+  void start(String snapshotterName, boolean helper) throws Exception {
+    this.helper = helper;
     runDir = Files.createDirectories(tmp.resolve("run-" + snapshotterName));
     socket = runDir.resolve("containerd.sock");
     snapSocket = runDir.resolve("snap.sock");
     snapRoot = runDir.resolve("snapshotter");
+    TestDaemon.overlayProgram(Files.createDirectories(runDir.resolve("bin")));
     if (snapshotterName.equals("strata")) {
-      ProcessBuilder pb = new ProcessBuilder(TestDaemon.command(List.of("--root",
-          store.toString(), "snapshotter", "--address", snapSocket.toString(), "--root",
-          snapRoot.toString(), "--log-level", "info")))
-          .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(
-              runDir.resolve("snapshotter.log").toFile()));
-      TestDaemon.environment(pb.environment());
-      snapshotter = pb.start();
-      waitFor(snapSocket);
+      startSnapshotter();
     }
     Files.createDirectories(runDir.resolve("cni/bin"));
     Files.createDirectories(runDir.resolve("cni/conf"));
@@ -410,14 +480,32 @@ class CriTest {
     startContainerd();
   }
 
+  void startSnapshotter() throws Exception {
+    List<String> args = new ArrayList<>(List.of("--root", store.toString(), "snapshotter",
+        "--address", snapSocket.toString(), "--root", snapRoot.toString(), "--log-level",
+        "info"));
+    if (helper) {
+      args.add("--mount-helper");
+    }
+    ProcessBuilder pb = new ProcessBuilder(TestDaemon.command(args))
+        .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(
+            runDir.resolve("snapshotter.log").toFile()));
+    TestDaemon.environment(pb.environment());
+    snapshotter = pb.start();
+    waitFor(snapSocket);
+  }
+
   void startContainerd() throws Exception {
     if (channel != null) {
       channel.shutdownNow().awaitTermination(10, TimeUnit.SECONDS);
     }
-    containerd = new ProcessBuilder("containerd", "--config",
+    ProcessBuilder pb = new ProcessBuilder("containerd", "--config",
         runDir.resolve("config.toml").toString()).redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(runDir.resolve("containerd.log")
-            .toFile())).start();
+            .toFile()));
+    // mount.fuse3 runs strata-overlay from containerd's PATH (with --mount-helper)
+    pb.environment().put("PATH", runDir.resolve("bin") + ":" + System.getenv("PATH"));
+    containerd = pb.start();
     waitFor(socket);
     if (group == null) {
       group = new MultiThreadIoEventLoopGroup(1, EpollIoHandler.newFactory());

@@ -20,9 +20,15 @@ import java.util.function.Consumer;
 public final class ServedUnions implements SnapshotStore.Unions, AutoCloseable {
   private final Map<String, FuseMount> mounts = new ConcurrentHashMap<>();
   private final Consumer<String> log;
+  private volatile java.util.function.Function<String, String> keyOf = id -> id;
 
   public ServedUnions(Consumer<String> log) {
     this.log = log;
+  }
+
+  /** How to name a snapshot by its id in what this says (its key, from the records). */
+  public void naming(java.util.function.Function<String, String> keyOf) {
+    this.keyOf = keyOf;
   }
 
   @Override
@@ -50,12 +56,20 @@ public final class ServedUnions implements SnapshotStore.Unions, AutoCloseable {
     }
   }
 
-  /** Unmounts every union (the snapshotter is stopping). */
+  /**
+   * Unmounts every union (the snapshotter is stopping). A union that a running container's
+   * root still binds keeps its FUSE connection until the container goes; the snapshotter does
+   * not wait for that (a second each, at most), and the container loses its root.
+   */
   @Override
   public void close() {
     for (Map.Entry<String, FuseMount> e : mounts.entrySet()) {
       try {
-        e.getValue().close();
+        if (!e.getValue().close(Duration.ofSeconds(1))) {
+          log.accept("the union of snapshot " + keyOf.apply(e.getKey()) + " is still a running"
+              + " container's root: the container loses its root as the snapshotter stops"
+              + " (--mount-helper keeps roots across restarts)");
+        }
       } catch (IOException ex) {
         log.accept("unmount of " + e.getValue().mountpoint() + " failed: " + ex.getMessage());
       }

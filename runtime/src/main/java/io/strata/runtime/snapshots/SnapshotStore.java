@@ -166,6 +166,12 @@ public final class SnapshotStore {
     if (unions != null) {
       for (Snapshot snap : byKey.values()) {
         if (isUnion(snap)) {
+          if (snap.kind() == Kind.ACTIVE
+              && io.strata.layers.fs.Mounts.isMountpoint(merged(snap))) {
+            log.accept("snapshot " + snap.key() + " was served by a snapshotter that was"
+                + " killed: a container running on it loses its root and fails until restarted"
+                + " (new containers are served; --mount-helper keeps roots across restarts)");
+          }
           try {
             serve(snap); // after a restart: what containers use is served again
           } catch (IOException | RuntimeException e) {
@@ -179,6 +185,16 @@ public final class SnapshotStore {
 
   public Path root() {
     return root;
+  }
+
+  /** The key of the snapshot with this id (for messages), or the id. */
+  public synchronized String keyOfId(String id) {
+    for (Snapshot s : byKey.values()) {
+      if (s.id().equals(id)) {
+        return s.key();
+      }
+    }
+    return id;
   }
 
   // ---------------------------------------------------------------- the snapshotter interface

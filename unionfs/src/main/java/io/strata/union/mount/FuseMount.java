@@ -446,8 +446,21 @@ public final class FuseMount implements AutoCloseable {
   /** Unmounts and waits for the FUSE loop to end; safe to call twice. */
   @Override
   public void close() throws IOException {
+    close(Duration.ofSeconds(30));
+  }
+
+
+  /**
+   * Unmounts and waits at most {@code wait} for the FUSE loop to end. It ends at once unless
+   * another mount of the same filesystem remains (a bind in a container's mount namespace):
+   * then the kernel keeps the connection until that goes, and this returns after {@code wait}
+   * with the view closed (the remaining mount's requests fail).
+   *
+   * @return whether the FUSE loop ended
+   */
+  public boolean close(Duration wait) throws IOException {
     if (closed) {
-      return;
+      return true;
     }
     closed = true;
     LIVE.remove(this);
@@ -463,9 +476,9 @@ public final class FuseMount implements AutoCloseable {
     boolean ended;
     try {
       if (kernel != null) {
-        ended = kernel.awaitEnd(Duration.ofSeconds(30).toMillis());
+        ended = kernel.awaitEnd(Math.max(1, wait.toMillis()));
       } else {
-        loop.join(Duration.ofSeconds(30).toMillis());
+        loop.join(Math.max(1, wait.toMillis()));
         ended = !loop.isAlive();
       }
     } catch (InterruptedException e) {
@@ -473,12 +486,14 @@ public final class FuseMount implements AutoCloseable {
       ended = false;
     }
     if (!ended) {
-      log.accept("the FUSE loop for " + mountpoint + " did not end after unmount");
+      log.accept("the FUSE loop for " + mountpoint + " did not end after unmount (another"
+          + " mount of it, such as a container's root, still holds the connection)");
     }
     try {
       view.close();
     } finally {
       lock.close(); // only now may another strata mount here
     }
+    return ended;
   }
 }
