@@ -29,7 +29,8 @@ import picocli.CommandLine.Option;
         + " unix socket until SIGTERM or SIGINT.",
         "",
         "Layers that containerd's CRI pulls are taken from strata's store (or pulled into it)"
-            + " and stored once for both; see --own-layers.",
+            + " and stored once for both (the store: strata --root DIR snapshotter, else the"
+            + " default store); see --own-layers.",
         "",
         "Active snapshots over parents are strata unions,"
             + " served by this process and handed to containerd as bind mounts (with"
@@ -38,7 +39,10 @@ import picocli.CommandLine.Option;
             + " In containerd's config:",
         "  [proxy_plugins.strata]",
         "    type = \"snapshot\"",
-        "    address = \"/run/strata/snapshotter.sock\""})
+        "    address = \"/run/strata/snapshotter.sock\"",
+        "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]   # Kubernetes",
+        "    snapshotter = \"strata\"",
+        "    disable_snapshot_annotations = false"})
 public final class SnapshotterCommand implements Callable<Integer> {
   @Option(names = "--address", paramLabel = "SOCKET",
       description = "The unix socket (default: /run/strata/snapshotter.sock).")

@@ -442,8 +442,13 @@ class CriTest {
 
   /** @param helper containerd mounts each union through mount.fuse3 and strata-overlay */
   void start(String snapshotterName, boolean helper) throws Exception {
+    start(snapshotterName, helper, "run-" + snapshotterName);
+  }
+
+  /** @param run names the directory of this containerd (and snapshotter) under tmp */
+  void start(String snapshotterName, boolean helper, String run) throws Exception {
     this.helper = helper;
-    runDir = Files.createDirectories(tmp.resolve("run-" + snapshotterName));
+    runDir = Files.createDirectories(tmp.resolve(run));
     socket = runDir.resolve("containerd.sock");
     snapSocket = runDir.resolve("snap.sock");
     snapRoot = runDir.resolve("snapshotter");
@@ -633,7 +638,7 @@ class CriTest {
   }
 
   static long du(Path dir) throws Exception {
-    return Long.parseLong(CommitTest.sh("du -sb " + dir + " | cut -f1").trim());
+    return Long.parseLong(CommitTest.sh("du -sxb " + dir + " | cut -f1").trim());
   }
 
   int strataOut(ByteArrayOutputStream out, String... args) {

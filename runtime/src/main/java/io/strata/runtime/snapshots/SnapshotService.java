@@ -80,8 +80,10 @@ public final class SnapshotService extends SnapshotsGrpc.SnapshotsImplBase {
   @Override
   public void prepare(PrepareSnapshotRequest r, StreamObserver<PrepareSnapshotResponse> out) {
     answer("prepare " + r.getKey(), out, () -> {
+      long start = System.nanoTime();
       List<Mount> m = toProto(store.prepare(r.getKey(), r.getParent(), r.getLabelsMap()));
-      io.strata.layers.base.Log.info("prepared " + r.getKey() + (r.getParent().isEmpty() ? "" : " on " + r.getParent()));
+      io.strata.layers.base.Log.info("prepared " + r.getKey() + (r.getParent().isEmpty() ? ""
+          : " on " + r.getParent()) + " in " + (System.nanoTime() - start) / 1_000_000 + " ms");
       return PrepareSnapshotResponse.newBuilder().addAllMounts(m).build();
     });
   }
