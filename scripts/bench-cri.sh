@@ -17,5 +17,5 @@ fi
 mvn -q -o install -DskipTests >/dev/null
 cd runtime
 mvn -q -o surefire:test@default-test -Dtest=CriBench -Dsurefire.failIfNoSpecifiedTests=false \
-  -Dstrata.bench.cri="$W/debian.tar" -Dstrata.bench.rounds="$rounds"
+  -Dstrata.bench.cri="$W/debian.tar" -Dstrata.bench.rounds="$rounds" ${STRATA_BENCH_OPTS:-}
 sed -n '/^CRI benchmark/,$p' target/surefire-reports/io.strata.cli.CriBench-output.txt

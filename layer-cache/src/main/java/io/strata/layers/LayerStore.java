@@ -491,6 +491,22 @@ public final class LayerStore {
     }
   }
 
+  /**
+   * Removes the record of image {@code id} if no name points to it (its layers stay): for a
+   * holder that pulled an image unnamed and now pins its layers itself. Returns whether it went.
+   */
+  public boolean removeIfUnnamed(Digest id) {
+    try (FileMutex.Held held = metaLock.exclusive(log)) {
+      if (repositories().containsValue(id) || !Files.isDirectory(images.resolve(id.hex()))) {
+        return false;
+      }
+      retire(images.resolve(id.hex()));
+      return true;
+    } catch (IOException e) {
+      throw new StoreException("cannot remove image " + id + ": " + e.getMessage(), e);
+    }
+  }
+
   /** What {@link #gc} did. */
   public record GcResult(List<Digest> removedLayers, long freedBytes, int removedImages) {}
 

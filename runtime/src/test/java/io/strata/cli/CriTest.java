@@ -200,6 +200,8 @@ class CriTest {
     pull("app:1");
     Set<String> after = layerDirs();
     assertThat(after).as("the CRI pull stored the image's layers in strata's store").hasSize(2);
+    // held by the snapshots, not by an image: strata images lists none
+    assertThat(io.strata.layers.LayerStore.open(store, l -> { }).images()).isEmpty();
     assertThat(contentBlobs()).doesNotContainAnyElementsOf(registry.layerBlobs("app", "1"));
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     assertThat(strataOut(out, "pull", reg + "/app:1")).isZero();
@@ -488,7 +490,7 @@ class CriTest {
   void startSnapshotter() throws Exception {
     List<String> args = new ArrayList<>(List.of("--root", store.toString(), "snapshotter",
         "--address", snapSocket.toString(), "--root", snapRoot.toString(), "--log-level",
-        "info"));
+        System.getProperty("strata.test.snapshotterLogLevel", "info")));
     if (helper) {
       args.add("--mount-helper");
     }

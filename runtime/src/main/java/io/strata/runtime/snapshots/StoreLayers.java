@@ -36,6 +36,8 @@ public final class StoreLayers implements SnapshotStore.Layers {
   private final String owner;
   private final Map<Digest, Digest> diffIdOfBlob = new ConcurrentHashMap<>();
   private final Map<String, Object> pulls = new ConcurrentHashMap<>();
+  /** Images pulled unnamed, with their layers: their records go once snapshots hold those. */
+  private final Map<Digest, Set<Digest>> unnamed = new ConcurrentHashMap<>();
 
   /**
    * @param owner names the pin that holds the snapshots' layers (one per snapshotter root)
@@ -77,6 +79,7 @@ public final class StoreLayers implements SnapshotStore.Layers {
       long start = System.nanoTime();
       try {
         Distribution.PullResult r = Distribution.pullLayers(store, pull, options, Progress.NONE);
+        unnamed.put(r.image().id(), java.util.Set.copyOf(r.image().diffIds()));
         io.strata.layers.base.Log.info(String.format(java.util.Locale.ROOT,
             "pulled %s into the store for containerd: %d layers fetched, %d there already,"
             + " %.1f s", pull, r.layersFetched(), r.layersSkipped(),
@@ -131,6 +134,14 @@ public final class StoreLayers implements SnapshotStore.Layers {
   @Override
   public void hold(Set<Digest> diffIds, Path records) {
     store.pin(owner, new ArrayList<>(diffIds), records);
+    // an image pulled for containerd whose layers are all held now needs no record of its own
+    // (it would show in strata images as <none> until a gc)
+    for (Map.Entry<Digest, Set<Digest>> e : unnamed.entrySet()) {
+      if (diffIds.containsAll(e.getValue())) {
+        store.removeIfUnnamed(e.getKey());
+        unnamed.remove(e.getKey());
+      }
+    }
   }
 
   /** The pin owner for a snapshotter root: one per root, the same after a restart. */
