@@ -51,8 +51,10 @@ public final class SnapshotService extends SnapshotsGrpc.SnapshotsImplBase {
 
   private <T> void answer(String what, StreamObserver<T> out, Call<T> call) {
     T result;
+    long start = System.nanoTime();
     try {
       result = call.run();
+      io.strata.layers.base.Log.debug(what + ": " + (System.nanoTime() - start) / 1000 + " µs");
     } catch (SnapshotStore.Refused r) {
       Status s = switch (r.why) {
         case NOT_FOUND -> Status.NOT_FOUND;

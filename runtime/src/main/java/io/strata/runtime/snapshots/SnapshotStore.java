@@ -425,6 +425,7 @@ public final class SnapshotStore {
       unions.stop(s.id(), merged(s));
     }
     byKey.remove(key);
+    committedUsage.remove(s.id());
     save();
     retire(dirs.resolve(s.id()));
   }
@@ -467,16 +468,32 @@ public final class SnapshotStore {
     return new ArrayList<>(byKey.values());
   }
 
-  /** What a snapshot adds: bytes of its tree (allocated blocks) and inodes. */
+  /**
+   * What a snapshot adds: bytes of its tree (allocated blocks) and inodes. A committed
+   * snapshot's tree no longer changes: it is walked once (containerd's CRI asks for every
+   * snapshot's usage every stats_collect_period, 10 s by default).
+   */
   public long[] usage(String key) throws IOException {
     Path fs;
+    String id;
     synchronized (this) {
-      fs = fs(get(key));
+      Snapshot s = get(key);
+      fs = fs(s);
+      id = s.kind() == Kind.COMMITTED ? s.id() : null;
+      long[] known = id == null ? null : committedUsage.get(id);
+      if (known != null) {
+        return known.clone();
+      }
     }
     long[] out = new long[2];
     usage(fs, "", out);
+    if (id != null) {
+      committedUsage.put(id, out.clone());
+    }
     return out;
   }
+
+  private final Map<String, long[]> committedUsage = new java.util.concurrent.ConcurrentHashMap<>();
 
   private static void usage(Path fs, String rel, long[] out) throws IOException {
     int dirfd = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(fs), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);

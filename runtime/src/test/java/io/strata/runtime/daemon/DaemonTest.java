@@ -333,12 +333,12 @@ class DaemonTest {
           .output());
       assertThat(status.path("mounts").size()).isGreaterThanOrEqualTo(3);
       for (Path mp : List.of(healthy, full, orphan)) {
-        Result u = run(d, "umount", mp.toString());
+        Result u = run(d, "--root", store.toString(), "umount", mp.toString());
         assertThat(u.code()).as(mp + ": " + u.output()).isZero();
       }
       // the aborted one: its serving side ended; it is gone, or umount clears it
       if (Mounts.isMountpoint(aborted)) {
-        run(d, "umount", aborted.toString());
+        run(d, "--root", store.toString(), "umount", aborted.toString());
       }
       assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(base)
           && e.fsType().startsWith("fuse"));
@@ -461,7 +461,8 @@ class DaemonTest {
     } finally {
       List<Future<Result>> umounts = new ArrayList<>();
       for (Path mp : mps) {
-        umounts.add(pool.submit(() -> run(d, "umount", mp.toString())));
+        umounts.add(pool.submit(() -> run(d, "--root", store.toString(), "umount",
+            mp.toString())));
       }
       for (Future<Result> f : umounts) {
         Result r = f.get(120, TimeUnit.SECONDS);
@@ -509,7 +510,7 @@ class DaemonTest {
       assertThat(none.code()).isEqualTo(io.strata.cli.Main.NOT_FOUND);
       assertThat(none.err()).contains("serves no mount at");
     } finally {
-      assertThat(run(d, "umount", mp.toString()).code()).isZero();
+      assertThat(run(d, "--root", store.toString(), "umount", mp.toString()).code()).isZero();
     }
     Result noDaemon = inProcess("stats");
     assertThat(noDaemon.code()).isEqualTo(io.strata.cli.Main.NOT_FOUND);
