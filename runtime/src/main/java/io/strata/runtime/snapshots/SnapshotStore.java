@@ -413,22 +413,52 @@ public final class SnapshotStore {
     Trees.deleteRecursively(dirs.resolve(s.id()).resolve("work"));
   }
 
-  public synchronized void remove(String key) throws IOException {
-    Snapshot s = get(key);
-    for (Snapshot o : byKey.values()) {
-      if (key.equals(o.parent())) {
+  /**
+   * Removes a snapshot. Its union is unmounted outside the store's lock (an unmount waits for
+   * the FUSE loop to end): containerd removes the last pod's snapshots while it prepares the
+   * next pod's, which need not wait for that.
+   */
+  public void remove(String key) throws IOException {
+    Snapshot s;
+    synchronized (this) {
+      s = get(key);
+      for (Snapshot o : byKey.values()) {
+        if (key.equals(o.parent())) {
+          throw new Refused(Refused.Why.FAILED_PRECONDITION, "snapshot " + key
+              + " has children (" + o.key() + ")");
+        }
+      }
+      if (removing.contains(key)) {
         throw new Refused(Refused.Why.FAILED_PRECONDITION, "snapshot " + key
-            + " has children (" + o.key() + ")");
+            + " is being removed");
+      }
+      if (unions == null || !isUnion(s)) { // nothing slow: all under the lock
+        forget(s);
+        return;
+      }
+      // a union is an active snapshot or a view: nothing can be made on it meanwhile
+      removing.add(key);
+    }
+    try {
+      unions.stop(s.id(), merged(s));
+      synchronized (this) {
+        forget(s);
+      }
+    } finally {
+      synchronized (this) {
+        removing.remove(s.key());
       }
     }
-    if (unions != null && isUnion(s)) {
-      unions.stop(s.id(), merged(s));
-    }
-    byKey.remove(key);
+  }
+
+  private void forget(Snapshot s) throws IOException {
+    byKey.remove(s.key());
     committedUsage.remove(s.id());
     save();
     retire(dirs.resolve(s.id()));
   }
+
+  private final java.util.Set<String> removing = new java.util.HashSet<>();
 
   public synchronized Snapshot stat(String key) {
     return get(key);
