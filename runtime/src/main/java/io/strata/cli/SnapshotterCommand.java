@@ -73,7 +73,7 @@ public final class SnapshotterCommand implements Callable<Integer> {
 
   @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
-  /** The strata store: --store, else the top command's --root ({@code strata --root DIR snapshotter}). */
+  /** The strata store: --store, else the top command's --root ({@code strata --root DIR …}). */
   private Path storeRoot() {
     Path chosen = store;
     if (chosen == null && spec != null) {
@@ -184,8 +184,9 @@ public final class SnapshotterCommand implements Callable<Integer> {
         server.shutdown();
       }
     });
-    log("serving " + dir + (layers != null ? " (layers from the store " + storeRoot() + ")" : "") + " on " + address + (mountHelper ? " (unions mounted by containerd"
-        + " through mount.fuse3)" : " (unions served in this process)"));
+    log("serving " + dir + (layers != null ? " (layers from the store " + storeRoot() + ")"
+        : "") + " on " + address + (mountHelper ? " (unions mounted by containerd through"
+        + " mount.fuse3)" : " (unions served in this process)"));
     try {
       server.awaitTermination();
     } finally {

@@ -237,7 +237,8 @@ public final class SnapshotStore {
         throw new Refused(Refused.Why.ALREADY_EXISTS, "target snapshot " + target
             + " already exists");
       }
-      if (have != null || byKey.containsKey(key) || (parent != null && !byKey.containsKey(parent))) {
+      if (have != null || byKey.containsKey(key)
+          || (parent != null && !byKey.containsKey(parent))) {
         return; // the usual checks answer it
       }
       parentChain = parent == null ? null : get(parent).labels().get(REF_LABEL);
