@@ -119,15 +119,34 @@ class CriTest {
           Mounts.unmount(e.mountpoint(), true);
         }
       }
-      for (String c : List.of("memory", "cpu,cpuacct", "pids", "cpuset", "devices", "freezer",
-          "blkio", "net_cls,net_prio", "perf_event", "hugetlb", "rdma", "misc", "systemd", "")) {
-        Path dir = Path.of("/sys/fs/cgroup", c, cgroupParent);
-        if (Files.isDirectory(dir)) {
-          CommitTest.sh("find " + dir + " -depth -type d -exec rmdir {} + || true");
+      // the pods' cgroup parent, in every hierarchy (v1 controllers, systemd's, v2)
+      List<Path> hierarchies = new ArrayList<>(List.of(Path.of("/sys/fs/cgroup")));
+      try (var ds = Files.newDirectoryStream(Path.of("/sys/fs/cgroup"))) {
+        ds.forEach(hierarchies::add);
+      }
+      // containers a failed test left running (their shims killed with containerd) go first
+      for (Path h : hierarchies) {
+        Path dir = h.resolve(cgroupParent);
+        if (Files.isDirectory(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+          CommitTest.sh("find " + dir + " -name cgroup.procs -exec cat {} + | xargs -r kill -9"
+              + " || true");
+        }
+      }
+      for (Path h : hierarchies) {
+        Path dir = h.resolve(cgroupParent);
+        if (Files.isDirectory(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+          long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+          while (Files.exists(dir) && System.nanoTime() < until) {
+            CommitTest.sh("find " + dir + " -depth -type d -exec rmdir {} + 2>/dev/null || true");
+            if (Files.exists(dir)) {
+              Thread.sleep(100); // killed processes leave their cgroups a moment later
+            }
+          }
         }
       }
     }
     assertThat(Mounts.table()).noneMatch(e -> e.mountpoint().startsWith(tmp));
+    assertThat(Path.of("/sys/fs/cgroup/memory", cgroupParent)).doesNotExist();
   }
 
   // ------------------------------------------------------------------------------ the tests
