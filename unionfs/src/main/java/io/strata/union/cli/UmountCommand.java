@@ -47,6 +47,9 @@ public final class UmountCommand implements Callable<Integer> {
       Mounts.unmount(mp, lazy);
     }
     LayerStore s;
+    if (!remove && !java.nio.file.Files.isDirectory(store.rootPath().resolve("pins"))) {
+      return 0; // no store with pins there (a plain `strata overlay` mount): do not make one
+    }
     try {
       s = store.open();
       s.unpin(MountCommand.pinOf(mp));
