@@ -481,6 +481,8 @@ class CriTest {
     Files.createDirectories(runDir.resolve("cni/conf"));
     String cri = "plugins.\"io.containerd.grpc.v1.cri\"";
     Files.writeString(runDir.resolve("config.toml"), "version = 2\n"
+        + (Boolean.getBoolean("strata.test.containerdDebug") ? "[debug]\n  level = \"debug\"\n"
+            : "")
         + "root = \"" + runDir.resolve("root") + "\"\n"
         + "state = \"" + runDir.resolve("state") + "\"\n"
         + "[grpc]\n  address = \"" + socket + "\"\n"
