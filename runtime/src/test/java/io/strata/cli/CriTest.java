@@ -3,7 +3,6 @@ package io.strata.cli;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.netty.channel.EventLoopGroup;
@@ -44,7 +43,6 @@ import io.strata.cri.StartContainerRequest;
 import io.strata.cri.StopContainerRequest;
 import io.strata.cri.StopPodSandboxRequest;
 import io.strata.cri.VersionRequest;
-import io.strata.layers.base.Digest;
 import io.strata.layers.base.Json;
 import io.strata.layers.fs.Mounts;
 import io.strata.runtime.container.TestImages;
@@ -697,45 +695,10 @@ class CriTest {
 
   /** An OCI image layout of gzip-compressed layers with this command. */
   Path image(List<Path> layers, List<String> cmd) throws Exception {
-    Path dir = tmp.resolve("oci-" + imageCount++);
-    Path blobs = Files.createDirectories(dir.resolve("blobs/sha256"));
-    ObjectNode cfg = Json.MAPPER.createObjectNode();
-    cfg.put("architecture", "amd64").put("os", "linux");
-    var cmdArray = cfg.putObject("config").putArray("Cmd");
-    cmd.forEach(cmdArray::add);
-    var diffIds = cfg.putObject("rootfs").put("type", "layers").putArray("diff_ids");
-    ObjectNode manifest = Json.MAPPER.createObjectNode();
-    manifest.put("schemaVersion", 2)
-        .put("mediaType", "application/vnd.oci.image.manifest.v1+json");
-    var layerArray = manifest.putArray("layers");
-    for (Path gz : layers) {
-      byte[] blob = Files.readAllBytes(gz);
-      Digest d = Digest.of(blob);
-      Files.write(blobs.resolve(d.hex()), blob);
-      byte[] tar;
-      try (var in = new java.util.zip.GZIPInputStream(new java.io.ByteArrayInputStream(blob))) {
-        tar = in.readAllBytes();
-      }
-      diffIds.add(Digest.of(tar).toString());
-      layerArray.addObject().put("mediaType", "application/vnd.oci.image.layer.v1.tar+gzip")
-          .put("digest", d.toString()).put("size", blob.length);
-    }
-    byte[] cfgBytes = Json.MAPPER.writeValueAsBytes(cfg);
-    Digest cfgDigest = Digest.of(cfgBytes);
-    Files.write(blobs.resolve(cfgDigest.hex()), cfgBytes);
-    manifest.putObject("config").put("mediaType", "application/vnd.oci.image.config.v1+json")
-        .put("digest", cfgDigest.toString()).put("size", cfgBytes.length);
-    byte[] mBytes = Json.MAPPER.writeValueAsBytes(manifest);
-    Digest mDigest = Digest.of(mBytes);
-    Files.write(blobs.resolve(mDigest.hex()), mBytes);
-    ObjectNode index = Json.MAPPER.createObjectNode();
-    index.put("schemaVersion", 2);
-    index.putArray("manifests").addObject()
-        .put("mediaType", "application/vnd.oci.image.manifest.v1+json")
-        .put("digest", mDigest.toString()).put("size", mBytes.length);
-    Files.write(dir.resolve("index.json"), Json.MAPPER.writeValueAsBytes(index));
-    Files.writeString(dir.resolve("oci-layout"), "{\"imageLayoutVersion\":\"1.0.0\"}");
-    return dir;
+    return TestImages.ociLayout(layers, tmp.resolve("oci-" + imageCount++), c -> {
+      var cmdArray = c.putArray("Cmd");
+      cmd.forEach(cmdArray::add);
+    });
   }
 
   void push(Path layout, String name) throws Exception {

@@ -39,24 +39,43 @@ public final class TestImages {
 
   /** An OCI image layout of one layer whose config the caller fills in. */
   static Path ociLayout(Path layerTar, Path dir, Consumer<ObjectNode> config) throws Exception {
+    return ociLayout(List.of(layerTar), dir, config);
+  }
+
+  /**
+   * An OCI image layout of these layers, bottom first (each a plain tar, or gzip-compressed if
+   * its name ends in .gz), whose config the caller fills in.
+   */
+  public static Path ociLayout(List<Path> layers, Path dir, Consumer<ObjectNode> config)
+      throws Exception {
     Path blobs = Files.createDirectories(dir.resolve("blobs/sha256"));
-    byte[] layer = Files.readAllBytes(layerTar);
-    Digest layerDigest = Digest.of(layer);
-    Files.write(blobs.resolve(layerDigest.hex()), layer);
     ObjectNode cfg = Json.MAPPER.createObjectNode();
     cfg.put("architecture", "amd64").put("os", "linux");
     config.accept(cfg.putObject("config"));
-    cfg.putObject("rootfs").put("type", "layers").putArray("diff_ids").add(layerDigest.toString());
+    var diffIds = cfg.putObject("rootfs").put("type", "layers").putArray("diff_ids");
+    ObjectNode manifest = Json.MAPPER.createObjectNode();
+    manifest.put("schemaVersion", 2).put("mediaType", "application/vnd.oci.image.manifest.v1+json");
+    var layerArray = manifest.putArray("layers");
+    for (Path layer : layers) {
+      byte[] blob = Files.readAllBytes(layer);
+      Digest d = Digest.of(blob);
+      Files.write(blobs.resolve(d.hex()), blob);
+      boolean gzip = layer.getFileName().toString().endsWith(".gz");
+      byte[] tar = blob;
+      if (gzip) {
+        try (var in = new java.util.zip.GZIPInputStream(new java.io.ByteArrayInputStream(blob))) {
+          tar = in.readAllBytes();
+        }
+      }
+      diffIds.add(Digest.of(tar).toString());
+      layerArray.addObject().put("mediaType", "application/vnd.oci.image.layer.v1.tar"
+          + (gzip ? "+gzip" : "")).put("digest", d.toString()).put("size", blob.length);
+    }
     byte[] cfgBytes = Json.MAPPER.writeValueAsBytes(cfg);
     Digest cfgDigest = Digest.of(cfgBytes);
     Files.write(blobs.resolve(cfgDigest.hex()), cfgBytes);
-    ObjectNode manifest = Json.MAPPER.createObjectNode();
-    manifest.put("schemaVersion", 2).put("mediaType", "application/vnd.oci.image.manifest.v1+json");
     manifest.putObject("config").put("mediaType", "application/vnd.oci.image.config.v1+json")
         .put("digest", cfgDigest.toString()).put("size", cfgBytes.length);
-    manifest.putArray("layers").addObject()
-        .put("mediaType", "application/vnd.oci.image.layer.v1.tar")
-        .put("digest", layerDigest.toString()).put("size", layer.length);
     byte[] mBytes = Json.MAPPER.writeValueAsBytes(manifest);
     Digest mDigest = Digest.of(mBytes);
     Files.write(blobs.resolve(mDigest.hex()), mBytes);
