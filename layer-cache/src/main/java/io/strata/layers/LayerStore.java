@@ -634,22 +634,14 @@ public final class LayerStore {
   /** The owners of the pins that hold each layer (pins whose holder is gone do not count). */
   public Map<Digest, List<String>> pinsByLayer() {
     Map<Digest, List<String>> out = new LinkedHashMap<>();
-    for (Path p : list(root.resolve("pins"))) {
-      String file = p.getFileName().toString();
-      if (!file.endsWith(".json")) {
-        continue;
-      }
-      try {
-        Pin pin = Json.MAPPER.readValue(p.toFile(), Pin.class);
-        if (pin.holderAlive()) {
-          for (Digest d : new java.util.LinkedHashSet<>(pin.layers())) {
-            out.computeIfAbsent(d, k -> new ArrayList<>())
-                .add(file.substring(0, file.length() - ".json".length()));
-          }
+    try {
+      livePins(false).forEach((owner, layers) -> {
+        for (Digest d : new java.util.LinkedHashSet<>(layers)) {
+          out.computeIfAbsent(d, k -> new ArrayList<>()).add(owner);
         }
-      } catch (IOException unreadable) {
-        // gone meanwhile, or an old form (gc reads those)
-      }
+      });
+    } catch (IOException e) {
+      throw new StoreException("cannot read the pins: " + e.getMessage(), e);
     }
     return out;
   }
@@ -657,24 +649,37 @@ public final class LayerStore {
   /** The layers of every pin whose holder is still there; the pins of gone holders are removed. */
   private Set<Digest> pinned() throws IOException {
     Set<Digest> out = new HashSet<>();
+    livePins(true).values().forEach(out::addAll);
+    return out;
+  }
+
+  /**
+   * The layers of each pin whose holder is still there, by owner; with {@code removeGone}, the
+   * pins of gone holders are removed.
+   */
+  private Map<String, List<Digest>> livePins(boolean removeGone) throws IOException {
+    Map<String, List<Digest>> out = new LinkedHashMap<>();
     for (Path p : list(root.resolve("pins"))) {
-      if (p.getFileName().toString().endsWith(".json")) {
-        try {
-          Pin pin = Json.MAPPER.readValue(p.toFile(), Pin.class);
-          if (pin.holderAlive()) {
-            out.addAll(pin.layers());
-          } else {
-            log.accept("removing the pin " + p.getFileName() + (pin.whileExists() != null
-                ? ", whose holder " + pin.whileExists() + " is gone"
-                : " of process " + pin.pid() + ", which is gone"));
-            Files.deleteIfExists(p);
-          }
-        } catch (NoSuchFileException gone) {
-          // unpinned while we read
-        } catch (com.fasterxml.jackson.databind.exc.MismatchedInputException oldForm) {
-          // a list of layers, as strata wrote before pins had holders: kept as it was
-          out.addAll(Json.MAPPER.readValue(p.toFile(), new TypeReference<List<Digest>>() {}));
+      String file = p.getFileName().toString();
+      if (!file.endsWith(".json")) {
+        continue;
+      }
+      String owner = file.substring(0, file.length() - ".json".length());
+      try {
+        Pin pin = Json.MAPPER.readValue(p.toFile(), Pin.class);
+        if (pin.holderAlive()) {
+          out.put(owner, pin.layers());
+        } else if (removeGone) {
+          log.accept("removing the pin " + file + (pin.whileExists() != null
+              ? ", whose holder " + pin.whileExists() + " is gone"
+              : " of process " + pin.pid() + ", which is gone"));
+          Files.deleteIfExists(p);
         }
+      } catch (NoSuchFileException gone) {
+        // unpinned while we read
+      } catch (com.fasterxml.jackson.databind.exc.MismatchedInputException oldForm) {
+        // a list of layers, as strata wrote before pins had holders: kept as it was
+        out.put(owner, Json.MAPPER.readValue(p.toFile(), new TypeReference<List<Digest>>() {}));
       }
     }
     return out;

@@ -92,11 +92,12 @@ public final class SnapshotterCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    Path dir = root != null ? root : storeRoot().resolve("snapshotter");
+    Path storeRoot = storeRoot();
+    Path dir = root != null ? root : storeRoot.resolve("snapshotter");
     io.strata.runtime.snapshots.ServedUnions served = mountHelper ? null
         : new io.strata.runtime.snapshots.ServedUnions(SnapshotterCommand::log);
     SnapshotStore.Layers layers = ownLayers ? null : new StoreLayers(
-        LayerStore.open(storeRoot(), SnapshotterCommand::log),
+        LayerStore.open(storeRoot, SnapshotterCommand::log),
         new Distribution.Options(true, null, null, null, null),
         StoreLayers.ownerFor(dir), SnapshotterCommand::log);
     SnapshotStore snapshots = new SnapshotStore(dir, "fuse3.strata-overlay", served, layers,
@@ -184,7 +185,7 @@ public final class SnapshotterCommand implements Callable<Integer> {
         server.shutdown();
       }
     });
-    log("serving " + dir + (layers != null ? " (layers from the store " + storeRoot() + ")"
+    log("serving " + dir + (layers != null ? " (layers from the store " + storeRoot + ")"
         : "") + " on " + address + (mountHelper ? " (unions mounted by containerd through"
         + " mount.fuse3)" : " (unions served in this process)"));
     try {

@@ -49,8 +49,10 @@ public final class ServedUnions implements SnapshotStore.Unions, AutoCloseable {
   public void stop(String id, Path mountpoint) throws IOException {
     FuseMount m = mounts.remove(id);
     if (m != null) {
-      io.strata.layers.base.Log.debug("unmounting the union of snapshot " + keyOf.apply(id)
-          + ": " + m.report());
+      if (io.strata.layers.base.Log.enabled(io.strata.layers.base.Log.Level.DEBUG)) {
+        io.strata.layers.base.Log.debug("unmounting the union of snapshot " + keyOf.apply(id)
+            + ": " + m.report());
+      }
       m.close();
     } else if (Mounts.isMountpoint(mountpoint)) {
       log.accept("unmounting " + mountpoint + ", left by an earlier snapshotter");

@@ -54,7 +54,9 @@ public final class SnapshotService extends SnapshotsGrpc.SnapshotsImplBase {
     long start = System.nanoTime();
     try {
       result = call.run();
-      io.strata.layers.base.Log.debug(what + ": " + (System.nanoTime() - start) / 1000 + " µs");
+      if (io.strata.layers.base.Log.enabled(io.strata.layers.base.Log.Level.DEBUG)) {
+        io.strata.layers.base.Log.debug(what + ": " + (System.nanoTime() - start) / 1000 + " µs");
+      }
     } catch (SnapshotStore.Refused r) {
       Status s = switch (r.why) {
         case NOT_FOUND -> Status.NOT_FOUND;

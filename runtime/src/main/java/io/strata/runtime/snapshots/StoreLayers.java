@@ -6,6 +6,7 @@ import io.strata.layers.LayerStore;
 import io.strata.layers.base.Digest;
 import io.strata.layers.base.Progress;
 import io.strata.layers.registry.Distribution;
+import io.strata.layers.registry.Reference;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Map;
@@ -69,7 +70,16 @@ public final class StoreLayers implements SnapshotStore.Layers {
       return null;
     }
     String manifest = labels.get(MANIFEST_LABEL);
-    String pull = manifest == null || manifest.isEmpty() ? ref : repository(ref) + "@" + manifest;
+    String pull;
+    try {
+      Reference r = Reference.parse(ref, Reference.DOCKER_HUB);
+      pull = manifest == null || manifest.isEmpty() ? r.toString()
+          : new Reference(r.registry(), r.repository(), null, Digest.parse(manifest)).toString();
+    } catch (RuntimeException bad) {
+      log.accept("containerd's image labels name no image strata can pull (" + bad.getMessage()
+          + "): the layer is unpacked through the mount");
+      return null;
+    }
     // the CRI prepares an image's layers one after the other: the first pulls them all
     synchronized (pulls.computeIfAbsent(pull, k -> new Object())) {
       found = byBlob(blob);
@@ -111,14 +121,6 @@ public final class StoreLayers implements SnapshotStore.Layers {
     }
     known = diffIdOfBlob.get(blob);
     return known != null && store.hasLayer(known) ? known : null;
-  }
-
-  /** HOST/PATH of a reference HOST/PATH[:TAG][@DIGEST]. */
-  static String repository(String ref) {
-    int at = ref.indexOf('@');
-    String r = at >= 0 ? ref.substring(0, at) : ref;
-    int colon = r.lastIndexOf(':');
-    return colon > r.lastIndexOf('/') ? r.substring(0, colon) : r;
   }
 
   @Override
