@@ -54,6 +54,7 @@ public final class DaemonCommand implements Callable<Integer> {
             DaemonServer::logLine);
     Path where = server.socket();
     io.strata.union.mount.Background.serveInThisProcess(commands::run);
+    Main.keepSpareCommandLines();
     Thread hook = new Thread(() -> {
       DaemonServer.logLine("stopping");
       try {

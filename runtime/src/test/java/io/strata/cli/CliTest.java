@@ -51,6 +51,20 @@ class CliTest {
   }
 
   @Test
+  void aCommandLineHoldsTheSubcommandsItsArgumentsName() {
+    // the daemon keeps a spare command line per kind: the kind must not depend on options
+    assertThat(Main.kind(new String[] {"--root", "/s", "overlay", "-o", "lowerdir=/l", "/m"}))
+        .isEqualTo(Main.kind(new String[] {"overlay", "-f", "-o", "x", "src", "/n"}))
+        .containsExactly("overlay");
+    assertThat(Main.kind(new String[] {"run", "--rm", "images", "true"}))
+        .containsExactly("images", "run");
+    assertThat(Main.commandLine(new String[] {"overlay", "-o", "x", "/m"}).getSubcommands())
+        .containsOnlyKeys("overlay");
+    assertThat(Main.commandLine(new String[] {"--help"}).getSubcommands())
+        .containsKeys("overlay", "run", "images", "daemon");
+  }
+
+  @Test
   void imagesInAndOutSayWhatIsWrongWithExitCodes() throws Exception {
     assertThat(strata("import", layer("x", "y").toString(), "--name", "x:1").code()).isZero();
     Result badRef = strata("pull", "127.0.0.1:1/UPPER:v1");

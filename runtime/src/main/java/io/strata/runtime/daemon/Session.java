@@ -28,8 +28,11 @@ final class Session implements Runnable {
   private final Consumer<String> log;
   private final Wire.Out out;
   private final InputStream in;
+  private final java.util.concurrent.Executor threads;
 
-  Session(SocketChannel ch, DaemonServer.CommandLine commands, Consumer<String> log) {
+  Session(SocketChannel ch, DaemonServer.CommandLine commands, Consumer<String> log,
+      java.util.concurrent.Executor threads) {
+    this.threads = threads;
     this.ch = ch;
     this.commands = commands;
     this.log = log;
@@ -68,9 +71,7 @@ final class Session implements Runnable {
       PrintStream e = new PrintStream(new Frames(Wire.STDERR), true, StandardCharsets.UTF_8);
       Invocation inv = new Invocation(cwd, env, stdin, o, e, (h.flags() & 1) != 0,
           (h.flags() & 4) != 0, h.pid());
-      Thread reader = new Thread(() -> readClient(inv, stdin), "strata-client-input");
-      reader.setDaemon(true);
-      reader.start();
+      threads.execute(() -> readClient(inv, stdin));
       int code;
       try {
         code = Invocation.run(inv, () -> commands.run(h.argv()));

@@ -169,11 +169,14 @@ public final class Background {
       } catch (Exception e) {
         both.println("strata: " + e.getMessage());
         status[0] = 1;
+      } finally {
+        FuseMount.signalChange(); // the waiter below looks again
       }
     }, "mount " + mp);
     t.start();
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
+      long seen = FuseMount.changes();
       // this command's mount: another may have won the mountpoint meanwhile
       boolean alive = t.isAlive(); // before looking: a command that ends has mounted or failed
       boolean ours = FuseMount.live().stream()
@@ -197,7 +200,7 @@ public final class Background {
         throw new IOException("the mount at " + mp + " did not answer within " + timeout);
       }
       try {
-        Thread.sleep(1);
+        FuseMount.awaitChange(seen, 100);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         throw new IOException("interrupted");

@@ -224,6 +224,7 @@ public final class FuseMount implements AutoCloseable {
           ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
       m.awaitAnswer(timeout);
       LIVE.add(m);
+      signalChange();
       return m;
     } catch (IOException | RuntimeException e) {
       lock.close();
@@ -273,9 +274,10 @@ public final class FuseMount implements AutoCloseable {
     long deadline = System.nanoTime() + timeout.toNanos();
     if (kernel != null) {
       // strata's own transport answered INIT: the mount answers from now on (no process
-      // spawned to ask it, which took most of a mount's 30 ms in the daemon)
+      // spawned to ask it, which took most of a mount's 30 ms in the daemon; nor a read of
+      // the mount table: the kernel sends INIT only for a mount that was made)
       try {
-        if (kernel.awaitInit(timeout.toNanos()) && (elsewhere || Mounts.isFuseMountpoint(mp))) {
+        if (kernel.awaitInit(timeout.toNanos())) {
           return;
         }
         if (elsewhere) {
@@ -443,6 +445,39 @@ public final class FuseMount implements AutoCloseable {
     return List.copyOf(LIVE);
   }
 
+  /** Counts changes of {@link #live} and {@link #signalChange} calls; guarded by itself. */
+  private static final long[] CHANGES = {0};
+
+  /** Where {@link #live} stands now, for {@link #awaitChange}. */
+  public static long changes() {
+    synchronized (CHANGES) {
+      return CHANGES[0];
+    }
+  }
+
+  /** Wakes whoever waits in {@link #awaitChange} (a mount's command ended, say). */
+  public static void signalChange() {
+    synchronized (CHANGES) {
+      CHANGES[0]++;
+      CHANGES.notifyAll();
+    }
+  }
+
+  /**
+   * Waits until a mount is listed or leaves the list (or {@link #signalChange}) after
+   * {@code seen} ({@link #changes}), at most {@code millis}: a caller that looked at the list
+   * after reading {@code seen} misses nothing.
+   */
+  public static void awaitChange(long seen, long millis) throws InterruptedException {
+    long end = System.nanoTime() + millis * 1_000_000;
+    synchronized (CHANGES) {
+      long left;
+      while (CHANGES[0] == seen && (left = end - System.nanoTime()) > 0) {
+        CHANGES.wait(Math.max(1, left / 1_000_000));
+      }
+    }
+  }
+
   /** Unmounts and waits for the FUSE loop to end; safe to call twice. */
   @Override
   public void close() throws IOException {
@@ -464,6 +499,7 @@ public final class FuseMount implements AutoCloseable {
     }
     closed = true;
     LIVE.remove(this);
+    signalChange();
     if (Mounts.isFuseMountpoint(mountpoint)) {
       try {
         Mounts.unmount(mountpoint, false);

@@ -167,9 +167,8 @@ public final class UnionView implements AutoCloseable {
         throw new IllegalArgumentException("upper " + u + " and work " + w
             + " must not contain each other");
       }
-      Object du = Files.getAttribute(u, "unix:dev");
-      Object dw = Files.getAttribute(w, "unix:dev");
-      if (!du.equals(dw)) {
+      if (RawFs.lstat(RawFs.AT_FDCWD, RawFs.raw(u)).dev()
+          != RawFs.lstat(RawFs.AT_FDCWD, RawFs.raw(w)).dev()) {
         throw new IllegalArgumentException("work directory " + w
             + " must be on the same filesystem as the upper " + u + " (copy-up renames across them)");
       }
