@@ -10,8 +10,12 @@ import java.util.concurrent.TimeUnit;
 
 /** Reads the mount table and unmounts, also mounts whose daemon died. */
 public final class Mounts {
-  /** One line of /proc/self/mountinfo: where, what type, from what source. */
-  public record Entry(Path mountpoint, String fsType, String source) {}
+  /**
+   * One line of /proc/self/mountinfo: where, what type, from what source, and the device of
+   * its filesystem ("major:minor"; for FUSE one per connection, so it tells one FUSE mount at a
+   * path from another made there later).
+   */
+  public record Entry(Path mountpoint, String fsType, String source, String device) {}
 
   private Mounts() {}
 
@@ -24,9 +28,22 @@ public final class Mounts {
         continue;
       }
       String[] tail = line.substring(dash + 3).split(" ");
-      out.add(new Entry(Path.of(unescape(f[4])), tail[0], tail.length > 1 ? unescape(tail[1]) : ""));
+      out.add(new Entry(Path.of(unescape(f[4])), tail[0], tail.length > 1 ? unescape(tail[1]) : "",
+          f[2]));
     }
     return out;
+  }
+
+  /** The mount on top at {@code p} (the last made there), or null when none is. */
+  public static Entry top(Path p) throws IOException {
+    Path abs = p.toAbsolutePath().normalize();
+    Entry top = null;
+    for (Entry e : table()) {
+      if (e.mountpoint().equals(abs)) {
+        top = e;
+      }
+    }
+    return top;
   }
 
   public static boolean isMountpoint(Path p) throws IOException {

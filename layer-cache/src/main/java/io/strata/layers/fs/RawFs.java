@@ -209,6 +209,25 @@ public final class RawFs {
     return Statx.parse(buf);
   }
 
+  private static final int STATX_MNT_ID_UNIQUE = 0x4000;
+  private static final int AT_STATX_DONT_SYNC = 0x4000;
+
+  /**
+   * The unique id of the mount {@code p} is on (statx's STATX_MNT_ID_UNIQUE, Linux 6.8+: never
+   * reused, unlike mountinfo's ids and a FUSE mount's device number), asking the filesystem
+   * nothing (AT_STATX_DONT_SYNC: a FUSE server that hangs or died is not waited for); 0 where
+   * the kernel has no such id.
+   */
+  public static long mountId(Path p) throws IOException {
+    byte[] buf = new byte[256];
+    if (LIBC.statx(AT_FDCWD, z(raw(p)), AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC,
+        STATX_MNT_ID_UNIQUE, buf) < 0) {
+      throw new Posix.PosixException("statx", p, errno());
+    }
+    ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.nativeOrder());
+    return (b.getInt(0) & STATX_MNT_ID_UNIQUE) != 0 ? b.getLong(144) : 0;
+  }
+
   /** What statx(2) says of a file; times in nanoseconds since 1970, rdev as a dev_t. */
   public record Statx(long ino, int mode, long nlink, int uid, int gid, long rdev, long size,
       long blocks, long atimeNanos, long mtimeNanos, long ctimeNanos, long dev) {

@@ -161,6 +161,15 @@ public final class FuseMount implements AutoCloseable {
   private volatile boolean closed;
   /** Mounted by another process in namespaces of its own: not in this process's mount table. */
   private boolean elsewhere;
+  /**
+   * Which mount at the mountpoint is this one, read once it answers: the kernel's unique mount
+   * id (0 on kernels before 6.8), and the device of its filesystem (null when not known). A
+   * mount unmounted from outside is found gone by its server a moment later, and the path may
+   * have a new mount by then (podman mounts a root again at once; another program's FUSE
+   * mount, which may even get the same device number): only this one is this one's to unmount.
+   */
+  private volatile long mountId;
+  private volatile String device;
   private final MountLock lock;
   /** The command that made this mount (in the daemon, one of many). */
   private final io.strata.layers.base.Invocation owner = io.strata.layers.base.Invocation.current();
@@ -225,6 +234,11 @@ public final class FuseMount implements AutoCloseable {
       m.awaitAnswer(timeout);
       LIVE.add(m);
       signalChange();
+      if (!m.elsewhere) { // after the waiters are told: off their path
+        Mounts.Entry top = Mounts.top(mp);
+        m.device = top != null && top.fsType().startsWith("fuse") ? top.device() : null;
+        m.mountId = io.strata.layers.fs.RawFs.mountId(mp);
+      }
       return m;
     } catch (IOException | RuntimeException e) {
       lock.close();
@@ -422,6 +436,41 @@ public final class FuseMount implements AutoCloseable {
     t.start();
   }
 
+  /**
+   * Unmounts the mount at this mountpoint if it is this one (see {@link #device}); a mount made
+   * in a client's namespaces is not visible here, and ends when its users unmount it.
+   */
+  private void unmountIfOurs() throws IOException {
+    if (elsewhere) {
+      return;
+    }
+    Mounts.Entry top = Mounts.top(mountpoint);
+    if (!isThis(top)) {
+      if (top != null && top.fsType().startsWith("fuse")) {
+        log.accept("left " + mountpoint + " mounted: the mount there now is another ("
+            + top.fsType() + " " + top.source() + "); this one was unmounted from outside");
+      }
+      return;
+    }
+    try {
+      Mounts.unmount(mountpoint, false);
+    } catch (IOException e) {
+      if (isThis(Mounts.top(mountpoint))) {
+        throw e;
+      } // else unmounted meanwhile (jnr-fuse's own exit hook): fine
+    }
+  }
+
+  private boolean isThis(Mounts.Entry e) throws IOException {
+    if (e == null || !e.fsType().startsWith("fuse")) {
+      return false;
+    }
+    if (mountId != 0) {
+      return io.strata.layers.fs.RawFs.mountId(mountpoint) == mountId;
+    }
+    return device == null || device.equals(e.device());
+  }
+
   /** Blocks until the mount goes away (unmounted from outside, or closed). */
   public void awaitUnmount() throws InterruptedException {
     if (kernel != null) {
@@ -494,20 +543,24 @@ public final class FuseMount implements AutoCloseable {
    * @return whether the FUSE loop ended
    */
   public boolean close(Duration wait) throws IOException {
-    if (closed) {
-      return true;
+    synchronized (this) {
+      if (closed) {
+        return true;
+      }
+      closed = true;
     }
-    closed = true;
     LIVE.remove(this);
     signalChange();
-    if (Mounts.isFuseMountpoint(mountpoint)) {
-      try {
-        Mounts.unmount(mountpoint, false);
-      } catch (IOException e) {
-        if (Mounts.isFuseMountpoint(mountpoint)) {
-          throw e;
-        } // else someone else (jnr-fuse's own exit hook) unmounted it first: fine
+    try {
+      unmountIfOurs();
+    } catch (IOException e) {
+      // still mounted and served: this process's mount still, to be closed again
+      synchronized (this) {
+        closed = false;
       }
+      LIVE.add(this);
+      signalChange();
+      throw e;
     }
     boolean ended;
     try {

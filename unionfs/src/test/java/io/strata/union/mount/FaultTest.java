@@ -36,6 +36,38 @@ class FaultTest {
     throw new AssertionError("mount process ended before it was ready:\n" + seen);
   }
 
+  /**
+   * A mount unmounted from outside (podman, umount) is found gone by its server a moment later;
+   * by then another mount may be at the path (podman mounts a root again at once, or another
+   * program mounts there). strata's cleanup must leave that one alone, and give the path back.
+   */
+  @Test
+  void aMountUnmountedFromOutsideLeavesTheNextMountThereAlone() throws Exception {
+    Path lower = LayerSpec.layer().file("base", "lower data").writeTo(tmp.resolve("lower"),
+        LayerSpec.Form.OCI);
+    Path mp = Files.createDirectories(tmp.resolve("mnt"));
+    Path u2 = Files.createDirectories(tmp.resolve("u2"));
+    Path w2 = Files.createDirectories(tmp.resolve("w2"));
+    try (Mounted first = Mounted.strata(List.of(lower), tmp.resolve("u1"), tmp.resolve("w1"),
+        mp)) {
+      Mounted.run("umount", mp.toString());
+      Mounted.run("fuse-overlayfs", "-o", "lowerdir=" + lower + ",upperdir=" + u2 + ",workdir="
+          + w2, mp.toString());
+      try {
+        first.fuse().close(); // what the end of the first mount's session leads to
+        assertThat(Mounts.top(mp).fsType()).isEqualTo("fuse.fuse-overlayfs");
+        assertThat(Files.readString(mp.resolve("base"))).isEqualTo("lower data");
+      } finally {
+        Mounted.run("umount", mp.toString());
+      }
+    }
+    try (Mounted again = Mounted.strata(List.of(lower), tmp.resolve("u3"), tmp.resolve("w3"),
+        mp)) {
+      assertThat(Files.readString(mp.resolve("base"))).isEqualTo("lower data");
+    }
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+  }
+
   @Test
   void sigkillMidWriteLosesNothingFsyncedAndTheMountRecovers() throws Exception {
     Path lower = LayerSpec.layer().file("base", "lower data").writeTo(tmp.resolve("lower"),
