@@ -22,15 +22,108 @@ import java.util.LinkedHashMap;
  * Nothing here knows about the upper layer.
  */
 final class LowerTree {
-  /** One name in a merged lower directory: the topmost layer that has it wins. */
-  record Entry(String name, int layer, Loc path, boolean isDir, List<Loc> dirs, Attr attr) {
+  /**
+   * One name in a merged lower directory: the topmost layer that has it wins. Its attributes
+   * are read on first use, not at the merge (the directory's own listing gives its type): a
+   * container's start looks up a few names in /usr/bin and /usr/lib, whose merges stat'ed
+   * every entry of every fresh mount.
+   */
+  static final class Entry {
+    private final String name;
+    private final int layer;
+    private final Loc path;
+    private final boolean isDir;
+    private final List<Loc> dirs;
+    private final int type;
+    private volatile Attr attr;
+
+    /** An entry whose attributes are known. */
+    Entry(String name, int layer, Loc path, boolean isDir, List<Loc> dirs, Attr attr) {
+      this(name, layer, path, isDir, dirs, attr.type(), attr);
+    }
+
+    private Entry(String name, int layer, Loc path, boolean isDir, List<Loc> dirs, int type,
+        Attr attr) {
+      this.name = name;
+      this.layer = layer;
+      this.path = path;
+      this.isDir = isDir;
+      this.dirs = dirs;
+      this.type = type;
+      this.attr = attr;
+    }
+
+    /** An entry of the type its directory listing gave (S_IF*), its attributes read later. */
+    static Entry listed(String name, int layer, Loc path, int type) {
+      return new Entry(name, layer, path, type == Posix.S_IFDIR, null, type, null);
+    }
+
+    /** This directory entry with the real directories merged below it. */
+    Entry withDirs(List<Loc> below) {
+      return new Entry(name, layer, path, true, below, type, attr);
+    }
+
+    String name() {
+      return name;
+    }
+
+    int layer() {
+      return layer;
+    }
+
+    Loc path() {
+      return path;
+    }
+
+    boolean isDir() {
+      return isDir;
+    }
+
+    List<Loc> dirs() {
+      return dirs;
+    }
+
+    /**
+     * Its attributes (lower layers never change while mounted: read once). A file gone from
+     * its layer since the merge is an UncheckedIOException, as a failed merge is.
+     */
+    Attr attr() {
+      Attr a = attr;
+      if (a == null) {
+        try {
+          a = Stat.lstat(path);
+        } catch (IOException e) {
+          throw new UncheckedIOException(e);
+        }
+        if (a == null) {
+          throw new UncheckedIOException(new java.nio.file.NoSuchFileException(
+              RawFs.display(path.rel()), null, "gone from its lower layer while mounted"));
+        }
+        attr = a;
+      }
+      return a;
+    }
+
     long ino() {
-      return attr.ino();
+      return attr().ino();
     }
 
     int type() {
-      return attr.type();
+      return type;
     }
+  }
+
+  /** The S_IF* type of a directory entry's d_type, or -1 when the listing does not say. */
+  private static int typeOf(int dtype) {
+    return switch (dtype) {
+      case 1 -> Posix.S_IFIFO;
+      case 4 -> Posix.S_IFDIR;
+      case 6 -> Posix.S_IFBLK;
+      case 8 -> Posix.S_IFREG;
+      case 10 -> Posix.S_IFLNK;
+      case 12 -> Posix.S_IFSOCK;
+      default -> -1; // DT_CHR (a whiteout?) and DT_UNKNOWN: stat'ed at the merge
+    };
   }
 
   /**
@@ -197,18 +290,24 @@ final class LowerTree {
           if (hidden.contains(name)) {
             continue;
           }
-          Attr a = Stat.lstat(child);
-          if (a == null) {
-            continue;
-          }
-          if (Markers.isWhiteoutDevice(a)) {
-            hideBelow.add(name);
-            continue;
+          int type = typeOf(de.type());
+          Attr a = null;
+          if (type < 0) {
+            a = Stat.lstat(child);
+            if (a == null) {
+              continue;
+            }
+            if (Markers.isWhiteoutDevice(a)) {
+              hideBelow.add(name);
+              continue;
+            }
+            type = a.type();
           }
           Entry above = entries.get(name);
-          boolean isDir = a.type() == Posix.S_IFDIR;
+          boolean isDir = type == Posix.S_IFDIR;
           if (above == null) {
-            entries.put(name, new Entry(name, layer, child, isDir, null, a));
+            entries.put(name, a != null ? new Entry(name, layer, child, isDir, null, a)
+                : Entry.listed(name, layer, child, type));
             if (isDir) {
               subdirs.computeIfAbsent(name, k -> new ArrayList<>()).add(child);
             } else {
@@ -233,10 +332,7 @@ final class LowerTree {
     Map<String, Entry> out = new LinkedHashMap<>(entries.size() * 2);
     for (Map.Entry<String, Entry> e : entries.entrySet()) {
       Entry v = e.getValue();
-      out.put(e.getKey(), v.isDir()
-          ? new Entry(v.name(), v.layer(), v.path(), true, List.copyOf(subdirs.get(e.getKey())),
-              v.attr())
-          : v);
+      out.put(e.getKey(), v.isDir() ? v.withDirs(List.copyOf(subdirs.get(e.getKey()))) : v);
     }
     return new Dir(List.copyOf(used), Collections.unmodifiableMap(out));
   }

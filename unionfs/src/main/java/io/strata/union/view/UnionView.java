@@ -303,6 +303,8 @@ public final class UnionView implements AutoCloseable {
       return mapIds(a);
     } catch (IOException e) {
       throw FsException.from(e);
+    } catch (java.io.UncheckedIOException e) {
+      throw FsException.from(e.getCause());
     }
   }
 
