@@ -88,6 +88,7 @@ public final class KernelSession {
 
   private KernelSession(UnionView view, Path mountpoint, Options options, Consumer<String> log,
       int fd) throws FsException {
+    this.invocation = io.strata.layers.base.Invocation.current();
     this.view = view;
     this.mountpoint = mountpoint;
     this.options = options;
@@ -272,8 +273,52 @@ public final class KernelSession {
     return true;
   }
 
+  /** The command that made this mount: its workers run as it (log level, streams). */
+  private final io.strata.layers.base.Invocation invocation;
+  /** A worker is being added (one at a time). */
+  private final java.util.concurrent.atomic.AtomicBoolean growing =
+      new java.util.concurrent.atomic.AtomicBoolean();
+
+  /**
+   * Starts the workers that mounts add as they grow: starting a thread waits until it runs, a
+   * quarter of a millisecond that a fresh mount's first requests (a container's start) would
+   * otherwise wait for, one after another. Its one thread is made at class load, in no
+   * command's invocation.
+   */
+  private static final java.util.concurrent.ExecutorService GROWER;
+
+  static {
+    java.util.concurrent.ThreadPoolExecutor e = new java.util.concurrent.ThreadPoolExecutor(1, 1,
+        0, java.util.concurrent.TimeUnit.SECONDS, new java.util.concurrent.LinkedBlockingQueue<>(),
+        r -> {
+          Thread t = new Thread(r, "fuse-worker-starter");
+          t.setDaemon(true);
+          return t;
+        });
+    e.prestartCoreThread();
+    GROWER = e;
+  }
+
   /** A request came and no worker waits for the next: one more, if the limit allows. */
   private void grow() {
+    if (!growing.compareAndSet(false, true)) {
+      return;
+    }
+    GROWER.execute(() -> {
+      try {
+        io.strata.layers.base.Invocation.run(invocation, () -> {
+          growNow();
+          return null;
+        });
+      } catch (Exception | Error e) {
+        log.accept("cannot add a FUSE worker: " + e);
+      } finally {
+        growing.set(false);
+      }
+    });
+  }
+
+  private void growNow() {
     int c;
     synchronized (this) {
       if (!initialized || workers.size() >= options.workers() || idle.get() > 0 || running == 0) {
