@@ -235,9 +235,13 @@ public final class FuseMount implements AutoCloseable {
       LIVE.add(m);
       signalChange();
       if (!m.elsewhere) { // after the waiters are told: off their path
-        Mounts.Entry top = Mounts.top(mp);
-        m.device = top != null && top.fsType().startsWith("fuse") ? top.device() : null;
-        m.mountId = io.strata.layers.fs.RawFs.mountId(mp);
+        try {
+          Mounts.Entry top = Mounts.top(mp);
+          m.device = top != null && top.fsType().startsWith("fuse") ? top.device() : null;
+          m.mountId = io.strata.layers.fs.RawFs.mountId(mp);
+        } catch (IOException unknown) {
+          // the mount is up and listed: unknown, its unmount looks at the type alone
+        }
       }
       return m;
     } catch (IOException | RuntimeException e) {
