@@ -32,6 +32,11 @@ public final class Background {
     cmd.add("setsid");
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     cmd.add("-XX:+UseSerialGC");
+    if (Runtime.version().feature() >= 23) {
+      // jnr's native calls and jffi's Unsafe, allowed without a warning in the mount's log
+      cmd.add("--enable-native-access=ALL-UNNAMED");
+      cmd.add("--sun-misc-unsafe-memory-access=allow");
+    }
     cmd.add("-D" + MAIN_PROPERTY + "=" + main);
     // where this JVM keeps temporary files (jnr's stub), the client may have chosen
     cmd.add("-Djava.io.tmpdir=" + System.getProperty("java.io.tmpdir"));
