@@ -236,9 +236,11 @@ public final class FuseMount implements AutoCloseable {
       signalChange();
       if (!m.elsewhere) { // after the waiters are told: off their path
         try {
-          Mounts.Entry top = Mounts.top(mp);
-          m.device = top != null && top.fsType().startsWith("fuse") ? top.device() : null;
           m.mountId = io.strata.layers.fs.RawFs.mountId(mp);
+          if (m.mountId == 0) { // a kernel before 6.8: the mount table's device, second best
+            Mounts.Entry top = Mounts.top(mp);
+            m.device = top != null && top.fsType().startsWith("fuse") ? top.device() : null;
+          }
         } catch (IOException unknown) {
           // the mount is up and listed: unknown, its unmount looks at the type alone
         }
