@@ -9,7 +9,7 @@
 # the backends alternating within a round; prints medians (µs per call) and the caller's
 # migrations between CPUs. Root; after `mvn -DskipTests package`. Turns the fuse module's
 # enable_uring on for the io_uring rows and restores it.
-# Usage: scripts/bench-floor.sh [ROUNDS] [SECONDS]
+# Usage: [BACKENDS="echo-uring strata-uring …"] scripts/bench-floor.sh [ROUNDS] [SECONDS]
 set -eu
 ROUNDS=${1:-3}
 SECS=${2:-1}
@@ -50,8 +50,8 @@ mount_one() {
 }
 
 declare -A r
-backends="kernel fuse-overlayfs echo-dev strata-dev echo-uring strata-uring"
-[ -w "$P" ] || backends="kernel fuse-overlayfs echo-dev strata-dev"
+backends=${BACKENDS:-kernel fuse-overlayfs echo-dev strata-dev echo-uring strata-uring}
+[ -w "$P" ] || backends=$(echo "$backends" | tr ' ' '\n' | grep -v uring | paste -sd' ')
 for round in $(seq "$ROUNDS"); do
   for b in $backends; do
     case $b in *uring) echo Y > "$P" ;; *) echo "$uring_was" > "$P" ;; esac
