@@ -68,7 +68,7 @@ export STRATA_SOCKET="$W/strata.sock"
 D="$C"
 ln -sf "$C" "$W/bin/strata-overlay"
 until $D daemon status >/dev/null 2>&1; do sleep 0.05; done
-sleep 5 # its warm-up
+sleep 12 # its warm-up, then idle past its first idle trim (every 10 s after work)
 fresh=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$DAEMON/status")
 
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo fail; return 0; }; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }

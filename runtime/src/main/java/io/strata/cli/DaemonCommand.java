@@ -102,20 +102,20 @@ public final class DaemonCommand implements Callable<Integer> {
   private static final int ENOTCONN = 107;
 
   /**
-   * Compiles the command line's paths before the first client needs them: a thread of low
-   * priority parses the commands people and engines run most, a few hundred times (about a
-   * second of one core at start). A command line is built and parsed for every command, and
-   * interpreted it took 3 ms of a 12 ms strata-overlay mount.
-   */
-  /**
    * Loads the mount and container paths' classes, with their native bindings, before the
    * first client needs them (jnr generates a binding when a class first asks: the first mount
-   * of a fresh daemon took 250 ms, then 175 ms with this). Parsing the common command lines a
-   * few hundred times as well took a warm strata-overlay from ~12 to ~10 ms but kept 22 MiB
-   * more resident (compiled code): not done.
+   * of a fresh daemon took 250 ms, then 175 ms with this), then gives back what starting
+   * took: a collection and malloc_trim, as the idle trim does after work (a fresh daemon read
+   * 60-70 MiB resident before its first idle trim, 57 after). Parsing the common command
+   * lines a few hundred times as well took a warm strata-overlay from ~12 to ~10 ms but kept
+   * 22 MiB more resident (compiled code): not done.
    */
   static void warmUp() {
-    Thread t = new Thread(DaemonCommand::preload, "strata-warm-up");
+    Thread t = new Thread(() -> {
+      preload();
+      System.gc();
+      io.strata.layers.fs.Posix.mallocTrim();
+    }, "strata-warm-up");
     t.setDaemon(true);
     t.setPriority(Thread.MIN_PRIORITY);
     t.start();
