@@ -224,6 +224,29 @@ class ContainerTest {
     }
   }
 
+  /**
+   * The helper moves PID 1 into the container's cgroups while PID 1 sets its root up (the
+   * move waits for an RCU grace period on cgroup v1); PID 1 must still run nothing of the
+   * container's before it is in every one of them. The command's first process and its child
+   * read where they are; without the wait, PID 1 ran before the move in nearly every run.
+   */
+  @Test
+  void theContainersFirstProcessRunsInItsCgroups() throws Exception {
+    int hierarchies = Files.isDirectory(Path.of("/sys/fs/cgroup/memory/strata")) ? 5 : 1;
+    for (ContainerRunner.UserNamespace ns : new ContainerRunner.UserNamespace[] {null,
+        ContainerRunner.UserNamespace.DEFAULT}) {
+      String where = "/strata/ctr-where$";
+      ContainerRunner.Spec s = new ContainerRunner.Spec("where", "busybox:test",
+          List.of("/bin/sh", "-c", "[ $(grep -c '" + where + "' /proc/1/cgroup) = " + hierarchies
+              + " ] || exit 3; [ $(grep -c '" + where + "' /proc/self/cgroup) = " + hierarchies
+              + " ] || exit 4"),
+          List.of(), null, null, "box", "none", List.of(), false, false, true, Limits.NONE, ns,
+          true);
+      assertThat(new ContainerRunner(store, System.err::println).run(s)).as("userns " + ns)
+          .isZero();
+    }
+  }
+
   @Test
   void aCpuQuotaShowsAsThrottling() throws Exception {
     int code = new ContainerRunner(store, s -> { }).run(spec("cpu",
