@@ -183,11 +183,7 @@ final class Lookup {
 
   /** The entry {@code name} of the merged lower directory {@code dir}, or null. */
   private LowerTree.Entry lowerEntry(String dir, String name) {
-    if (dir == null) {
-      return null;
-    }
-    LowerTree.Dir d = lowerTree.dir(dir);
-    return d == null ? null : d.entries().get(name);
+    return dir == null ? null : lowerTree.entry(dir, name);
   }
 
   private static String join(String dir, String name) {

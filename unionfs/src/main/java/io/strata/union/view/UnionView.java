@@ -315,8 +315,8 @@ public final class UnionView implements AutoCloseable {
     if (n.upper() != null) {
       return true;
     }
-    LowerTree.Dir d = lowerTree.dir(n.path());
-    return d != null && d.layers().size() > 1;
+    List<Loc> layers = lowerTree.layers(n.path()); // found without merging the directory
+    return layers != null && layers.size() > 1;
   }
 
   private Attr mapIds(Attr a) {
