@@ -1,9 +1,8 @@
 /*
  * strata-init: the part of `strata run` that a JVM cannot do safely. It is started by the JVM,
  * which releases it through a FIFO once the cgroup is made. It then unshares the namespaces,
- * forks the container's PID 1, which it moves into the container's cgroups while PID 1 sets
- * up its root (PID 1 runs nothing of the container's before it is in them; the monitor stays
- * out of them, so a pids limit counts the container only). PID 1 pivots into the rootfs, mounts
+ * forks the container's PID 1, which joins the container's cgroups before anything else (the
+ * monitor stays out of them, so a pids limit counts the container only), pivots into the rootfs, mounts
  * /proc, /dev and /sys, masks the usual /proc paths, sets the hostname, drops capabilities,
  * sets no_new_privs, switches user and execs the command (or, with --init, runs it under a
  * tiny reaper). This outer process stays outside the pid namespace as the monitor: it forwards
@@ -229,62 +228,16 @@ static void make_dev(void) {
 }
 
 /*
- * The monitor moves PID 1 into the container's cgroups (each --cgroup names a cgroup.procs
- * file) while PID 1 sets up its root, and PID 1 runs nothing of the container's before the
- * monitor says it is done (go_fd): everything it forks is then in them, and the monitor is
- * not, so that a pids limit counts the container's processes only. The two overlap because a
- * process's first move into a cgroup of a v1 hierarchy waits for an RCU grace period (the
- * threadgroup lock's writer side): 5 to 15 ms on the 2-vCPU machine this was measured on,
- * about a third of a `strata run` served by the daemon, when PID 1 joined before its setup.
+ * Moves this process into the container's cgroups (each --cgroup names a cgroup.procs file),
+ * before it runs anything of the container's: everything it forks is then in them, and the
+ * monitor is not, so that a pids limit counts the container's processes only.
  */
-static int go_fd = -1;
-
-static void wait_for_cgroups(void) {
-  char b;
-  if (go_fd < 0) return;
-  if (read(go_fd, &b, 1) != 1) die("wait to be put in the cgroups");
-  close(go_fd);
-  go_fd = -1;
-}
-
-/*
- * The monitor's side: PID 1 (host pid `pid`) into every cgroup, then the go-ahead on `go`.
- * A PID 1 that failed its setup meanwhile (ESRCH: it has exited, and said why) is left to
- * the monitor's wait.
- */
-static int cgroup_fds[MAX_CGROUPS];
-
-/*
- * Opened before PID 1 exists: the monitor shares PID 1's mount namespace, where PID 1's
- * pivot_root detaches the old root and with it the cgroup mounts under the monitor's paths.
- */
-static void open_cgroups(void) {
-  for (int k = 0; k < ncgroups; k++) {
-    cgroup_fds[k] = open(cgroup_procs[k], O_WRONLY | O_CLOEXEC);
-    if (cgroup_fds[k] < 0) die("open %s", cgroup_procs[k]);
+static void join_cgroups(void) {
+  for (int i = 0; i < ncgroups; i++) {
+    int fd = open(cgroup_procs[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) die("join the cgroup %s", cgroup_procs[i]);
+    close(fd);
   }
-}
-
-static void close_cgroups(void) {
-  for (int k = 0; k < ncgroups; k++) close(cgroup_fds[k]);
-}
-
-static void put_in_cgroups(pid_t pid, int go) {
-  char s[24];
-  int len = snprintf(s, sizeof s, "%d", pid);
-  for (int k = 0; k < ncgroups; k++) {
-    if (write(cgroup_fds[k], s, (size_t)len) == len) continue;
-    if (errno == ESRCH) {
-      close_cgroups();
-      return;
-    }
-    kill(pid, SIGKILL);
-    die("put PID 1 in the cgroup %s", cgroup_procs[k]);
-  }
-  close_cgroups();
-  signal(SIGPIPE, SIG_IGN); /* a PID 1 that died just now: its status says why */
-  if (write(go, "g", 1) != 1 && errno != EPIPE) die("release PID 1");
-  close(go);
 }
 
 /*
@@ -508,7 +461,6 @@ static void container(char **argv) {
   if (read_only) xmount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
   if (sethostname(hostname, strlen(hostname)) < 0) die("sethostname");
   if (strcmp(net, "host") != 0) loopback_up();
-  wait_for_cgroups();
   drop_caps();
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
   /* A user namespace whose map was written without newgidmap (one id: the user's) has
@@ -684,7 +636,6 @@ int main(int argc, char **argv) {
     if (fd < 0 || read(fd, &go, 1) != 1) die("wait for the go-ahead on %s", sync_fifo);
     close(fd);
   }
-  open_cgroups();
   int flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID;
   if (strcmp(net, "none") == 0) flags |= CLONE_NEWNET;
   /* The container's PID 1 ends up this monitor's child in either case (see below). */
@@ -705,9 +656,11 @@ int main(int argc, char **argv) {
       pid_t init = fork();
       if (init < 0) die("fork");
       if (init == 0) {
+        /* Inside the user namespace it could not join the cgroups itself: it waits until the
+         * monitor has moved it there, before it runs anything. */
         close(go[1]);
-        close_cgroups();
-        go_fd = go[0];
+        if (read(go[0], &b, 1) != 1) die("wait to be put in the cgroup");
+        close(go[0]);
         container(argv + i);
       }
       /* Tell the monitor who PID 1 is, and go: PID 1 is reparented to the monitor (a
@@ -736,22 +689,27 @@ int main(int argc, char **argv) {
     }
     if (waitpid(maker, &status, 0) < 0) die("wait for the namespace maker");
     child = init;
-    put_in_cgroups(init, go[1]);
+    for (int k = 0; k < ncgroups; k++) {
+      char pid[24];
+      int fd = open(cgroup_procs[k], O_WRONLY | O_CLOEXEC);
+      int len = snprintf(pid, sizeof pid, "%d", init);
+      if (fd < 0 || write(fd, pid, (size_t)len) != len) {
+        kill(init, SIGKILL);
+        die("put PID 1 in the cgroup %s", cgroup_procs[k]);
+      }
+      close(fd);
+    }
+    if (write(go[1], "g", 1) != 1) die("release PID 1");
+    close(go[1]);
   } else {
-    int go[2];
     if (strcmp(net, "slirp4netns") == 0) slirp_network();
     if (unshare(flags) < 0) die("unshare");
-    if (pipe2(go, O_CLOEXEC) < 0) die("pipe");
     child = fork();
     if (child < 0) die("fork");
     if (child == 0) {
-      close(go[1]);
-      close_cgroups();
-      go_fd = go[0];
+      join_cgroups();
       container(argv + i);
     }
-    close(go[0]);
-    put_in_cgroups(child, go[1]);
   }
   /* The monitor: pass signals on, and end as the container ended. */
   forward_signals();

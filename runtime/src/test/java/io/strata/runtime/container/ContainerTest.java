@@ -225,10 +225,11 @@ class ContainerTest {
   }
 
   /**
-   * The helper moves PID 1 into the container's cgroups while PID 1 sets its root up (the
-   * move waits for an RCU grace period on cgroup v1); PID 1 must still run nothing of the
-   * container's before it is in every one of them. The command's first process and its child
-   * read where they are; without the wait, PID 1 ran before the move in nearly every run.
+   * PID 1 runs nothing of the container's before it is in every one of the container's
+   * cgroups (it joins them itself; under a user namespace the monitor moves it while it
+   * waits). The command's first process and its child read where they are. A version in
+   * which the monitor moved PID 1 while PID 1 set its root up failed here under the user
+   * namespace when PID 1 did not wait for the move.
    */
   @Test
   void theContainersFirstProcessRunsInItsCgroups() throws Exception {
