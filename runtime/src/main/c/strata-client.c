@@ -415,6 +415,15 @@ static void send_descriptor(int c, int fd) {
  * beside the directory this program is in (runtime/target/native/ in a build), else
  * /usr/share/strata/strata.jar; java is $STRATA_JAVA, else java on PATH.
  */
+/*
+ * One command's JVM binds jnr's native calls by reflection rather than by classes generated
+ * at run time: loading a binding took 68 instead of 118 ms (one interface, JnrBench in the
+ * commit that made this), the archive and the AOT cache can hold what reflection loads, and
+ * a call costs 25-85 ns more (90 -> 116 ns for getpid, C2), which a short command never
+ * notices. The daemon and background mounts, which serve for long, keep the generated classes.
+ */
+#define JNR_REFLECTION "-Djnr.ffi.asm.enabled=false"
+
 static void run_in_jvm(int argc, char **argv, int daemon) {
   char self[PATH_MAX], jar[PATH_MAX + 32], jsa[PATH_MAX + 64];
   const char *j = getenv("STRATA_JAR");
@@ -488,12 +497,14 @@ static void run_in_jvm(int argc, char **argv, int daemon) {
     args[k++] = "-Xlog:aot*=off,cds*=off";
     args[k++] = "--enable-native-access=ALL-UNNAMED";
     args[k++] = "--sun-misc-unsafe-memory-access=allow";
+    args[k++] = JNR_REFLECTION;
   } else {
     /* one command: start fast (the archive, C1 only, the serial collector) */
     args[k++] = "-XX:+UseSerialGC";
     args[k++] = "-XX:TieredStopAtLevel=1";
     args[k++] = "-Xshare:auto";
     args[k++] = "-Xlog:cds*=off";
+    args[k++] = JNR_REFLECTION;
     if (have_jsa) args[k++] = jsa;
   }
   /*
