@@ -530,8 +530,12 @@ public final class ContainerRunner {
       return Path.of(override);
     }
     try {
-      Path here = Path.of(ContainerRunner.class.getProtectionDomain().getCodeSource().getLocation()
-          .toURI());
+      // where this class came from; a class from the AOT cache or archive may have no
+      // location (a cache made with another path to the jar), then the class path says
+      java.security.CodeSource cs = ContainerRunner.class.getProtectionDomain().getCodeSource();
+      Path here = cs != null && cs.getLocation() != null ? Path.of(cs.getLocation().toURI())
+          : Path.of(System.getProperty("java.class.path").split(java.io.File.pathSeparator)[0])
+              .toAbsolutePath();
       Path helper = here.getParent().resolve("native/strata-init");
       if (!Files.isExecutable(helper)) {
         throw new IOException("the container helper " + helper + " is missing; build with"
