@@ -163,9 +163,10 @@ public final class StatsCommand implements Callable<Integer> {
     Map<String, Object> lower = (Map<String, Object>) caches.get("lowerDirectories");
     Map<String, Object> marks = (Map<String, Object>) caches.get("upperMarkers");
     Map<String, Object> steps = (Map<String, Object>) caches.get("directorySteps");
-    System.out.printf("caches: lower directories %s cached, %s hits%s; upper markers %s hits;"
-        + " directory steps %s cached, %s hits%n", lower.get("cachedDirectories"),
-        percent((Double) lower.get("hitRate")),
+    System.out.printf("caches: lower directories %s merged, %s hits, %s names looked up%s;"
+        + " upper markers %s hits; directory steps %s cached, %s hits%n",
+        lower.get("cachedDirectories"), percent((Double) lower.get("hitRate")),
+        lower.getOrDefault("namesLookedUp", "-"),
         ((Integer) lower.get("sharedByMounts")) > 1
             ? " (shared by " + lower.get("sharedByMounts") + " mounts)" : "",
         percent((Double) marks.get("hitRate")), steps.get("cached"),

@@ -254,7 +254,7 @@ final class LowerTree {
     if (Markers.isWhiteoutName(name)) {
       return null; // a marker, never an entry
     }
-    Dir d = dirs.getIfPresent(dir);
+    Dir d = dirs.asMap().get(dir); // a peek: the merges' hit rate counts merges only
     if (d != null) {
       return d.entries().get(name);
     }
@@ -279,7 +279,7 @@ final class LowerTree {
    * lower directory is there. Found without merging.
    */
   List<Loc> layers(String path) {
-    Dir d = dirs.getIfPresent(path);
+    Dir d = dirs.asMap().get(path);
     if (d != null) {
       return d.layers();
     }
@@ -371,6 +371,11 @@ final class LowerTree {
 
   long cachedDirectories() {
     return dirs.estimatedSize();
+  }
+
+  /** Names looked up one by one and kept (positive and negative). */
+  long cachedNames() {
+    return named.estimatedSize();
   }
 
   /**

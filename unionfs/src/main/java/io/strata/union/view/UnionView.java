@@ -204,6 +204,7 @@ public final class UnionView implements AutoCloseable {
     var s = lowerTree.stats();
     java.util.Map<String, Object> lower = new java.util.LinkedHashMap<>();
     lower.put("cachedDirectories", lowerTree.cachedDirectories());
+    lower.put("namesLookedUp", lowerTree.cachedNames());
     lower.put("hits", s.hitCount());
     lower.put("misses", s.missCount());
     lower.put("hitRate", s.hitRate());
@@ -218,9 +219,10 @@ public final class UnionView implements AutoCloseable {
   public String cacheReport() {
     var s = lowerTree.stats();
     int users = LowerTree.users(lowerTree);
-    return String.format("lower directories: %d cached, hit rate %.1f%% (%d hits, %d misses)"
-        + "%s; %s", lowerTree.cachedDirectories(), 100 * s.hitRate(), s.hitCount(),
-        s.missCount(), users > 1 ? ", shared by " + users + " mounts" : "", lookup.report());
+    return String.format("lower directories: %d merged, hit rate %.1f%% (%d hits, %d misses),"
+        + " %d names looked up by name%s; %s", lowerTree.cachedDirectories(), 100 * s.hitRate(),
+        s.hitCount(), s.missCount(), lowerTree.cachedNames(),
+        users > 1 ? ", shared by " + users + " mounts" : "", lookup.report());
   }
 
   // ---------------------------------------------------------------- lookup
