@@ -411,19 +411,19 @@ static void send_descriptor(int c, int fd) {
 }
 
 /*
+ * One command's JVM binds jnr's native calls by reflection rather than by classes generated
+ * at run time, which no archive can hold: loading one binding took 68 instead of 118 ms, and
+ * a call costs 25-85 ns more (getpid 90 -> 116 ns with C2; loops of 2,000,000 calls each
+ * way), which a short command never notices. The daemon and background mounts, which serve
+ * for long, keep the generated classes.
+ */
+#define JNR_REFLECTION "-Djnr.ffi.asm.enabled=false"
+
+/*
  * No daemon: runs the command in a JVM of its own. The jar is $STRATA_JAR, else strata.jar
  * beside the directory this program is in (runtime/target/native/ in a build), else
  * /usr/share/strata/strata.jar; java is $STRATA_JAVA, else java on PATH.
  */
-/*
- * One command's JVM binds jnr's native calls by reflection rather than by classes generated
- * at run time: loading a binding took 68 instead of 118 ms (one interface, JnrBench in the
- * commit that made this), the archive and the AOT cache can hold what reflection loads, and
- * a call costs 25-85 ns more (90 -> 116 ns for getpid, C2), which a short command never
- * notices. The daemon and background mounts, which serve for long, keep the generated classes.
- */
-#define JNR_REFLECTION "-Djnr.ffi.asm.enabled=false"
-
 static void run_in_jvm(int argc, char **argv, int daemon) {
   char self[PATH_MAX], jar[PATH_MAX + 32], jsa[PATH_MAX + 64];
   const char *j = getenv("STRATA_JAR");
