@@ -220,7 +220,7 @@ public final class UnionView implements AutoCloseable {
     var s = lowerTree.stats();
     int users = LowerTree.users(lowerTree);
     return String.format("lower directories: %d merged, hit rate %.1f%% (%d hits, %d misses),"
-        + " %d names looked up by name%s; %s", lowerTree.cachedDirectories(), 100 * s.hitRate(),
+        + " %d names looked up one by one%s; %s", lowerTree.cachedDirectories(), 100 * s.hitRate(),
         s.hitCount(), s.missCount(), lowerTree.cachedNames(),
         users > 1 ? ", shared by " + users + " mounts" : "", lookup.report());
   }
