@@ -74,9 +74,10 @@ public final class DaemonCommand implements Callable<Integer> {
 
   /**
    * What a daemon that was killed left: FUSE mounts of strata whose server is gone (they
-   * answer ENOTCONN) are detached, and the containers of this daemon's store whose strata
-   * died are cleaned up (their helper, cgroup and root mount) and marked exited, as
-   * {@code strata ps} would. Other stores are cleaned by their next {@code ps} or {@code rm}.
+   * answer ENOTCONN) are detached, the lock files no mount holds are removed, and the
+   * containers of this daemon's store whose strata died are cleaned up (their helper, cgroup
+   * and root mount) and marked exited, as {@code strata ps} would. Other stores are cleaned by
+   * their next {@code ps} or {@code rm}.
    */
   static void clearAfterADeadDaemon() {
     try {
@@ -88,6 +89,14 @@ public final class DaemonCommand implements Callable<Integer> {
       }
     } catch (java.io.IOException | RuntimeException e) {
       DaemonServer.logLine("could not clear dead mounts: " + e.getMessage());
+    }
+    try {
+      int n = io.strata.union.mount.MountLock.clean();
+      if (n > 0) {
+        DaemonServer.logLine("removed " + n + " lock files of mounts long gone");
+      }
+    } catch (java.io.IOException | RuntimeException e) {
+      DaemonServer.logLine("could not clean the mount locks: " + e.getMessage());
     }
     try {
       Path store = io.strata.layers.LayerStore.rootFrom(null);

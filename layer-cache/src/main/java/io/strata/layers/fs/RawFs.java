@@ -65,6 +65,8 @@ public final class RawFs {
     @SaveError long syscall(long number, int fd, byte[] buf, long count);
 
     @SaveError long pwrite(int fd, byte[] buf, long count, long offset);
+
+    @SaveError int flock(int fd, int operation);
   }
 
   public static final int AT_FDCWD = -100;
@@ -257,6 +259,26 @@ public final class RawFs {
 
   public static void close(int fd) {
     LIBC.close(fd);
+  }
+
+  private static final int LOCK_EX = 2;
+  private static final int LOCK_NB = 4;
+  private static final int EWOULDBLOCK = 11;
+
+  /**
+   * Takes flock(2)'s exclusive lock on the open file {@code fd} without waiting: false when
+   * another open file description holds it (in this process or another). The kernel drops it
+   * when the description's last descriptor closes, or its process dies.
+   */
+  public static boolean tryLock(int fd) throws IOException {
+    if (LIBC.flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      return true;
+    }
+    int e = errno();
+    if (e == EWOULDBLOCK) {
+      return false;
+    }
+    throw new Posix.PosixException("flock", Path.of("/proc/self/fd/" + fd), e);
   }
 
   /** Writes {@code len} bytes of {@code buf} at {@code offset} of an open file, all of them. */

@@ -1,32 +1,41 @@
 package io.strata.union.mount;
 
 import io.strata.layers.base.Digest;
+import io.strata.layers.fs.RawFs;
 import java.io.IOException;
-import java.nio.channels.FileChannel;
-import java.nio.channels.FileLock;
-import java.nio.channels.OverlappingFileLockException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 
 /**
  * One strata at a time mounts on a directory: an exclusive lock per mountpoint, held from
  * before the check that nothing is mounted there until the mount is gone, so two mounts
  * started at the same moment cannot both succeed (and the loser never touches the winner).
- * The kernel drops the lock when its holder dies, so a killed daemon leaves nothing to clean.
+ * The kernel drops the lock when its holder dies, so a killed daemon leaves nothing to clean
+ * but the lock's file.
+ *
+ * <p>The lock is flock(2)'s on a file named after the mountpoint, which its holder removes
+ * while still holding it: podman gives every container a mountpoint of its own, and the files
+ * of mounts long gone filled the lock directory (thousands after a day of benchmarks). A
+ * taker that locked a file removed meanwhile (it opened it before the holder removed it) sees
+ * that the name no longer leads to what it locked, and tries again with a new file.
  */
 public final class MountLock implements AutoCloseable {
-  private final FileChannel channel;
-  private final FileLock lock;
+  private final Path file;
+  private int fd;
 
-  private MountLock(FileChannel channel, FileLock lock) {
-    this.channel = channel;
-    this.lock = lock;
+  private MountLock(Path file, int fd) {
+    this.file = file;
+    this.fd = fd;
   }
 
   /** How long a mount waits for the lock of a mount that is ending. */
   static final long WAIT_NANOS = 2_000_000_000L;
+
+  /** The directory of the lock files. */
+  static Path directory() {
+    return Background.runDir().resolve("locks");
+  }
 
   /**
    * Takes the lock of {@code mountpoint} (a real path), or fails if another holds it for
@@ -35,22 +44,30 @@ public final class MountLock implements AutoCloseable {
    * unmounting it (commit after run); a mount that stays is still refused.
    */
   public static MountLock acquire(Path mountpoint) throws IOException {
-    Path dir = Files.createDirectories(Background.runDir().resolve("locks"));
+    Path dir = Files.createDirectories(directory());
     String key = Digest.of(mountpoint.toString().getBytes(StandardCharsets.UTF_8)).shortHex();
+    Path file = dir.resolve("mount-" + key + ".lock");
+    String raw = RawFs.raw(file);
     long deadline = System.nanoTime() + WAIT_NANOS;
     while (true) {
-      FileChannel ch = FileChannel.open(dir.resolve("mount-" + key + ".lock"),
-          StandardOpenOption.CREATE, StandardOpenOption.WRITE);
-      FileLock l;
+      int fd = RawFs.open(RawFs.AT_FDCWD, raw, RawFs.O_WRONLY | RawFs.O_CREAT | RawFs.O_NOFOLLOW,
+          0600);
+      boolean ours = false;
       try {
-        l = ch.tryLock();
-      } catch (OverlappingFileLockException sameJvm) {
-        l = null;
+        if (RawFs.tryLock(fd)) {
+          RawFs.Statx locked = RawFs.lstat(fd, "");
+          RawFs.Statx named = RawFs.lstat(RawFs.AT_FDCWD, raw);
+          ours = named != null && named.ino() == locked.ino() && named.dev() == locked.dev();
+          if (ours) {
+            return new MountLock(file, fd);
+          }
+          continue; // its holder removed it after we opened it: a new file, at once
+        }
+      } finally {
+        if (!ours) {
+          RawFs.close(fd);
+        }
       }
-      if (l != null) {
-        return new MountLock(ch, l);
-      }
-      ch.close();
       if (System.nanoTime() > deadline) {
         throw new IOException("another strata is mounting or serving " + mountpoint);
       }
@@ -63,15 +80,59 @@ public final class MountLock implements AutoCloseable {
     }
   }
 
+  /**
+   * Removes the lock files nobody holds: those of mounts whose holder was killed (the kernel
+   * dropped the lock, the file stayed) and those older strata versions left behind. Each is
+   * taken first, by the same rule as {@link #acquire}, so a held lock is never touched.
+   * Returns how many went.
+   */
+  public static int clean() throws IOException {
+    Path dir = directory();
+    if (!Files.isDirectory(dir)) {
+      return 0;
+    }
+    int removed = 0;
+    try (var files = Files.list(dir)) {
+      for (Path file : (Iterable<Path>) files::iterator) {
+        String name = file.getFileName().toString();
+        if (!name.startsWith("mount-") || !name.endsWith(".lock")) {
+          continue;
+        }
+        String raw = RawFs.raw(file);
+        int fd;
+        try {
+          fd = RawFs.open(RawFs.AT_FDCWD, raw, RawFs.O_WRONLY | RawFs.O_NOFOLLOW, 0);
+        } catch (IOException gone) {
+          continue;
+        }
+        try {
+          if (RawFs.tryLock(fd)) {
+            RawFs.Statx locked = RawFs.lstat(fd, "");
+            RawFs.Statx named = RawFs.lstat(RawFs.AT_FDCWD, raw);
+            if (named != null && named.ino() == locked.ino() && named.dev() == locked.dev()) {
+              Files.deleteIfExists(file);
+              removed++;
+            }
+          }
+        } finally {
+          RawFs.close(fd);
+        }
+      }
+    }
+    return removed;
+  }
+
+  /** Removes the lock's file, then lets go of the lock: a later taker makes a new one. */
   @Override
-  public void close() throws IOException {
-    if (!channel.isOpen()) {
+  public synchronized void close() throws IOException {
+    if (fd < 0) {
       return;
     }
     try {
-      lock.release();
+      Files.deleteIfExists(file);
     } finally {
-      channel.close();
+      RawFs.close(fd); // the lock goes with the last descriptor of its open file
+      fd = -1;
     }
   }
 }
