@@ -177,6 +177,25 @@ static const char *subcommand(int argc, char **argv) {
 }
 
 /*
+ * Whether the command serves for long in the JVM it runs in when no daemon takes it: the
+ * containerd snapshotter, and a mount kept in the foreground (-f, --foreground; overlay's -d
+ * as fuse-overlayfs's). It gets the daemon's JVM (both compilers, a heap that gives back,
+ * jnr's generated bindings), not a short command's (C1 only, jnr bound by reflection).
+ */
+static int serves_long(int argc, char **argv) {
+  const char *sub = subcommand(argc, argv);
+  if (!sub) return 0;
+  if (strcmp(sub, "snapshotter") == 0) return 1;
+  if (strcmp(sub, "mount") != 0 && strcmp(sub, "overlay") != 0) return 0;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--foreground") == 0 ||
+        (strcmp(sub, "overlay") == 0 && strcmp(argv[i], "-d") == 0))
+      return 1;
+  }
+  return 0;
+}
+
+/*
  * Commands that write the store or run containers. For a user they run as root of a user
  * namespace of the user's subordinate ids, as podman's do, so that a layer's files keep their
  * owners and a container's root owns its files; the rest (mount, umount and overlay among
@@ -578,7 +597,7 @@ int main(int argc, char **argv) {
   }
   if (fd < 0) {
     if (user && needs_user_namespace(cmd)) enter_user_namespace();
-    run_in_jvm(nargs, args, daemon);
+    run_in_jvm(nargs, args, daemon || serves_long(nargs, args));
   }
   /*
    * The daemon is not in this namespace: this client mounts /dev/fuse here and hands the

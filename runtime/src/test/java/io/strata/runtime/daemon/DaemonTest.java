@@ -168,8 +168,10 @@ class DaemonTest {
   }
 
   /**
-   * With no daemon the client runs a JVM: a daemon with the daemon's settings (both compilers,
-   * the small heap, glibc's arenas), any other command with those for a quick start.
+   * With no daemon the client runs a JVM: a daemon, the snapshotter and a mount served in the
+   * foreground with the daemon's settings (both compilers, the small heap, glibc's arenas,
+   * jnr's generated bindings), any other command with those for a quick start (C1, jnr bound
+   * by reflection).
    */
   @Test
   void theClientStartsJvmsWithTheSettingsOfTheirRole() throws Exception {
@@ -197,7 +199,18 @@ class DaemonTest {
     assertThat(status).contains("-XX:TieredStopAtLevel=1").doesNotContain("-Xms8m")
         .contains("MALLOC_ARENA_MAX= ");
     assertThat(launch.apply(List.of("images"))).contains("-XX:TieredStopAtLevel=1")
+        .contains("-Djnr.ffi.asm.enabled=false")
         .contains("-jar /nonexistent/strata.jar images");
+    // commands that serve for long in their JVM get the daemon's settings
+    for (List<String> serves : List.of(List.of("snapshotter", "--address", "/tmp/s.sock"),
+        List.of("--root", "/tmp/r", "overlay", "-f", "-o", "lowerdir=/l", "/m"),
+        List.of("overlay", "-d", "-o", "lowerdir=/l", "/m"),
+        List.of("mount", "--foreground", "img", "/m"))) {
+      assertThat(launch.apply(serves)).as(String.join(" ", serves)).contains("-Xms8m")
+          .doesNotContain("TieredStopAtLevel").doesNotContain("jnr.ffi.asm");
+    }
+    assertThat(launch.apply(List.of("mount", "-o", "ro", "img", "/m"))).as("a mount that"
+        + " returns (it relaunches its server)").contains("-XX:TieredStopAtLevel=1");
   }
 
   /**
