@@ -230,6 +230,30 @@ public final class RawFs {
     return (b.getInt(0) & STATX_MNT_ID_UNIQUE) != 0 ? b.getLong(144) : 0;
   }
 
+  private static final long STATX_ATTR_MOUNT_ROOT = 0x2000;
+
+  /**
+   * Whether {@code p} (not following a final symlink) is the root of a mount: TRUE or FALSE
+   * from statx's STATX_ATTR_MOUNT_ROOT (Linux 5.8+), one call whatever the size of the mount
+   * table, asking the filesystem nothing (AT_STATX_DONT_SYNC: a FUSE server that hangs or died
+   * is not waited for); FALSE when nothing is there; null when the kernel does not say.
+   */
+  public static Boolean isMountRoot(Path p) throws IOException {
+    byte[] buf = new byte[256];
+    if (LIBC.statx(AT_FDCWD, z(raw(p)), AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, 0, buf) < 0) {
+      int e = errno();
+      if (e == Posix.ENOENT || e == Posix.ENOTDIR) {
+        return Boolean.FALSE;
+      }
+      throw new Posix.PosixException("statx", p, e);
+    }
+    ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.nativeOrder());
+    if ((b.getLong(56) & STATX_ATTR_MOUNT_ROOT) == 0) { // stx_attributes_mask
+      return null;
+    }
+    return (b.getLong(8) & STATX_ATTR_MOUNT_ROOT) != 0; // stx_attributes
+  }
+
   /** What statx(2) says of a file; times in nanoseconds since 1970, rdev as a dev_t. */
   public record Statx(long ino, int mode, long nlink, int uid, int gid, long rdev, long size,
       long blocks, long atimeNanos, long mtimeNanos, long ctimeNanos, long dev) {

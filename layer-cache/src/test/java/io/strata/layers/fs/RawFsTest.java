@@ -61,4 +61,32 @@ class RawFsTest {
       new ProcessBuilder("rm", "-rf", tmp.resolve("p".repeat(200)).toString()).start().waitFor();
     }
   }
+
+  /**
+   * A mount's root, told by one statx (STATX_ATTR_MOUNT_ROOT), agrees with the mount table:
+   * the root, /proc, a directory, a missing path, and a directory with a tmpfs on it (as root;
+   * unmounted afterwards).
+   */
+  @Test
+  void aMountsRootIsToldAsTheMountTableTellsIt() throws Exception {
+    Path dir = java.nio.file.Files.createDirectories(tmp.resolve("mp"));
+    for (Path p : List.of(Path.of("/"), Path.of("/proc"), dir, tmp.resolve("missing"))) {
+      boolean listed = Mounts.table().stream().anyMatch(e -> e.mountpoint().equals(p));
+      Boolean root = RawFs.isMountRoot(p);
+      assertThat(root).as("this kernel says (Linux 5.8+)").isNotNull();
+      assertThat(root).as(p.toString()).isEqualTo(listed);
+      assertThat(Mounts.isMountpoint(p)).as(p.toString()).isEqualTo(listed);
+    }
+    org.junit.jupiter.api.Assumptions.assumeTrue(Posix.isRoot(), "mounting needs root");
+    Process m = new ProcessBuilder("mount", "-t", "tmpfs", "none", dir.toString()).start();
+    assertThat(m.waitFor()).isZero();
+    try {
+      assertThat(RawFs.isMountRoot(dir)).isTrue();
+      assertThat(Mounts.isMountpoint(dir)).isTrue();
+      assertThat(RawFs.isMountRoot(dir.resolve("."))).as("the same directory").isTrue();
+    } finally {
+      assertThat(new ProcessBuilder("umount", dir.toString()).start().waitFor()).isZero();
+    }
+    assertThat(Mounts.isMountpoint(dir)).isFalse();
+  }
 }
