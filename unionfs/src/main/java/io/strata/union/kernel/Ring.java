@@ -91,8 +91,18 @@ final class Ring {
    */
   private static volatile String probed;
 
-  /** How many queues the kernel makes: one per possible CPU. */
+  /** How many queues the kernel makes: one per possible CPU (read once: it does not change). */
   static int queues() {
+    int n = possible;
+    if (n == 0) {
+      possible = n = possibleCpus();
+    }
+    return n;
+  }
+
+  private static volatile int possible;
+
+  private static int possibleCpus() {
     try {
       String s = Files.readString(Path.of("/sys/devices/system/cpu/possible")).trim();
       int max = 0;
