@@ -184,7 +184,6 @@ static const char *subcommand(int argc, char **argv) {
  */
 static int serves_long(int argc, char **argv) {
   const char *sub = subcommand(argc, argv);
-  if (!sub) return 0;
   if (strcmp(sub, "snapshotter") == 0) return 1;
   if (strcmp(sub, "mount") != 0 && strcmp(sub, "overlay") != 0) return 0;
   for (int i = 0; i < argc; i++) {

@@ -221,13 +221,27 @@ public final class RawFs {
    * the kernel has no such id.
    */
   public static long mountId(Path p) throws IOException {
-    byte[] buf = new byte[256];
-    if (LIBC.statx(AT_FDCWD, z(raw(p)), AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC,
-        STATX_MNT_ID_UNIQUE, buf) < 0) {
-      throw new Posix.PosixException("statx", p, errno());
+    ByteBuffer b = statxNoSync(p, STATX_MNT_ID_UNIQUE);
+    if (b == null) {
+      throw new Posix.PosixException("statx", p, Posix.ENOENT);
     }
-    ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.nativeOrder());
     return (b.getInt(0) & STATX_MNT_ID_UNIQUE) != 0 ? b.getLong(144) : 0;
+  }
+
+  /**
+   * statx of {@code p} itself that asks the filesystem nothing (a FUSE server that hangs or
+   * died is not waited for); null when nothing is there.
+   */
+  private static ByteBuffer statxNoSync(Path p, int mask) throws IOException {
+    byte[] buf = new byte[256];
+    if (LIBC.statx(AT_FDCWD, z(raw(p)), AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, mask, buf) < 0) {
+      int e = errno();
+      if (e == Posix.ENOENT || e == Posix.ENOTDIR) {
+        return null;
+      }
+      throw new Posix.PosixException("statx", p, e);
+    }
+    return ByteBuffer.wrap(buf).order(ByteOrder.nativeOrder());
   }
 
   private static final long STATX_ATTR_MOUNT_ROOT = 0x2000;
@@ -239,15 +253,10 @@ public final class RawFs {
    * is not waited for); FALSE when nothing is there; null when the kernel does not say.
    */
   public static Boolean isMountRoot(Path p) throws IOException {
-    byte[] buf = new byte[256];
-    if (LIBC.statx(AT_FDCWD, z(raw(p)), AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, 0, buf) < 0) {
-      int e = errno();
-      if (e == Posix.ENOENT || e == Posix.ENOTDIR) {
-        return Boolean.FALSE;
-      }
-      throw new Posix.PosixException("statx", p, e);
+    ByteBuffer b = statxNoSync(p, 0);
+    if (b == null) {
+      return Boolean.FALSE;
     }
-    ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.nativeOrder());
     if ((b.getLong(56) & STATX_ATTR_MOUNT_ROOT) == 0) { // stx_attributes_mask
       return null;
     }

@@ -450,8 +450,8 @@ public final class FuseMount implements AutoCloseable {
     if (elsewhere) {
       return;
     }
-    Mounts.Entry top = Mounts.top(mountpoint);
-    if (!isThis(top)) {
+    if (!isThis()) {
+      Mounts.Entry top = Mounts.top(mountpoint);
       if (top != null && top.fsType().startsWith("fuse")) {
         log.accept("left " + mountpoint + " mounted: the mount there now is another ("
             + top.fsType() + " " + top.source() + "); this one was unmounted from outside");
@@ -461,20 +461,30 @@ public final class FuseMount implements AutoCloseable {
     try {
       Mounts.unmount(mountpoint, false);
     } catch (IOException e) {
-      if (isThis(Mounts.top(mountpoint))) {
+      if (isThis()) {
         throw e;
       } // else unmounted meanwhile (jnr-fuse's own exit hook): fine
     }
   }
 
-  private boolean isThis(Mounts.Entry e) throws IOException {
-    if (e == null || !e.fsType().startsWith("fuse")) {
-      return false;
-    }
+  /**
+   * Whether the mount at the mountpoint is this one: by its unique id, one statx, where the
+   * kernel has one; else a FUSE mount there with this one's device (any, when not known).
+   */
+  private boolean isThis() throws IOException {
     if (mountId != 0) {
-      return io.strata.layers.fs.RawFs.mountId(mountpoint) == mountId;
+      try {
+        return io.strata.layers.fs.RawFs.mountId(mountpoint) == mountId;
+      } catch (io.strata.layers.fs.Posix.PosixException gone) {
+        if (gone.errno() == io.strata.layers.fs.Posix.ENOENT) {
+          return false; // the mountpoint itself is gone
+        }
+        throw gone;
+      }
     }
-    return device == null || device.equals(e.device());
+    Mounts.Entry e = Mounts.top(mountpoint);
+    return e != null && e.fsType().startsWith("fuse")
+        && (device == null || device.equals(e.device()));
   }
 
   /** Blocks until the mount goes away (unmounted from outside, or closed). */

@@ -55,9 +55,7 @@ public final class MountLock implements AutoCloseable {
       boolean ours = false;
       try {
         if (RawFs.tryLock(fd)) {
-          RawFs.Statx locked = RawFs.lstat(fd, "");
-          RawFs.Statx named = RawFs.lstat(RawFs.AT_FDCWD, raw);
-          ours = named != null && named.ino() == locked.ino() && named.dev() == locked.dev();
+          ours = isNamed(fd, raw);
           if (ours) {
             return new MountLock(file, fd);
           }
@@ -106,13 +104,9 @@ public final class MountLock implements AutoCloseable {
           continue;
         }
         try {
-          if (RawFs.tryLock(fd)) {
-            RawFs.Statx locked = RawFs.lstat(fd, "");
-            RawFs.Statx named = RawFs.lstat(RawFs.AT_FDCWD, raw);
-            if (named != null && named.ino() == locked.ino() && named.dev() == locked.dev()) {
-              Files.deleteIfExists(file);
-              removed++;
-            }
+          if (RawFs.tryLock(fd) && isNamed(fd, raw)) {
+            Files.deleteIfExists(file);
+            removed++;
           }
         } finally {
           RawFs.close(fd);
@@ -120,6 +114,13 @@ public final class MountLock implements AutoCloseable {
       }
     }
     return removed;
+  }
+
+  /** Whether {@code raw} still names the file open at {@code fd} (not removed, not replaced). */
+  private static boolean isNamed(int fd, String raw) throws IOException {
+    RawFs.Statx locked = RawFs.lstat(fd, "");
+    RawFs.Statx named = RawFs.lstat(RawFs.AT_FDCWD, raw);
+    return named != null && named.ino() == locked.ino() && named.dev() == locked.dev();
   }
 
   /** Removes the lock's file, then lets go of the lock: a later taker makes a new one. */
