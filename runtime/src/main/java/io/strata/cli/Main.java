@@ -150,6 +150,17 @@ public final class Main implements Runnable {
     spareMaker = e;
   }
 
+  /**
+   * Builds the spare command lines of the commands a daemon serves most often and fastest
+   * (podman's strata-overlay, {@code run}, {@code mount}), ahead of their first use: the first
+   * strata-overlay mount of a fresh daemon otherwise built its command line on its way.
+   */
+  public static void prepareCommonCommandLines() {
+    for (String kind : List.of("overlay", "run", "mount")) {
+      makeSpare(List.of(kind));
+    }
+  }
+
   private static void makeSpare(List<String> kind) {
     java.util.concurrent.ThreadPoolExecutor e = spareMaker;
     if (e == null || SPARES.containsKey(kind)) {

@@ -185,6 +185,10 @@ public final class SnapshotterCommand implements Callable<Integer> {
         server.shutdown();
       }
     });
+    if (served != null) {
+      // a snapshotter in a JVM of its own: its first container root is its first mount
+      DaemonCommand.warmUp(Path.of(System.getProperty("java.io.tmpdir")));
+    }
     log("serving " + dir + (layers != null ? " (layers from the store " + storeRoot + ")"
         : "") + " on " + address + (mountHelper ? " (unions mounted by containerd through"
         + " mount.fuse3)" : " (unions served in this process)"));

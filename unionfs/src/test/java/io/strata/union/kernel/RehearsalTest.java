@@ -1,0 +1,34 @@
+package io.strata.union.kernel;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class RehearsalTest {
+  @TempDir
+  Path dir;
+
+  @Test
+  void everyRequestOfTheRehearsalIsAnsweredAsOnAMountAndNothingIsLeft() throws Exception {
+    List<String> log = new ArrayList<>();
+    assertThat(Rehearsal.run(dir, log::add)).as("%s", log)
+        .isZero();
+    assertThat(log).isEmpty();
+    try (Stream<Path> left = Files.list(dir)) {
+      assertThat(left).as("the scratch directory is removed").isEmpty();
+    }
+  }
+
+  @Test
+  void aRehearsalThatCannotStartSaysWhyAndThrowsNothing() {
+    List<String> log = new ArrayList<>();
+    assertThat(Rehearsal.run(dir.resolve("missing"), log::add)).isNegative();
+    assertThat(log).singleElement().asString().contains("rehearsal").contains("missing");
+  }
+}
