@@ -151,15 +151,22 @@ public final class Background {
     // what the command says is kept for the error until its mount answers, then only logged
     java.util.concurrent.atomic.AtomicBoolean keep = new java.util.concurrent.atomic.AtomicBoolean(true);
     java.io.PrintStream toLog = io.strata.layers.base.Invocation.process().err();
+    // whole chunks: byte by byte, every line of a mount's log was a write(2) per byte, and
+    // lines of mounts logging at once came out interleaved
     java.io.PrintStream both = new java.io.PrintStream(new java.io.OutputStream() {
       @Override
       public void write(int b) {
+        write(new byte[] {(byte) b}, 0, 1);
+      }
+
+      @Override
+      public void write(byte[] b, int off, int len) {
         synchronized (said) {
           if (keep.get() && said.size() < 1 << 16) {
-            said.write(b);
+            said.write(b, off, Math.min(len, (1 << 16) - said.size()));
           }
         }
-        toLog.write(b);
+        toLog.write(b, off, len);
       }
     }, true, StandardCharsets.UTF_8);
     io.strata.layers.base.Invocation client = io.strata.layers.base.Invocation.current();
