@@ -82,6 +82,7 @@ public final class RawFs {
   public static final int O_CLOEXEC = 02000000;
   public static final int O_PATH = 010000000;
   private static final int STATX_BASIC = 0x7ff;
+  private static final int STATX_BTIME = 0x800;
   private static final long SYS_GETDENTS64 = 217; // x86_64; aarch64 is 61
   private static final int CHUNK = 3800; // well under PATH_MAX, leaving room for a name
   private static final long UTIME_OMIT = (1L << 30) - 2L;
@@ -200,7 +201,8 @@ public final class RawFs {
     byte[] buf = new byte[256];
     try (At a = at(dirfd, rel)) {
       int flags = AT_SYMLINK_NOFOLLOW | (rel.isEmpty() ? AT_EMPTY_PATH : 0);
-      if (LIBC.statx(a.dirfd(), rel.isEmpty() ? z("") : a.path(), flags, STATX_BASIC, buf) < 0) {
+      if (LIBC.statx(a.dirfd(), rel.isEmpty() ? z("") : a.path(), flags,
+          STATX_BASIC | STATX_BTIME, buf) < 0) {
         int e = errno();
         if (e == Posix.ENOENT || e == Posix.ENOTDIR) {
           return null;
@@ -263,15 +265,21 @@ public final class RawFs {
     return (b.getLong(8) & STATX_ATTR_MOUNT_ROOT) != 0; // stx_attributes
   }
 
-  /** What statx(2) says of a file; times in nanoseconds since 1970, rdev as a dev_t. */
+  /**
+   * What statx(2) says of a file; times in nanoseconds since 1970, rdev as a dev_t; the birth
+   * time {@link #NO_BTIME} where the filesystem keeps none.
+   */
   public record Statx(long ino, int mode, long nlink, int uid, int gid, long rdev, long size,
-      long blocks, long atimeNanos, long mtimeNanos, long ctimeNanos, long dev) {
+      long blocks, long atimeNanos, long mtimeNanos, long ctimeNanos, long dev, long btimeNanos) {
+    public static final long NO_BTIME = Long.MIN_VALUE;
+
     static Statx parse(byte[] buf) {
       ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.nativeOrder());
       return new Statx(b.getLong(32), b.getShort(28) & 0xffff, b.getInt(16) & 0xffffffffL,
           b.getInt(20), b.getInt(24), Posix.makedev(b.getInt(128), b.getInt(132)), b.getLong(40),
           b.getLong(48), time(b, 64), time(b, 112), time(b, 96),
-          Posix.makedev(b.getInt(136), b.getInt(140)));
+          Posix.makedev(b.getInt(136), b.getInt(140)),
+          (b.getInt(0) & STATX_BTIME) != 0 ? time(b, 80) : NO_BTIME);
     }
 
     private static long time(ByteBuffer b, int at) {

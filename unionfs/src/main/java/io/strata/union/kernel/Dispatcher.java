@@ -330,21 +330,14 @@ final class Dispatcher {
         }
         return -1;
       }
-      case Fuse.GETATTR: {
-        int flags = in.u32();
-        in.u32();
-        long fh = in.u64();
-        Attr a;
-        NodeTable.Node n = node(id);
-        String p = nodes.path(n);
-        if ((flags & Fuse.GETATTR_FH) != 0) {
-          a = view.fgetattr(p, fh);
-        } else if (p == null) {
-          a = view.fgetattr(null, openHandle(n)); // fstat of an open file with no name left
-        } else {
-          a = view.getattr(p);
-        }
-        out.attrOut(a, timeouts.attr());
+      case Fuse.GETATTR:
+        out.attrOut(attrOf(in), timeouts.attr());
+        return 0;
+      case Fuse.STATX: {
+        // statx(2) asking for the birth time (stat(1), Rust's metadata): the basic attributes
+        // with it, as kernel overlayfs gives the real file's; without an answer here the
+        // kernel stops asking and shows none
+        out.statxOut(attrOf(in), timeouts.attr());
         return 0;
       }
       case Fuse.SETATTR:
@@ -631,6 +624,24 @@ final class Dispatcher {
       default:
         throw new FsException(Posix.ENOSYS, Fuse.name(in.opcode));
     }
+  }
+
+  /**
+   * The attributes GETATTR and STATX ask for: their requests begin alike (getattr_flags, a
+   * reserved word, fh).
+   */
+  private Attr attrOf(Request in) throws FsException, Request.BadFrame {
+    int flags = in.u32();
+    in.u32();
+    long fh = in.u64();
+    NodeTable.Node n = node(in.nodeid);
+    String p = nodes.path(n);
+    if ((flags & Fuse.GETATTR_FH) != 0) {
+      return view.fgetattr(p, fh);
+    } else if (p == null) {
+      return view.fgetattr(null, openHandle(n)); // fstat of an open file with no name left
+    }
+    return view.getattr(p);
   }
 
   /** A handle of an open file of {@code n}, for a node whose names are all gone. */

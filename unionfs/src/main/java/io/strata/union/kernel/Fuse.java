@@ -53,6 +53,7 @@ final class Fuse {
   static final int LSEEK = 46;
   static final int COPY_FILE_RANGE = 47;
   static final int TMPFILE = 51;
+  static final int STATX = 52;
   static final int MAX_OPCODE = 64;
 
   /** Names for logs and statistics, by opcode. */

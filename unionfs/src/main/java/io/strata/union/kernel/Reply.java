@@ -131,6 +131,35 @@ final class Reply {
     return attr(a);
   }
 
+  /**
+   * struct fuse_statx_out: the basic attributes and, where the real file's filesystem keeps
+   * one, its birth time (the kernel fills in the device itself).
+   */
+  Reply statxOut(Attr a, long attrNanos) {
+    u64(attrNanos / 1_000_000_000L).u32((int) (attrNanos % 1_000_000_000L)).u32(0).u64(0).u64(0);
+    u32(STATX_BASIC_STATS | (a.hasBtime() ? STATX_BTIME : 0)).u32(4096).u64(0);
+    u32((int) Math.min(a.nlink(), 0xffffffffL)).u32(a.uid()).u32(a.gid());
+    u16(a.mode()).u16(0);
+    u64(a.ino()).u64(a.size()).u64(a.blocks()).u64(0);
+    sxTime(a.atimeNanos());
+    sxTime(a.hasBtime() ? a.btimeNanos() : 0);
+    sxTime(a.ctimeNanos());
+    sxTime(a.mtimeNanos());
+    long major = (a.rdev() >>> 8 & 0xfff) | (a.rdev() >>> 32 & ~0xfffL);
+    long minor = (a.rdev() & 0xff) | (a.rdev() >>> 12 & ~0xffL);
+    u32((int) major).u32((int) minor).u32(0).u32(0);
+    return zeros(14 * 8);
+  }
+
+  static final int STATX_BASIC_STATS = 0x7ff;
+  static final int STATX_BTIME = 0x800;
+
+  /** struct fuse_sx_time: seconds, nanoseconds, a reserved word. */
+  private void sxTime(long nanos) {
+    u64(Math.floorDiv(nanos, 1_000_000_000L)).u32((int) Math.floorMod(nanos, 1_000_000_000L))
+        .u32(0);
+  }
+
   /** struct fuse_dirent of a name: 24 bytes, the name, padding to 8. */
   Reply dirent(long ino, long nextOffset, int type, String name) {
     u64(ino).u64(nextOffset).u32(name.length()).u32(type >>> 12);

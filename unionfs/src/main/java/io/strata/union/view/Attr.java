@@ -9,12 +9,21 @@ import io.strata.layers.fs.Posix;
  * not let the kernel treat its names as one inode.
  */
 public record Attr(long ino, int mode, long nlink, int uid, int gid, long rdev, long size,
-    long blocks, long atimeNanos, long mtimeNanos, long ctimeNanos, boolean lowerLink) {
+    long blocks, long atimeNanos, long mtimeNanos, long ctimeNanos, boolean lowerLink,
+    long btimeNanos) {
+
+  /** The birth time of a file whose filesystem keeps none. */
+  public static final long NO_BTIME = Long.MIN_VALUE;
 
   public Attr(long ino, int mode, long nlink, int uid, int gid, long rdev, long size,
       long blocks, long atimeNanos, long mtimeNanos, long ctimeNanos) {
     this(ino, mode, nlink, uid, gid, rdev, size, blocks, atimeNanos, mtimeNanos, ctimeNanos,
-        false);
+        false, NO_BTIME);
+  }
+
+  /** Whether the birth time is known. */
+  public boolean hasBtime() {
+    return btimeNanos != NO_BTIME;
   }
 
   public int type() {
@@ -27,21 +36,21 @@ public record Attr(long ino, int mode, long nlink, int uid, int gid, long rdev, 
 
   Attr withIno(long newIno) {
     return new Attr(newIno, mode, nlink, uid, gid, rdev, size, blocks, atimeNanos, mtimeNanos,
-        ctimeNanos, lowerLink);
+        ctimeNanos, lowerLink, btimeNanos);
   }
 
   Attr withNlink(long n) {
     return new Attr(ino, mode, n, uid, gid, rdev, size, blocks, atimeNanos, mtimeNanos,
-        ctimeNanos, lowerLink);
+        ctimeNanos, lowerLink, btimeNanos);
   }
 
   Attr withSize(long newSize) {
     return new Attr(ino, mode, nlink, uid, gid, rdev, newSize, blocks, atimeNanos, mtimeNanos,
-        ctimeNanos, lowerLink);
+        ctimeNanos, lowerLink, btimeNanos);
   }
 
   Attr withLowerLink() {
     return new Attr(ino, mode, nlink, uid, gid, rdev, size, blocks, atimeNanos, mtimeNanos,
-        ctimeNanos, true);
+        ctimeNanos, true, btimeNanos);
   }
 }

@@ -324,14 +324,14 @@ public final class UnionView implements AutoCloseable {
   private Attr mapIds(Attr a) {
     if (opts.squashToRoot()) {
       return new Attr(a.ino(), a.mode(), a.nlink(), 0, 0, a.rdev(), a.size(), a.blocks(),
-          a.atimeNanos(), a.mtimeNanos(), a.ctimeNanos(), a.lowerLink());
+          a.atimeNanos(), a.mtimeNanos(), a.ctimeNanos(), a.lowerLink(), a.btimeNanos());
     }
     if (opts.uids().isIdentity() && opts.gids().isIdentity()) {
       return a;
     }
     return new Attr(a.ino(), a.mode(), a.nlink(), opts.uids().toContainer(a.uid()),
         opts.gids().toContainer(a.gid()), a.rdev(), a.size(), a.blocks(), a.atimeNanos(),
-        a.mtimeNanos(), a.ctimeNanos(), a.lowerLink());
+        a.mtimeNanos(), a.ctimeNanos(), a.lowerLink(), a.btimeNanos());
   }
 
   private long upperIno(Loc p, Attr a) throws IOException {
@@ -646,7 +646,8 @@ public final class UnionView implements AutoCloseable {
         long fh = register(fd, "", (flags & Io.O_ACCMODE) != Io.O_RDONLY);
         files.get(fh).unlinked = mapIds(new Attr(compose(0, st.ino()), st.mode(), 0, st.uid(),
             st.gid(), st.rdev(), st.size(), st.blocks(), st.atimeNanos(), st.mtimeNanos(),
-            st.ctimeNanos()));
+            st.ctimeNanos(), false, st.btimeNanos() == RawFs.Statx.NO_BTIME ? Attr.NO_BTIME
+            : st.btimeNanos()));
         return fh;
       } catch (FsException | IOException | RuntimeException e) {
         Io.close(fd);

@@ -137,6 +137,22 @@ class RealProgramsTest {
   }
 
   @Test
+  void birthTimesAreTheRealFilesAsOnKernelOverlayfs() throws Exception {
+    // stat(1) asks statx for the birth time: a lower file shows its own (the same file on
+    // both sides), a copied-up file or directory and a new one the upper's, made after $t
+    // (at different moments on the two sides: shown as "new"); "0" would be a birth time
+    // not told (FUSE without STATX, as with jnr-fuse: libfuse2's getattr has no birth time)
+    org.junit.jupiter.api.Assumptions.assumeTrue(
+        Mounted.settings().transport() == FuseMount.Transport.KERNEL,
+        "strata's own transport (jnr-fuse tells no birth time)");
+    compare("f=$(find . -type f | sort | head -1); d=$(dirname $f); t=$(date +%s); sleep 1; "
+        + "echo x >> $f; mkdir newdir; echo y > newdir/file; "
+        + "for p in $(find . -maxdepth 2 ! -name . | sort | head -40) $f $d newdir newdir/file; "
+        + "do stat -c '%W %s %n' \"$p\"; done | awk -v t=$t "
+        + "'{ if ($1 > t) print \"new\", $3; else print $1, $3 }'");
+  }
+
+  @Test
   void findLsDu() throws Exception {
     compare("rm -rf perl5/Debian; echo x > perl5/new; chmod 600 perl5/strict.pm 2>/dev/null || true; "
         // "total" lines sum st_blocks, which differ by design: strata's metadata-only copy-up
