@@ -19,8 +19,9 @@ import jnr.ffi.Pointer;
  * mount's first requests need before the first mount comes. A fresh daemon's first mount loaded
  * some 450 classes on its way (the view's caches, lambda forms, native bindings) and took
  * 120-150 ms against 13-20 for the next ones. The requests are those a container's start sends:
- * INIT, lookups, attributes, an extended attribute, a listing, reads, a create with writes and
- * attribute changes in a copied-up directory, a symlink, a rename, removals and forgets.
+ * INIT, lookups, attributes (GETATTR, STATX), an extended attribute, a listing, reads, a create
+ * with writes and attribute changes in a copied-up directory, a symlink, a rename, removals and
+ * forgets.
  */
 public final class Rehearsal {
   private static final int ENOSYS = 38;
@@ -100,6 +101,8 @@ public final class Rehearsal {
     long etc = lookup(Fuse.ROOT_ID, "etc");
     long passwd = lookup(etc, "passwd");
     expect(Fuse.GETATTR, passwd, new byte[16], true);
+    expect(Fuse.STATX, passwd, body(b -> b.putInt(0).putInt(0).putLong(0).putInt(0)
+        .putInt(0xfff)), true);
     expect(Fuse.GETXATTR, passwd, body(b -> b.putInt(0).putInt(0).put(z("security.capability"))),
         false);
     expect(Fuse.ACCESS, passwd, body(b -> b.putInt(4).putInt(0)), true);
