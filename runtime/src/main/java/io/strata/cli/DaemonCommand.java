@@ -119,8 +119,9 @@ public final class DaemonCommand implements Callable<Integer> {
    * requests once without a mount ({@link io.strata.union.kernel.Rehearsal}: the view's caches,
    * lambda forms and bindings a first mount loaded, some 450 classes) and builds the spare
    * command lines of strata-overlay, run and mount: a fresh daemon's first strata-overlay
-   * mount went from 105-155 ms to 39-57 (the next ones are the JIT's), for about 1 MiB more
-   * resident at idle once the second trim below has run. Parsing the common
+   * mount went from 105-155 ms to 39-57 (the next ones are the JIT's), for 4-5 MiB more
+   * resident before the first mount, which that mount loads in any case (README, The daemon).
+   * Parsing the common
    * command lines a few hundred times as well took a warm strata-overlay from ~12 to ~10 ms
    * but kept 22 MiB more resident (compiled code): not done. Done once per process: a
    * snapshotter in a JVM of its own warms up the same way, one in the daemon needs not.
@@ -132,10 +133,7 @@ public final class DaemonCommand implements Callable<Integer> {
     Thread t = new Thread(() -> {
       preload();
       Main.prepareCommonCommandLines();
-      int failed = io.strata.union.kernel.Rehearsal.run(scratch, DaemonServer::logLine);
-      if (failed > 0) {
-        DaemonServer.logLine("warm-up: " + failed + " of a mount's requests failed in rehearsal");
-      }
+      io.strata.union.kernel.Rehearsal.run(scratch, DaemonServer::logLine); // logs what failed
       System.gc();
       io.strata.layers.fs.Posix.mallocTrim();
       // and again once the JIT has compiled what that ran: its compilers' scratch memory is

@@ -13,7 +13,7 @@ public record Attr(long ino, int mode, long nlink, int uid, int gid, long rdev, 
     long btimeNanos) {
 
   /** The birth time of a file whose filesystem keeps none. */
-  public static final long NO_BTIME = Long.MIN_VALUE;
+  public static final long NO_BTIME = io.strata.layers.fs.RawFs.Statx.NO_BTIME;
 
   public Attr(long ino, int mode, long nlink, int uid, int gid, long rdev, long size,
       long blocks, long atimeNanos, long mtimeNanos, long ctimeNanos) {

@@ -12,6 +12,6 @@ final class Stat {
     RawFs.Statx s = RawFs.lstat(l.dirfd(), l.rel());
     return s == null ? null : new Attr(s.ino(), s.mode(), s.nlink(), s.uid(), s.gid(), s.rdev(),
         s.size(), s.blocks(), s.atimeNanos(), s.mtimeNanos(), s.ctimeNanos(), false,
-        s.btimeNanos() == RawFs.Statx.NO_BTIME ? Attr.NO_BTIME : s.btimeNanos());
+        s.btimeNanos());
   }
 }

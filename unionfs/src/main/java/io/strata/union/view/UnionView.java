@@ -646,8 +646,7 @@ public final class UnionView implements AutoCloseable {
         long fh = register(fd, "", (flags & Io.O_ACCMODE) != Io.O_RDONLY);
         files.get(fh).unlinked = mapIds(new Attr(compose(0, st.ino()), st.mode(), 0, st.uid(),
             st.gid(), st.rdev(), st.size(), st.blocks(), st.atimeNanos(), st.mtimeNanos(),
-            st.ctimeNanos(), false, st.btimeNanos() == RawFs.Statx.NO_BTIME ? Attr.NO_BTIME
-            : st.btimeNanos()));
+            st.ctimeNanos(), false, st.btimeNanos()));
         return fh;
       } catch (FsException | IOException | RuntimeException e) {
         Io.close(fd);
