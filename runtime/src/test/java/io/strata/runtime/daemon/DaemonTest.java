@@ -75,13 +75,18 @@ class DaemonTest {
 
   @AfterEach
   void stopDaemons() throws Exception {
+    List<String> logs = new ArrayList<>();
     for (Daemon d : daemons) {
       d.process().destroy();
       if (!d.process().waitFor(30, TimeUnit.SECONDS)) {
         d.process().destroyForcibly().waitFor();
       }
+      logs.add(d.logText());
     }
     daemons.clear();
+    // every daemon's warm-up played a mount's requests (as root and as the user) without a
+    // failure (Rehearsal logs what failed)
+    assertThat(logs).noneMatch(l -> l.contains("rehearsal of a mount's requests"));
     for (Mounts.Entry e : Mounts.table()) {
       if (e.mountpoint().startsWith(shared)) {
         Mounts.unmount(e.mountpoint(), true);
