@@ -51,9 +51,10 @@ public final class Rehearsal {
    * what goes wrong is told to {@code log}, never thrown: a rehearsal only saves time.
    */
   public static int run(Path parent, Consumer<String> log) {
+    removeLeftovers(parent, log);
     Path scratch = null;
     try {
-      scratch = Files.createTempDirectory(parent, "strata-rehearsal-");
+      scratch = Files.createTempDirectory(parent, PREFIX);
       Path lower = Files.createDirectories(scratch.resolve("lower/etc"));
       Files.writeString(lower.resolve("passwd"), "root:x:0:0:root:/root:/bin/sh\n");
       Files.createSymbolicLink(scratch.resolve("lower/bin"), Path.of("usr/bin"));
@@ -244,6 +245,27 @@ public final class Rehearsal {
   private static byte[] z(String s) {
     byte[] b = s.getBytes(StandardCharsets.UTF_8);
     return java.util.Arrays.copyOf(b, b.length + 1);
+  }
+
+  private static final String PREFIX = "strata-rehearsal-";
+
+  /**
+   * Removes the scratch directories of rehearsals that were killed (a rehearsal takes well
+   * under a second: one untouched for a minute is nobody's).
+   */
+  static void removeLeftovers(Path parent, Consumer<String> log) {
+    long old = System.currentTimeMillis() - 60_000;
+    try (Stream<Path> s = Files.list(parent)) {
+      for (Path p : s.filter(p -> p.getFileName().toString().startsWith(PREFIX)).toList()) {
+        if (Files.isDirectory(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+            && Files.getLastModifiedTime(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+                .toMillis() < old) {
+          delete(p, log);
+        }
+      }
+    } catch (IOException | RuntimeException e) {
+      // nothing to remove, or not ours to list: the rehearsal goes on
+    }
   }
 
   private static void delete(Path dir, Consumer<String> log) {

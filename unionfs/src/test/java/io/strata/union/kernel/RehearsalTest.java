@@ -26,6 +26,23 @@ class RehearsalTest {
   }
 
   @Test
+  void theScratchOfAKilledRehearsalIsRemovedByTheNextAndAFreshOneIsLeftAlone() throws Exception {
+    Path killed = Files.createDirectories(dir.resolve("strata-rehearsal-1/upper/etc"));
+    Files.writeString(killed.resolve("passwd"), "x");
+    for (Path p : List.of(killed, killed.getParent(), killed.getParent().getParent())) {
+      Files.setLastModifiedTime(p, java.nio.file.attribute.FileTime.fromMillis(
+          System.currentTimeMillis() - 3_600_000));
+    }
+    Path running = Files.createDirectories(dir.resolve("strata-rehearsal-2"));
+    Path other = Files.createDirectories(dir.resolve("something-else"));
+    Files.setLastModifiedTime(other, java.nio.file.attribute.FileTime.fromMillis(0));
+    assertThat(Rehearsal.run(dir, s -> { })).isZero();
+    assertThat(dir.resolve("strata-rehearsal-1")).doesNotExist();
+    assertThat(running).isDirectory();
+    assertThat(other).isDirectory();
+  }
+
+  @Test
   void aRehearsalThatCannotStartSaysWhyAndThrowsNothing() {
     List<String> log = new ArrayList<>();
     assertThat(Rehearsal.run(dir.resolve("missing"), log::add)).isNegative();
