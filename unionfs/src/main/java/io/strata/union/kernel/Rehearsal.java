@@ -251,15 +251,20 @@ public final class Rehearsal {
 
   /**
    * Removes the scratch directories of rehearsals that were killed (a rehearsal takes well
-   * under a second: one untouched for a minute is nobody's).
+   * under a second: one untouched for a minute is nobody's). Only this user's: the parent may
+   * be a shared /tmp (a snapshotter's), where a directory of that name made by someone else,
+   * removed by root, could lead the removal elsewhere; inside one of ours (0700) nobody else
+   * can change anything.
    */
   static void removeLeftovers(Path parent, Consumer<String> log) {
     long old = System.currentTimeMillis() - 60_000;
+    int me = io.strata.layers.fs.Posix.geteuid();
+    java.nio.file.LinkOption nofollow = java.nio.file.LinkOption.NOFOLLOW_LINKS;
     try (Stream<Path> s = Files.list(parent)) {
       for (Path p : s.filter(p -> p.getFileName().toString().startsWith(PREFIX)).toList()) {
-        if (Files.isDirectory(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)
-            && Files.getLastModifiedTime(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)
-                .toMillis() < old) {
+        if (Files.isDirectory(p, nofollow)
+            && (int) Files.getAttribute(p, "unix:uid", nofollow) == me
+            && Files.getLastModifiedTime(p, nofollow).toMillis() < old) {
           delete(p, log);
         }
       }

@@ -145,9 +145,8 @@ final class Reply {
     sxTime(a.hasBtime() ? a.btimeNanos() : 0);
     sxTime(a.ctimeNanos());
     sxTime(a.mtimeNanos());
-    long major = (a.rdev() >>> 8 & 0xfff) | (a.rdev() >>> 32 & ~0xfffL);
-    long minor = (a.rdev() & 0xff) | (a.rdev() >>> 12 & ~0xffL);
-    u32((int) major).u32((int) minor).u32(0).u32(0);
+    u32(io.strata.layers.fs.Posix.major(a.rdev())).u32(io.strata.layers.fs.Posix.minor(a.rdev()))
+        .u32(0).u32(0);
     return zeros(14 * 8);
   }
 

@@ -36,10 +36,15 @@ class RehearsalTest {
     Path running = Files.createDirectories(dir.resolve("strata-rehearsal-2"));
     Path other = Files.createDirectories(dir.resolve("something-else"));
     Files.setLastModifiedTime(other, java.nio.file.attribute.FileTime.fromMillis(0));
+    // an old one someone else owns (in a shared /tmp): not ours to remove
+    Path foreign = Files.createDirectories(dir.resolve("strata-rehearsal-3"));
+    io.strata.layers.fs.Posix.lchown(foreign, 65534, 65534);
+    Files.setLastModifiedTime(foreign, java.nio.file.attribute.FileTime.fromMillis(0));
     assertThat(Rehearsal.run(dir, s -> { })).isZero();
     assertThat(dir.resolve("strata-rehearsal-1")).doesNotExist();
     assertThat(running).isDirectory();
     assertThat(other).isDirectory();
+    assertThat(foreign).isDirectory();
   }
 
   @Test
