@@ -2,7 +2,7 @@
 # another opens it for writing (the copy-up) and writes it through a shared writable mapping
 # or write(2) + fsync. Prints what each descriptor reads at each step; the lower files f1 and
 # f2 hold 8 KiB of 'a'.
-import mmap, os, sys
+import ctypes, mmap, os, struct, sys
 
 m = sys.argv[1]
 out = []
@@ -47,5 +47,32 @@ os.close(held)
 n = os.open(f, os.O_RDONLY)
 out.append(("after all closed 2", rd(n)))
 os.close(n)
+
+# the held reader's file renamed, a directory made at its old name: a stat that must ask the
+# filesystem (AT_STATX_FORCE_SYNC) still answers for the file the reader holds
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def statx(fd):
+    buf = ctypes.create_string_buffer(256)
+    if libc.statx(fd, b"", 0x1000 | 0x2000, 0x7ff, buf) != 0:  # AT_EMPTY_PATH, FORCE_SYNC
+        return os.strerror(ctypes.get_errno())
+    nlink, mode = struct.unpack_from("=I", buf, 16)[0], struct.unpack_from("=H", buf, 28)[0]
+    return oct(mode), nlink, struct.unpack_from("=Q", buf, 40)[0]
+
+
+f = os.path.join(m, "big1")
+held = os.open(f, os.O_RDONLY)
+w = os.open(f, os.O_RDWR)
+os.pwrite(w, b"X", 0)
+os.close(w)
+os.rename(f, f + "-moved")
+os.mkdir(f)
+out.append(("held3 after a rename and a directory at its old name", statx(held)))
+os.fchmod(held, 0o600)
+out.append(("held3 fchmod reaches its file, not the name's new owner",
+            oct(os.stat(f + "-moved").st_mode), oct(os.stat(f).st_mode)))
+os.close(held)
+os.rmdir(f)
 for o in out:
     print(o)

@@ -106,5 +106,39 @@ st = os.fstat(fd)
 out.append(("O_TMPFILE given a name", "ok" if r == 0 else errno.errorcode[ctypes.get_errno()],
             st.st_nlink, read("ldir/named-tmp"), sorted(os.listdir("ldir"))))
 os.close(fd)
+
+# Descriptors follow their file through renames: the name a file was opened by is not its
+# name later (an fstat once answered for whatever had that name then: a directory, so EIO).
+with open("ren-a", "w") as f:
+    f.write("renamed")
+fd = os.open("ren-a", os.O_RDONLY)
+os.rename("ren-a", "ren-b")
+os.mkdir("ren-a")
+os.unlink("ren-b")
+st = os.fstat(fd)
+out.append(("fstat after rename, a directory at the old name, unlink", st.st_nlink, st.st_size,
+            oct(st.st_mode), os.pread(fd, 20, 0)))
+os.close(fd)
+os.rmdir("ren-a")
+fd = os.open("lf3", os.O_RDONLY)
+with open("over", "w") as f:
+    f.write("the file that replaces")
+os.rename("over", "lf3")
+st = os.fstat(fd)
+out.append(("fstat of a file a rename replaced", st.st_nlink, st.st_size, os.pread(fd, 40, 0),
+            read("lf3")))
+os.close(fd)
+os.mkdir("xd")
+with open("xd/in", "w") as f:
+    f.write("inside")
+fd = os.open("xd/in", os.O_RDONLY)
+with open("xf", "w") as f:
+    f.write("a file")
+out.append(("exchange the directory of an open file", renameat2("xd", "xf", EXCHANGE)))
+os.unlink("xf/in")
+st = os.fstat(fd)
+out.append(("fstat after its directory moved and it was unlinked", st.st_nlink, st.st_size,
+            read("xd")))
+os.close(fd)
 for o in out:
     print(o)

@@ -251,7 +251,7 @@ final class Dispatcher {
   }
 
   private String path(long id) throws FsException {
-    String p = nodes.path(node(id));
+    String p = pathOf(node(id));
     if (p == null) {
       throw new FsException(Posix.ENOENT, "node " + id + " has no name left");
     }
@@ -408,11 +408,15 @@ final class Dispatcher {
         String name = in.name();
         String p = child(id, name);
         NodeTable.Node from = node(old);
-        String fromPath = nodes.path(from);
+        String fromPath = pathOf(from);
         if (fromPath != null) {
           view.link(fromPath, p);
         } else {
-          view.linkOpen(openHandle(from), p); // linkat of an O_TMPFILE file
+          long open = openHandle(from); // linkat of an O_TMPFILE file
+          if (open == 0) {
+            throw new FsException(Posix.ENOENT, "node " + old + " has no name and is not open");
+          }
+          view.linkOpen(open, p);
         }
         entry(out, id, name, p);
         return 0;
@@ -635,23 +639,42 @@ final class Dispatcher {
     in.u32();
     long fh = in.u64();
     NodeTable.Node n = node(in.nodeid);
-    String p = nodes.path(n);
+    String p = pathOf(n);
     if ((flags & Fuse.GETATTR_FH) != 0) {
       return view.fgetattr(p, fh);
     } else if (p == null) {
-      return view.fgetattr(null, openHandle(n)); // fstat of an open file with no name left
+      long open = openHandle(n); // fstat of an open file with no name left
+      if (open == 0) {
+        throw new FsException(Posix.ENOENT, "node " + n.id + " has no name left and is not open");
+      }
+      return view.fgetattr(null, open);
     }
     return view.getattr(p);
   }
 
-  /** A handle of an open file of {@code n}, for a node whose names are all gone. */
-  private long openHandle(NodeTable.Node n) throws FsException {
+  /**
+   * The view's path of {@code n}, null when it has no name left. A retired node's kept first
+   * name may be another file's by now (its file renamed, the name reused): its descriptors ask
+   * by the name of its open handle, which follows its file through renames.
+   */
+  private String pathOf(NodeTable.Node n) {
+    if (n.retired) {
+      long open = openHandle(n);
+      if (open != 0) {
+        return view.openPath(open);
+      }
+    }
+    return nodes.path(n);
+  }
+
+  /** A handle of an open file of {@code n}, or 0 (handles start at 1). */
+  private long openHandle(NodeTable.Node n) {
     for (var e : opens.entrySet()) {
       if (e.getValue().node() == n) {
         return e.getKey();
       }
     }
-    throw new FsException(Posix.ENOENT, "node " + n.id + " has no name left and is not open");
+    return 0;
   }
 
   private static void sized(Reply out, byte[] v, int size) throws FsException {
@@ -718,7 +741,7 @@ final class Dispatcher {
     int uid = in.u32();
     int gid = in.u32();
     NodeTable.Node n = node(in.nodeid);
-    String p = nodes.path(n);
+    String p = pathOf(n);
     boolean byHandle = (valid & Fuse.FATTR_FH) != 0;
     if (p == null && !(byHandle && (valid & ~(Fuse.FATTR_FH | Fuse.FATTR_SIZE)) == 0)) {
       throw new FsException(Posix.ENOENT, "node " + n.id + " has no name left");

@@ -25,7 +25,10 @@ final class OpenFiles {
   static final class OpenFile {
     /** Stays the same number for life; {@link #retarget} changes the file behind it. */
     final int fd;
-    /** The name it was opened by (relative); "" for an O_TMPFILE file until it is linked. */
+    /**
+     * Its name now (relative), kept through renames ({@link #renamed}, {@link #exchanged});
+     * the last it had once its names are gone; "" for an O_TMPFILE file until it is linked.
+     */
     volatile String path;
     final boolean writable;
     volatile Attr unlinked;
@@ -65,15 +68,61 @@ final class OpenFiles {
     return open.get(fh);
   }
 
-  /** The open files opened by the name {@code rel}. */
+  /** The open files that have the name {@code rel} now (not those whose names are gone). */
   List<OpenFile> named(String rel) {
     List<OpenFile> out = new ArrayList<>();
     for (OpenFile f : open.values()) {
-      if (f.path.equals(rel)) {
+      if (f.unlinked == null && f.path.equals(rel)) {
         out.add(f);
       }
     }
     return out;
+  }
+
+  /**
+   * A rename moved {@code from} to {@code to}: files open by that name or by one below it have
+   * the new name. Called under the view's namespace write lock, as every open is registered
+   * under its read lock: no open of the old name can slip in between.
+   */
+  void renamed(String from, String to) {
+    for (OpenFile f : open.values()) {
+      String moved = moved(f, from, to);
+      if (moved != null) {
+        f.path = moved;
+      }
+    }
+  }
+
+  /** RENAME_EXCHANGE swapped {@code a} and {@code b}, and what is below them. */
+  void exchanged(String a, String b) {
+    List<OpenFile> files = new ArrayList<>();
+    List<String> names = new ArrayList<>();
+    for (OpenFile f : open.values()) {
+      String moved = moved(f, a, b);
+      if (moved == null) {
+        moved = moved(f, b, a);
+      }
+      if (moved != null) {
+        files.add(f);
+        names.add(moved);
+      }
+    }
+    for (int i = 0; i < files.size(); i++) {
+      files.get(i).path = names.get(i);
+    }
+  }
+
+  /** The name of {@code f} after {@code from} became {@code to}, or null if it is not below. */
+  private static String moved(OpenFile f, String from, String to) {
+    String p = f.path;
+    if (f.unlinked != null || p.isEmpty()) {
+      return null;
+    }
+    if (p.equals(from)) {
+      return to;
+    }
+    return p.startsWith(from) && p.charAt(from.length()) == '/'
+        ? to + p.substring(from.length()) : null;
   }
 
   /**

@@ -271,6 +271,12 @@ public final class UnionView implements AutoCloseable {
   }
 
   /** Attributes of an open file: by path while it has one, else from its descriptor. */
+  /** The path of an open file now (it follows renames), or null once its names are gone. */
+  public String openPath(long fh) {
+    OpenFiles.OpenFile f = files.peek(fh);
+    return f == null || f.unlinked != null || f.path.isEmpty() ? null : "/" + f.path;
+  }
+
   public Attr fgetattr(String path, long fh) throws FsException {
     OpenFiles.OpenFile f = files.peek(fh);
     Attr gone = f == null ? null : f.unlinked;
@@ -784,6 +790,10 @@ public final class UnionView implements AutoCloseable {
         Markers.setRedirect(srcUpper, "/" + src.lowerDirPath(), opts.whiteoutForm());
       }
       boolean dstHadLowerDir = dst != null && dst.lowerDirVisible();
+      // files open by the replaced name keep its attributes, as after an unlink
+      List<OpenFiles.OpenFile> orphaned = dst == null || dst.isDir() ? List.of()
+          : lastNameOpen(dst);
+      Attr replaced = orphaned.isEmpty() ? null : attrOf(dst);
       NewName moved = prepareNew(toRel, dst != null);
       Loc target = moved.path();
       if (dst != null && dst.upper() != null && dst.isDir()) {
@@ -797,6 +807,8 @@ public final class UnionView implements AutoCloseable {
         // a redirected directory needs none: its lower part is found by the redirect only
         Markers.markOpaque(target, opts.whiteoutForm());
       }
+      orphaned.forEach(f -> f.unlinked = replaced);
+      files.renamed(src.path(), toRel);
       lookup.forgetDirectories(); // the moved directory's steps and everything below it
     });
   }
@@ -837,6 +849,7 @@ public final class UnionView implements AutoCloseable {
       if (na.isDir() && !ra && nb.lower() != null && nb.lower().isDir()) {
         Markers.markOpaque(ub, opts.whiteoutForm());
       }
+      files.exchanged(na.path(), nb.path());
       lookup.forgetDirectories();
     });
   }

@@ -21,7 +21,9 @@ import org.junit.jupiter.api.io.TempDir;
  * passthrough), every later open must see the upper (without passthrough, the held reader's
  * reads refilled the page cache with the old bytes), and the held descriptor itself reads the
  * new data as on kernel overlayfs, except through a passthrough reader (the kernel reads the
- * lower file for it; see Dispatcher's openReply).
+ * lower file for it; see Dispatcher's openReply). Its file renamed and its old name reused
+ * by a directory, the held descriptor's fstat and fchmod still reach its file (a retired
+ * node's kept first name once sent them to the directory: EIO, or a chmod of the wrong file).
  *
  * <p>Shown by {@code held-descriptor.py} against kernel overlayfs, and by fsxlite
  * (src/test/c/fsxlite.c, in the manner of xfstests' fsx: mmap, O_DIRECT, truncate, fallocate,
@@ -89,7 +91,10 @@ class HeldDescriptorTest {
     }
     assertThat(kernel).contains("('held after the mmap write', b'MMAP')")
         .contains("('held2 after the write', b'WRIT')")
-        .contains("('new open after the mmap write', b'MMAP')");
+        .contains("('new open after the mmap write', b'MMAP')")
+        .contains("('held3 after a rename and a directory at its old name', ('0o100644', 1,"
+            + " 300000))")
+        .contains("reaches its file, not the name's new owner\", '0o100600'");
     for (boolean passthrough : new boolean[] {true, false}) {
       String name = passthrough ? "pt" : "cached";
       try (Mounted s = strata(lower, name, Mounted.settings().withPassthrough(passthrough))) {
