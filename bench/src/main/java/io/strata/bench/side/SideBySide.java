@@ -32,7 +32,9 @@ import picocli.CommandLine.Option;
             + " and changes, a 2 GiB file, a git repository, stacks of 1 to 64 layers).",
         "Backends: strata is its own transport over /dev/fuse, strata-uring over FUSE io_uring"
             + " (the fuse module's enable_uring is turned on for the run and put back after),"
-            + " strata-daemon through one strata daemon, strata-jnr jnr-fuse."})
+            + " strata-daemon through one strata daemon, strata-jnr jnr-fuse;"
+            + " strata-noxattrs and fuse-overlayfs-noxattrs (not run unless named) with their"
+            + " noxattrs option (no extended attributes, so no file capabilities or ACLs)."})
 public final class SideBySide implements Callable<Integer> {
   static final List<String> WORKLOADS = List.of("stat-walk-cold", "stat-walk-warm", "ls-lR-warm",
       "readdir-large", "seq-read-cold", "seq-read-warm", "random-4k-reads", "copy-up-large",
@@ -229,6 +231,11 @@ public final class SideBySide implements Callable<Integer> {
       case "kernel" -> Sh.run(List.of("mount", "-t", "overlay", "overlay", "-o", opts,
           mp.toString()));
       case "fuse-overlayfs" -> Sh.run(List.of("fuse-overlayfs", "-o", opts, mp.toString()));
+      case "fuse-overlayfs-noxattrs" -> Sh.run(List.of("fuse-overlayfs", "-o",
+          opts + ",noxattrs=1", mp.toString()));
+      case "strata-noxattrs" -> Background.startAndWait(List.of("overlay", "-f", "-o",
+          opts + ",transport=dev,noxattrs", mp.toString()), mp, dir.resolve("strata.log"),
+          Duration.ofSeconds(60));
       case "strata" -> Background.startAndWait(List.of("overlay", "-f", "-o",
           opts + ",transport=dev", mp.toString()), mp, dir.resolve("strata.log"),
           Duration.ofSeconds(60));
@@ -248,7 +255,8 @@ public final class SideBySide implements Callable<Integer> {
           opts + ",transport=jnr", mp.toString()), mp, dir.resolve("strata.log"),
           Duration.ofSeconds(60));
       default -> throw new IllegalArgumentException("unknown backend " + backend
-          + " (plain, kernel, fuse-overlayfs, strata, strata-uring, strata-daemon, strata-jnr)");
+          + " (plain, kernel, fuse-overlayfs, strata, strata-uring, strata-daemon, strata-jnr,"
+          + " strata-noxattrs, fuse-overlayfs-noxattrs)");
     }
     mounted.add(mp);
     return mp;

@@ -954,9 +954,15 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
+  /**
+   * With {@code noxattrs}, ENOSYS, as fuse-overlayfs answers: FUSE takes it as "never ask
+   * again" for that request (the kernel's no_getxattr, no_listxattr, ...) and tells callers
+   * EOPNOTSUPP from then on without an upcall, so `ls -l`'s lgetxattr per file costs nothing.
+   * File capabilities and ACLs are gone on such a mount, which is why it is only an option.
+   */
   private void requireXattrs() throws FsException {
     if (!opts.xattrs()) {
-      throw new FsException(Posix.ENOTSUP, "xattrs are disabled (noxattrs)");
+      throw new FsException(Posix.ENOSYS, "xattrs are disabled (noxattrs)");
     }
   }
 

@@ -69,6 +69,34 @@ class TransportTest {
         .contains("('O_TMPFILE given a name', 'ok', 1, 'anonymous', ['named-tmp', 'x'])");
   }
 
+  /**
+   * {@code noxattrs} answers ENOSYS, as fuse-overlayfs does, so that the kernel stops asking:
+   * a hundred lgetxattr calls (what `ls -l` makes per file) cost one upcall, and every caller
+   * is told EOPNOTSUPP.
+   */
+  @Test
+  void noxattrsIsAskedOnceThenTheKernelAnswersItself() throws Exception {
+    requireOwnTransport();
+    UnionView.Options d = UnionView.Options.defaults();
+    UnionView.Options noxattrs = new UnionView.Options(d.whiteoutForm(), d.metacopy(), false,
+        d.fsync(), d.uids(), d.gids(), d.squashToRoot(), d.cacheEntries(), d.redirectDir());
+    try (Mounted s = Mounted.strata(List.of(lower()), tmp.resolve("su"), tmp.resolve("sw"),
+        tmp.resolve("sm"), noxattrs)) {
+      String got = Mounted.run("python3", "-c", "import errno, os, sys\n"
+          + "seen = set()\n"
+          + "for n in ['lf1', 'lf2', 'ldir', 'mm', 'lh1'] * 20:\n"
+          + "    try:\n"
+          + "        os.getxattr(os.path.join(sys.argv[1], n), 'security.selinux',"
+          + " follow_symlinks=False)\n"
+          + "        seen.add('a value')\n"
+          + "    except OSError as e:\n"
+          + "        seen.add(e.errno == errno.EOPNOTSUPP and 'EOPNOTSUPP' or str(e))\n"
+          + "print(sorted(seen))", s.mountpoint.toString());
+      assertThat(got.trim()).isEqualTo("['EOPNOTSUPP']");
+      assertThat(s.fuse().stats().get("GETXATTR")).isEqualTo(1L);
+    }
+  }
+
   private FuseMount mount(Path lower, FuseMount.Settings settings, List<String> log)
       throws Exception {
     Path upper = Files.createDirectories(tmp.resolve("upper"));
