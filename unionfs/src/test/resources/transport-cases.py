@@ -140,5 +140,16 @@ st = os.fstat(fd)
 out.append(("fstat after its directory moved and it was unlinked", st.st_nlink, st.st_size,
             read("xd")))
 os.close(fd)
+# a name of a lower hard link is copied up (its number changes) while a descriptor is open on
+# it: a lookup that revalidates the name (mkdir's) must keep the node the descriptor holds
+os.rename("lh2", "lhm")
+fd = os.open("lhm", os.O_RDWR)
+try:
+    os.mkdir("lhm")
+except OSError as e:
+    out.append(("mkdir over a copied-up hard link", errno.errorcode[e.errno]))
+os.fchmod(fd, 0o600)
+out.append(("fchmod through a descriptor on it", oct(os.stat("lhm").st_mode), os.stat("lhm").st_nlink))
+os.close(fd)
 for o in out:
     print(o)

@@ -423,15 +423,26 @@ public final class RawFs {
   /** Sets times in nanoseconds; -1 leaves one as it is. */
   public static void lutimes(int dirfd, String rel, long atimeNanos, long mtimeNanos)
       throws IOException {
-    long[] t = {
+    long[] t = timespecs(atimeNanos, mtimeNanos);
+    try (At a = at(dirfd, rel)) {
+      check(LIBC.utimensat(a.dirfd(), a.path(), t, AT_SYMLINK_NOFOLLOW), "utimensat", dirfd, rel);
+    }
+  }
+
+  /** futimens(2): the times of an open file, named or not (a negative time is left as it is). */
+  public static void futimes(int fd, long atimeNanos, long mtimeNanos) throws IOException {
+    // through its /proc/self/fd link, followed: the file itself
+    check(LIBC.utimensat(AT_FDCWD, z("/proc/self/fd/" + fd), timespecs(atimeNanos, mtimeNanos),
+        0), "futimens", fd, "");
+  }
+
+  private static long[] timespecs(long atimeNanos, long mtimeNanos) {
+    return new long[] {
       atimeNanos < 0 ? 0 : Math.floorDiv(atimeNanos, 1_000_000_000L),
       atimeNanos < 0 ? UTIME_OMIT : Math.floorMod(atimeNanos, 1_000_000_000L),
       mtimeNanos < 0 ? 0 : Math.floorDiv(mtimeNanos, 1_000_000_000L),
       mtimeNanos < 0 ? UTIME_OMIT : Math.floorMod(mtimeNanos, 1_000_000_000L)
     };
-    try (At a = at(dirfd, rel)) {
-      check(LIBC.utimensat(a.dirfd(), a.path(), t, AT_SYMLINK_NOFOLLOW), "utimensat", dirfd, rel);
-    }
   }
 
   /** An xattr's value, or null if the file has none of that (raw) name. */

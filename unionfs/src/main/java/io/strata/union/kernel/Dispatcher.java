@@ -30,6 +30,13 @@ final class Dispatcher {
 
     /** Asks the kernel, later and from another thread, to drop its entry for a name. */
     void invalidateEntry(long parent, String name);
+
+    /**
+     * Tells the kernel, before the request being served is answered, to drop what it caches of
+     * a node's attributes.
+     */
+    default void invalidateAttributes(long node) {
+    }
   }
 
   /** The kernel cache timeouts, in nanoseconds. */
@@ -60,7 +67,22 @@ final class Dispatcher {
   private final AtomicLong servedOpens = new AtomicLong();
   private final AtomicLong retiredNodes = new AtomicLong();
   private final AtomicLong dirHandles = new AtomicLong(1);
-  private final ConcurrentHashMap<Long, List<UnionView.DirEntry>> dirs = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<Long, DirOpen> dirs = new ConcurrentHashMap<>();
+
+  /**
+   * An open directory: its node, its listing as the kernel reads it, and, once it was removed
+   * while open, a view handle on the real directory (taken just before the removal) that
+   * fstat, fchmod and the like use then.
+   */
+  static final class DirOpen {
+    final NodeTable.Node node;
+    volatile List<UnionView.DirEntry> list = List.of();
+    volatile long held;
+
+    DirOpen(NodeTable.Node node) {
+      this.node = node;
+    }
+  }
   /** Open files by handle: the node and, when passed through, its backing. */
   private final ConcurrentHashMap<Long, Open> opens = new ConcurrentHashMap<>();
 
@@ -381,7 +403,20 @@ final class Dispatcher {
       }
       case Fuse.RMDIR: {
         String name = in.name();
-        view.rmdir(child(id, name));
+        String p = child(id, name);
+        List<DirOpen> open = openDirs(nodes.named(id, name));
+        for (DirOpen d : open) {
+          d.held = view.holdDirectory(p); // its handles keep the directory they opened
+        }
+        try {
+          view.rmdir(p);
+        } catch (FsException | RuntimeException e) {
+          for (DirOpen d : open) {
+            view.release(d.held);
+            d.held = 0;
+          }
+          throw e;
+        }
         nodes.removed(id, name);
         return 0;
       }
@@ -411,6 +446,7 @@ final class Dispatcher {
         String fromPath = pathOf(from);
         if (fromPath != null) {
           view.link(fromPath, p);
+          nodes.linked(from, view.getattr(fromPath).ino());
         } else {
           long open = openHandle(from); // linkat of an O_TMPFILE file
           if (open == 0) {
@@ -574,7 +610,7 @@ final class Dispatcher {
           throw new FsException(Posix.ENOTDIR, path(id));
         }
         long fh = dirHandles.getAndIncrement();
-        dirs.put(fh, List.of());
+        dirs.put(fh, new DirOpen(node(id)));
         // The kernel may keep a listing across opens: every change of it goes through here,
         // and the kernel drops its copy when it sees the directory change.
         out.u64(fh).u32(Fuse.FOPEN_CACHE_DIR | Fuse.FOPEN_KEEP_CACHE).u32(0);
@@ -583,9 +619,13 @@ final class Dispatcher {
       case Fuse.READDIR:
       case Fuse.READDIRPLUS:
         return readdir(in, out, in.opcode == Fuse.READDIRPLUS);
-      case Fuse.RELEASEDIR:
-        dirs.remove(in.u64());
+      case Fuse.RELEASEDIR: {
+        DirOpen d = dirs.remove(in.u64());
+        if (d != null && d.held != 0) {
+          view.release(d.held);
+        }
         return 0;
+      }
       case Fuse.ACCESS:
         view.access(path(id));
         return 0;
@@ -667,14 +707,38 @@ final class Dispatcher {
     return nodes.path(n);
   }
 
-  /** A handle of an open file of {@code n}, or 0 (handles start at 1). */
+  /**
+   * A view handle of an open file of {@code n}, or of an open directory of it that was removed
+   * (one with no name left), or 0 (handles start at 1).
+   */
   private long openHandle(NodeTable.Node n) {
     for (var e : opens.entrySet()) {
       if (e.getValue().node() == n) {
         return e.getKey();
       }
     }
+    if (n.dir) {
+      for (DirOpen d : dirs.values()) {
+        if (d.node == n && d.held != 0) {
+          return d.held;
+        }
+      }
+    }
     return 0;
+  }
+
+  /** The open directories of {@code n} (none for null). */
+  private List<DirOpen> openDirs(NodeTable.Node n) {
+    if (n == null || !n.dir || dirs.isEmpty()) {
+      return List.of();
+    }
+    List<DirOpen> out = new ArrayList<>();
+    for (DirOpen d : dirs.values()) {
+      if (d.node == n) {
+        out.add(d);
+      }
+    }
+    return out;
   }
 
   private static void sized(Reply out, byte[] v, int size) throws FsException {
@@ -743,8 +807,32 @@ final class Dispatcher {
     NodeTable.Node n = node(in.nodeid);
     String p = pathOf(n);
     boolean byHandle = (valid & Fuse.FATTR_FH) != 0;
-    if (p == null && !(byHandle && (valid & ~(Fuse.FATTR_FH | Fuse.FATTR_SIZE)) == 0)) {
-      throw new FsException(Posix.ENOENT, "node " + n.id + " has no name left");
+    long a = (valid & Fuse.FATTR_ATIME) == 0 ? -1
+        : (valid & Fuse.FATTR_ATIME_NOW) != 0 ? -2 : atime * 1_000_000_000L + atimensec;
+    long m = (valid & Fuse.FATTR_MTIME) == 0 ? -1
+        : (valid & Fuse.FATTR_MTIME_NOW) != 0 ? -2 : mtime * 1_000_000_000L + mtimensec;
+    if (p == null) {
+      // fchmod, fchown, futimens, ftruncate of an open file whose names are all gone
+      long h = byHandle ? fh : openHandle(n);
+      if (h == 0) {
+        throw new FsException(Posix.ENOENT, "node " + n.id + " has no name left");
+      }
+      if ((valid & Fuse.FATTR_MODE) != 0) {
+        view.fchmod(h, mode);
+        n.noXattrs = null;
+      }
+      if ((valid & (Fuse.FATTR_UID | Fuse.FATTR_GID)) != 0) {
+        view.fchown(h, (valid & Fuse.FATTR_UID) != 0 ? uid : -1,
+            (valid & Fuse.FATTR_GID) != 0 ? gid : -1);
+      }
+      if ((valid & Fuse.FATTR_SIZE) != 0) {
+        view.ftruncate(h, size);
+      }
+      if ((valid & (Fuse.FATTR_ATIME | Fuse.FATTR_MTIME)) != 0) {
+        view.futimens(h, a, m);
+      }
+      out.attrOut(view.fgetattr(null, h), timeouts.attr());
+      return 0;
     }
     if ((valid & Fuse.FATTR_MODE) != 0) {
       view.chmod(p, mode);
@@ -761,17 +849,15 @@ final class Dispatcher {
       }
     }
     if ((valid & (Fuse.FATTR_ATIME | Fuse.FATTR_MTIME)) != 0) {
-      long a = (valid & Fuse.FATTR_ATIME) == 0 ? -1
-          : (valid & Fuse.FATTR_ATIME_NOW) != 0 ? -2 : atime * 1_000_000_000L + atimensec;
-      long m = (valid & Fuse.FATTR_MTIME) == 0 ? -1
-          : (valid & Fuse.FATTR_MTIME_NOW) != 0 ? -2 : mtime * 1_000_000_000L + mtimensec;
       view.utimens(p, a, m);
     }
     if ((valid & Fuse.FATTR_MODE) != 0) {
       n.noXattrs = null; // chmod may have rewritten an ACL
     }
-    Attr a = byHandle ? view.fgetattr(p, fh) : view.getattr(p);
-    out.attrOut(a, timeouts.attr());
+    for (NodeTable.Node other : nodes.sameFile(n)) {
+      session.invalidateAttributes(other.id);
+    }
+    out.attrOut(byHandle ? view.fgetattr(p, fh) : view.getattr(p), timeouts.attr());
     return 0;
   }
 
@@ -853,7 +939,7 @@ final class Dispatcher {
         return b;
       }
       if (!n.retired) {
-        dropped = nodes.retire(n);
+        dropped = nodes.retire(n, fileNumber(n));
         retiredNodes.incrementAndGet();
       }
     }
@@ -865,6 +951,16 @@ final class Dispatcher {
     }
     throw new FsException(Posix.ESTALE, "node " + n.id + " holds the backing of a file copied"
         + " up since: look it up again");
+  }
+
+  /** The view's number for {@code n}'s file now (a lower hard link's changes at its copy-up). */
+  private long fileNumber(NodeTable.Node n) {
+    String p = nodes.path(n);
+    try {
+      return p == null ? n.ino : view.getattr(p).ino();
+    } catch (FsException e) {
+      return n.ino;
+    }
   }
 
   private void release(long fh) {
@@ -890,10 +986,11 @@ final class Dispatcher {
     if (dirPath == null) {
       throw new FsException(Posix.ENOENT, "directory " + dir.id + " has no name left");
     }
-    List<UnionView.DirEntry> list = dirs.get(fh);
-    if (list == null) {
+    DirOpen open = dirs.get(fh);
+    if (open == null) {
       throw new FsException(Posix.EBADF, "no open directory " + fh);
     }
+    List<UnionView.DirEntry> list = open.list;
     if (offset == 0 || list.isEmpty()) {
       List<UnionView.DirEntry> fresh = new ArrayList<>();
       Attr self = view.getattr(dirPath);
@@ -901,7 +998,7 @@ final class Dispatcher {
       fresh.add(new UnionView.DirEntry("..", 1, Posix.S_IFDIR));
       fresh.addAll(view.readdir(dirPath));
       list = fresh;
-      dirs.put(fh, list);
+      open.list = list;
     }
     int limit = Math.min(size, out.room());
     int start = out.size();

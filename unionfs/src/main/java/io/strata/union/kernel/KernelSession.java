@@ -585,5 +585,17 @@ public final class KernelSession {
     public void invalidateEntry(long parent, String name) {
       invalidate(new Invalidation(parent, name));
     }
+
+    @Override
+    public void invalidateAttributes(long node) {
+      // Attributes only (offset -1): the kernel takes no lock that the request being served
+      // could hold, so it is written at once, before the reply says the change is done; a
+      // stat that follows the reply must not find the old attributes.
+      ByteBuffer buf = ByteBuffer.allocateDirect(64);
+      Reply out = new Reply(buf);
+      out.start().u64(node).u64(-1).u64(0);
+      int len = out.finishNotify(Fuse.NOTIFY_INVAL_INODE);
+      Device.LIBC.write(fd, Pointer.wrap(Device.RUNTIME, buf), len); // ENOENT: forgotten
+    }
   }
 }

@@ -30,10 +30,14 @@ final class NodeTable {
   /** One kernel inode. */
   static final class Node {
     final long id;
-    final long ino;
+    /** Its file's number; changes once, when a lower hard link's name is copied up (table lock). */
+    long ino;
     final boolean dir;
-    /** One name of a lower file with several: its own kernel inode (see {@code Attr.lowerLink}). */
-    final boolean perName;
+    /**
+     * One name of a lower file with several: its own kernel inode (see {@code Attr.lowerLink}),
+     * until that name is copied up (guarded by the table).
+     */
+    boolean perName;
     /**
      * The names this node is known by (guarded by the table): null, one {@link Name}, or a
      * list of two or more (hard links).
@@ -274,6 +278,8 @@ final class NodeTable {
   private final Map<Name, Node> byName = new HashMap<>();
   /** The per-name nodes of lower hard links, by inode number, for invalidations. */
   private final Map<Long, List<Node>> perName = new HashMap<>();
+  /** Retired nodes by the number of their file now (see {@link #retire}, {@link #sameFile}). */
+  private final Map<Long, List<Node>> retired = new HashMap<>();
   private final AtomicLong next = new AtomicLong(Fuse.ROOT_ID + 1);
   private final Node root;
 
@@ -348,6 +354,13 @@ final class NodeTable {
       }
     } else {
       n = byIno.get(ino);
+      if (n == null && before != null && before.perName && !dir && !before.retired) {
+        // A name of a lower hard link, copied up since: an upper file with a number of its
+        // own now, but the same file, so the same node (kernel overlayfs keeps its inode). A
+        // new node here took the name from the kernel inode that descriptors hold open.
+        ownNumber(before, ino);
+        n = before;
+      }
       if (n == null || n.dir != dir) {
         n = new Node(next.getAndIncrement(), ino, dir, false);
         byId.put(n);
@@ -372,6 +385,17 @@ final class NodeTable {
     return n;
   }
 
+  /** {@code n}, one name of a lower hard link, is now the file numbered {@code ino}. */
+  private void ownNumber(Node n, long ino) {
+    List<Node> l = perName.get(n.ino);
+    if (l != null && l.remove(n) && l.isEmpty()) {
+      perName.remove(n.ino);
+    }
+    n.ino = ino;
+    n.perName = false;
+    byIno.put(n);
+  }
+
   /** A node with no name yet (an O_TMPFILE file), counted once; a LINK names it later. */
   synchronized Node unnamed(long ino) {
     Node n = new Node(next.getAndIncrement(), ino, false, false);
@@ -391,6 +415,12 @@ final class NodeTable {
     if (n.lookups <= 0) {
       byId.remove(id, n);
       byIno.remove(n.ino, n);
+      if (n.retired) {
+        List<Node> r = retired.get(n.ino);
+        if (r != null && r.remove(n) && r.isEmpty()) {
+          retired.remove(n.ino);
+        }
+      }
       if (n.perName) {
         List<Node> l = perName.get(n.ino);
         if (l != null && l.remove(n) && l.isEmpty()) {
@@ -402,6 +432,11 @@ final class NodeTable {
       }
       // children keep their names; their paths fail until looked up again under a live parent
     }
+  }
+
+  /** The node that has {@code name} in {@code parent}, or null. */
+  synchronized Node named(long parent, String name) {
+    return byName.get(new Name(parent, name));
   }
 
   /** The name is gone from the view (unlink, rmdir, or replaced by a rename). */
@@ -456,7 +491,7 @@ final class NodeTable {
    * keeps its first name for building paths: descriptors open on its kernel inode still ask
    * through it until the kernel forgets it.
    */
-  synchronized List<Name> retire(Node n) {
+  synchronized List<Name> retire(Node n, long ino) {
     n.retired = true;
     byIno.remove(n.ino, n);
     if (n.perName) {
@@ -464,7 +499,10 @@ final class NodeTable {
       if (l != null && l.remove(n) && l.isEmpty()) {
         perName.remove(n.ino);
       }
+      n.perName = false;
     }
+    n.ino = ino; // a lower hard link's name gets the number of its copy
+    retired.computeIfAbsent(ino, k -> new ArrayList<>(1)).add(n);
     List<Name> out = new ArrayList<>();
     for (Name name : names(n)) {
       if (byName.remove(name, n)) {
@@ -472,6 +510,36 @@ final class NodeTable {
       }
     }
     return out;
+  }
+
+  /**
+   * The other kernel inodes of {@code n}'s file: a node retired from it (descriptors from
+   * before its copy-up hold it), or the node that took its names. A change of the file's
+   * attributes through one must drop what the kernel caches for the others.
+   */
+  synchronized List<Node> sameFile(Node n) {
+    List<Node> r = retired.get(n.ino);
+    Node live = byIno.get(n.ino);
+    if (r == null && (live == null || live == n)) {
+      return List.of();
+    }
+    List<Node> out = new ArrayList<>(r == null ? List.of() : r);
+    if (live != null) {
+      out.add(live);
+    }
+    out.remove(n);
+    return out;
+  }
+
+  /**
+   * A LINK of {@code from} gave its file the number {@code ino}: a lower hard link's name that
+   * the link copied up is that file now, and the new name gets the same node (one kernel inode
+   * for the file's names, as kernel overlayfs keeps one).
+   */
+  synchronized void linked(Node from, long ino) {
+    if (from.perName && !from.dir && !from.retired && byIno.get(ino) == null) {
+      ownNumber(from, ino);
+    }
   }
 
   /** The nodes of an inode number, for invalidations the view reports by number. */

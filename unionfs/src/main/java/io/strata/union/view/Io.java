@@ -52,6 +52,7 @@ public final class Io {
   static final int O_EXCL = 0200;
   static final int O_TRUNC = 01000;
   static final int O_CLOEXEC = 02000000;
+  static final int O_DIRECTORY = 0200000;
   /** O_TMPFILE as open(2) takes it (with O_DIRECTORY's bit). */
   static final int O_TMPFILE = 020200000;
   /**

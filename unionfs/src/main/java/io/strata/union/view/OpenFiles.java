@@ -19,8 +19,8 @@ import jnr.ffi.Pointer;
  */
 final class OpenFiles {
   /**
-   * An open file: a descriptor on the real file and, once its last name is gone, the
-   * attributes it had (taken at unlink time, so opening costs no stat).
+   * An open file: a descriptor on the real file and, once its name is gone, the attributes it
+   * had (taken at unlink time, so opening costs no stat).
    */
   static final class OpenFile {
     /** Stays the same number for life; {@link #retarget} changes the file behind it. */
@@ -31,12 +31,19 @@ final class OpenFiles {
      */
     volatile String path;
     final boolean writable;
+    /** Whether the descriptor reaches the upper file (else a lower one, only read). */
+    volatile boolean onUpper;
+    /**
+     * Once the name it had is gone (unlinked, or replaced by a rename; the file may have other
+     * names): its attributes then, for the number the view gave it. It answers by handle.
+     */
     volatile Attr unlinked;
 
-    OpenFile(int fd, String path, boolean writable) {
+    OpenFile(int fd, String path, boolean writable, boolean onUpper) {
       this.fd = fd;
       this.path = path;
       this.writable = writable;
+      this.onUpper = onUpper;
     }
   }
 
@@ -48,9 +55,9 @@ final class OpenFiles {
     return open.size();
   }
 
-  long register(int fd, String rel, boolean writable) {
+  long register(int fd, String rel, boolean writable, boolean onUpper) {
     long fh = handles.getAndIncrement();
-    open.put(fh, new OpenFile(fd, rel, writable));
+    open.put(fh, new OpenFile(fd, rel, writable, onUpper));
     return fh;
   }
 
@@ -142,6 +149,7 @@ final class OpenFiles {
           fresh = Io.open(upper, Io.O_RDONLY, 0);
         }
         Io.check(Io.LIBC.dup3(fresh, f.fd, Io.O_CLOEXEC), "dup3 for /" + rel);
+        f.onUpper = true;
       }
     } finally {
       if (fresh >= 0) {

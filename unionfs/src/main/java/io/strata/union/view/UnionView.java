@@ -281,10 +281,59 @@ public final class UnionView implements AutoCloseable {
     OpenFiles.OpenFile f = files.peek(fh);
     Attr gone = f == null ? null : f.unlinked;
     if (gone != null) {
-      long end = Io.LIBC.lseek(f.fd, 0, 2 /* SEEK_END */);
-      return gone.withNlink(0).withSize(end < 0 ? gone.size() : end);
+      // the file itself, as it is now (fchmod and the like reach it by handle): its number
+      // as the view gave it, its link count as the real file has it (0 above; a file still
+      // below keeps its lower link, which kernel overlayfs shows too)
+      try {
+        RawFs.Statx st = RawFs.lstat(f.fd, "");
+        return mapIds(new Attr(gone.ino(), st.mode(), (int) st.nlink(), st.uid(), st.gid(),
+            st.rdev(), st.size(), st.blocks(), st.atimeNanos(), st.mtimeNanos(),
+            st.ctimeNanos(), false, st.btimeNanos()));
+      } catch (IOException e) {
+        throw FsException.from(e);
+      }
     }
     return getattr(path != null ? path : f == null ? null : "/" + f.path);
+  }
+
+  /**
+   * fchmod(2) of an open file whose names are all gone, through its handle; with
+   * {@link #fchown}, {@link #futimens} and {@link #ftruncate} what SETATTR does for such a file.
+   */
+  public void fchmod(long fh, int mode) throws FsException {
+    Io.check(Io.LIBC.fchmod(nameless(fh).fd, mode & 07777), "fchmod of an unlinked file");
+  }
+
+  /** fchown(2) of an open file whose names are all gone; -1 leaves an id as it is. */
+  public void fchown(long fh, int uid, int gid) throws FsException {
+    int u = uid == -1 ? -1 : opts.uids().toHost(uid);
+    int g = gid == -1 ? -1 : opts.gids().toHost(gid);
+    Io.check(Io.LIBC.fchown(nameless(fh).fd, u, g), "fchown of an unlinked file");
+  }
+
+  /** futimens(2) of an open file whose names are all gone (times as for {@link #utimens}). */
+  public void futimens(long fh, long atimeNanos, long mtimeNanos) throws FsException {
+    OpenFiles.OpenFile f = nameless(fh);
+    long now = System.currentTimeMillis() * 1_000_000L;
+    try {
+      RawFs.futimes(f.fd, atimeNanos == -2 ? now : atimeNanos,
+          mtimeNanos == -2 ? now : mtimeNanos);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    }
+  }
+
+  /**
+   * The open file of a handle whose names are gone, reaching the upper file. One still below
+   * has nowhere to be copied up to: EEXIST, as kernel overlayfs answers (its copy-up meets the
+   * whiteout).
+   */
+  private OpenFiles.OpenFile nameless(long fh) throws FsException {
+    OpenFiles.OpenFile f = files.get(fh);
+    if (!f.onUpper) {
+      throw new FsException(Posix.EEXIST, "an unlinked file still below cannot be changed");
+    }
+    return f;
   }
 
   private Attr attrOf(Node n) throws FsException {
@@ -427,11 +476,13 @@ public final class UnionView implements AutoCloseable {
       try {
         Node n = resolve(path);
         Loc real = n.real();
-        if (n.upper() != null && n.lower() != null && isMetacopy(n.upper())) {
+        boolean onUpper = n.upper() != null;
+        if (onUpper && n.lower() != null && isMetacopy(n.upper())) {
           real = n.lower().path(); // metadata was copied up, the data is still below
+          onUpper = false;
         }
         return register(Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL | Io.O_DIRECT), 0),
-            n.path(), false);
+            n.path(), false, onUpper);
       } catch (IOException e) {
         throw FsException.from(e);
       } finally {
@@ -447,14 +498,14 @@ public final class UnionView implements AutoCloseable {
       }
       Loc real = copyUp(n, true);
       int fd = Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL | Io.O_DIRECT), 0);
-      return register(fd, n.path(), true);
+      return register(fd, n.path(), true, true);
     } finally {
       namespace.writeLock().unlock();
     }
   }
 
-  private long register(int fd, String rel, boolean writable) {
-    return files.register(fd, rel, writable);
+  private long register(int fd, String rel, boolean writable, boolean onUpper) {
+    return files.register(fd, rel, writable, onUpper);
   }
 
   public int read(long fh, Pointer buf, long size, long offset) throws FsException {
@@ -567,7 +618,7 @@ public final class UnionView implements AutoCloseable {
           mode & 0777);
       try {
         finishNew(target, mode, uid, gid, false);
-        return register(fd, rel, (flags & Io.O_ACCMODE) != Io.O_RDONLY);
+        return register(fd, rel, (flags & Io.O_ACCMODE) != Io.O_RDONLY, true);
       } catch (FsException | RuntimeException e) {
         Io.close(fd);
         throw e;
@@ -649,7 +700,7 @@ public final class UnionView implements AutoCloseable {
             "fchown tmpfile in " + dir);
         Io.check(Io.LIBC.fchmod(fd, mode & 07777), "fchmod tmpfile in " + dir);
         RawFs.Statx st = RawFs.lstat(fd, "");
-        long fh = register(fd, "", (flags & Io.O_ACCMODE) != Io.O_RDONLY);
+        long fh = register(fd, "", (flags & Io.O_ACCMODE) != Io.O_RDONLY, true);
         files.get(fh).unlinked = mapIds(new Attr(compose(0, st.ino()), st.mode(), 0, st.uid(),
             st.gid(), st.rdev(), st.size(), st.blocks(), st.atimeNanos(), st.mtimeNanos(),
             st.ctimeNanos(), false, st.btimeNanos()));
@@ -685,7 +736,7 @@ public final class UnionView implements AutoCloseable {
       if (n.isDir()) {
         throw FsException.of(Posix.EISDIR, path);
       }
-      List<OpenFiles.OpenFile> orphaned = lastNameOpen(n);
+      List<OpenFiles.OpenFile> orphaned = losingTheirName(n);
       Attr before = orphaned.isEmpty() ? null : attrOf(n);
       removeNode(n);
       orphaned.forEach(f -> f.unlinked = before);
@@ -704,8 +755,31 @@ public final class UnionView implements AutoCloseable {
       if (!list(n).isEmpty()) {
         throw FsException.of(Posix.ENOTEMPTY, path);
       }
+      List<OpenFiles.OpenFile> held = files.named(n.path());
+      Attr before = held.isEmpty() ? null : attrOf(n);
       removeNode(n);
+      held.forEach(f -> f.unlinked = before);
     });
+  }
+
+  /**
+   * A handle on the real directory of {@code path} (its upper one, else the lower), taken
+   * before an rmdir while the kernel has it open: a removed directory still answers fstat,
+   * fchmod and the like through its descriptors, as on kernel overlayfs. Released with
+   * {@link #release}.
+   */
+  public long holdDirectory(String path) throws FsException {
+    lockRead();
+    try {
+      Node n = resolve(path);
+      if (!n.isDir()) {
+        throw FsException.of(Posix.ENOTDIR, path);
+      }
+      int fd = Io.open(n.real(), Io.O_RDONLY | Io.O_DIRECTORY, 0);
+      return register(fd, n.path(), false, n.upper() != null);
+    } finally {
+      namespace.readLock().unlock();
+    }
   }
 
   /**
@@ -789,10 +863,10 @@ public final class UnionView implements AutoCloseable {
         // set before the move: a crash in between leaves a directory redirected to itself
         Markers.setRedirect(srcUpper, "/" + src.lowerDirPath(), opts.whiteoutForm());
       }
-      boolean dstHadLowerDir = dst != null && dst.lowerDirVisible();
+      boolean intoMerged = src.isDir() && !redirect && mergedParent(toRel);
       // files open by the replaced name keep its attributes, as after an unlink
       List<OpenFiles.OpenFile> orphaned = dst == null || dst.isDir() ? List.of()
-          : lastNameOpen(dst);
+          : losingTheirName(dst);
       Attr replaced = orphaned.isEmpty() ? null : attrOf(dst);
       NewName moved = prepareNew(toRel, dst != null);
       Loc target = moved.path();
@@ -803,14 +877,22 @@ public final class UnionView implements AutoCloseable {
       if (src.lower() != null) {
         Markers.writeWhiteout(srcUpper.parent(), name(src.path()), opts.whiteoutForm());
       }
-      if (src.isDir() && !redirect && (dstHadLowerDir || (dst == null && moved.hadWhiteout()))) {
-        // a redirected directory needs none: its lower part is found by the redirect only
+      if (intoMerged) {
+        // A directory with nothing below, moved into a merged one, is made opaque: a lower
+        // directory of its new name (visible, or hidden by what the rename replaced) must not
+        // show through it, as kernel overlayfs marks it (a redirected one needs no marker).
         Markers.markOpaque(target, opts.whiteoutForm());
       }
       orphaned.forEach(f -> f.unlinked = replaced);
       files.renamed(src.path(), toRel);
       lookup.forgetDirectories(); // the moved directory's steps and everything below it
     });
+  }
+
+  /** Whether the directory that holds {@code rel} has a lower part (kernel overlayfs: merged). */
+  private boolean mergedParent(String rel) throws FsException {
+    int slash = rel.lastIndexOf('/');
+    return resolveRel(slash < 0 ? "" : rel.substring(0, slash)).lowerDirVisible();
   }
 
   private void exchange(String a, String b) throws FsException {
@@ -840,13 +922,15 @@ public final class UnionView implements AutoCloseable {
       if (rb) {
         Markers.setRedirect(ub, "/" + nb.lowerDirPath(), opts.whiteoutForm());
       }
+      boolean bIntoMerged = nb.isDir() && !rb && mergedParent(na.path());
+      boolean aIntoMerged = na.isDir() && !ra && mergedParent(nb.path());
       RawFs.rename(ua.dirfd(), ua.rel(), ub.dirfd(), ub.rel(), RENAME_EXCHANGE);
-      // A directory arriving where a lower directory of that name is must hide it, unless
-      // a redirect already says which lower directory it shows.
-      if (nb.isDir() && !rb && na.lower() != null && na.lower().isDir()) {
+      // A directory with nothing below arriving in a merged directory is made opaque, as
+      // in rename; a redirected one shows the lower directory its redirect names.
+      if (bIntoMerged) {
         Markers.markOpaque(ua, opts.whiteoutForm());
       }
-      if (na.isDir() && !ra && nb.lower() != null && nb.lower().isDir()) {
+      if (aIntoMerged) {
         Markers.markOpaque(ub, opts.whiteoutForm());
       }
       files.exchanged(na.path(), nb.path());
@@ -1058,11 +1142,12 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
-  /** The open files that lose their last name when {@code n} is unlinked. */
-  private List<OpenFiles.OpenFile> lastNameOpen(Node n) {
-    if (n.upperAttr() != null && n.upperAttr().nlink() > 1) {
-      return List.of();
-    }
+  /**
+   * The open files opened by {@code n}'s name, which loses it now (unlink, or a rename over
+   * it): from then on they answer by handle, whether the file has other names or none (their
+   * link count comes from the file itself).
+   */
+  private List<OpenFiles.OpenFile> losingTheirName(Node n) {
     return files.named(n.path());
   }
 

@@ -66,7 +66,9 @@ class TransportTest {
         .contains("('exchange a lower directory', 'ok', ['x'],")
         .contains("('read through the other name', 'h appended', 10)")
         .contains("('O_TMPFILE in a lower directory', 0, 9, '0o100640', ['x'])")
-        .contains("('O_TMPFILE given a name', 'ok', 1, 'anonymous', ['named-tmp', 'x'])");
+        .contains("('O_TMPFILE given a name', 'ok', 1, 'anonymous', ['named-tmp', 'x'])")
+        .contains("('fstat after rename, a directory at the old name, unlink', 0, 7,")
+        .contains("('fchmod through a descriptor on it', '0o100600', 1)");
   }
 
   /**

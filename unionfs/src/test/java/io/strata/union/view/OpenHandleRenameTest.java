@@ -86,7 +86,7 @@ class OpenHandleRenameTest {
   }
 
   @Test
-  void aFileARenameReplacedReportsItsOwnAttributesWithNoLinkLeft() throws Exception {
+  void aFileARenameReplacedReportsItsOwnAttributes() throws Exception {
     long fh = view.open("/etc/conf", Io.O_RDONLY);
     try {
       long w = view.create("/etc/new", 0644, Io.O_WRONLY, 0, 0);
@@ -94,7 +94,8 @@ class OpenHandleRenameTest {
       write("/etc/new", "a longer file that replaces");
       view.rename("/etc/new", "/etc/conf");
       Attr a = view.fgetattr(null, fh);
-      assertThat(a.nlink()).isZero();
+      // the lower file it still reads keeps its link there: kernel overlayfs says 1 too
+      assertThat(a.nlink()).isEqualTo(1);
       assertThat(a.size()).isEqualTo(8);
       assertThat(view.getattr("/etc/conf").size()).isEqualTo(27);
     } finally {
