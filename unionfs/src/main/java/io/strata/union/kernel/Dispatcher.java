@@ -404,19 +404,7 @@ final class Dispatcher {
       case Fuse.RMDIR: {
         String name = in.name();
         String p = child(id, name);
-        List<DirOpen> open = openDirs(nodes.named(id, name));
-        for (DirOpen d : open) {
-          d.held = view.holdDirectory(p); // its handles keep the directory they opened
-        }
-        try {
-          view.rmdir(p);
-        } catch (FsException | RuntimeException e) {
-          for (DirOpen d : open) {
-            view.release(d.held);
-            d.held = 0;
-          }
-          throw e;
-        }
+        removingDirectory(nodes.named(id, name), p, () -> view.rmdir(p));
         nodes.removed(id, name);
         return 0;
       }
@@ -430,7 +418,14 @@ final class Dispatcher {
         }
         String from = in.name();
         String to = in.name();
-        view.rename(child(id, from), child(newdir, to), flags);
+        String target = child(newdir, to);
+        int how = flags;
+        if ((flags & Fuse.RENAME_EXCHANGE) != 0) {
+          view.rename(child(id, from), target, how);
+        } else { // it may replace an empty directory that is open
+          removingDirectory(nodes.named(newdir, to), target,
+              () -> view.rename(child(id, from), target, how));
+        }
         if ((flags & Fuse.RENAME_EXCHANGE) != 0) {
           nodes.exchanged(id, from, newdir, to);
         } else {
@@ -725,6 +720,34 @@ final class Dispatcher {
       }
     }
     return 0;
+  }
+
+  /** A change of the view that throws as the view does. */
+  private interface ViewChange {
+    void run() throws FsException;
+  }
+
+  /**
+   * Runs {@code change}, which removes the directory {@code victim} at {@code path} if it is one
+   * (rmdir, or a rename over it). Its open handles first take a view handle on the real
+   * directory, so that their descriptors keep answering fstat, fchmod and the like after it
+   * is gone, as on kernel overlayfs; given back if the change fails.
+   */
+  private void removingDirectory(NodeTable.Node victim, String path, ViewChange change)
+      throws FsException {
+    List<DirOpen> open = openDirs(victim);
+    for (DirOpen d : open) {
+      d.held = view.holdDirectory(path);
+    }
+    try {
+      change.run();
+    } catch (FsException | RuntimeException e) {
+      for (DirOpen d : open) {
+        view.release(d.held);
+        d.held = 0;
+      }
+      throw e;
+    }
   }
 
   /** The open directories of {@code n} (none for null). */

@@ -280,10 +280,12 @@ public final class UnionView implements AutoCloseable {
   public Attr fgetattr(String path, long fh) throws FsException {
     OpenFiles.OpenFile f = files.peek(fh);
     Attr gone = f == null ? null : f.unlinked;
+    if (gone != null && !f.onUpper) {
+      return gone; // below, nothing changes it (see nameGone)
+    }
     if (gone != null) {
-      // the file itself, as it is now (fchmod and the like reach it by handle): its number
-      // as the view gave it, its link count as the real file has it (0 above; a file still
-      // below keeps its lower link, which kernel overlayfs shows too)
+      // the upper file itself, as it is now (fchmod and the like reach it by handle): its
+      // number as the view gave it, its link count as the real file has it
       try {
         RawFs.Statx st = RawFs.lstat(f.fd, "");
         return mapIds(new Attr(gone.ino(), st.mode(), (int) st.nlink(), st.uid(), st.gid(),
@@ -739,7 +741,7 @@ public final class UnionView implements AutoCloseable {
       List<OpenFiles.OpenFile> orphaned = losingTheirName(n);
       Attr before = orphaned.isEmpty() ? null : attrOf(n);
       removeNode(n);
-      orphaned.forEach(f -> f.unlinked = before);
+      nameGone(orphaned, n, before);
     });
   }
 
@@ -758,7 +760,7 @@ public final class UnionView implements AutoCloseable {
       List<OpenFiles.OpenFile> held = files.named(n.path());
       Attr before = held.isEmpty() ? null : attrOf(n);
       removeNode(n);
-      held.forEach(f -> f.unlinked = before);
+      nameGone(held, n, before);
     });
   }
 
@@ -865,8 +867,7 @@ public final class UnionView implements AutoCloseable {
       }
       boolean intoMerged = src.isDir() && !redirect && mergedParent(toRel);
       // files open by the replaced name keep its attributes, as after an unlink
-      List<OpenFiles.OpenFile> orphaned = dst == null || dst.isDir() ? List.of()
-          : losingTheirName(dst);
+      List<OpenFiles.OpenFile> orphaned = dst == null ? List.of() : losingTheirName(dst);
       Attr replaced = orphaned.isEmpty() ? null : attrOf(dst);
       NewName moved = prepareNew(toRel, dst != null);
       Loc target = moved.path();
@@ -883,7 +884,7 @@ public final class UnionView implements AutoCloseable {
         // show through it, as kernel overlayfs marks it (a redirected one needs no marker).
         Markers.markOpaque(target, opts.whiteoutForm());
       }
-      orphaned.forEach(f -> f.unlinked = replaced);
+      nameGone(orphaned, dst, replaced);
       files.renamed(src.path(), toRel);
       lookup.forgetDirectories(); // the moved directory's steps and everything below it
     });
@@ -1143,12 +1144,38 @@ public final class UnionView implements AutoCloseable {
   }
 
   /**
+   * The open files {@code opened} lost the name of {@code n}, whose attributes were
+   * {@code before}: from now on they answer by handle. One whose descriptor reaches the upper
+   * file asks it (its link count, and what fchmod and the like change); one reading below
+   * keeps {@code before}, with no link left where the name had an upper file (metadata copied
+   * up without the data) and the lower file's own count where it had none (kernel overlayfs
+   * shows that one too).
+   */
+  private static void nameGone(List<OpenFiles.OpenFile> opened, Node n, Attr before) {
+    for (OpenFiles.OpenFile f : opened) {
+      f.unlinked = f.onUpper || n.upper() == null ? before : before.withNlink(0);
+    }
+  }
+
+  /**
    * The open files opened by {@code n}'s name, which loses it now (unlink, or a rename over
    * it): from then on they answer by handle, whether the file has other names or none (their
    * link count comes from the file itself).
    */
-  private List<OpenFiles.OpenFile> losingTheirName(Node n) {
-    return files.named(n.path());
+  private List<OpenFiles.OpenFile> losingTheirName(Node n) throws FsException {
+    List<OpenFiles.OpenFile> opened = files.named(n.path());
+    if (n.upper() != null && n.lower() != null && !n.isDir()) {
+      for (OpenFiles.OpenFile f : opened) {
+        if (!f.onUpper) {
+          // Its metadata was copied up without the data, which the handle still reads from
+          // below: the data follows now (the handle is moved onto the upper file), so that
+          // the handle keeps a file to answer for and to change once the name is gone.
+          copyUp(n, true);
+          break;
+        }
+      }
+    }
+    return opened;
   }
 
   private boolean isMetacopy(Loc p) throws IOException {

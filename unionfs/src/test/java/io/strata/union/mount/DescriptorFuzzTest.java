@@ -25,8 +25,10 @@ import org.junit.jupiter.params.provider.MethodSource;
  * descriptor: ENOENT), fchmod, fchown, futimens and ftruncate of an unlinked open file
  * refused, a removed open directory without attributes, a pure-upper directory renamed over an
  * opaque one letting the lower directory show through, a link of a lower hard link's name
- * given a second kernel inode, and a handle whose name was replaced while the file kept
- * another name answering for the replacement. With passthrough, the bytes read through a
+ * given a second kernel inode, a handle whose name was replaced while the file kept another
+ * name answering for the replacement, an open directory replaced by a rename, and a reader of
+ * a file whose metadata alone was copied up left with nothing to answer for once the name
+ * went. With passthrough, the bytes read through a
  * read-only descriptor are not compared
  * (the kernel reads the lower file for one opened before a copy-up: strata's one written-down
  * difference, see HeldDescriptorTest).
@@ -38,7 +40,7 @@ class DescriptorFuzzTest {
   /** 1 to 32, and the seeds past them that once failed (kept so that they stay fixed). */
   static LongStream seeds() {
     return LongStream.concat(LongStream.rangeClosed(1, 32),
-        LongStream.of(63, 67, 68, 93, 144, 151));
+        LongStream.of(63, 67, 68, 93, 144, 151, 369, 370, 376));
   }
 
   @BeforeEach
