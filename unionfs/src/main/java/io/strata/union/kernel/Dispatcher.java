@@ -854,6 +854,7 @@ final class Dispatcher {
       if ((valid & (Fuse.FATTR_ATIME | Fuse.FATTR_MTIME)) != 0) {
         view.futimens(h, a, m);
       }
+      changedAttributes(n);
       out.attrOut(view.fgetattr(null, h), timeouts.attr());
       return 0;
     }
@@ -877,11 +878,19 @@ final class Dispatcher {
     if ((valid & Fuse.FATTR_MODE) != 0) {
       n.noXattrs = null; // chmod may have rewritten an ACL
     }
+    changedAttributes(n);
+    out.attrOut(byHandle ? view.fgetattr(p, fh) : view.getattr(p), timeouts.attr());
+    return 0;
+  }
+
+  /**
+   * {@code n}'s file has new attributes: the kernel's other inodes of it (a retired node, the
+   * node that took its names) must not keep the old ones.
+   */
+  private void changedAttributes(NodeTable.Node n) {
     for (NodeTable.Node other : nodes.sameFile(n)) {
       session.invalidateAttributes(other.id);
     }
-    out.attrOut(byHandle ? view.fgetattr(p, fh) : view.getattr(p), timeouts.attr());
-    return 0;
   }
 
   /**

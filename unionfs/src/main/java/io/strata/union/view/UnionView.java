@@ -270,13 +270,13 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
-  /** Attributes of an open file: by path while it has one, else from its descriptor. */
   /** The path of an open file now (it follows renames), or null once its names are gone. */
   public String openPath(long fh) {
     OpenFiles.OpenFile f = files.peek(fh);
     return f == null || f.unlinked != null || f.path.isEmpty() ? null : "/" + f.path;
   }
 
+  /** Attributes of an open file: by path while it has one, else from its descriptor. */
   public Attr fgetattr(String path, long fh) throws FsException {
     OpenFiles.OpenFile f = files.peek(fh);
     Attr gone = f == null ? null : f.unlinked;
