@@ -5,10 +5,13 @@
 # strata must print the same lines. argv[3] == "mask-held-reads": the data read through a
 # read-only descriptor opened before a copy-up is not printed (with passthrough the kernel
 # reads the lower file for it: strata's one written-down difference).
-import ctypes, errno, os, random, stat, sys
+import ctypes, errno, mmap, os, random, stat, sys
 
 root, seed = sys.argv[1], int(sys.argv[2])
 mask = len(sys.argv) > 3 and sys.argv[3] == "mask-held-reads"
+# "extended" (argv[4]) adds path chmod/truncate, symlinks, maps, fsync and O_TMPFILE; the
+# plain set's sequences stay as they were, so a seed names the same run as before
+extended = len(sys.argv) > 4 and sys.argv[4] == "extended"
 os.chdir(root)
 libc = ctypes.CDLL(None, use_errno=True)
 rnd = random.Random(seed)
@@ -30,7 +33,7 @@ def attrs(st):
 
 def op():
     global slots
-    k = rnd.randrange(17)
+    k = rnd.randrange(23 if extended else 17)
     a, b = rnd.choice(NAMES), rnd.choice(NAMES)
     s = rnd.choice(sorted(held)) if held else None
     try:
@@ -86,6 +89,40 @@ def op():
         if k == 16:
             with open(a, "rb") as f:
                 return "read %s: %s" % (a, f.read(64))
+        if k == 17:
+            os.chmod(a, rnd.choice([0o600, 0o640, 0o755]))
+            return "chmod %s ok" % a
+        if k == 18:
+            os.truncate(a, rnd.randrange(6))
+            return "truncate %s ok" % a
+        if k == 19:
+            os.symlink(b, a)
+            return "symlink %s -> %s: %s" % (a, b, os.readlink(a))
+        if k == 20 and s:
+            fd = held[s][0]
+            size = os.fstat(fd).st_size
+            if size == 0:
+                return "map %d: empty" % s
+            with mmap.mmap(fd, min(size, 64), prot=mmap.PROT_READ) as m:
+                data = m[:]
+            # not compared through a read-only descriptor: kernel overlayfs maps the file the
+            # descriptor had at open, so a map of one opened below shows the lower file after
+            # a copy-up (its documented non-standard behaviour); strata shows the upper, as
+            # its reads through that descriptor do on both
+            return "map %d: %s" % (s, "(read-only)" if held[s][1] else data)
+        if k == 21 and s:
+            os.fsync(held[s][0])
+            return "fsync %d ok" % s
+        if k == 22:
+            fd = os.open(rnd.choice(["d0", "d1", "."]), os.O_TMPFILE | os.O_RDWR, 0o640)
+            os.write(fd, b"tmp%d" % rnd.randrange(100))
+            slots += 1
+            held[slots] = (fd, False)
+            if not rnd.randrange(2):
+                return "tmpfile -> slot %d" % slots
+            r = libc.linkat(fd, b"", -100, a.encode(), 0x1000)  # AT_EMPTY_PATH
+            return "tmpfile -> slot %d, linked as %s: %s" % (
+                slots, a, "ok" if r == 0 else errno.errorcode.get(ctypes.get_errno(), "?"))
         return None
     except OSError as e:
         return "op %d %s %s: %s" % (k, a, b, err(e))

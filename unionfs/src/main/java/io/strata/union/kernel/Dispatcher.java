@@ -314,8 +314,15 @@ final class Dispatcher {
   private static final ThreadLocal<Counted> COUNTED = ThreadLocal.withInitial(Counted::new);
 
   private void entry(Reply out, long parent, String name, String path) throws FsException {
+    entry(out, parent, name, path, false);
+  }
+
+  /** The entry reply for a name looked up, linked, or {@code created} just now (a new node). */
+  private void entry(Reply out, long parent, String name, String path, boolean created)
+      throws FsException {
     Attr a = view.getattr(path);
-    NodeTable.Node n = nodes.lookedUp(node(parent), name, a.ino(), a.isDirectory(), a.lowerLink());
+    NodeTable.Node n = created ? nodes.created(node(parent), name, a.ino(), a.isDirectory())
+        : nodes.lookedUp(node(parent), name, a.ino(), a.isDirectory(), a.lowerLink());
     COUNTED.get().add(n.id);
     out.entry(n.id, a, timeouts.entry(), timeouts.attr());
   }
@@ -372,7 +379,7 @@ final class Dispatcher {
         String target = in.target();
         String p = child(id, name);
         view.symlink(target, p, in.uid, in.gid);
-        entry(out, id, name, p);
+        entry(out, id, name, p, true);
         return 0;
       }
       case Fuse.MKNOD: {
@@ -383,7 +390,7 @@ final class Dispatcher {
         String name = in.name();
         String p = child(id, name);
         view.mknod(p, mode, rdev & 0xffffffffL, in.uid, in.gid);
-        entry(out, id, name, p);
+        entry(out, id, name, p, true);
         return 0;
       }
       case Fuse.MKDIR: {
@@ -392,13 +399,17 @@ final class Dispatcher {
         String name = in.name();
         String p = child(id, name);
         view.mkdir(p, mode, in.uid, in.gid);
-        entry(out, id, name, p);
+        entry(out, id, name, p, true);
         return 0;
       }
       case Fuse.UNLINK: {
         String name = in.name();
+        NodeTable.Node victim = nodes.named(id, name);
         view.unlink(child(id, name));
         nodes.removed(id, name);
+        if (victim != null) {
+          changedAttributes(victim); // its link count, for a retired node of the file too
+        }
         return 0;
       }
       case Fuse.RMDIR: {
@@ -429,7 +440,11 @@ final class Dispatcher {
         if ((flags & Fuse.RENAME_EXCHANGE) != 0) {
           nodes.exchanged(id, from, newdir, to);
         } else {
+          NodeTable.Node replaced = nodes.named(newdir, to);
           nodes.renamed(id, from, newdir, to);
+          if (replaced != null) {
+            changedAttributes(replaced);
+          }
         }
         return 0;
       }
@@ -442,6 +457,7 @@ final class Dispatcher {
         if (fromPath != null) {
           view.link(fromPath, p);
           nodes.linked(from, view.getattr(fromPath).ino());
+          changedAttributes(from);
         } else {
           long open = openHandle(from); // linkat of an O_TMPFILE file
           if (open == 0) {
@@ -487,7 +503,7 @@ final class Dispatcher {
         String p = child(id, name);
         long fh = view.create(p, mode, flags, in.uid, in.gid);
         try {
-          entry(out, id, name, p);
+          entry(out, id, name, p, true);
           NodeTable.Node n = nodes.get(COUNTED.get().last());
           openReply(out, n, fh);
         } catch (FsException | RuntimeException e) {

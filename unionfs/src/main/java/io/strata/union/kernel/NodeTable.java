@@ -30,7 +30,7 @@ final class NodeTable {
   /** One kernel inode. */
   static final class Node {
     final long id;
-    /** Its file's number; changes once, when a lower hard link's name is copied up (table lock). */
+    /** Its file's number; changes when a copy-up gives its file another (table lock). */
     long ino;
     final boolean dir;
     /**
@@ -352,15 +352,18 @@ final class NodeTable {
         byId.put(n);
         perName.computeIfAbsent(ino, k -> new ArrayList<>(2)).add(n);
       }
+    } else if (before != null && !before.dir && !dir && !before.retired) {
+      // Every change of what a name is passes through this table, so a file's name keeps its
+      // node (kernel overlayfs keeps its inode), also when the file got a new number: a lower
+      // hard link's name copied up, or a copy-up that made a new upper file. Going by the
+      // number here gave the name to a new node (the kernel inode descriptors held went
+      // stale), or to whatever node an old number of another file had, once reused.
+      n = before;
+      if (before.perName || before.ino != ino) {
+        ownNumber(before, ino);
+      }
     } else {
       n = byIno.get(ino);
-      if (n == null && before != null && before.perName && !dir && !before.retired) {
-        // A name of a lower hard link, copied up since: an upper file with a number of its
-        // own now, but the same file, so the same node (kernel overlayfs keeps its inode). A
-        // new node here took the name from the kernel inode that descriptors hold open.
-        ownNumber(before, ino);
-        n = before;
-      }
       if (n == null || n.dir != dir) {
         n = new Node(next.getAndIncrement(), ino, dir, false);
         byId.put(n);
@@ -385,11 +388,34 @@ final class NodeTable {
     return n;
   }
 
-  /** {@code n}, one name of a lower hard link, is now the file numbered {@code ino}. */
+  /**
+   * A file made by CREATE, MKNOD, MKDIR or SYMLINK, counted once: always a new node. A node
+   * that still has its number is another file's, whose number the filesystem reused.
+   */
+  synchronized Node created(Node parent, String name, long ino, boolean dir) {
+    Name key = new Name(parent.id, name);
+    Node before = byName.remove(key);
+    if (before != null) {
+      removeName(before, key);
+    }
+    Node n = new Node(next.getAndIncrement(), ino, dir, false);
+    byId.put(n);
+    byIno.put(n); // replaces the stale one
+    byName.put(key, n);
+    addName(n, key);
+    n.lookups++;
+    return n;
+  }
+
+  /** {@code n}'s file is now numbered {@code ino} (and no name of a lower hard link). */
   private void ownNumber(Node n, long ino) {
-    List<Node> l = perName.get(n.ino);
-    if (l != null && l.remove(n) && l.isEmpty()) {
-      perName.remove(n.ino);
+    if (n.perName) {
+      List<Node> l = perName.get(n.ino);
+      if (l != null && l.remove(n) && l.isEmpty()) {
+        perName.remove(n.ino);
+      }
+    } else {
+      byIno.remove(n.ino, n);
     }
     n.ino = ino;
     n.perName = false;
