@@ -81,9 +81,15 @@ public final class DaemonServer implements AutoCloseable {
       }
       Files.delete(socket);
     }
+    // Bound under a name of its own, made 0600, then renamed into place: the socket appears
+    // at its path with its mode. Bound there directly, it answered before the chmod (a peer,
+    // or a test that then set the mode itself, raced with it).
+    Path fresh = dir.resolve("." + socket.getFileName() + "." + ProcessHandle.current().pid());
+    Files.deleteIfExists(fresh);
     ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-    ch.bind(UnixDomainSocketAddress.of(socket));
-    Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-------"));
+    ch.bind(UnixDomainSocketAddress.of(fresh));
+    Files.setPosixFilePermissions(fresh, PosixFilePermissions.fromString("rw-------"));
+    Files.move(fresh, socket, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     DaemonServer s = new DaemonServer(socket, ch, commands, log);
     s.fileKey = Files.readAttributes(socket, java.nio.file.attribute.BasicFileAttributes.class)
         .fileKey();
