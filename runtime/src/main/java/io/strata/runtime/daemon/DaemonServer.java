@@ -81,15 +81,27 @@ public final class DaemonServer implements AutoCloseable {
       }
       Files.delete(socket);
     }
-    // Bound under a name of its own, made 0600, then renamed into place: the socket appears
+    // Bound under a name of its own, made 0600, then linked into place: the socket appears
     // at its path with its mode. Bound there directly, it answered before the chmod (a peer,
-    // or a test that then set the mode itself, raced with it).
+    // or a test that then set the mode itself, raced with it). link(2), not rename: a daemon
+    // that took the path meanwhile keeps it, and this one fails as bind would have.
     Path fresh = dir.resolve("." + socket.getFileName() + "." + ProcessHandle.current().pid());
     Files.deleteIfExists(fresh);
     ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
-    ch.bind(UnixDomainSocketAddress.of(fresh));
-    Files.setPosixFilePermissions(fresh, PosixFilePermissions.fromString("rw-------"));
-    Files.move(fresh, socket, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+    try {
+      ch.bind(UnixDomainSocketAddress.of(fresh));
+      Files.setPosixFilePermissions(fresh, PosixFilePermissions.fromString("rw-------"));
+      Files.createLink(socket, fresh);
+    } catch (java.nio.file.FileAlreadyExistsException e) {
+      ch.close();
+      throw new IllegalStateException("a daemon already serves " + socket
+          + " (`strata daemon status` says which)");
+    } catch (IOException | RuntimeException e) {
+      ch.close();
+      throw e;
+    } finally {
+      Files.deleteIfExists(fresh);
+    }
     DaemonServer s = new DaemonServer(socket, ch, commands, log);
     s.fileKey = Files.readAttributes(socket, java.nio.file.attribute.BasicFileAttributes.class)
         .fileKey();
