@@ -53,6 +53,20 @@ class MountCliTest {
         Mounts.unmount(p, true);
       }
     }
+    // the logs a mount keeps (its server killed, its start refused) are this test's to remove
+    if (Files.isDirectory(Background.logDir())) {
+      try (var logs = Files.list(Background.logDir())) {
+        for (Path log : logs.toList()) {
+          try {
+            if (Files.readString(log).contains(tmp.toString())) {
+              Files.deleteIfExists(log);
+            }
+          } catch (java.io.IOException gone) {
+            // removed by its mount meanwhile, or not text
+          }
+        }
+      }
+    }
   }
 
   Result strata(String... args) {
@@ -285,7 +299,8 @@ class MountCliTest {
         } catch (java.io.IOException gone) {
           continue;
         }
-        if (cmd.contains(" --foreground") && cmd.contains(" " + mountpoint + " ")) {
+        if ((cmd.contains(" --foreground") && cmd.contains(" " + mountpoint + " "))
+            || (cmd.contains(" overlay -f ") && cmd.endsWith(" " + mountpoint + " "))) {
           return ProcessHandle.of(Long.parseLong(p.getFileName().toString()));
         }
       }
@@ -299,6 +314,45 @@ class MountCliTest {
     while (p.isAlive()) {
       assertThat(System.nanoTime()).as("process " + p.pid() + " did not exit").isLessThan(deadline);
       Thread.sleep(20);
+    }
+  }
+
+  /**
+   * A background mount's process logs to a file of its own in /run/strata/logs and removes it
+   * once its mount has ended cleanly, when it says nothing but the routine lines: a node
+   * starting thousands of containers kept a file per container in memory (tmpfs). A log that
+   * says more stays.
+   */
+  @Test
+  void aBackgroundMountRemovesItsRoutineLogAtItsEndAndKeepsOneThatSaysMore() throws Exception {
+    org.junit.jupiter.api.Assumptions.assumeFalse(TestDaemon.on(),
+        "with a daemon a background mount logs to the daemon's stderr, not to a file");
+    Path lower = Files.createDirectories(tmp.resolve("plain-lower"));
+    Files.writeString(lower.resolve("f"), "x");
+    String hash = Integer.toHexString(mp.toAbsolutePath().normalize().hashCode());
+    for (boolean warned : new boolean[] {false, true}) {
+      Result r = strata("overlay", "-o", "lowerdir=" + lower, mp.toString());
+      assertThat(r.code()).as(r.err()).isZero();
+      Path log;
+      try (var logs = Files.list(Background.logDir())) {
+        log = logs.filter(p -> p.getFileName().toString().startsWith("overlay-" + hash + "-"))
+            .filter(p -> {
+              try {
+                return Files.readString(p).contains(Background.READY + mp);
+              } catch (java.io.IOException e) {
+                return false;
+              }
+            }).findFirst().orElseThrow();
+      }
+      ProcessHandle server = daemonOf(mp).orElseThrow();
+      if (warned) {
+        Files.writeString(log, "strata: warning: something a person should read\n",
+            java.nio.file.StandardOpenOption.APPEND);
+      }
+      assertThat(strata("umount", mp.toString()).code()).isZero();
+      awaitExit(server);
+      assertThat(Files.exists(log)).as(log + (warned ? ", which says more" : "")).isEqualTo(warned);
+      Files.deleteIfExists(log);
     }
   }
 

@@ -27,13 +27,18 @@ final class Foreground {
     FuseMount m = FuseMount.mount(view, mountpoint, settings, Foreground::log,
         Duration.ofSeconds(30));
     Thread hook = new Thread(() -> {
+      boolean clean = false;
       try {
         log("signal: unmounting " + m.mountpoint());
         m.close();
+        clean = true;
       } catch (IOException e) {
         log("unmount on exit failed: " + e.getMessage());
       } finally {
         onExit.run();
+      }
+      if (clean) {
+        io.strata.union.mount.Background.dropRoutineLog();
       }
     }, "strata-unmount");
     Runtime.getRuntime().addShutdownHook(hook);
@@ -85,12 +90,17 @@ final class Foreground {
     } catch (IllegalStateException shuttingDown) {
       return; // the hook is running and does the rest
     }
+    boolean clean = false;
     try {
       m.close();
+      clean = true;
     } catch (IOException e) {
       log("unmount of " + mountpoint + " failed: " + e.getMessage());
     } finally {
       onExit.run();
+    }
+    if (clean) {
+      io.strata.union.mount.Background.dropRoutineLog(); // after onExit: what it says stays
     }
   }
 }

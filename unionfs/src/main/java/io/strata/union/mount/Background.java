@@ -85,6 +85,7 @@ public final class Background {
       throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
     }
     Files.createDirectories(logFile.getParent());
+    logFile = ownLog(logFile);
     ProcessBuilder pb = new ProcessBuilder(command(args))
         .redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
@@ -94,6 +95,7 @@ public final class Background {
     // tells this daemon's ready line from the other's.
     String token = java.util.UUID.randomUUID().toString();
     pb.environment().put(READY_TOKEN, token);
+    pb.environment().put(LOG_FILE, logFile.toString());
     Process p = pb.start();
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
@@ -102,8 +104,12 @@ public final class Background {
         return;
       }
       if (!p.isAlive()) {
+        String said = tail(logFile, logStart);
+        if (logStart == 0 && shownWhole(logFile)) {
+          Files.deleteIfExists(logFile); // all it said is in the error: no file to keep
+        }
         throw new IOException("the mount daemon exited with status " + p.exitValue() + ":\n"
-            + tail(logFile, logStart));
+            + said);
       }
       if (System.nanoTime() > deadline) {
         p.destroy();
@@ -245,6 +251,16 @@ public final class Background {
    * The last lines this daemon wrote: the log from {@code from} on (earlier mounts of the
    * same mountpoint wrote what comes before, and their lines would mislead).
    */
+  /** Whether {@link #tail} of {@code log} from its start is all of it. */
+  private static boolean shownWhole(Path log) {
+    try {
+      return Files.size(log) <= 8192
+          && new String(Files.readAllBytes(log), StandardCharsets.UTF_8).lines().count() <= 15;
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
   private static String tail(Path log, long from) {
     try (var ch = java.nio.channels.FileChannel.open(log)) {
       long start = Math.max(from, ch.size() - 8192);
@@ -257,6 +273,55 @@ public final class Background {
       return "(no log at " + log + ")";
     }
   }
+
+  private static final java.util.concurrent.atomic.AtomicInteger STARTS =
+      new java.util.concurrent.atomic.AtomicInteger();
+
+  /**
+   * The log of one background start: {@code base}'s name with this process's id and a count
+   * (overlay-HASH-PID-N.log), so that a mount removing its log at its end never removes the
+   * one a later mount of the same mountpoint writes to.
+   */
+  private static Path ownLog(Path base) {
+    String name = base.getFileName().toString();
+    String stem = name.endsWith(".log") ? name.substring(0, name.length() - 4) : name;
+    return base.resolveSibling(stem + "-" + ProcessHandle.current().pid() + "-"
+        + STARTS.incrementAndGet() + ".log");
+  }
+
+  /** The environment variable that names a background mount's log file to it. */
+  static final String LOG_FILE = "STRATA_MOUNT_LOG";
+
+  /**
+   * Called by a background mount's process once its mount has ended cleanly: removes its log
+   * if the log says nothing but that the mount was made, answered and went away. A node that
+   * starts thousands of containers would otherwise keep a file per container in /run (memory)
+   * for as long as it runs; a log that says more (a warning, a failure) stays.
+   */
+  public static void dropRoutineLog() {
+    String name = System.getenv(LOG_FILE);
+    if (name == null || inThisProcess != null) {
+      return;
+    }
+    Path log = Path.of(name);
+    try {
+      if (Files.size(log) > 1 << 20) {
+        return;
+      }
+      for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
+        if (!ROUTINE.matcher(line).matches()) {
+          return;
+        }
+      }
+      Files.delete(log);
+    } catch (IOException | java.io.UncheckedIOException e) {
+      // gone already, or not text: left as it is
+    }
+  }
+
+  /** The lines every background mount writes: mounted, ready, unmounted (also on SIGTERM). */
+  private static final java.util.regex.Pattern ROUTINE = java.util.regex.Pattern.compile(
+      "\\S+ strata: (mounted |ready on |unmounted |signal: unmounting ).*");
 
   /** Where background mounts log. */
   public static Path logDir() {
