@@ -40,6 +40,14 @@ public final class DaemonCommand implements Callable<Integer> {
       description = "Where to listen (default: this user's; see above).")
   Path socket;
 
+  @Option(names = "--hold-mounts", paramLabel = "SECONDS", defaultValue = "30",
+      description = "On SIGTERM or SIGINT, hand the mounts this daemon serves (strata overlay,"
+          + " strata-overlay: podman's and buildah's) to a small holder process, and have the"
+          + " next daemon on this socket take them over: a restart (an upgrade) ends no mount."
+          + " Their users wait meanwhile; if no daemon starts within SECONDS, the mounts fail"
+          + " as after a crash. 0: unmount them at stop, as before (default: ${DEFAULT-VALUE}).")
+  int holdMounts;
+
   @Override
   public Integer call() throws Exception {
     Invocation.routeStandardStreams();
@@ -64,12 +72,79 @@ public final class DaemonCommand implements Callable<Integer> {
       }
     }, "strata-daemon-stop");
     Runtime.getRuntime().addShutdownHook(hook);
+    Path holder = holderSocket(where);
+    takeOver(holder);
+    if (holdMounts > 0) {
+      handOverOnStop(holder, holdMounts);
+    }
     clearAfterADeadDaemon();
     server.trimWhenIdle(Duration.ofSeconds(10));
     warmUp(where.getParent());
     DaemonServer.logLine("serving on " + where + " (pid " + ProcessHandle.current().pid() + ")");
     server.serve();
     return 0;
+  }
+
+  /** Where the holder of this daemon's mounts listens while no daemon runs: beside its socket. */
+  static Path holderSocket(Path daemonSocket) {
+    return daemonSocket.resolveSibling("." + daemonSocket.getFileName() + ".hold");
+  }
+
+  /**
+   * Takes over the mounts that the daemon before this one handed to the holder on {@code
+   * holder} as it stopped: each is made again from its command line, on the connection the
+   * kernel kept, with the nodes and open files the kernel holds.
+   */
+  static void takeOver(Path holder) {
+    List<io.strata.union.mount.Handover.Takeover> taken;
+    try {
+      taken = io.strata.union.mount.Handover.takeAll(holder, DaemonServer::logLine);
+    } catch (java.io.IOException | RuntimeException e) {
+      DaemonServer.logLine("could not take the mounts over from the daemon before: "
+          + e.getMessage());
+      return;
+    }
+    for (io.strata.union.mount.Handover.Takeover t : taken) {
+      int code;
+      try {
+        code = io.strata.union.mount.Handover.takingOver(t,
+            () -> Main.execute(t.recipe().toArray(String[]::new)));
+      } catch (Exception e) {
+        code = -1;
+      }
+      t.abandon(); // unless the mount claimed its descriptors
+      if (code == 0) {
+        DaemonServer.logLine("took over " + t.mountpoint() + " from the daemon before");
+      } else {
+        DaemonServer.logLine("could not take over " + t.mountpoint() + " (status " + code
+            + "): its users get errors; `strata umount` it");
+      }
+    }
+  }
+
+  /**
+   * On SIGTERM or SIGINT: hands the mounts over to a holder (started from the program the
+   * build made beside the container helper), then stops as before; what cannot be handed
+   * over (io_uring, a foreground mount) is unmounted by its own shutdown hook as before.
+   */
+  private static void handOverOnStop(Path holder, int graceSeconds) {
+    sun.misc.SignalHandler stop = sig -> {
+      try {
+        Path program = io.strata.runtime.container.ContainerRunner.nativeProgram("strata-holder",
+            "the mount holder");
+        int n = io.strata.union.mount.Handover.giveAll(program, holder, graceSeconds,
+            DaemonServer::logLine);
+        if (n > 0) {
+          DaemonServer.logLine("handed " + plural(n, "mount") + " to the holder on " + holder
+              + " for the next daemon (" + graceSeconds + " s)");
+        }
+      } catch (java.io.IOException | RuntimeException e) {
+        DaemonServer.logLine("could not hand the mounts over: " + e.getMessage());
+      }
+      System.exit(128 + sig.getNumber());
+    };
+    sun.misc.Signal.handle(new sun.misc.Signal("TERM"), stop);
+    sun.misc.Signal.handle(new sun.misc.Signal("INT"), stop);
   }
 
   /**

@@ -56,8 +56,10 @@ public final class TestDaemon implements BeforeAllCallback {
     socket = dir.resolve("strata.sock");
     log = Path.of("target", "test-daemon.log").toAbsolutePath();
     System.setProperty(Background.MAIN_PROPERTY, Main.class.getName());
+    // --hold-mounts 0: at the end of the run, SIGTERM unmounts what a test left (it would
+    // otherwise wait for a next daemon that never comes: DaemonTest shows the hand-over)
     List<String> cmd = new ArrayList<>(Background.command(List.of("daemon", "--socket",
-        socket.toString())));
+        socket.toString(), "--hold-mounts", "0")));
     cmd.remove("setsid");
     daemon = new ProcessBuilder(cmd).redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();

@@ -529,6 +529,14 @@ public final class ContainerRunner {
     if (override != null) {
       return Path.of(override);
     }
+    return nativeProgram("strata-init", "the container helper");
+  }
+
+  /**
+   * A program the build compiled into native/ beside the jar (or the classes directory):
+   * strata-init, strata-holder. {@code what} names it in the error when it is missing.
+   */
+  public static Path nativeProgram(String name, String what) throws IOException {
     try {
       // where this class came from; a class from the AOT cache or archive may have no
       // location (a cache made with another path to the jar), then the class path says
@@ -536,14 +544,14 @@ public final class ContainerRunner {
       Path here = cs != null && cs.getLocation() != null ? Path.of(cs.getLocation().toURI())
           : Path.of(System.getProperty("java.class.path").split(java.io.File.pathSeparator)[0])
               .toAbsolutePath();
-      Path helper = here.getParent().resolve("native/strata-init");
-      if (!Files.isExecutable(helper)) {
-        throw new IOException("the container helper " + helper + " is missing; build with"
+      Path program = here.getParent().resolve("native").resolve(name);
+      if (!Files.isExecutable(program)) {
+        throw new IOException(what + " " + program + " is missing; build with"
             + " `mvn -DskipTests package` (it needs cc)");
       }
-      return helper;
+      return program;
     } catch (URISyntaxException e) {
-      throw new IOException("cannot locate the container helper", e);
+      throw new IOException("cannot locate " + what, e);
     }
   }
 }

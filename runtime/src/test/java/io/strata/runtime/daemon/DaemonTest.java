@@ -431,6 +431,136 @@ class DaemonTest {
     }
   }
 
+  // ------------------------------------------------------------------------- restarts
+
+  /** Works in {@code dir} (inside a mount) until {@code stop} exists, printing what failed. */
+  static final String WORKER = String.join("\n",
+      "import os, sys, time",
+      "d, stop = sys.argv[1], sys.argv[2]",
+      "os.chdir(d)",
+      "held = os.open('f', os.O_RDONLY)",
+      "i = 0",
+      "while not os.path.exists(stop):",
+      "    for what, step in (('read', lambda: open('f').read() == 'below\\n'),",
+      "                       ('held', lambda: os.pread(held, 5, 0) == b'below'),",
+      "                       ('bind', lambda: open('sub/b').read() == 'bound\\n'),",
+      "                       ('list', lambda: 'f' in os.listdir('.')),",
+      "                       ('write', lambda: open('log', 'a').write('%d\\n' % i) > 0)):",
+      "        try:",
+      "            if not step(): print('FAIL', what, i, flush=True)",
+      "        except OSError as e:",
+      "            print('FAIL', what, i, e, flush=True)",
+      "    i += 1",
+      "    print('tick', i, flush=True)",
+      "    time.sleep(0.02)",
+      "print('done', i, flush=True)");
+
+  /**
+   * Issue 18, beyond every peer: a daemon stopped with SIGTERM (an upgrade) hands its mounts
+   * to strata-holder, and the next daemon on the socket takes them over. A process working in
+   * the mount (its working directory there, a file held open, a bind mount inside it as a
+   * container's /proc is, reads, listings and appends all the time) sees nothing fail across
+   * two restarts; what it wrote is all there; the holder is gone once the mounts are taken,
+   * and the last daemon unmounts as usual.
+   */
+  @Test
+  void aRestartedDaemonTakesItsMountsOverAndTheirUsersSeeNothingFail() throws Exception {
+    Path base = Files.createDirectories(shared.resolve("handover"));
+    Path sock = base.resolve("strata.sock");
+    Files.createDirectories(base.resolve("lower/d/sub"));
+    Files.writeString(base.resolve("lower/d/f"), "below\n");
+    Path bound = Files.createDirectories(base.resolve("bound"));
+    Files.writeString(bound.resolve("b"), "bound\n");
+    Daemon d = start(sock, List.of(), Map.of());
+    Path mp = overlay(d, base, "m", base.resolve("lower"), base);
+    Path stop = base.resolve("stop");
+    Path out = base.resolve("worker.out");
+    Process worker = null;
+    sh("mount --bind " + bound + " " + mp.resolve("d/sub"));
+    try {
+      worker = new ProcessBuilder("python3", "-c", WORKER, mp.resolve("d").toString(),
+          stop.toString()).redirectErrorStream(true).redirectOutput(out.toFile()).start();
+      awaitContent(out, "tick 20\n", worker);
+      for (int restart = 1; restart <= 2; restart++) {
+        d.process().destroy(); // SIGTERM
+        assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+        assertThat(d.logText()).contains("handed 1 mount to the holder");
+        assertThat(processesMentioning("strata-holder")).isEqualTo(1);
+        d = start(sock, List.of(), Map.of());
+        awaitContent(d.log(), "took over " + mp, d.process());
+        int ticks = ticks(out);
+        awaitContent(out, "tick " + (ticks + 20) + "\n", worker);
+        assertThat(processesMentioning("strata-holder")).as("the holder ends once taken from")
+            .isZero();
+      }
+      Files.writeString(stop, "");
+      assertThat(worker.waitFor(60, TimeUnit.SECONDS)).isTrue();
+      String said = Files.readString(out);
+      assertThat(said).doesNotContain("FAIL").contains("done");
+      int n = ticks(out);
+      List<String> logged = Files.readAllLines(mp.resolve("d/log"));
+      assertThat(logged).hasSize(n);
+      assertThat(Files.readAllLines(base.resolve("upper-m/d/log"))).isEqualTo(logged);
+    } finally {
+      if (worker != null) {
+        worker.destroyForcibly().waitFor();
+      }
+      sh("umount " + mp.resolve("d/sub") + " || umount -l " + mp.resolve("d/sub") + " || true");
+    }
+    Result u = run(d, "umount", mp.toString());
+    assertThat(u.code()).as(u.output()).isZero();
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+  }
+
+  /**
+   * With no daemon within the grace, the mounts handed over fail as after a crash (ENOTCONN),
+   * the holder ends, and the next daemon clears them; with --hold-mounts 0, a stop unmounts
+   * as before.
+   */
+  @Test
+  void heldMountsFailWhenNoDaemonComesInTimeAndTheNextClearsThem() throws Exception {
+    Path base = Files.createDirectories(shared.resolve("grace"));
+    Path sock = base.resolve("strata.sock");
+    Path lower = Files.createDirectories(base.resolve("lower"));
+    Files.writeString(lower.resolve("f"), "below\n");
+    Daemon d = start(sock, List.of(), Map.of(), "--hold-mounts", "2");
+    Path mp = overlay(d, base, "m", lower, base);
+    d.process().destroy();
+    assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+    assertThat(d.logText()).contains("handed 1 mount");
+    // a reader waits through the grace, then fails: nothing serves, nothing will
+    Process reader = new ProcessBuilder("cat", mp.resolve("f").toString())
+        .redirectErrorStream(true).start();
+    assertThat(reader.waitFor(30, TimeUnit.SECONDS)).isTrue();
+    assertThat(reader.exitValue()).isNotZero();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (processesMentioning("strata-holder") > 0) {
+      assertThat(System.nanoTime()).as("the holder did not end").isLessThan(deadline);
+      Thread.sleep(50);
+    }
+    assertThat(readable(mp.resolve("f"))).isFalse();
+    Daemon again = start(sock, List.of(), Map.of(), "--hold-mounts", "0");
+    awaitContent(again.log(), "detached " + mp, again.process());
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+
+    // --hold-mounts 0: a stop unmounts what the daemon serves, and starts no holder
+    Path mp2 = overlay(again, base, "m2", lower, base);
+    again.process().destroy();
+    assertThat(again.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+    assertThat(Mounts.isMountpoint(mp2)).isFalse();
+    assertThat(processesMentioning("strata-holder")).isZero();
+  }
+
+  private static int ticks(Path out) throws IOException {
+    int n = 0;
+    for (String line : Files.readAllLines(out)) {
+      if (line.startsWith("tick ") || line.startsWith("done ")) {
+        n = Integer.parseInt(line.substring(5).trim());
+      }
+    }
+    return n;
+  }
+
   // ------------------------------------------------------------------------- load
 
   @Test
@@ -538,13 +668,14 @@ class DaemonTest {
   // ------------------------------------------------------------------------- helpers
 
   /** Starts a root daemon on {@code socket} and waits until it answers. */
-  static Daemon start(Path socket, List<String> prefix, Map<String, String> env)
-      throws Exception {
+  static Daemon start(Path socket, List<String> prefix, Map<String, String> env,
+      String... options) throws Exception {
     Files.createDirectories(socket.getParent());
     List<String> cmd = new ArrayList<>(prefix);
     cmd.addAll(List.of(java(), "-XX:+UseSerialGC", "-cp", classpath.resolve("*").toString()
         + ":" + classpath.resolve("classes").toString(), "io.strata.cli.Main", "daemon"));
     cmd.addAll(List.of("--socket", socket.toString()));
+    cmd.addAll(List.of(options));
     Path log = Files.createTempFile(shared, "daemon", ".log");
     Posix.chmod(log, 0666);
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)

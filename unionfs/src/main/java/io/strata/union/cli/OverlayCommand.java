@@ -2,6 +2,7 @@ package io.strata.union.cli;
 
 import io.strata.union.mount.Background;
 import io.strata.union.mount.FuseMount;
+import io.strata.union.mount.Handover;
 import io.strata.union.mount.OverlayOptions;
 import io.strata.union.view.UnionView;
 import java.nio.file.Files;
@@ -48,6 +49,15 @@ public final class OverlayCommand implements Callable<Integer> {
     OverlayOptions o = OverlayOptions.parse(options, Foreground::log);
     Path mp = io.strata.layers.base.Invocation.current().resolve(
         positional.get(positional.size() - 1));
+    Handover.Takeover taking = Handover.taking();
+    if (taking != null) {
+      // the daemon before served this mount: nothing may look at the mountpoint (no one
+      // answers it until this serves), and the client that made it is long gone
+      List<String> recipe = recipe(taking.mountpoint());
+      Background.startHere(() -> serve(o, mp, -1, recipe, taking), mp, Duration.ofSeconds(60),
+          false);
+      return 0;
+    }
     for (Path l : o.lowers()) {
       if (!Files.isDirectory(l)) {
         throw new IllegalArgumentException("lowerdir " + l + " is not a directory");
@@ -58,7 +68,9 @@ public final class OverlayCommand implements Callable<Integer> {
     }
     if (!foreground && !debug && Background.inThisProcess()) {
       int mounted = mountedByClient(); // serve owns it from here
-      Background.startHere(() -> serve(o, mp, mounted), mp, Duration.ofSeconds(60));
+      List<String> recipe = recipe(mp.toString());
+      Background.startHere(() -> serve(o, mp, mounted, recipe, null), mp, Duration.ofSeconds(60),
+          true);
       return 0;
     }
     if (!foreground && !debug) {
@@ -73,7 +85,18 @@ public final class OverlayCommand implements Callable<Integer> {
       Background.startAndWait(args, mp, log, Duration.ofSeconds(60));
       return 0;
     }
-    return serve(o, mp, -1);
+    return serve(o, mp, -1, null, null);
+  }
+
+  /** This command line, as the next daemon runs it to take the mount over ({@link Handover}). */
+  private List<String> recipe(String mountpoint) {
+    List<String> r = new ArrayList<>(List.of("overlay"));
+    for (String opt : options) {
+      r.add("-o");
+      r.add(opt);
+    }
+    r.add(mountpoint);
+    return List.copyOf(r);
   }
 
   /**
@@ -100,13 +123,17 @@ public final class OverlayCommand implements Callable<Integer> {
    * Mounts and serves in this thread (in the daemon: until the mount answers); {@code mounted}
    * is a /dev/fuse the client mounted (owned from here on), or -1.
    */
-  private static int serve(OverlayOptions o, Path mp, int mounted) throws Exception {
+  private static int serve(OverlayOptions o, Path mp, int mounted, List<String> recipe,
+      Handover.Takeover taking) throws Exception {
     UnionView view;
     try {
       view = UnionView.open(o.lowers(), o.upper(), o.work(), o.view());
     } catch (Exception e) {
       if (mounted >= 0) {
         FuseMount.closeDescriptor(mounted); // the mount then fails for its users at once
+      }
+      if (taking != null) {
+        taking.abandon();
       }
       throw e;
     }
@@ -121,6 +148,9 @@ public final class OverlayCommand implements Callable<Integer> {
     }
     if (mounted >= 0) {
       s = s.withMountedFd(mounted);
+    }
+    if (recipe != null) {
+      s = s.withPlan(recipe, taking);
     }
     Foreground.serve(view, mp, s, () -> {});
     return 0;

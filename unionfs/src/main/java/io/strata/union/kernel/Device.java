@@ -31,6 +31,8 @@ final class Device {
 
     @SaveError int connect(int fd, byte[] address, int length);
 
+    @SaveError int memfd_create(String name, int flags);
+
     /** syscall(2) with integer and address arguments (io_uring_setup and io_uring_enter). */
     @SaveError long syscall(long number, long a1, long a2, long a3, long a4, long a5, long a6);
   }

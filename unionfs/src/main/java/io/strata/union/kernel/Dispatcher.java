@@ -5,7 +5,9 @@ import io.strata.union.view.Attr;
 import io.strata.union.view.FsException;
 import io.strata.union.view.UnionView;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
@@ -177,6 +179,168 @@ final class Dispatcher {
 
   boolean passthrough() {
     return passthrough;
+  }
+
+  /**
+   * Serves a connection whose INIT a server before this one answered (a daemon restart): what
+   * INIT settled then, and directory handles from {@code base} on, none the kernel may still
+   * hold.
+   */
+  void resume(boolean passedThrough, long base) {
+    passthrough = passedThrough && wantPassthrough;
+    ring = false;
+    dirHandles.set(base);
+  }
+
+  // ---------------------------------------------------------------- hand-over
+
+  /** Requests being answered now. */
+  private final java.util.concurrent.atomic.AtomicInteger serving =
+      new java.util.concurrent.atomic.AtomicInteger();
+  /** Handed over: no request is answered from now on. */
+  private volatile boolean frozen;
+
+  /**
+   * Called by a worker with a request read, before serving it: once handed over, the request
+   * is not answered (the worker waits for good; the kernel sends the request again to the next
+   * server), else it counts as under way until {@link #served}, its reply written.
+   */
+  void serving() {
+    while (true) {
+      serving.incrementAndGet();
+      if (!frozen) {
+        return;
+      }
+      serving.decrementAndGet();
+      while (frozen) { // until the process ends, or a hand-over that failed thaws it
+        java.util.concurrent.locks.LockSupport.parkNanos(10_000_000L);
+      }
+    }
+  }
+
+  /** The request {@link #serving} announced is answered (its reply written, or none). */
+  void served() {
+    serving.decrementAndGet();
+  }
+
+  /**
+   * Stops answering (a request read from now on waits for good: the kernel sends it again to
+   * the next server) and waits up to {@code millis} for those under way; whether none is left.
+   */
+  boolean freeze(long millis) throws InterruptedException {
+    frozen = true;
+    long deadline = System.nanoTime() + millis * 1_000_000L;
+    try {
+      while (serving.get() > 0) {
+        if (System.nanoTime() > deadline) {
+          frozen = false; // not handed over: it serves on
+          return false;
+        }
+        Thread.sleep(1);
+      }
+    } catch (InterruptedException e) {
+      frozen = false;
+      throw e;
+    }
+    return true;
+  }
+
+  /** Serves again after {@link #freeze} (a hand-over that could not be made). */
+  void thaw() {
+    frozen = false;
+  }
+
+  /**
+   * Writes what the kernel holds of this server (nodes, open files with their backings, open
+   * directories, the view's handles by name) for the next one ({@link #restore}); after
+   * {@link #freeze}.
+   */
+  void writeState(java.io.DataOutputStream out) throws java.io.IOException {
+    nodes.writeTo(out);
+    List<Map.Entry<Long, Open>> os = new ArrayList<>(opens.entrySet());
+    out.writeInt(os.size());
+    for (Map.Entry<Long, Open> e : os) {
+      out.writeLong(e.getKey());
+      out.writeLong(e.getValue().node().id);
+      Backing b = e.getValue().backing();
+      out.writeInt(b == null ? -1 : b.id);
+      if (b != null) {
+        out.writeLong(b.dev);
+        out.writeLong(b.ino);
+        out.writeInt(b.users);
+        out.writeBoolean(backings.get(e.getValue().node().id) == b);
+      }
+    }
+    List<Map.Entry<Long, DirOpen>> ds = new ArrayList<>(dirs.entrySet());
+    out.writeInt(ds.size());
+    for (Map.Entry<Long, DirOpen> e : ds) {
+      out.writeLong(e.getKey());
+      out.writeLong(e.getValue().node.id);
+    }
+    List<UnionView.OpenHandle> hs = view.openHandles();
+    out.writeInt(hs.size());
+    for (UnionView.OpenHandle h : hs) {
+      out.writeLong(h.fh());
+      byte[] b = io.strata.layers.fs.RawFs.bytes(h.path());
+      out.writeInt(b.length);
+      out.write(b);
+      out.writeBoolean(h.writable());
+    }
+  }
+
+  /**
+   * Takes over what {@link #writeState} wrote: the nodes, the kernel's open files (their
+   * backings stay registered with the kernel, and go at their last RELEASE as before), open
+   * directories (listed again at their next READDIR), and the view's files opened again by
+   * name under their handles. A file whose name went while it was open is not opened again:
+   * requests through its handle are EBADF (reads and writes passed through go on).
+   */
+  void restore(java.io.DataInputStream in, long base) throws java.io.IOException {
+    nodes.restore(in, base);
+    Map<Integer, Backing> byId = new HashMap<>();
+    int nopens = in.readInt();
+    for (int i = 0; i < nopens; i++) {
+      long fh = in.readLong();
+      NodeTable.Node n = nodes.get(in.readLong());
+      int bid = in.readInt();
+      Backing b = null;
+      if (bid >= 0) {
+        long dev = in.readLong();
+        long ino = in.readLong();
+        int users = in.readInt();
+        boolean current = in.readBoolean();
+        b = byId.computeIfAbsent(bid, k -> new Backing(bid, dev, ino));
+        b.users = users;
+        if (current && n != null) {
+          backings.put(n.id, b);
+        }
+      }
+      if (n != null) {
+        opens.put(fh, new Open(n, b));
+      }
+    }
+    int ndirs = in.readInt();
+    for (int i = 0; i < ndirs; i++) {
+      long fh = in.readLong();
+      NodeTable.Node n = nodes.get(in.readLong());
+      if (n != null) {
+        dirs.put(fh, new DirOpen(n));
+      }
+    }
+    int nhandles = in.readInt();
+    for (int i = 0; i < nhandles; i++) {
+      long fh = in.readLong();
+      byte[] b = new byte[in.readInt()];
+      in.readFully(b);
+      boolean writable = in.readBoolean();
+      String path = io.strata.layers.fs.RawFs.raw(b);
+      try {
+        view.reopen(fh, path, writable);
+      } catch (FsException e) {
+        log.accept("taking over: cannot open " + io.strata.layers.fs.RawFs.display(path)
+            + " again: " + e.getMessage());
+      }
+    }
   }
 
   /** Accept FUSE over io_uring if the kernel's INIT offers it (before INIT comes). */

@@ -118,6 +118,8 @@ final class Fuse {
   // notifications (sent with unique 0 and the code in the error field)
   static final int NOTIFY_INVAL_INODE = 2;
   static final int NOTIFY_INVAL_ENTRY = 3;
+  /** Sends again the requests a server read and did not answer (7.40, Linux 6.9). */
+  static final int NOTIFY_RESEND = 7;
 
   // sizes
   static final int IN_HEADER = 40;

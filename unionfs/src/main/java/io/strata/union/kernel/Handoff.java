@@ -47,7 +47,7 @@ final class Handoff {
       MsgHdr msg = posix.allocateMsgHdr();
       msg.setIov(new ByteBuffer[] {ByteBuffer.allocateDirect(1)});
       msg.allocateControl(4);
-      int n = posix.recvmsg(fd, msg, 0);
+      int n = posix.recvmsg(fd, msg, 0x40000000); // MSG_CMSG_CLOEXEC: no child inherits it
       CmsgHdr[] got = msg.getControls();
       if (n <= 0 || got.length == 0 || got[0].getLevel() != SOL_SOCKET
           || got[0].getType() != SCM_RIGHTS) {

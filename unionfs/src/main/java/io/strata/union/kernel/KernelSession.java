@@ -40,6 +40,18 @@ public final class KernelSession {
       int mountedFd, RingUse ring) {}
 
   /**
+   * A connection that a server before this one served (a daemon that was restarted or died,
+   * its descriptor kept by {@link Holder}): the generation of servers it has had (ids and
+   * handles of this one start at {@code generation << 40}, above any the kernel holds from
+   * the ones before), whether its INIT agreed to passthrough, and the protocol's minor.
+   */
+  public record Resumed(long generation, boolean passthrough, int minor) {
+    long base() {
+      return generation << 40;
+    }
+  }
+
+  /**
    * Whether requests come through FUSE over io_uring ({@link Ring}): when the host offers it
    * (the default), always (the mount fails where it cannot), or never (/dev/fuse only).
    */
@@ -187,6 +199,112 @@ public final class KernelSession {
     return s;
   }
 
+  /**
+   * As {@link #start}, or, with {@code resumed}, serves on a connection another server made and
+   * handed over ({@link #handOver}; its descriptors kept by {@link Holder} while no daemon ran):
+   * {@link Options#mountedFd} is its descriptor, {@code state} what the server before wrote,
+   * {@code oldClones} its clones of the descriptor. The kernel sends no INIT again, so what
+   * the first server agreed to is taken as it was, and the nodes, open files and directories
+   * the kernel holds are the ones the old server had; the requests it had read and not
+   * answered are asked for again (FUSE_NOTIFY_RESEND), then its clones are closed.
+   */
+  public static KernelSession start(UnionView view, Path mountpoint, Options options,
+      Consumer<String> log, Resumed resumed, byte[] state, int[] oldClones) throws IOException {
+    if (resumed == null) {
+      return start(view, mountpoint, options, log);
+    }
+    int fd = options.mountedFd();
+    KernelSession s;
+    try {
+      s = new KernelSession(view, mountpoint, options, log, fd);
+      s.generation = resumed.generation();
+      s.nodes.startIdsAt(resumed.base());
+      view.startHandlesAt(resumed.base());
+      s.dispatcher.resume(resumed.passthrough(), resumed.base());
+      s.dispatcher.restore(new java.io.DataInputStream(new java.io.ByteArrayInputStream(state)),
+          resumed.base());
+    } catch (FsException | IOException | RuntimeException e) {
+      Device.LIBC.close(fd);
+      for (int c : oldClones) {
+        Device.LIBC.close(c);
+      }
+      throw new IOException("taking over " + mountpoint + ": " + e.getMessage(), e);
+    }
+    view.onCopyUp(ino -> {
+      for (NodeTable.Node n : s.nodes.byIno(ino)) {
+        s.invalidate(new Invalidation(n.id, null));
+      }
+    });
+    s.afterInit(s.dispatcher.passthrough(), resumed.minor());
+    s.startWorker(fd);
+    ByteBuffer buf = ByteBuffer.allocateDirect(16);
+    int len = new Reply(buf).start().finishNotify(Fuse.NOTIFY_RESEND);
+    if (Device.LIBC.write(fd, Pointer.wrap(Device.RUNTIME, buf), len) < 0) {
+      log.accept("taking over " + mountpoint + ": asking the kernel to send again what the"
+          + " server before had read: " + Posix.strerror(Device.errno()));
+    }
+    for (int c : oldClones) {
+      Device.LIBC.close(c); // after the resend: a clone closed before would fail its requests
+    }
+    return s;
+  }
+
+  /** What a session hands to the next server: its descriptors (the first, then clones), state. */
+  public record Handed(int[] descriptors, byte[] state, Resumed resumed) {}
+
+  /**
+   * Hands this session over to the next server: stops answering (a request read from now on is
+   * sent again to the next one), waits up to {@code millis} for the requests under way, and
+   * writes the state. Null, and the session goes on, when it cannot be: served over io_uring,
+   * a kernel without FUSE_NOTIFY_RESEND, or requests still under way.
+   */
+  public Handed handOver(long millis) throws InterruptedException, IOException {
+    Resumed r = resumable();
+    if (r == null || !dispatcher.freeze(millis)) {
+      return null;
+    }
+    java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
+    java.io.DataOutputStream out = new java.io.DataOutputStream(b);
+    try {
+      dispatcher.writeState(out);
+      out.flush();
+    } catch (IOException | RuntimeException e) {
+      dispatcher.thaw();
+      throw e;
+    }
+    int[] fds;
+    synchronized (this) {
+      fds = new int[1 + clones.size()];
+      fds[0] = fd;
+      for (int i = 0; i < clones.size(); i++) {
+        fds[i + 1] = clones.get(i);
+      }
+    }
+    return new Handed(fds, b.toByteArray(), r);
+  }
+
+  /** Serves on after a {@link #handOver} whose result could not be given to anyone. */
+  public void keepServing() {
+    dispatcher.thaw();
+  }
+
+  /** Servers this connection had before this one (0: this one made it). */
+  private long generation;
+  /** The protocol's minor version the kernel spoke at INIT. */
+  private volatile int minor;
+
+  /**
+   * How to serve this connection again from another process, or null when it cannot be: over
+   * io_uring (the queues belong to this process's rings) or on a kernel older than FUSE 7.40
+   * (no FUSE_NOTIFY_RESEND: requests this server read would wait for ever).
+   */
+  private Resumed resumable() {
+    if (!initialized || ringQueues > 0 || minor < 40) {
+      return null;
+    }
+    return new Resumed(generation + 1, dispatcher.passthrough(), minor);
+  }
+
   private synchronized void startWorker(int wfd) {
     // A deep stack: the view copies up parents recursively, 2,000 levels in a PATH_MAX path.
     Thread t = new Thread(null, () -> serve(wfd), "fuse-worker-" + workers.size() + " "
@@ -199,6 +317,7 @@ public final class KernelSession {
 
   /** Called by the dispatcher once INIT is answered: from now on workers may be added. */
   private void afterInit(boolean passthrough, int minor) {
+    this.minor = Math.min(minor, Fuse.KERNEL_MINOR);
     io.strata.layers.base.Log.debug("FUSE protocol 7." + Math.min(minor, Fuse.KERNEL_MINOR)
         + ", up to " + options.workers() + " workers, passthrough "
         + (passthrough ? "on" : !options.passthrough() ? "off"
@@ -378,16 +497,22 @@ public final class KernelSession {
           }
           return; // ENODEV: unmounted
         }
-        int len = dispatcher.serve(req, (int) n, rep, inMem, outMem);
-        if (len > 0 && Device.LIBC.write(wfd, outMem, len) < 0) {
-          int e = Device.errno();
-          if (e == Posix.ENOENT) {
-            dispatcher.replyLost(); // interrupted meanwhile: the kernel took no reply
-          } else if (e == Posix.ENODEV) {
-            return;
-          } else {
-            log.accept("replying to " + Fuse.name(req.opcode) + ": " + Posix.strerror(e));
+        dispatcher.serving(); // waits for good once the mount is handed over
+        int len;
+        try {
+          len = dispatcher.serve(req, (int) n, rep, inMem, outMem);
+          if (len > 0 && Device.LIBC.write(wfd, outMem, len) < 0) {
+            int e = Device.errno();
+            if (e == Posix.ENOENT) {
+              dispatcher.replyLost(); // interrupted meanwhile: the kernel took no reply
+            } else if (e == Posix.ENODEV) {
+              return;
+            } else {
+              log.accept("replying to " + Fuse.name(req.opcode) + ": " + Posix.strerror(e));
+            }
           }
+        } finally {
+          dispatcher.served();
         }
         if (req.opcode == Fuse.INIT && len > 0 && !initialized) {
           afterInit(dispatcher.passthrough(), req.buf.getInt(Fuse.IN_HEADER + 4));

@@ -293,6 +293,14 @@ final class NodeTable {
     return byId.get(id);
   }
 
+  /**
+   * Hands out ids from {@code base} on: a server taking over a mount must not give an id that
+   * the kernel still holds from the server before it (the kernel finds inodes by id).
+   */
+  void startIdsAt(long base) {
+    next.set(base);
+  }
+
   int size() {
     return byId.size();
   }
@@ -576,6 +584,80 @@ final class NodeTable {
       out.add(n);
     }
     return out;
+  }
+
+  // ---------------------------------------------------------------- hand-over
+
+  /**
+   * Writes every node as the kernel knows it (id, number, kind, lookups, names, and whether
+   * it is a lower hard link's name, retired, or its number's node), for a server that takes
+   * the mount over ({@link #restore}). Called while no request is served.
+   */
+  synchronized void writeTo(java.io.DataOutputStream out) throws java.io.IOException {
+    List<Node> all = byId.values();
+    out.writeLong(next.get());
+    out.writeInt(all.size());
+    for (Node n : all) {
+      out.writeLong(n.id);
+      out.writeLong(n.ino);
+      out.writeLong(n.lookups);
+      out.writeByte((n.dir ? 1 : 0) | (n.perName ? 2 : 0) | (n.retired ? 4 : 0)
+          | (n.noBacking ? 8 : 0) | (byIno.get(n.ino) == n ? 16 : 0));
+      List<Name> names = names(n);
+      out.writeInt(names.size());
+      for (Name name : names) {
+        out.writeLong(name.parent());
+        byte[] b = io.strata.layers.fs.RawFs.bytes(name.name());
+        out.writeShort(b.length);
+        out.write(b);
+      }
+    }
+  }
+
+  /**
+   * Takes the nodes {@link #writeTo} wrote (the root's lookups stay one: the kernel holds it
+   * for the mount's life); ids handed out from here on are above {@code base}.
+   */
+  synchronized void restore(java.io.DataInputStream in, long base) throws java.io.IOException {
+    long nextBefore = in.readLong();
+    next.set(Math.max(base, nextBefore));
+    int count = in.readInt();
+    for (int i = 0; i < count; i++) {
+      long id = in.readLong();
+      long ino = in.readLong();
+      long lookups = in.readLong();
+      int flags = in.readByte();
+      int nnames = in.readInt();
+      List<Name> names = new ArrayList<>(nnames);
+      for (int k = 0; k < nnames; k++) {
+        long parent = in.readLong();
+        byte[] b = new byte[in.readUnsignedShort()];
+        in.readFully(b);
+        names.add(new Name(parent, io.strata.layers.fs.RawFs.raw(b)));
+      }
+      Node n = id == Fuse.ROOT_ID ? root : new Node(id, ino, (flags & 1) != 0, (flags & 2) != 0);
+      if (n != root) {
+        n.lookups = lookups;
+        n.retired = (flags & 4) != 0;
+        n.noBacking = (flags & 8) != 0;
+        byId.put(n);
+      }
+      for (Name name : names) {
+        addName(n, name);
+        if (!n.retired) {
+          byName.put(name, n);
+        }
+      }
+      if ((flags & 16) != 0) {
+        byIno.put(n);
+      }
+      if (n.perName) {
+        perName.computeIfAbsent(ino, x -> new ArrayList<>(2)).add(n);
+      }
+      if (n.retired) {
+        retired.computeIfAbsent(ino, x -> new ArrayList<>(1)).add(n);
+      }
+    }
   }
 
   /** Lookup counts of all nodes but the root, for tests. */

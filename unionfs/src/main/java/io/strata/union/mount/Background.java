@@ -77,7 +77,7 @@ public final class Background {
       Duration timeout) throws IOException {
     CommandLine here = inThisProcess;
     if (here != null) {
-      startThread(() -> here.run(args), mountpoint, timeout);
+      startThread(() -> here.run(args), mountpoint, timeout, true);
       return;
     }
     Path mp = mountpoint.toAbsolutePath().normalize();
@@ -138,7 +138,17 @@ public final class Background {
    */
   public static void startHere(java.util.concurrent.Callable<Integer> foreground, Path mountpoint,
       Duration timeout) throws IOException {
-    startThread(foreground, mountpoint, timeout);
+    startThread(foreground, mountpoint, timeout, true);
+  }
+
+  /**
+   * As {@link #startHere(java.util.concurrent.Callable, Path, Duration)}; without {@code
+   * check}, the mountpoint is not looked at first (a mount taken over from the daemon before,
+   * which nothing answers until it is served).
+   */
+  public static void startHere(java.util.concurrent.Callable<Integer> foreground, Path mountpoint,
+      Duration timeout, boolean check) throws IOException {
+    startThread(foreground, mountpoint, timeout, check);
   }
 
   /**
@@ -148,9 +158,9 @@ public final class Background {
    * command said.
    */
   private static void startThread(java.util.concurrent.Callable<Integer> foreground,
-      Path mountpoint, Duration timeout) throws IOException {
+      Path mountpoint, Duration timeout, boolean check) throws IOException {
     Path mp = mountpoint.toAbsolutePath().normalize();
-    if (Mounts.isMountpoint(mp)) {
+    if (check && Mounts.isMountpoint(mp)) {
       throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
     }
     java.io.ByteArrayOutputStream said = new java.io.ByteArrayOutputStream();

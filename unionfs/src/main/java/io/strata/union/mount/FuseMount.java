@@ -74,7 +74,8 @@ public final class FuseMount implements AutoCloseable {
   /** Kernel-facing settings: transport, timeouts and the name the mount shows in /proc/mounts. */
   public record Settings(double entryTimeout, double attrTimeout, double negativeTimeout,
       boolean kernelCache, String fsName, boolean allowOther, List<String> extraOptions,
-      Transport transport, boolean passthrough, int mountedFd, KernelSession.RingUse ring) {
+      Transport transport, boolean passthrough, int mountedFd, KernelSession.RingUse ring,
+      Handover.Plan plan) {
 
     /** A day: "forever" for a kernel cache whose every change goes through this mount. */
     static final double LONG = 86_400;
@@ -96,16 +97,16 @@ public final class FuseMount implements AutoCloseable {
     public static Settings defaults(String fsName, Transport t) {
       return t == Transport.KERNEL
           ? new Settings(LONG, LONG, LONG, true, fsName, true, List.of(), t, true, -1,
-              KernelSession.RingUse.AUTO)
+              KernelSession.RingUse.AUTO, null)
           : new Settings(60, 0, 1, false, fsName, true, List.of(), t, false, -1,
-              KernelSession.RingUse.OFF);
+              KernelSession.RingUse.OFF, null);
     }
 
     /** The same settings with every kernel cache timeout set to {@code seconds}. */
     public Settings withTimeout(double seconds) {
       return new Settings(seconds, seconds, transport == Transport.KERNEL ? seconds
           : Math.min(1, seconds), kernelCache && seconds > 0, fsName, allowOther, extraOptions,
-          transport, passthrough, mountedFd, ring);
+          transport, passthrough, mountedFd, ring, plan);
     }
 
     /** The defaults of {@code t}, with this name. */
@@ -116,14 +117,14 @@ public final class FuseMount implements AutoCloseable {
     /** The same settings with passthrough of open files allowed or not (own transport). */
     public Settings withPassthrough(boolean on) {
       return new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
-          allowOther, extraOptions, transport, on, mountedFd, ring);
+          allowOther, extraOptions, transport, on, mountedFd, ring, plan);
     }
 
     /** The same settings with io_uring used where offered, always, or never (own transport). */
     public Settings withRing(KernelSession.RingUse use) {
       return transport != Transport.KERNEL || use == ring ? this
           : new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
-              allowOther, extraOptions, transport, passthrough, mountedFd, use);
+              allowOther, extraOptions, transport, passthrough, mountedFd, use, plan);
     }
 
     /**
@@ -133,7 +134,22 @@ public final class FuseMount implements AutoCloseable {
      */
     public Settings withMountedFd(int fd) {
       return new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
-          allowOther, extraOptions, Transport.KERNEL, passthrough, fd, ring);
+          allowOther, extraOptions, Transport.KERNEL, passthrough, fd, ring, plan);
+    }
+
+    /**
+     * The same settings with the command line that makes this mount again, so that a daemon
+     * that stops can hand it to the next one ({@link Handover}); with {@code from}, it is
+     * that next one taking the mount over (its descriptor, the old server's state).
+     */
+    public Settings withPlan(List<String> recipe, Handover.Takeover from) {
+      Handover.Plan p = new Handover.Plan(recipe, from);
+      return from == null
+          ? new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
+              allowOther, extraOptions, transport, passthrough, mountedFd, ring, p)
+          : new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
+              allowOther, extraOptions, Transport.KERNEL, passthrough, from.descriptor(),
+              KernelSession.RingUse.OFF, p);
     }
 
     List<String> args() {
@@ -170,6 +186,12 @@ public final class FuseMount implements AutoCloseable {
    */
   private volatile long mountId;
   private volatile String device;
+  /** How the mount is made again by the next daemon (null: it is not handed over). */
+  private Handover.Plan plan;
+  /** The holder's id of this mount, kept across daemons (0: none yet). */
+  long handoverId;
+  /** Handed over to the next daemon: this process no longer unmounts or serves it. */
+  private volatile boolean handedOver;
   private final MountLock lock;
   /** The command that made this mount (in the daemon, one of many). */
   private final io.strata.layers.base.Invocation owner = io.strata.layers.base.Invocation.current();
@@ -182,6 +204,33 @@ public final class FuseMount implements AutoCloseable {
     this.loop = loop;
     this.kernel = kernel;
     this.log = log;
+  }
+
+  /** What hands this mount to the next daemon, or null when it cannot be: its session's state. */
+  KernelSession.Handed handOver(long millis) throws InterruptedException, IOException {
+    if (plan == null || plan.recipe() == null || kernel == null || closed) {
+      return null;
+    }
+    return kernel.handOver(millis);
+  }
+
+  /** The hand-over was given to the holder: from now on the mount is the next daemon's. */
+  void handedOver() {
+    handedOver = true;
+    LIVE.remove(this);
+  }
+
+  /** The hand-over could not be given: this process serves the mount on. */
+  void notHandedOver() {
+    kernel.keepServing();
+  }
+
+  Handover.Plan plan() {
+    return plan;
+  }
+
+  boolean elsewhere() {
+    return elsewhere;
   }
 
   /**
@@ -205,6 +254,10 @@ public final class FuseMount implements AutoCloseable {
   public static FuseMount mount(UnionView view, Path mountpoint, Settings settings,
       Consumer<String> log, Duration timeout) throws IOException {
     Path mp = mountpoint.toAbsolutePath().normalize();
+    Handover.Takeover from = settings.plan() != null ? settings.plan().from() : null;
+    if (from != null) {
+      return takeOver(view, mp, settings, log, from);
+    }
     MountLock lock;
     try {
       if (!Files.isDirectory(mp)) {
@@ -252,6 +305,49 @@ public final class FuseMount implements AutoCloseable {
     }
   }
 
+  /**
+   * Serves a mount that the daemon before this one handed over ({@link Handover}): nothing
+   * here may look at the mountpoint before the session serves (no one answers it until then).
+   */
+  private static FuseMount takeOver(UnionView view, Path mp, Settings s, Consumer<String> log,
+      Handover.Takeover from) throws IOException {
+    if (!from.claim()) {
+      throw new IOException("the mount at " + mp + " was taken over already");
+    }
+    MountLock lock;
+    try {
+      lock = MountLock.acquire(mp);
+    } catch (IOException | RuntimeException e) {
+      closeDescriptor(from.descriptor());
+      io.strata.union.kernel.Holder.closeAll(from.clones());
+      throw e;
+    }
+    try {
+      int workers = Math.max(2, Math.min(8, 2 * Runtime.getRuntime().availableProcessors()));
+      KernelSession k = KernelSession.start(view, mp, new KernelSession.Options(s.fsName(),
+          s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers,
+          s.passthrough(), s.mountedFd(), KernelSession.RingUse.OFF), log, from.resumed(),
+          from.state(), from.clones());
+      FuseMount m = new FuseMount(view, mp, null, k, log, lock);
+      m.elsewhere = from.elsewhere();
+      m.plan = s.plan();
+      m.handoverId = from.id();
+      LIVE.add(m);
+      signalChange();
+      if (!m.elsewhere) {
+        try {
+          m.mountId = io.strata.layers.fs.RawFs.mountId(mp);
+        } catch (IOException unknown) {
+          // its unmount looks at the type alone
+        }
+      }
+      return m;
+    } catch (IOException | RuntimeException e) {
+      lock.close();
+      throw e;
+    }
+  }
+
   private static FuseMount startKernel(UnionView view, Path mp, Settings s,
       Consumer<String> log, MountLock lock) throws IOException {
     int workers = Math.max(2, Math.min(8, 2 * Runtime.getRuntime().availableProcessors()));
@@ -260,6 +356,7 @@ public final class FuseMount implements AutoCloseable {
         s.passthrough(), s.mountedFd(), s.ring()), log);
     FuseMount m = new FuseMount(view, mp, null, k, log, lock);
     m.elsewhere = s.mountedFd() >= 0;
+    m.plan = s.plan();
     return m;
   }
 
@@ -560,7 +657,7 @@ public final class FuseMount implements AutoCloseable {
    */
   public boolean close(Duration wait) throws IOException {
     synchronized (this) {
-      if (closed) {
+      if (closed || handedOver) {
         return true;
       }
       closed = true;

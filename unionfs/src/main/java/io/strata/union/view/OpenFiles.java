@@ -50,6 +50,34 @@ final class OpenFiles {
   private final ConcurrentHashMap<Long, OpenFile> open = new ConcurrentHashMap<>();
   private final AtomicLong handles = new AtomicLong(1);
 
+  /**
+   * Hands out handles from {@code base} on: a server that takes over a mount from one that
+   * died must not give a handle the kernel still holds from the old one (its RELEASE would
+   * close the new file).
+   */
+  void startAt(long base) {
+    handles.set(base);
+  }
+
+  /** The handles whose files still have a name: handle, name (relative), writable. */
+  List<Object[]> named() {
+    List<Object[]> out = new ArrayList<>();
+    open.forEach((fh, f) -> {
+      if (f.unlinked == null && !f.path.isEmpty()) {
+        out.add(new Object[] {fh, f.path, f.writable});
+      }
+    });
+    return out;
+  }
+
+  /** Gives the open file of handle {@code from} the handle {@code to} (free) instead. */
+  void rekey(long from, long to) {
+    OpenFile f = open.remove(from);
+    if (f != null) {
+      open.put(to, f);
+    }
+  }
+
   /** How many files are open through the view now. */
   int count() {
     return open.size();

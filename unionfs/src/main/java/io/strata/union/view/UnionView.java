@@ -95,6 +95,14 @@ public final class UnionView implements AutoCloseable {
    * number stay, but its ctime, blocks and (for a directory) link count may not. Called under
    * the namespace lock: the listener must only queue.
    */
+  /**
+   * Gives file handles from {@code base} on (a server taking over a mount whose kernel still
+   * holds the handles of the one before it).
+   */
+  public void startHandlesAt(long base) {
+    files.startAt(base);
+  }
+
   public void onCopyUp(java.util.function.LongConsumer listener) {
     copier.onCopyUp(listener);
   }
@@ -504,6 +512,27 @@ public final class UnionView implements AutoCloseable {
     } finally {
       namespace.writeLock().unlock();
     }
+  }
+
+  /** A file open through the view that still has a name (for a hand-over to another server). */
+  public record OpenHandle(long fh, String path, boolean writable) {}
+
+  /** The open files that still have a name, by handle. */
+  public List<OpenHandle> openHandles() {
+    List<OpenHandle> out = new ArrayList<>();
+    for (Object[] h : files.named()) {
+      out.add(new OpenHandle((Long) h[0], "/" + h[1], (Boolean) h[2]));
+    }
+    return out;
+  }
+
+  /**
+   * Opens {@code path} again under the handle {@code fh} that another server gave it (a
+   * mount taken over): the kernel's file goes on with its handle.
+   */
+  public void reopen(long fh, String path, boolean writable) throws FsException {
+    long now = open(path, writable ? Io.O_RDWR : Io.O_RDONLY);
+    files.rekey(now, fh);
   }
 
   private long register(int fd, String rel, boolean writable, boolean onUpper) {

@@ -1,0 +1,216 @@
+package io.strata.union.kernel;
+
+import io.strata.layers.fs.Posix;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import jnr.posix.CmsgHdr;
+import jnr.posix.MsgHdr;
+import jnr.posix.POSIX;
+import jnr.posix.POSIXFactory;
+
+/**
+ * The daemon's side of strata-holder (runtime/src/main/c/strata-holder.c), the small process
+ * that keeps the /dev/fuse descriptors of a stopping daemon's mounts until the next daemon
+ * takes them. A mount's entry is its descriptors (the connection's, then its clones) and a
+ * record of how to serve it again, which travels as a memfd (the last descriptor), so that
+ * its size is not bound by a socket's packet.
+ */
+public final class Holder {
+  private static final int AF_UNIX = 1;
+  private static final int SOCK_SEQPACKET = 5;
+  private static final int SOCK_CLOEXEC = 02000000;
+  private static final int SOL_SOCKET = 1;
+  private static final int SCM_RIGHTS = 1;
+  private static final int MSG_NOSIGNAL = 0x4000;
+  private static final int MSG_CMSG_CLOEXEC = 0x40000000;
+  private static final int MFD_CLOEXEC = 1;
+  /** The most descriptors an entry has (strata-holder.c's MAX_FDS). */
+  static final int MAX_DESCRIPTORS = 32;
+
+  /** What a holder keeps of one mount: its descriptors (the connection's first) and record. */
+  public record Entry(long id, int[] descriptors, byte[] record) {}
+
+  private Holder() {}
+
+  /**
+   * Gives {@code entries} to the holder on {@code socket}, starting {@code program} there
+   * first when none answers (it waits {@code graceSeconds} for the next daemon). The
+   * descriptors stay this process's as well.
+   */
+  public static void give(Path program, Path socket, int graceSeconds, List<Entry> entries)
+      throws IOException {
+    int s = connect(socket);
+    if (s < 0) {
+      start(program, socket, graceSeconds);
+      long deadline = System.nanoTime() + 3_000_000_000L;
+      while ((s = connect(socket)) < 0) {
+        if (System.nanoTime() > deadline) {
+          throw new IOException("the mount holder " + program + " did not answer on " + socket);
+        }
+        try {
+          Thread.sleep(2);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IOException("interrupted");
+        }
+      }
+    }
+    try {
+      for (Entry e : entries) {
+        int memfd = Device.LIBC.memfd_create("strata-mount", MFD_CLOEXEC);
+        if (memfd < 0) {
+          throw new IOException("memfd_create: " + Posix.strerror(Device.errno()));
+        }
+        try {
+          Files.write(Path.of("/proc/self/fd/" + memfd), e.record());
+          int[] fds = java.util.Arrays.copyOf(e.descriptors(), e.descriptors().length + 1);
+          fds[fds.length - 1] = memfd;
+          send(s, 'K', e.id(), fds);
+        } finally {
+          Device.LIBC.close(memfd);
+        }
+      }
+    } finally {
+      Device.LIBC.close(s);
+    }
+  }
+
+  /**
+   * Takes every entry the holder on {@code socket} keeps (none when no holder answers); the
+   * holder then closes its copies and ends. The descriptors received are this process's.
+   */
+  public static List<Entry> take(Path socket) throws IOException {
+    List<Entry> out = new ArrayList<>();
+    if (!Files.exists(socket)) {
+      return out;
+    }
+    int s = connect(socket);
+    if (s < 0) {
+      return out;
+    }
+    try {
+      send(s, 'T', 0, new int[0]);
+      POSIX posix = POSIXFactory.getNativePOSIX();
+      while (true) {
+        MsgHdr msg = posix.allocateMsgHdr();
+        ByteBuffer data = ByteBuffer.allocateDirect(64).order(ByteOrder.nativeOrder());
+        msg.setIov(new ByteBuffer[] {data});
+        msg.allocateControl(4 * MAX_DESCRIPTORS + 4);
+        int n = posix.recvmsg(s, msg, MSG_CMSG_CLOEXEC);
+        if (n <= 0) {
+          throw new IOException("the mount holder on " + socket + " went away");
+        }
+        byte type = data.get(0);
+        int[] fds = received(msg);
+        if (type == 'Z') {
+          closeAll(fds);
+          return out;
+        }
+        if (type != 'E' || n < 9 || fds.length < 2) {
+          closeAll(fds);
+          continue;
+        }
+        int memfd = fds[fds.length - 1];
+        byte[] record;
+        try {
+          record = Files.readAllBytes(Path.of("/proc/self/fd/" + memfd));
+        } finally {
+          Device.LIBC.close(memfd);
+        }
+        out.add(new Entry(data.getLong(1), java.util.Arrays.copyOf(fds, fds.length - 1),
+            record));
+      }
+    } catch (IOException | RuntimeException e) {
+      for (Entry got : out) {
+        closeAll(got.descriptors());
+      }
+      throw e;
+    } finally {
+      Device.LIBC.close(s);
+    }
+  }
+
+  /** Closes descriptors received here and not used. */
+  public static void closeAll(int[] fds) {
+    for (int fd : fds) {
+      Device.LIBC.close(fd);
+    }
+  }
+
+  private static int[] received(MsgHdr msg) {
+    List<Integer> fds = new ArrayList<>();
+    for (CmsgHdr c : msg.getControls()) {
+      if (c.getLevel() == SOL_SOCKET && c.getType() == SCM_RIGHTS) {
+        ByteBuffer b = c.getData().order(ByteOrder.nativeOrder());
+        for (int i = 0; i + 4 <= b.limit(); i += 4) {
+          fds.add(b.getInt(i));
+        }
+      }
+    }
+    return fds.stream().mapToInt(Integer::intValue).toArray();
+  }
+
+  private static void send(int s, char type, long id, int[] fds) throws IOException {
+    if (fds.length > MAX_DESCRIPTORS) {
+      throw new IOException(fds.length + " descriptors for one mount: at most "
+          + MAX_DESCRIPTORS);
+    }
+    POSIX posix = POSIXFactory.getNativePOSIX();
+    MsgHdr msg = posix.allocateMsgHdr();
+    ByteBuffer data = ByteBuffer.allocateDirect(9).order(ByteOrder.nativeOrder());
+    data.put((byte) type).putLong(id).flip();
+    msg.setIov(new ByteBuffer[] {data});
+    if (fds.length > 0) {
+      CmsgHdr c = msg.allocateControl(4 * fds.length);
+      c.setLevel(SOL_SOCKET);
+      c.setType(SCM_RIGHTS);
+      ByteBuffer b = ByteBuffer.allocateDirect(4 * fds.length).order(ByteOrder.nativeOrder());
+      for (int fd : fds) {
+        b.putInt(fd);
+      }
+      b.flip();
+      c.setData(b);
+    }
+    if (posix.sendmsg(s, msg, MSG_NOSIGNAL) != 9) {
+      throw new IOException("sending to the mount holder: " + Posix.strerror(Device.errno()));
+    }
+  }
+
+  /** A connected socket to {@code socket}, or -1 when nothing accepts there. */
+  private static int connect(Path socket) throws IOException {
+    byte[] path = socket.toString().getBytes(StandardCharsets.UTF_8);
+    if (path.length >= 108) {
+      throw new IOException("socket path too long: " + socket);
+    }
+    byte[] addr = new byte[2 + path.length + 1];
+    addr[0] = AF_UNIX;
+    System.arraycopy(path, 0, addr, 2, path.length);
+    int fd = Device.LIBC.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      throw new IOException("socket: " + Posix.strerror(Device.errno()));
+    }
+    if (Device.LIBC.connect(fd, addr, addr.length) < 0) {
+      Device.LIBC.close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
+  private static void start(Path program, Path socket, int graceSeconds) throws IOException {
+    if (!Files.isExecutable(program)) {
+      throw new IOException("the mount holder " + program + " is missing; build with"
+          + " `mvn -DskipTests package` (it needs cc)");
+    }
+    new ProcessBuilder(program.toString(), socket.toString(), Integer.toString(graceSeconds))
+        .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+        .redirectError(ProcessBuilder.Redirect.DISCARD)
+        .start();
+  }
+}

@@ -1,0 +1,202 @@
+package io.strata.union.mount;
+
+import io.strata.union.kernel.Holder;
+import io.strata.union.kernel.KernelSession;
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.function.Consumer;
+
+/**
+ * Mounts that outlive a restart of the daemon serving them. A stopping daemon hands each mount
+ * of strata's own transport (over /dev/fuse) to strata-holder: its descriptors and a record
+ * of how to serve it again (the command line that made it, and its session's state: the
+ * nodes, open files and directories the kernel holds). The next daemon takes them back, runs
+ * each command line again as a takeover of that connection, and serves on, with the node ids
+ * and handles the kernel knows. Meanwhile the mount's users wait, as on a hard NFS mount; if
+ * no daemon comes within the holder's grace, the mounts fail as after a crash (a killed
+ * daemon hands nothing over: its mounts fail at once, as before).
+ */
+public final class Handover {
+  private static final int MAGIC = 0x53545248; // "STRH"
+  private static final int VERSION = 1;
+
+  private Handover() {}
+
+  /**
+   * How a mount is made again by the next daemon: the command line that made it (its last
+   * argument the mountpoint), and, when this is that next daemon, what it takes over.
+   */
+  public record Plan(List<String> recipe, Takeover from) {}
+
+  /** A mount the daemon before handed over (claimed: its descriptors have an owner). */
+  public record Takeover(long id, List<String> recipe, boolean elsewhere,
+      KernelSession.Resumed resumed, byte[] state, int[] descriptors,
+      java.util.concurrent.atomic.AtomicBoolean claimed) {
+    int descriptor() {
+      return descriptors[0];
+    }
+
+    int[] clones() {
+      return Arrays.copyOfRange(descriptors, 1, descriptors.length);
+    }
+
+    /** The mountpoint, as the daemon before served it. */
+    public String mountpoint() {
+      return recipe.get(recipe.size() - 1);
+    }
+
+    /**
+     * Takes the descriptors for serving; false when they were taken or abandoned already.
+     * Whoever claims them closes them if the mount does not come up.
+     */
+    boolean claim() {
+      return claimed.compareAndSet(false, true);
+    }
+
+    /** Closes what was received, unless a mount has claimed it. */
+    public void abandon() {
+      if (claim()) {
+        Holder.closeAll(descriptors);
+      }
+    }
+  }
+
+  private static final ThreadLocal<Takeover> TAKING = new ThreadLocal<>();
+
+  /** The mount this thread's command takes over, or null when it makes a new one. */
+  public static Takeover taking() {
+    return TAKING.get();
+  }
+
+  /** Runs {@code command} (the recipe's command line) as the takeover of {@code t}. */
+  public static <T> T takingOver(Takeover t, Callable<T> command) throws Exception {
+    TAKING.set(t);
+    try {
+      return command.call();
+    } finally {
+      TAKING.remove();
+    }
+  }
+
+  /**
+   * Hands every mount of this process that can be to the holder on {@code socket} (started
+   * from {@code program} when none answers, waiting {@code graceSeconds} for the next daemon);
+   * how many were. The others end with this process, as before.
+   */
+  public static int giveAll(Path program, Path socket, int graceSeconds, Consumer<String> log) {
+    List<FuseMount> handed = new ArrayList<>();
+    List<Holder.Entry> entries = new ArrayList<>();
+    for (FuseMount m : FuseMount.live()) {
+      KernelSession.Handed h;
+      try {
+        h = m.handOver(5_000);
+      } catch (IOException e) {
+        log.accept("cannot hand " + m.mountpoint() + " over: " + e.getMessage());
+        continue;
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+      if (h == null) {
+        continue;
+      }
+      long id = m.handoverId != 0 ? m.handoverId
+          : java.util.concurrent.ThreadLocalRandom.current().nextLong(1, Long.MAX_VALUE);
+      List<String> recipe = new ArrayList<>(m.plan().recipe());
+      recipe.set(recipe.size() - 1, m.mountpoint().toString());
+      try {
+        entries.add(new Holder.Entry(id, h.descriptors(),
+            encode(recipe, m.elsewhere(), h.resumed(), h.state())));
+        handed.add(m);
+      } catch (IOException e) {
+        m.notHandedOver();
+        log.accept("cannot hand " + m.mountpoint() + " over: " + e.getMessage());
+      }
+    }
+    if (entries.isEmpty()) {
+      return 0;
+    }
+    try {
+      Holder.give(program, socket, graceSeconds, entries);
+    } catch (IOException e) {
+      log.accept("cannot hand the mounts over: " + e.getMessage());
+      handed.forEach(FuseMount::notHandedOver);
+      return 0;
+    }
+    handed.forEach(FuseMount::handedOver);
+    return handed.size();
+  }
+
+  /**
+   * What the holder on {@code socket} keeps from the daemon before (nothing when none runs);
+   * the descriptors are this process's now: each is to be taken over or {@link
+   * Takeover#abandon}ed.
+   */
+  public static List<Takeover> takeAll(Path socket, Consumer<String> log) throws IOException {
+    List<Takeover> out = new ArrayList<>();
+    for (Holder.Entry e : Holder.take(socket)) {
+      try {
+        out.add(decode(e));
+      } catch (IOException | RuntimeException bad) {
+        log.accept("a mount handed over cannot be read (" + bad.getMessage() + "): left to fail");
+        Holder.closeAll(e.descriptors());
+      }
+    }
+    return out;
+  }
+
+  static byte[] encode(List<String> recipe, boolean elsewhere, KernelSession.Resumed r,
+      byte[] state) throws IOException {
+    ByteArrayOutputStream b = new ByteArrayOutputStream(state.length + 256);
+    DataOutputStream out = new DataOutputStream(b);
+    out.writeInt(MAGIC);
+    out.writeInt(VERSION);
+    out.writeLong(r.generation());
+    out.writeBoolean(r.passthrough());
+    out.writeInt(r.minor());
+    out.writeBoolean(elsewhere);
+    out.writeInt(recipe.size());
+    for (String a : recipe) {
+      byte[] s = a.getBytes(StandardCharsets.UTF_8);
+      out.writeInt(s.length);
+      out.write(s);
+    }
+    out.writeInt(state.length);
+    out.write(state);
+    out.flush();
+    return b.toByteArray();
+  }
+
+  static Takeover decode(Holder.Entry e) throws IOException {
+    DataInputStream in = new DataInputStream(new ByteArrayInputStream(e.record()));
+    if (in.readInt() != MAGIC || in.readInt() != VERSION) {
+      throw new IOException("not a record of this strata version");
+    }
+    KernelSession.Resumed r = new KernelSession.Resumed(in.readLong(), in.readBoolean(),
+        in.readInt());
+    boolean elsewhere = in.readBoolean();
+    int n = in.readInt();
+    if (n < 1 || n > 100_000) {
+      throw new IOException("a command line of " + n + " words");
+    }
+    List<String> recipe = new ArrayList<>(n);
+    for (int i = 0; i < n; i++) {
+      byte[] s = new byte[in.readInt()];
+      in.readFully(s);
+      recipe.add(new String(s, StandardCharsets.UTF_8));
+    }
+    byte[] state = new byte[in.readInt()];
+    in.readFully(state);
+    return new Takeover(e.id(), List.copyOf(recipe), elsewhere, r, state, e.descriptors(),
+        new java.util.concurrent.atomic.AtomicBoolean());
+  }
+}
