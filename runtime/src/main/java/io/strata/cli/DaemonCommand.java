@@ -96,29 +96,26 @@ public final class DaemonCommand implements Callable<Integer> {
    * kernel kept, with the nodes and open files the kernel holds.
    */
   static void takeOver(Path holder) {
-    List<io.strata.union.mount.Handover.Takeover> taken;
     try {
-      taken = io.strata.union.mount.Handover.takeAll(holder, DaemonServer::logLine);
+      io.strata.union.mount.Handover.takeAll(holder, DaemonServer::logLine, t -> {
+        int code;
+        try {
+          code = io.strata.union.mount.Handover.takingOver(t,
+              () -> Main.execute(t.recipe().toArray(String[]::new)));
+        } catch (Exception e) {
+          code = -1;
+        }
+        t.abandon(); // unless the mount claimed its descriptors
+        if (code == 0) {
+          DaemonServer.logLine("took over " + t.mountpoint() + " from the daemon before");
+        } else {
+          DaemonServer.logLine("could not take over " + t.mountpoint() + " (status " + code
+              + "): its users get errors; `strata umount` it");
+        }
+      });
     } catch (java.io.IOException | RuntimeException e) {
       DaemonServer.logLine("could not take the mounts over from the daemon before: "
           + e.getMessage());
-      return;
-    }
-    for (io.strata.union.mount.Handover.Takeover t : taken) {
-      int code;
-      try {
-        code = io.strata.union.mount.Handover.takingOver(t,
-            () -> Main.execute(t.recipe().toArray(String[]::new)));
-      } catch (Exception e) {
-        code = -1;
-      }
-      t.abandon(); // unless the mount claimed its descriptors
-      if (code == 0) {
-        DaemonServer.logLine("took over " + t.mountpoint() + " from the daemon before");
-      } else {
-        DaemonServer.logLine("could not take over " + t.mountpoint() + " (status " + code
-            + "): its users get errors; `strata umount` it");
-      }
     }
   }
 

@@ -473,6 +473,11 @@ class DaemonTest {
     Files.writeString(bound.resolve("b"), "bound\n");
     Daemon d = start(sock, List.of(), Map.of());
     Path mp = overlay(d, base, "m", base.resolve("lower"), base);
+    // and an image of the store, mounted with strata mount: its pin must hold throughout
+    Path image = Files.createDirectories(base.resolve("image"));
+    Result mounted = run(d, "--root", store.toString(), "mount", "bb:d", image.toString());
+    assertThat(mounted.code()).as(mounted.output()).isZero();
+    Files.writeString(image.resolve("written"), "before the restarts\n");
     Path stop = base.resolve("stop");
     Path out = base.resolve("worker.out");
     Process worker = null;
@@ -484,10 +489,15 @@ class DaemonTest {
       for (int restart = 1; restart <= 2; restart++) {
         d.process().destroy(); // SIGTERM
         assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
-        assertThat(d.logText()).contains("handed 1 mount to the holder");
+        assertThat(d.logText()).contains("handed 2 mounts to the holder");
         assertThat(processesMentioning("strata-holder")).isEqualTo(1);
+        assertThat(inProcess("--root", store.toString(), "layers").output())
+            .as("the image mount's pin stays while it is held").contains("mount-");
         d = start(sock, List.of(), Map.of());
         awaitContent(d.log(), "took over " + mp, d.process());
+        awaitContent(d.log(), "took over " + image, d.process());
+        assertThat(image.resolve("written")).hasContent("before the restarts");
+        assertThat(image.resolve("bin/busybox")).exists();
         int ticks = ticks(out);
         awaitContent(out, "tick " + (ticks + 20) + "\n", worker);
         assertThat(processesMentioning("strata-holder")).as("the holder ends once taken from")
@@ -510,6 +520,10 @@ class DaemonTest {
     Result u = run(d, "umount", mp.toString());
     assertThat(u.code()).as(u.output()).isZero();
     assertThat(Mounts.isMountpoint(mp)).isFalse();
+    u = run(d, "--root", store.toString(), "umount", image.toString());
+    assertThat(u.code()).as(u.output()).isZero();
+    assertThat(Mounts.isMountpoint(image)).isFalse();
+    assertThat(inProcess("--root", store.toString(), "layers").output()).doesNotContain("mount-");
   }
 
   /**

@@ -27,6 +27,9 @@ final class Foreground {
     FuseMount m = FuseMount.mount(view, mountpoint, settings, Foreground::log,
         Duration.ofSeconds(30));
     Thread hook = new Thread(() -> {
+      if (m.isHandedOver()) {
+        return; // the next daemon serves it, with its pins and records
+      }
       boolean clean = false;
       try {
         log("signal: unmounting " + m.mountpoint());

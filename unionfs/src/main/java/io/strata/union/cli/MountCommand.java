@@ -81,6 +81,19 @@ public final class MountCommand implements Callable<Integer> {
     if (readOnly && upper != null) {
       throw new IllegalArgumentException("--read-only takes no --upper");
     }
+    io.strata.union.mount.Handover.Takeover taking = io.strata.union.mount.Handover.taking();
+    if (taking != null) {
+      // the daemon before served this mount: nothing may look at the mountpoint (no one
+      // answers it until this serves); its upper and work are in the command line
+      LayerStore s = store.open();
+      ImageRecord r = s.resolve(image);
+      Path mp = mountpoint.toAbsolutePath().normalize();
+      String pin = pinOf(mp);
+      List<String> recipe = recipe(s, r, mp);
+      Background.startHere(() -> serve(s, r, mp, pin, recipe, taking), mp,
+          Duration.ofSeconds(60), false);
+      return 0;
+    }
     if (!Files.isDirectory(mountpoint)) {
       throw new IllegalArgumentException("mountpoint " + mountpoint + " is not a directory");
     }
@@ -136,7 +149,8 @@ public final class MountCommand implements Callable<Integer> {
   private int mount(LayerStore s, ImageRecord r, Path mp, String pin) throws Exception {
     if (!foreground && Background.inThisProcess()) {
       // the daemon: served by a thread of its own, without a second parse of the command line
-      Background.startHere(() -> serve(s, r, mp, pin), mp, Duration.ofSeconds(60));
+      List<String> recipe = recipe(s, r, mp);
+      Background.startHere(() -> serve(s, r, mp, pin, recipe, null), mp, Duration.ofSeconds(60));
       System.out.println("mounted " + r.names().stream().findFirst().orElse(r.id().toString())
           + " on " + mp + (readOnly ? " (read-only)" : " (upper " + upper + ")"));
       return 0;
@@ -166,11 +180,42 @@ public final class MountCommand implements Callable<Integer> {
           + " on " + mp + (readOnly ? " (read-only)" : " (upper " + upper + ")"));
       return 0;
     }
-    return serve(s, r, mp, pin);
+    return serve(s, r, mp, pin, null, null);
+  }
+
+  /**
+   * This mount's command line as the next daemon runs it to take the mount over ({@link
+   * io.strata.union.mount.Handover}): the image by id (a name may be moved meanwhile), the
+   * upper and work this mount has.
+   */
+  private List<String> recipe(LayerStore s, ImageRecord r, Path mp) {
+    List<String> args = new ArrayList<>(List.of("--root", s.root().toString(), "mount",
+        r.id().toString()));
+    if (timeout != null) {
+      args.addAll(List.of("--timeout", String.valueOf(timeout)));
+    }
+    if (transport != null) {
+      args.addAll(List.of("--transport", transport));
+    }
+    if (noPassthrough) {
+      args.add("--no-passthrough");
+    }
+    if (readOnly) {
+      args.add("--read-only");
+    } else {
+      args.addAll(List.of("--upper", upper.toAbsolutePath().normalize().toString(), "--work",
+          work.toAbsolutePath().normalize().toString()));
+    }
+    if (whiteout != null) {
+      args.addAll(List.of("--whiteout", whiteout.name()));
+    }
+    args.add(mp.toString()); // last: the next daemon's mountpoint
+    return List.copyOf(args);
   }
 
   /** Mounts and serves in this thread (in the daemon: until the mount answers). */
-  private int serve(LayerStore s, ImageRecord r, Path mp, String pin) throws Exception {
+  private int serve(LayerStore s, ImageRecord r, Path mp, String pin, List<String> recipe,
+      io.strata.union.mount.Handover.Takeover taking) throws Exception {
     List<Path> lowers = new ArrayList<>();
     List<Digest> ids = r.diffIds();
     for (int i = ids.size() - 1; i >= 0; i--) {
@@ -183,7 +228,15 @@ public final class MountCommand implements Callable<Integer> {
     s.pin(pin, ids);
     MountRecords.write(s.root(), new MountRecords.Entry(mp.toString(), image, r.id().toString(),
         readOnly ? null : upper.toAbsolutePath().normalize().toString()));
-    UnionView view = UnionView.open(lowers, readOnly ? null : upper, readOnly ? null : work, o);
+    UnionView view;
+    try {
+      view = UnionView.open(lowers, readOnly ? null : upper, readOnly ? null : work, o);
+    } catch (Exception e) {
+      if (taking != null) {
+        taking.abandon();
+      }
+      throw e;
+    }
     FuseMount.Settings set = FuseMount.Settings.defaults("strata:" + image,
         transport == null ? FuseMount.Transport.preferred() : FuseMount.Transport.parse(transport))
         .withRing(transport == null ? FuseMount.Transport.preferredRing()
@@ -193,6 +246,11 @@ public final class MountCommand implements Callable<Integer> {
     }
     if (timeout != null) {
       set = set.withTimeout(timeout);
+    }
+    if (recipe != null) {
+      // handed over: the layers stay pinned while the holder keeps the mount (this process's
+      // pin ends with it), until the next daemon pins them as its own
+      set = set.withPlan(recipe, taking, holder -> s.pin(pin, ids, holder));
     }
     try {
       Foreground.serve(view, mp, set, () -> s.unpin(pin));

@@ -150,7 +150,7 @@ public final class OverlayCommand implements Callable<Integer> {
       s = s.withMountedFd(mounted);
     }
     if (recipe != null) {
-      s = s.withPlan(recipe, taking);
+      s = s.withPlan(recipe, taking, null);
     }
     Foreground.serve(view, mp, s, () -> {});
     return 0;

@@ -82,18 +82,33 @@ public final class Holder {
   }
 
   /**
-   * Takes every entry the holder on {@code socket} keeps (none when no holder answers); the
-   * holder then closes its copies and ends. The descriptors received are this process's.
+   * What was taken from a holder: its entries, and the connection, whose closing ends the
+   * holder (its socket, which pins of the held mounts depend on, goes then).
    */
-  public static List<Entry> take(Path socket) throws IOException {
+  public record Taken(List<Entry> entries, int connection) implements AutoCloseable {
+    @Override
+    public void close() {
+      if (connection >= 0) {
+        Device.LIBC.close(connection);
+      }
+    }
+  }
+
+  /**
+   * Takes every entry the holder on {@code socket} keeps (none when no holder answers); the
+   * holder closes its copies and ends once the result is closed. The descriptors received are
+   * this process's.
+   */
+  public static Taken take(Path socket) throws IOException {
     List<Entry> out = new ArrayList<>();
     if (!Files.exists(socket)) {
-      return out;
+      return new Taken(out, -1);
     }
     int s = connect(socket);
     if (s < 0) {
-      return out;
+      return new Taken(out, -1);
     }
+    boolean done = false;
     try {
       send(s, 'T', 0, new int[0]);
       POSIX posix = POSIXFactory.getNativePOSIX();
@@ -110,7 +125,8 @@ public final class Holder {
         int[] fds = received(msg);
         if (type == 'Z') {
           closeAll(fds);
-          return out;
+          done = true;
+          return new Taken(out, s);
         }
         if (type != 'E' || n < 9 || fds.length < 2) {
           closeAll(fds);
@@ -132,7 +148,9 @@ public final class Holder {
       }
       throw e;
     } finally {
-      Device.LIBC.close(s);
+      if (!done) {
+        Device.LIBC.close(s);
+      }
     }
   }
 

@@ -142,8 +142,9 @@ public final class FuseMount implements AutoCloseable {
      * that stops can hand it to the next one ({@link Handover}); with {@code from}, it is
      * that next one taking the mount over (its descriptor, the old server's state).
      */
-    public Settings withPlan(List<String> recipe, Handover.Takeover from) {
-      Handover.Plan p = new Handover.Plan(recipe, from);
+    public Settings withPlan(List<String> recipe, Handover.Takeover from,
+        java.util.function.Consumer<Path> onHeld) {
+      Handover.Plan p = new Handover.Plan(recipe, from, onHeld);
       return from == null
           ? new Settings(entryTimeout, attrTimeout, negativeTimeout, kernelCache, fsName,
               allowOther, extraOptions, transport, passthrough, mountedFd, ring, p)
@@ -218,6 +219,11 @@ public final class FuseMount implements AutoCloseable {
   void handedOver() {
     handedOver = true;
     LIVE.remove(this);
+  }
+
+  /** Whether this mount was handed to the next daemon (this process neither serves nor ends it). */
+  public boolean isHandedOver() {
+    return handedOver;
   }
 
   /** The hand-over could not be given: this process serves the mount on. */

@@ -33,9 +33,12 @@ public final class Handover {
 
   /**
    * How a mount is made again by the next daemon: the command line that made it (its last
-   * argument the mountpoint), and, when this is that next daemon, what it takes over.
+   * argument the mountpoint), and, when this is that next daemon, what it takes over;
+   * {@code onHeld} (or null) is told the holder's socket once the mount is handed over (what
+   * this process held for the mount, a pin on its layers, is then to hold while that does).
    */
-  public record Plan(List<String> recipe, Takeover from) {}
+  public record Plan(List<String> recipe, Takeover from,
+      java.util.function.Consumer<Path> onHeld) {}
 
   /** A mount the daemon before handed over (claimed: its descriptors have an owner). */
   public record Takeover(long id, List<String> recipe, boolean elsewhere,
@@ -132,26 +135,41 @@ public final class Handover {
       handed.forEach(FuseMount::notHandedOver);
       return 0;
     }
-    handed.forEach(FuseMount::handedOver);
+    for (FuseMount m : handed) {
+      m.handedOver();
+      if (m.plan().onHeld() != null) {
+        try {
+          m.plan().onHeld().accept(socket);
+        } catch (RuntimeException e) {
+          log.accept(m.mountpoint() + ": " + e.getMessage());
+        }
+      }
+    }
     return handed.size();
   }
 
   /**
-   * What the holder on {@code socket} keeps from the daemon before (nothing when none runs);
-   * the descriptors are this process's now: each is to be taken over or {@link
-   * Takeover#abandon}ed.
+   * Takes over what the holder on {@code socket} keeps from the daemon before (nothing when
+   * none runs): each mount's descriptors are this process's from here, and {@code takeOver}
+   * is to serve it or {@link Takeover#abandon} it. The holder ends after the last, so that
+   * what depends on it (the pins of held mounts) lasts until the mounts are served again.
    */
-  public static List<Takeover> takeAll(Path socket, Consumer<String> log) throws IOException {
-    List<Takeover> out = new ArrayList<>();
-    for (Holder.Entry e : Holder.take(socket)) {
-      try {
-        out.add(decode(e));
-      } catch (IOException | RuntimeException bad) {
-        log.accept("a mount handed over cannot be read (" + bad.getMessage() + "): left to fail");
-        Holder.closeAll(e.descriptors());
+  public static void takeAll(Path socket, Consumer<String> log, Consumer<Takeover> takeOver)
+      throws IOException {
+    try (Holder.Taken taken = Holder.take(socket)) {
+      for (Holder.Entry e : taken.entries()) {
+        Takeover t;
+        try {
+          t = decode(e);
+        } catch (IOException | RuntimeException bad) {
+          log.accept("a mount handed over cannot be read (" + bad.getMessage()
+              + "): left to fail");
+          Holder.closeAll(e.descriptors());
+          continue;
+        }
+        takeOver.accept(t);
       }
     }
-    return out;
   }
 
   static byte[] encode(List<String> recipe, boolean elsewhere, KernelSession.Resumed r,
