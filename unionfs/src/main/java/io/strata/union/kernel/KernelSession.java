@@ -274,6 +274,7 @@ public final class KernelSession {
     }
     int[] fds;
     synchronized (this) {
+      initialized = false; // no worker (and clone) is added from here: every one goes along
       fds = new int[1 + clones.size()];
       fds[0] = fd;
       for (int i = 0; i < clones.size(); i++) {
@@ -285,6 +286,9 @@ public final class KernelSession {
 
   /** Serves on after a {@link #handOver} whose result could not be given to anyone. */
   public void keepServing() {
+    synchronized (this) {
+      initialized = ended.getCount() > 0;
+    }
     dispatcher.thaw();
   }
 
