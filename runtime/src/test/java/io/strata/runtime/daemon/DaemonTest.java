@@ -563,6 +563,22 @@ class DaemonTest {
     assertThat(again.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
     assertThat(Mounts.isMountpoint(mp2)).isFalse();
     assertThat(processesMentioning("strata-holder")).isZero();
+
+    // a mount the next daemon cannot serve again (its lower removed while it was held) fails
+    // at once, says so, and is detached; nothing waits for the grace
+    Path doomed = Files.createDirectories(base.resolve("doomed"));
+    Files.writeString(doomed.resolve("g"), "soon gone\n");
+    Daemon third = start(sock, List.of(), Map.of());
+    Path mp3 = overlay(third, base, "m3", doomed, base);
+    third.process().destroy();
+    assertThat(third.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+    assertThat(third.logText()).contains("handed 1 mount");
+    sh("rm -rf " + doomed);
+    Daemon fourth = start(sock, List.of(), Map.of(), "--hold-mounts", "0");
+    awaitContent(fourth.log(), "could not take over " + mp3, fourth.process());
+    awaitContent(fourth.log(), "detached " + mp3, fourth.process());
+    assertThat(Mounts.isMountpoint(mp3)).isFalse();
+    assertThat(processesMentioning("strata-holder")).isZero();
   }
 
   private static int ticks(Path out) throws IOException {

@@ -85,11 +85,26 @@ public final class Holder {
    * What was taken from a holder: its entries, and the connection, whose closing ends the
    * holder (its socket, which pins of the held mounts depend on, goes then).
    */
-  public record Taken(List<Entry> entries, int connection) implements AutoCloseable {
+  public record Taken(List<Entry> entries, int connection, Path socket)
+      implements AutoCloseable {
+    /**
+     * Lets the holder go, and waits (up to two seconds) until it has: a connection that no one
+     * took over fails (ENOTCONN) once the holder's copy is closed as well.
+     */
     @Override
     public void close() {
-      if (connection >= 0) {
-        Device.LIBC.close(connection);
+      if (connection < 0) {
+        return;
+      }
+      Device.LIBC.close(connection);
+      long deadline = System.nanoTime() + 2_000_000_000L;
+      while (Files.exists(socket) && System.nanoTime() < deadline) {
+        try {
+          Thread.sleep(2);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          return;
+        }
       }
     }
   }
@@ -102,11 +117,11 @@ public final class Holder {
   public static Taken take(Path socket) throws IOException {
     List<Entry> out = new ArrayList<>();
     if (!Files.exists(socket)) {
-      return new Taken(out, -1);
+      return new Taken(out, -1, socket);
     }
     int s = connect(socket);
     if (s < 0) {
-      return new Taken(out, -1);
+      return new Taken(out, -1, socket);
     }
     boolean done = false;
     try {
@@ -126,7 +141,7 @@ public final class Holder {
         if (type == 'Z') {
           closeAll(fds);
           done = true;
-          return new Taken(out, s);
+          return new Taken(out, s, socket);
         }
         if (type != 'E' || n < 9 || fds.length < 2) {
           closeAll(fds);

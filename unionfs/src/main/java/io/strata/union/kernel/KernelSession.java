@@ -274,6 +274,11 @@ public final class KernelSession {
     }
     int[] fds;
     synchronized (this) {
+      if (running == 0) {
+        dispatcher.thaw();
+        return null; // unmounted meanwhile: its descriptors are being closed
+      }
+      handingOver = true; // the descriptors stay open from here, for the holder
       initialized = false; // no worker (and clone) is added from here: every one goes along
       fds = new int[1 + clones.size()];
       fds[0] = fd;
@@ -287,11 +292,14 @@ public final class KernelSession {
   /** Serves on after a {@link #handOver} whose result could not be given to anyone. */
   public void keepServing() {
     synchronized (this) {
+      handingOver = false; // (a session that ended meanwhile keeps its descriptors until exit)
       initialized = ended.getCount() > 0;
     }
     dispatcher.thaw();
   }
 
+  /** Being handed over: the descriptors are not closed when the session ends (guarded by this). */
+  private boolean handingOver;
   /** Servers this connection had before this one (0: this one made it). */
   private long generation;
   /** The protocol's minor version the kernel spoke at INIT. */
@@ -549,15 +557,22 @@ public final class KernelSession {
           Thread.currentThread().interrupt();
         }
       }
+      boolean keep;
       synchronized (this) {
-        for (int c : clones) {
-          Device.LIBC.close(c);
+        // handed over: the holder gets these numbers; closed, another file could take them
+        keep = handingOver;
+        if (!keep) {
+          for (int c : clones) {
+            Device.LIBC.close(c);
+          }
+          clones.clear();
         }
-        clones.clear();
         queues.forEach(Ring.Queue::discard); // made, but INIT never came
         queues.clear();
       }
-      Device.LIBC.close(fd);
+      if (!keep) {
+        Device.LIBC.close(fd);
+      }
       ended.countDown();
       List<Runnable> todo;
       synchronized (this) {

@@ -329,14 +329,14 @@ public final class FuseMount implements AutoCloseable {
       throw e;
     }
     try {
-      int workers = Math.max(2, Math.min(8, 2 * Runtime.getRuntime().availableProcessors()));
       KernelSession k = KernelSession.start(view, mp, new KernelSession.Options(s.fsName(),
-          s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers,
+          s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers(),
           s.passthrough(), s.mountedFd(), KernelSession.RingUse.OFF), log, from.resumed(),
           from.state(), from.clones());
       FuseMount m = new FuseMount(view, mp, null, k, log, lock);
       m.elsewhere = from.elsewhere();
-      m.plan = s.plan();
+      // the plan without what was taken over (the old server's state, read once)
+      m.plan = new Handover.Plan(s.plan().recipe(), null, s.plan().onHeld());
       m.handoverId = from.id();
       LIVE.add(m);
       signalChange();
@@ -354,11 +354,15 @@ public final class FuseMount implements AutoCloseable {
     }
   }
 
+  /** The most FUSE workers a mount of strata's own transport starts. */
+  private static int workers() {
+    return Math.max(2, Math.min(8, 2 * Runtime.getRuntime().availableProcessors()));
+  }
+
   private static FuseMount startKernel(UnionView view, Path mp, Settings s,
       Consumer<String> log, MountLock lock) throws IOException {
-    int workers = Math.max(2, Math.min(8, 2 * Runtime.getRuntime().availableProcessors()));
     KernelSession k = KernelSession.start(view, mp, new KernelSession.Options(s.fsName(),
-        s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers,
+        s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers(),
         s.passthrough(), s.mountedFd(), s.ring()), log);
     FuseMount m = new FuseMount(view, mp, null, k, log, lock);
     m.elsewhere = s.mountedFd() >= 0;
