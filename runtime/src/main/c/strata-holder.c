@@ -10,11 +10,13 @@
  * Started by a stopping daemon (io.strata.union.kernel.Holder) as `strata-holder SOCKET GRACE`.
  * It listens on SOCKET (a SOCK_SEQPACKET unix socket, 0600, serving its own user only: the
  * peer's credentials are checked) for messages of one packet each:
- *   'K' id(u64) + descriptors (SCM_RIGHTS, up to 32): keep them under id (replacing)
+ *   'K' id(u64) + descriptors (SCM_RIGHTS, up to 250): keep them under id (replacing)
+ *   'A' id(u64) + descriptors                        : more of id's, after the others
  *   'D' id(u64)                                      : close and forget id
- *   'T'                                              : answered by an 'E' id + descriptors per
- *                                                      entry, then 'Z'; once that connection
- *                                                      closes, this exits
+ *   'T'                                              : answered per entry by an 'E' id with
+ *                                                      its first 250 descriptors and 'A'
+ *                                                      packets with the rest, then 'Z'; once
+ *                                                      that connection closes, this exits
  * The descriptors are the daemon's (the connection's, its clones, a memfd saying how to serve
  * it again); this program reads none of them. An entry whose first descriptor's connection is
  * gone (unmounted, aborted: poll says POLLERR) is closed and forgotten. It exits when it holds
@@ -38,12 +40,12 @@
 
 #define MAX_ENTRIES 4096
 #define MAX_CONNS 8
-#define MAX_FDS 32
+#define MAX_FDS 250 /* a packet's; the kernel takes at most 253 (SCM_MAX_FD) */
 
 struct entry {
   uint64_t id;
-  int nfds;
-  int fds[MAX_FDS];
+  int nfds, cap;
+  int *fds;
 };
 
 static struct entry entries[MAX_ENTRIES];
@@ -65,7 +67,25 @@ static void close_all(int n, const int *fds) {
 
 static void drop_at(int i) {
   close_all(entries[i].nfds, entries[i].fds);
+  free(entries[i].fds);
   entries[i] = entries[--nentries];
+}
+
+/* Adds n descriptors to entry e; false (and they are closed) when memory runs out. */
+static int append(struct entry *e, const int *fds, int n) {
+  if (e->nfds + n > e->cap) {
+    int cap = (e->nfds + n) * 2;
+    int *more = realloc(e->fds, sizeof(int) * (size_t)cap);
+    if (!more) {
+      close_all(n, fds);
+      return 0;
+    }
+    e->fds = more;
+    e->cap = cap;
+  }
+  memcpy(e->fds + e->nfds, fds, sizeof(int) * (size_t)n);
+  e->nfds += n;
+  return 1;
 }
 
 static int find(uint64_t id) {
@@ -148,18 +168,20 @@ static int serve(int i) {
   if (n >= 9) memcpy(&id, p + 1, 8);
   if (p[0] == 'K' && n >= 9 && nfds > 0) {
     int at = find(id);
-    if (at < 0) {
-      if (nentries == MAX_ENTRIES) {
-        close_all(nfds, fds);
-        return 1;
-      }
-      at = nentries++;
-    } else {
-      close_all(entries[at].nfds, entries[at].fds);
+    if (at >= 0) drop_at(at);
+    if (nentries == MAX_ENTRIES) {
+      close_all(nfds, fds);
+      return 1;
     }
-    entries[at].id = id;
-    entries[at].nfds = nfds;
-    memcpy(entries[at].fds, fds, sizeof(int) * nfds);
+    at = nentries++;
+    entries[at] = (struct entry){.id = id};
+    if (!append(&entries[at], fds, nfds)) nentries--;
+    return 1;
+  }
+  if (p[0] == 'A' && n >= 9 && nfds > 0) {
+    int at = find(id);
+    if (at < 0) close_all(nfds, fds);
+    else append(&entries[at], fds, nfds);
     return 1;
   }
   close_all(nfds, fds);
@@ -168,9 +190,12 @@ static int serve(int i) {
     if (at >= 0) drop_at(at);
   } else if (p[0] == 'T') {
     for (int e = 0; e < nentries; e++) {
-      p[0] = 'E';
       memcpy(p + 1, &entries[e].id, 8);
-      if (send_packet(conns[i], p, 9, entries[e].fds, entries[e].nfds) < 0) return 0;
+      for (int at = 0; at < entries[e].nfds; at += MAX_FDS) {
+        int k = entries[e].nfds - at < MAX_FDS ? entries[e].nfds - at : MAX_FDS;
+        p[0] = at == 0 ? 'E' : 'A';
+        if (send_packet(conns[i], p, 9, entries[e].fds + at, k) < 0) return 0;
+      }
     }
     taking[i] = 1;
     return send_packet(conns[i], "Z", 1, NULL, 0) == 0;

@@ -5,7 +5,7 @@
 # strata must print the same lines. argv[3] == "mask-held-reads": the data read through a
 # read-only descriptor opened before a copy-up is not printed (with passthrough the kernel
 # reads the lower file for it: strata's one written-down difference).
-import ctypes, errno, mmap, os, random, stat, sys
+import ctypes, errno, mmap, os, random, stat, sys, time
 
 root, seed = sys.argv[1], int(sys.argv[2])
 mask = len(sys.argv) > 3 and sys.argv[3] == "mask-held-reads"
@@ -128,7 +128,15 @@ def op():
         return "op %d %s %s: %s" % (k, a, b, err(e))
 
 
+# PAUSE=N:PATH: before operation N, make PATH.ready and wait for PATH.go (a harness restarts
+# the daemon serving the mount meanwhile: what is held must go on as if nothing happened)
+pause = os.environ.get("PAUSE", "")
+pause_at, pause_path = (int(pause.split(":", 1)[0]), pause.split(":", 1)[1]) if pause else (-1, "")
 for i in range(int(os.environ.get("OPS", "120"))):
+    if i == pause_at:
+        open(pause_path + ".ready", "w").close()
+        while not os.path.exists(pause_path + ".go"):
+            time.sleep(0.01)
     line = op()
     if line:
         print(i, line)

@@ -581,6 +581,71 @@ class DaemonTest {
     assertThat(processesMentioning("strata-holder")).isZero();
   }
 
+  /**
+   * The descriptor fuzzer (unionfs's descriptor-fuzz.py: opens held across renames, unlinks,
+   * copy-ups, then fstat, pread, pwrite, ftruncate and fchmod through them) with the daemon
+   * serving the mount restarted in the middle of the run: it prints what it prints on kernel
+   * overlayfs without one. Held descriptors of files whose names went, O_TMPFILE files and
+   * maps included: the view's open files travel by descriptor. Odd seeds pass files through.
+   */
+  @org.junit.jupiter.params.ParameterizedTest(name = "seed {0}")
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"3 plain", "8 plain", "21 plain",
+      "2 extended", "5 extended", "12 extended"})
+  void theDescriptorFuzzerAgreesWithKernelOverlayfsAcrossARestart(String run) throws Exception {
+    String[] a = run.split(" ");
+    long seed = Long.parseLong(a[0]);
+    Path script = Path.of("../unionfs/src/test/resources/descriptor-fuzz.py").toAbsolutePath();
+    assertThat(script).as("the fuzzer, beside this module in the checkout").exists();
+    Path base = Files.createTempDirectory(shared, "fuzz");
+    Path lower = base.resolve("lower");
+    sh("L=" + lower + "; mkdir -p $L/d0 $L/d2; echo zero > $L/f0; echo one > $L/f1;"
+        + " echo two > $L/f2; echo three > $L/d0/f3; echo four > $L/d0/f4; ln $L/f1 $L/d2/hl");
+    String mask = seed % 2 == 1 ? "mask-held-reads" : "compare-all";
+    Path km = Files.createDirectories(base.resolve("km"));
+    sh("mkdir -p " + base + "/ku " + base + "/kw && mount -t overlay overlay -o lowerdir="
+        + lower + ",upperdir=" + base + "/ku,workdir=" + base + "/kw,redirect_dir=on,index=off,"
+        + "metacopy=off,xino=off " + km);
+    String kernel;
+    try {
+      kernel = sh("python3 " + script + " " + km + " " + seed + " " + mask + " " + a[1]);
+    } finally {
+      sh("umount " + km);
+    }
+    Path sock = base.resolve("strata.sock");
+    Daemon d = start(sock, List.of(), Map.of());
+    Path mp = Files.createDirectories(base.resolve("sm"));
+    Result r = run(d, "overlay", "-o", "lowerdir=" + lower + ",upperdir="
+        + Files.createDirectories(base.resolve("su")) + ",workdir="
+        + Files.createDirectories(base.resolve("sw")) + ",passthrough=" + (seed % 2), mp.toString());
+    assertThat(r.code()).as(r.output()).isZero();
+    Path pause = base.resolve("pause");
+    Path out = base.resolve("strata.out");
+    ProcessBuilder pb = new ProcessBuilder("python3", script.toString(), mp.toString(),
+        String.valueOf(seed), mask, a[1]).redirectErrorStream(true).redirectOutput(out.toFile());
+    pb.environment().put("PAUSE", "60:" + pause);
+    Process fuzz = pb.start();
+    try {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+      while (!Files.exists(Path.of(pause + ".ready"))) {
+        assertThat(fuzz.isAlive()).as(Files.readString(out)).isTrue();
+        assertThat(System.nanoTime()).isLessThan(deadline);
+        Thread.sleep(10);
+      }
+      d.process().destroy();
+      assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+      assertThat(d.logText()).contains("handed 1 mount");
+      d = start(sock, List.of(), Map.of());
+      awaitContent(d.log(), "took over " + mp, d.process());
+      Files.writeString(Path.of(pause + ".go"), "");
+      assertThat(fuzz.waitFor(60, TimeUnit.SECONDS)).isTrue();
+      assertThat(Files.readString(out)).isEqualTo(kernel);
+    } finally {
+      fuzz.destroyForcibly().waitFor();
+      Result u = run(d, "umount", mp.toString());
+      assertThat(u.code()).as(u.output()).isZero();
+    }
+  }
+
   private static int ticks(Path out) throws IOException {
     int n = 0;
     for (String line : Files.readAllLines(out)) {

@@ -252,10 +252,11 @@ final class Dispatcher {
 
   /**
    * Writes what the kernel holds of this server (nodes, open files with their backings, open
-   * directories, the view's handles by name) for the next one ({@link #restore}); after
-   * {@link #freeze}.
+   * directories, the view's open files) for the next one ({@link #restore}); after {@link
+   * #freeze}. Returns the view's open files' descriptors, in the order written: they go to the
+   * next server with the state.
    */
-  void writeState(java.io.DataOutputStream out) throws java.io.IOException {
+  int[] writeState(java.io.DataOutputStream out) throws java.io.IOException {
     nodes.writeTo(out);
     List<Map.Entry<Long, Open>> os = new ArrayList<>(opens.entrySet());
     out.writeInt(os.size());
@@ -279,23 +280,44 @@ final class Dispatcher {
     }
     List<UnionView.OpenHandle> hs = view.openHandles();
     out.writeInt(hs.size());
-    for (UnionView.OpenHandle h : hs) {
+    int[] fds = new int[hs.size()];
+    for (int i = 0; i < hs.size(); i++) {
+      UnionView.OpenHandle h = hs.get(i);
+      fds[i] = h.fd();
       out.writeLong(h.fh());
       byte[] b = io.strata.layers.fs.RawFs.bytes(h.path());
       out.writeInt(b.length);
       out.write(b);
       out.writeBoolean(h.writable());
+      out.writeBoolean(h.onUpper());
+      Attr a = h.unlinked();
+      out.writeBoolean(a != null);
+      if (a != null) {
+        out.writeLong(a.ino());
+        out.writeInt(a.mode());
+        out.writeLong(a.nlink());
+        out.writeInt(a.uid());
+        out.writeInt(a.gid());
+        out.writeLong(a.rdev());
+        out.writeLong(a.size());
+        out.writeLong(a.blocks());
+        out.writeLong(a.atimeNanos());
+        out.writeLong(a.mtimeNanos());
+        out.writeLong(a.ctimeNanos());
+        out.writeBoolean(a.lowerLink());
+        out.writeLong(a.btimeNanos());
+      }
     }
+    return fds;
   }
 
   /**
    * Takes over what {@link #writeState} wrote: the nodes, the kernel's open files (their
    * backings stay registered with the kernel, and go at their last RELEASE as before), open
-   * directories (listed again at their next READDIR), and the view's files opened again by
-   * name under their handles. A file whose name went while it was open is not opened again:
-   * requests through its handle are EBADF (reads and writes passed through go on).
+   * directories (listed again at their next READDIR), and the view's open files with their
+   * descriptors {@code files} (this view's from here: unlinked and O_TMPFILE files too).
    */
-  void restore(java.io.DataInputStream in, long base) throws java.io.IOException {
+  void restore(java.io.DataInputStream in, long base, int[] files) throws java.io.IOException {
     nodes.restore(in, base);
     Map<Integer, Backing> byId = new HashMap<>();
     int nopens = in.readInt();
@@ -328,18 +350,23 @@ final class Dispatcher {
       }
     }
     int nhandles = in.readInt();
+    if (nhandles != files.length) {
+      throw new java.io.IOException(nhandles + " open files, " + files.length + " descriptors");
+    }
     for (int i = 0; i < nhandles; i++) {
       long fh = in.readLong();
       byte[] b = new byte[in.readInt()];
       in.readFully(b);
       boolean writable = in.readBoolean();
-      String path = io.strata.layers.fs.RawFs.raw(b);
-      try {
-        view.reopen(fh, path, writable);
-      } catch (FsException e) {
-        log.accept("taking over: cannot open " + io.strata.layers.fs.RawFs.display(path)
-            + " again: " + e.getMessage());
+      boolean onUpper = in.readBoolean();
+      Attr a = null;
+      if (in.readBoolean()) {
+        a = new Attr(in.readLong(), in.readInt(), in.readLong(), in.readInt(), in.readInt(),
+            in.readLong(), in.readLong(), in.readLong(), in.readLong(), in.readLong(),
+            in.readLong(), in.readBoolean(), in.readLong());
       }
+      view.adopt(new UnionView.OpenHandle(fh, files[i], io.strata.layers.fs.RawFs.raw(b),
+          writable, onUpper, a));
     }
   }
 

@@ -17,9 +17,9 @@ import jnr.posix.POSIXFactory;
 /**
  * The daemon's side of strata-holder (runtime/src/main/c/strata-holder.c), the small process
  * that keeps the /dev/fuse descriptors of a stopping daemon's mounts until the next daemon
- * takes them. A mount's entry is its descriptors (the connection's, then its clones) and a
- * record of how to serve it again, which travels as a memfd (the last descriptor), so that
- * its size is not bound by a socket's packet.
+ * takes them. A mount's entry is its descriptors (the connection's first) and a record of how
+ * to serve it again, which travels as a memfd (the holder keeps it second), so that its size
+ * is not bound by a socket's packet; descriptors go 250 to a packet.
  */
 public final class Holder {
   private static final int AF_UNIX = 1;
@@ -30,8 +30,8 @@ public final class Holder {
   private static final int MSG_NOSIGNAL = 0x4000;
   private static final int MSG_CMSG_CLOEXEC = 0x40000000;
   private static final int MFD_CLOEXEC = 1;
-  /** The most descriptors an entry has (strata-holder.c's MAX_FDS). */
-  static final int MAX_DESCRIPTORS = 32;
+  /** The most descriptors a packet carries (strata-holder.c's MAX_FDS). */
+  static final int MAX_DESCRIPTORS = 250;
 
   /** What a holder keeps of one mount: its descriptors (the connection's first) and record. */
   public record Entry(long id, int[] descriptors, byte[] record) {}
@@ -69,9 +69,15 @@ public final class Holder {
         }
         try {
           Files.write(Path.of("/proc/self/fd/" + memfd), e.record());
-          int[] fds = java.util.Arrays.copyOf(e.descriptors(), e.descriptors().length + 1);
-          fds[fds.length - 1] = memfd;
-          send(s, 'K', e.id(), fds);
+          int[] d = e.descriptors();
+          int[] fds = new int[d.length + 1]; // the connection's, the record, the rest
+          fds[0] = d[0];
+          fds[1] = memfd;
+          System.arraycopy(d, 1, fds, 2, d.length - 1);
+          for (int at = 0; at < fds.length; at += MAX_DESCRIPTORS) {
+            send(s, at == 0 ? 'K' : 'A', e.id(), java.util.Arrays.copyOfRange(fds, at,
+                Math.min(fds.length, at + MAX_DESCRIPTORS)));
+          }
         } finally {
           Device.LIBC.close(memfd);
         }
@@ -127,11 +133,12 @@ public final class Holder {
     try {
       send(s, 'T', 0, new int[0]);
       POSIX posix = POSIXFactory.getNativePOSIX();
+      java.util.Map<Long, List<Integer>> got = new java.util.LinkedHashMap<>();
       while (true) {
         MsgHdr msg = posix.allocateMsgHdr();
         ByteBuffer data = ByteBuffer.allocateDirect(64).order(ByteOrder.nativeOrder());
         msg.setIov(new ByteBuffer[] {data});
-        msg.allocateControl(4 * MAX_DESCRIPTORS + 4);
+        msg.allocateControl(4 * MAX_DESCRIPTORS + 16);
         int n = posix.recvmsg(s, msg, MSG_CMSG_CLOEXEC);
         if (n <= 0) {
           throw new IOException("the mount holder on " + socket + " went away");
@@ -140,26 +147,47 @@ public final class Holder {
         int[] fds = received(msg);
         if (type == 'Z') {
           closeAll(fds);
-          done = true;
-          return new Taken(out, s, socket);
+          break;
         }
-        if (type != 'E' || n < 9 || fds.length < 2) {
+        List<Integer> entry = n < 9 ? null : type == 'E'
+            ? got.computeIfAbsent(data.getLong(1), k -> new ArrayList<>())
+            : type == 'A' ? got.get(data.getLong(1)) : null;
+        if (entry == null) {
           closeAll(fds);
           continue;
         }
-        int memfd = fds[fds.length - 1];
-        byte[] record;
-        try {
-          record = Files.readAllBytes(Path.of("/proc/self/fd/" + memfd));
-        } finally {
-          Device.LIBC.close(memfd);
+        for (int fd : fds) {
+          entry.add(fd);
         }
-        out.add(new Entry(data.getLong(1), java.util.Arrays.copyOf(fds, fds.length - 1),
-            record));
       }
+      for (var e : got.entrySet()) {
+        int[] fds = e.getValue().stream().mapToInt(Integer::intValue).toArray();
+        if (fds.length < 2) {
+          closeAll(fds);
+          continue;
+        }
+        byte[] record = null;
+        try {
+          record = Files.readAllBytes(Path.of("/proc/self/fd/" + fds[1]));
+        } catch (IOException unreadable) {
+          // left to fail below
+        } finally {
+          Device.LIBC.close(fds[1]);
+        }
+        int[] rest = new int[fds.length - 1];
+        rest[0] = fds[0];
+        System.arraycopy(fds, 2, rest, 1, fds.length - 2);
+        if (record == null) {
+          closeAll(rest);
+          continue;
+        }
+        out.add(new Entry(e.getKey(), rest, record));
+      }
+      done = true;
+      return new Taken(out, s, socket);
     } catch (IOException | RuntimeException e) {
-      for (Entry got : out) {
-        closeAll(got.descriptors());
+      for (Entry taken : out) {
+        closeAll(taken.descriptors());
       }
       throw e;
     } finally {

@@ -203,13 +203,15 @@ public final class KernelSession {
    * As {@link #start}, or, with {@code resumed}, serves on a connection another server made and
    * handed over ({@link #handOver}; its descriptors kept by {@link Holder} while no daemon ran):
    * {@link Options#mountedFd} is its descriptor, {@code state} what the server before wrote,
-   * {@code oldClones} its clones of the descriptor. The kernel sends no INIT again, so what
+   * {@code oldClones} its clones of the descriptor, {@code files} the descriptors of the files
+   * its view had open (in the state's order). The kernel sends no INIT again, so what
    * the first server agreed to is taken as it was, and the nodes, open files and directories
    * the kernel holds are the ones the old server had; the requests it had read and not
    * answered are asked for again (FUSE_NOTIFY_RESEND), then its clones are closed.
    */
   public static KernelSession start(UnionView view, Path mountpoint, Options options,
-      Consumer<String> log, Resumed resumed, byte[] state, int[] oldClones) throws IOException {
+      Consumer<String> log, Resumed resumed, byte[] state, int[] oldClones, int[] files)
+      throws IOException {
     if (resumed == null) {
       return start(view, mountpoint, options, log);
     }
@@ -222,11 +224,14 @@ public final class KernelSession {
       view.startHandlesAt(resumed.base());
       s.dispatcher.resume(resumed.passthrough(), resumed.base());
       s.dispatcher.restore(new java.io.DataInputStream(new java.io.ByteArrayInputStream(state)),
-          resumed.base());
+          resumed.base(), files);
     } catch (FsException | IOException | RuntimeException e) {
       Device.LIBC.close(fd);
       for (int c : oldClones) {
         Device.LIBC.close(c);
+      }
+      for (int f : files) {
+        Device.LIBC.close(f); // the view they went to is dropped without closing them
       }
       throw new IOException("taking over " + mountpoint + ": " + e.getMessage(), e);
     }
@@ -249,8 +254,11 @@ public final class KernelSession {
     return s;
   }
 
-  /** What a session hands to the next server: its descriptors (the first, then clones), state. */
-  public record Handed(int[] descriptors, byte[] state, Resumed resumed) {}
+  /**
+   * What a session hands to the next server: its descriptors (the first, then clones), its
+   * view's open files' descriptors (in the state's order), the state.
+   */
+  public record Handed(int[] descriptors, int[] files, byte[] state, Resumed resumed) {}
 
   /**
    * Hands this session over to the next server: stops answering (a request read from now on is
@@ -265,8 +273,9 @@ public final class KernelSession {
     }
     java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
     java.io.DataOutputStream out = new java.io.DataOutputStream(b);
+    int[] files;
     try {
-      dispatcher.writeState(out);
+      files = dispatcher.writeState(out);
       out.flush();
     } catch (IOException | RuntimeException e) {
       dispatcher.thaw();
@@ -286,7 +295,7 @@ public final class KernelSession {
         fds[i + 1] = clones.get(i);
       }
     }
-    return new Handed(fds, b.toByteArray(), r);
+    return new Handed(fds, files, b.toByteArray(), r);
   }
 
   /** Serves on after a {@link #handOver} whose result could not be given to anyone. */

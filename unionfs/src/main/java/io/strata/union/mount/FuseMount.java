@@ -324,15 +324,14 @@ public final class FuseMount implements AutoCloseable {
     try {
       lock = MountLock.acquire(mp);
     } catch (IOException | RuntimeException e) {
-      closeDescriptor(from.descriptor());
-      io.strata.union.kernel.Holder.closeAll(from.clones());
+      io.strata.union.kernel.Holder.closeAll(from.descriptors());
       throw e;
     }
     try {
       KernelSession k = KernelSession.start(view, mp, new KernelSession.Options(s.fsName(),
           s.allowOther(), s.entryTimeout(), s.attrTimeout(), s.negativeTimeout(), workers(),
           s.passthrough(), s.mountedFd(), KernelSession.RingUse.OFF), log, from.resumed(),
-          from.state(), from.clones());
+          from.state(), from.clonesOf(), from.files());
       FuseMount m = new FuseMount(view, mp, null, k, log, lock);
       m.elsewhere = from.elsewhere();
       // the plan without what was taken over (the old server's state, read once)

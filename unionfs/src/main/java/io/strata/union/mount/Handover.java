@@ -27,7 +27,7 @@ import java.util.function.Consumer;
  */
 public final class Handover {
   private static final int MAGIC = 0x53545248; // "STRH"
-  private static final int VERSION = 1;
+  private static final int VERSION = 2;
 
   private Handover() {}
 
@@ -40,16 +40,23 @@ public final class Handover {
   public record Plan(List<String> recipe, Takeover from,
       java.util.function.Consumer<Path> onHeld) {}
 
-  /** A mount the daemon before handed over (claimed: its descriptors have an owner). */
+  /**
+   * A mount the daemon before handed over: its descriptors are the connection's, then {@code
+   * clones} clones of it, then the files its view had open (claimed: they have an owner).
+   */
   public record Takeover(long id, List<String> recipe, boolean elsewhere,
-      KernelSession.Resumed resumed, byte[] state, int[] descriptors,
+      KernelSession.Resumed resumed, byte[] state, int[] descriptors, int clones,
       java.util.concurrent.atomic.AtomicBoolean claimed) {
     int descriptor() {
       return descriptors[0];
     }
 
-    int[] clones() {
-      return Arrays.copyOfRange(descriptors, 1, descriptors.length);
+    int[] clonesOf() {
+      return Arrays.copyOfRange(descriptors, 1, 1 + clones);
+    }
+
+    int[] files() {
+      return Arrays.copyOfRange(descriptors, 1 + clones, descriptors.length);
     }
 
     /** The mountpoint, as the daemon before served it. */
@@ -117,8 +124,10 @@ public final class Handover {
       List<String> recipe = new ArrayList<>(m.plan().recipe());
       recipe.set(recipe.size() - 1, m.mountpoint().toString());
       try {
-        entries.add(new Holder.Entry(id, h.descriptors(),
-            encode(recipe, m.elsewhere(), h.resumed(), h.state())));
+        int[] all = Arrays.copyOf(h.descriptors(), h.descriptors().length + h.files().length);
+        System.arraycopy(h.files(), 0, all, h.descriptors().length, h.files().length);
+        entries.add(new Holder.Entry(id, all, encode(recipe, m.elsewhere(), h.resumed(),
+            h.descriptors().length - 1, h.state())));
         handed.add(m);
       } catch (IOException e) {
         m.notHandedOver();
@@ -173,7 +182,7 @@ public final class Handover {
   }
 
   static byte[] encode(List<String> recipe, boolean elsewhere, KernelSession.Resumed r,
-      byte[] state) throws IOException {
+      int clones, byte[] state) throws IOException {
     ByteArrayOutputStream b = new ByteArrayOutputStream(state.length + 256);
     DataOutputStream out = new DataOutputStream(b);
     out.writeInt(MAGIC);
@@ -182,6 +191,7 @@ public final class Handover {
     out.writeBoolean(r.passthrough());
     out.writeInt(r.minor());
     out.writeBoolean(elsewhere);
+    out.writeInt(clones);
     out.writeInt(recipe.size());
     for (String a : recipe) {
       byte[] s = a.getBytes(StandardCharsets.UTF_8);
@@ -202,6 +212,10 @@ public final class Handover {
     KernelSession.Resumed r = new KernelSession.Resumed(in.readLong(), in.readBoolean(),
         in.readInt());
     boolean elsewhere = in.readBoolean();
+    int clones = in.readInt();
+    if (clones < 0 || clones >= e.descriptors().length) {
+      throw new IOException(clones + " clones among " + e.descriptors().length + " descriptors");
+    }
     int n = in.readInt();
     if (n < 1 || n > 100_000) {
       throw new IOException("a command line of " + n + " words");
@@ -215,6 +229,6 @@ public final class Handover {
     byte[] state = new byte[in.readInt()];
     in.readFully(state);
     return new Takeover(e.id(), List.copyOf(recipe), elsewhere, r, state, e.descriptors(),
-        new java.util.concurrent.atomic.AtomicBoolean());
+        clones, new java.util.concurrent.atomic.AtomicBoolean());
   }
 }

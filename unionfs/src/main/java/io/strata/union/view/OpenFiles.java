@@ -59,23 +59,14 @@ final class OpenFiles {
     handles.set(base);
   }
 
-  /** The handles whose files still have a name: handle, name (relative), writable. */
-  List<Object[]> named() {
-    List<Object[]> out = new ArrayList<>();
-    open.forEach((fh, f) -> {
-      if (f.unlinked == null && !f.path.isEmpty()) {
-        out.add(new Object[] {fh, f.path, f.writable});
-      }
-    });
-    return out;
+  /** Every open file by handle (for a hand-over to another server). */
+  java.util.Map<Long, OpenFile> all() {
+    return new java.util.TreeMap<>(open);
   }
 
-  /** Gives the open file of handle {@code from} the handle {@code to} (free) instead. */
-  void rekey(long from, long to) {
-    OpenFile f = open.remove(from);
-    if (f != null) {
-      open.put(to, f);
-    }
+  /** Takes an open file another server handed over, under the handle it had there. */
+  void adopt(long fh, OpenFile f) {
+    open.put(fh, f);
   }
 
   /** How many files are open through the view now. */

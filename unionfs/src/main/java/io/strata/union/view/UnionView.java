@@ -514,25 +514,30 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
-  /** A file open through the view that still has a name (for a hand-over to another server). */
-  public record OpenHandle(long fh, String path, boolean writable) {}
+  /**
+   * A file open through the view, as a hand-over to another server gives it: its handle, its
+   * descriptor on the real file, its name now (relative; "" for an O_TMPFILE file), whether it
+   * is writable and on the upper, and the attributes it had when its last name went (or null).
+   */
+  public record OpenHandle(long fh, int fd, String path, boolean writable, boolean onUpper,
+      Attr unlinked) {}
 
-  /** The open files that still have a name, by handle. */
+  /** Every file open through the view (their descriptors stay this view's). */
   public List<OpenHandle> openHandles() {
     List<OpenHandle> out = new ArrayList<>();
-    for (Object[] h : files.named()) {
-      out.add(new OpenHandle((Long) h[0], "/" + h[1], (Boolean) h[2]));
-    }
+    files.all().forEach((fh, f) -> out.add(new OpenHandle(fh, f.fd, f.path, f.writable,
+        f.onUpper, f.unlinked)));
     return out;
   }
 
   /**
-   * Opens {@code path} again under the handle {@code fh} that another server gave it (a
-   * mount taken over): the kernel's file goes on with its handle.
+   * Takes a file another server had open (a mount taken over), with its descriptor (this
+   * view's from now on), under the handle the kernel knows it by.
    */
-  public void reopen(long fh, String path, boolean writable) throws FsException {
-    long now = open(path, writable ? Io.O_RDWR : Io.O_RDONLY);
-    files.rekey(now, fh);
+  public void adopt(OpenHandle h) {
+    OpenFiles.OpenFile f = new OpenFiles.OpenFile(h.fd(), h.path(), h.writable(), h.onUpper());
+    f.unlinked = h.unlinked();
+    files.adopt(h.fh(), f);
   }
 
   private long register(int fd, String rel, boolean writable, boolean onUpper) {
