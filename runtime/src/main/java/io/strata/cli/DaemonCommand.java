@@ -42,10 +42,10 @@ public final class DaemonCommand implements Callable<Integer> {
 
   @Option(names = "--hold-mounts", paramLabel = "SECONDS", defaultValue = "30",
       description = "On SIGTERM or SIGINT, hand the mounts this daemon serves (strata overlay,"
-          + " strata-overlay: podman's and buildah's) to a small holder process, and have the"
-          + " next daemon on this socket take them over: a restart (an upgrade) ends no mount."
-          + " Their users wait meanwhile; if no daemon starts within SECONDS, the mounts fail"
-          + " as after a crash. 0: unmount them at stop, as before (default: ${DEFAULT-VALUE}).")
+          + " strata-overlay: podman's and buildah's; strata mount) to a small holder process,"
+          + " for the next daemon on this socket to take over: a restart (an upgrade) ends none"
+          + " of them. Their users wait meanwhile; if no daemon starts within SECONDS, the"
+          + " mounts fail as after a crash. 0: unmount them at stop (default: ${DEFAULT-VALUE}).")
   int holdMounts;
 
   @Override
