@@ -389,7 +389,20 @@ final class Dispatcher {
   int handle(Request in, Reply out, Pointer inMem, Pointer outMem) {
     int op = in.opcode;
     long start = System.nanoTime();
-    int len = answer(in, out, inMem, outMem);
+    Copied copied = COPIED.get();
+    copied.by = this;
+    int len;
+    try {
+      len = answer(in, out, inMem, outMem);
+    } finally {
+      copied.by = null;
+      // files this request copied up: the kernel drops their old attributes (a lower hard
+      // link's count, ctime, blocks) before the answer, so that what follows it never sees them
+      for (int i = 0; i < copied.n; i++) {
+        session.invalidateAttributes(copied.ids[i]);
+      }
+      copied.n = 0;
+    }
     if (op >= 0 && op <= Fuse.MAX_OPCODE) {
       counts.incrementAndGet(op);
       latency.incrementAndGet(op * BUCKETS + bucket(System.nanoTime() - start));
@@ -1088,6 +1101,32 @@ final class Dispatcher {
     changedAttributes(n);
     out.attrOut(byHandle ? view.fgetattr(p, fh) : view.getattr(p), timeouts.attr());
     return 0;
+  }
+
+  /** The nodes whose files the request a thread serves copied up. */
+  private static final class Copied {
+    Dispatcher by; // the dispatcher serving a request on this thread now, or null
+    long[] ids = new long[4];
+    int n;
+  }
+
+  private static final ThreadLocal<Copied> COPIED = ThreadLocal.withInitial(Copied::new);
+
+  /**
+   * A copy-up changed node {@code id}'s attributes: when a request of this dispatcher made it on
+   * this thread, the kernel is told before that request is answered (true); otherwise the
+   * caller tells it later (false).
+   */
+  boolean copiedUpHere(long id) {
+    Copied c = COPIED.get();
+    if (c.by != this) {
+      return false;
+    }
+    if (c.n == c.ids.length) {
+      c.ids = java.util.Arrays.copyOf(c.ids, c.n * 2);
+    }
+    c.ids[c.n++] = id;
+    return true;
   }
 
   /**

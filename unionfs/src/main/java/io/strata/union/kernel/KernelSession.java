@@ -192,7 +192,9 @@ public final class KernelSession {
     s.dispatcher.offerRing(ringWanted);
     view.onCopyUp(ino -> {
       for (NodeTable.Node n : s.nodes.byIno(ino)) {
-        s.invalidate(new Invalidation(n.id, null));
+        if (!s.dispatcher.copiedUpHere(n.id)) { // else told before the request's answer
+          s.invalidate(new Invalidation(n.id, null));
+        }
       }
     });
     s.startWorker(fd); // answers INIT; the others start once it is answered
@@ -237,7 +239,9 @@ public final class KernelSession {
     }
     view.onCopyUp(ino -> {
       for (NodeTable.Node n : s.nodes.byIno(ino)) {
-        s.invalidate(new Invalidation(n.id, null));
+        if (!s.dispatcher.copiedUpHere(n.id)) { // else told before the request's answer
+          s.invalidate(new Invalidation(n.id, null));
+        }
       }
     });
     s.afterInit(s.dispatcher.passthrough(), resumed.minor());
