@@ -158,23 +158,7 @@ public final class MountCommand implements Callable<Integer> {
     if (!foreground) {
       List<String> args = new ArrayList<>(List.of("mount", "--root", s.root().toString(),
           image, mp.toString(), "--foreground"));
-      if (timeout != null) {
-        args.addAll(List.of("--timeout", String.valueOf(timeout)));
-      }
-      if (transport != null) {
-        args.addAll(List.of("--transport", transport));
-      }
-      if (noPassthrough) {
-        args.add("--no-passthrough");
-      }
-      if (readOnly) {
-        args.add("--read-only");
-      } else {
-        args.addAll(List.of("--upper", upper.toString(), "--work", work.toString()));
-      }
-      if (whiteout != null) {
-        args.addAll(List.of("--whiteout", whiteout.name()));
-      }
+      args.addAll(servingOptions());
       Background.startAndWait(args, mp, Background.logDir().resolve(pin + ".log"), Duration.ofSeconds(60));
       System.out.println("mounted " + r.names().stream().findFirst().orElse(r.id().toString())
           + " on " + mp + (readOnly ? " (read-only)" : " (upper " + upper + ")"));
@@ -191,6 +175,17 @@ public final class MountCommand implements Callable<Integer> {
   private List<String> recipe(LayerStore s, ImageRecord r, Path mp) {
     List<String> args = new ArrayList<>(List.of("--root", s.root().toString(), "mount",
         r.id().toString()));
+    args.addAll(servingOptions());
+    args.add(mp.toString()); // last: the next daemon's mountpoint
+    return List.copyOf(args);
+  }
+
+  /**
+   * The options that say how this mount is served, for the command line that serves it in
+   * another process (a background daemon, the next strata daemon); paths absolute.
+   */
+  private List<String> servingOptions() {
+    List<String> args = new ArrayList<>();
     if (timeout != null) {
       args.addAll(List.of("--timeout", String.valueOf(timeout)));
     }
@@ -209,8 +204,7 @@ public final class MountCommand implements Callable<Integer> {
     if (whiteout != null) {
       args.addAll(List.of("--whiteout", whiteout.name()));
     }
-    args.add(mp.toString()); // last: the next daemon's mountpoint
-    return List.copyOf(args);
+    return args;
   }
 
   /** Mounts and serves in this thread (in the daemon: until the mount answers). */
