@@ -130,10 +130,10 @@ public final class Holder {
       return new Taken(out, -1, socket);
     }
     boolean done = false;
+    java.util.Map<Long, List<Integer>> got = new java.util.LinkedHashMap<>();
     try {
       send(s, 'T', 0, new int[0]);
       POSIX posix = POSIXFactory.getNativePOSIX();
-      java.util.Map<Long, List<Integer>> got = new java.util.LinkedHashMap<>();
       while (true) {
         MsgHdr msg = posix.allocateMsgHdr();
         ByteBuffer data = ByteBuffer.allocateDirect(64).order(ByteOrder.nativeOrder());
@@ -186,6 +186,9 @@ public final class Holder {
       done = true;
       return new Taken(out, s, socket);
     } catch (IOException | RuntimeException e) {
+      if (out.isEmpty()) { // received, none read yet
+        got.values().forEach(l -> closeAll(l.stream().mapToInt(Integer::intValue).toArray()));
+      }
       for (Entry taken : out) {
         closeAll(taken.descriptors());
       }
