@@ -646,6 +646,72 @@ class DaemonTest {
     }
   }
 
+  /**
+   * A mount with 600 files open through it (every other one for writing, one in seven
+   * unlinked meanwhile) is handed over whole: more descriptors than one packet carries (250),
+   * and every file reads and writes through its old descriptor after the restart, with
+   * passthrough on and off.
+   */
+  @Test
+  void hundredsOfOpenFilesGoAlongWithTheMount() throws Exception {
+    Path base = Files.createDirectories(shared.resolve("many"));
+    Path lower = Files.createDirectories(base.resolve("lower"));
+    for (int i = 1; i <= 600; i++) {
+      Files.writeString(lower.resolve("f" + i), "file " + i + "\n");
+    }
+    Path sock = base.resolve("strata.sock");
+    for (int passthrough = 0; passthrough <= 1; passthrough++) {
+      Daemon d = start(sock, List.of(), Map.of());
+      Path mp = Files.createDirectories(base.resolve("mnt" + passthrough));
+      Result r = run(d, "overlay", "-o", "lowerdir=" + lower + ",upperdir="
+          + Files.createDirectories(base.resolve("upper" + passthrough)) + ",workdir="
+          + Files.createDirectories(base.resolve("work" + passthrough)) + ",passthrough="
+          + passthrough, mp.toString());
+      assertThat(r.code()).as(r.output()).isZero();
+      Path ready = base.resolve("ready" + passthrough);
+      Path go = base.resolve("go" + passthrough);
+      Path out = base.resolve("out" + passthrough);
+      String script = String.join("\n",
+          "import os, resource, sys, time",
+          "resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))",
+          "mp, ready, go = sys.argv[1:4]",
+          "fds = [os.open('%s/f%d' % (mp, i), os.O_RDONLY if i % 2 else os.O_RDWR)",
+          "       for i in range(1, 601)]",
+          "for i in range(1, 601, 7): os.unlink('%s/f%d' % (mp, i))",
+          "open(ready, 'w').close()",
+          "while not os.path.exists(go): time.sleep(0.01)",
+          "bad = [i for i, fd in enumerate(fds, 1) if os.pread(fd, 20, 0) != b'file %d\\n' % i]",
+          "for i, fd in enumerate(fds, 1):",
+          "    if i % 2 == 0 and (os.pwrite(fd, b'F', 0) != 1 or os.pread(fd, 1, 0) != b'F'):",
+          "        bad.append(-i)",
+          "print('bad', bad)");
+      Process p = new ProcessBuilder("python3", "-c", script, mp.toString(), ready.toString(),
+          go.toString()).redirectErrorStream(true).redirectOutput(out.toFile()).start();
+      try {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (!Files.exists(ready)) {
+          assertThat(p.isAlive()).as(Files.readString(out)).isTrue();
+          assertThat(System.nanoTime()).isLessThan(deadline);
+          Thread.sleep(10);
+        }
+        d.process().destroy();
+        assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+        assertThat(d.logText()).contains("handed 1 mount");
+        d = start(sock, List.of(), Map.of());
+        awaitContent(d.log(), "took over " + mp, d.process());
+        Files.writeString(go, "");
+        assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();
+        assertThat(Files.readString(out)).as("passthrough=" + passthrough).isEqualTo("bad []\n");
+      } finally {
+        p.destroyForcibly().waitFor();
+        Result u = run(d, "umount", mp.toString());
+        assertThat(u.code()).as(u.output()).isZero();
+        d.process().destroy();
+        assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+      }
+    }
+  }
+
   private static int ticks(Path out) throws IOException {
     int n = 0;
     for (String line : Files.readAllLines(out)) {
