@@ -625,17 +625,7 @@ class DaemonTest {
     pb.environment().put("PAUSE", "60:" + pause);
     Process fuzz = pb.start();
     try {
-      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-      while (!Files.exists(Path.of(pause + ".ready"))) {
-        assertThat(fuzz.isAlive()).as(Files.readString(out)).isTrue();
-        assertThat(System.nanoTime()).isLessThan(deadline);
-        Thread.sleep(10);
-      }
-      d.process().destroy();
-      assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
-      assertThat(d.logText()).contains("handed 1 mount");
-      d = start(sock, List.of(), Map.of());
-      awaitContent(d.log(), "took over " + mp, d.process());
+      d = restartWhenReady(d, Path.of(pause + ".ready"), fuzz, out, mp);
       Files.writeString(Path.of(pause + ".go"), "");
       assertThat(fuzz.waitFor(60, TimeUnit.SECONDS)).isTrue();
       assertThat(Files.readString(out)).isEqualTo(kernel);
@@ -688,17 +678,7 @@ class DaemonTest {
       Process p = new ProcessBuilder("python3", "-c", script, mp.toString(), ready.toString(),
           go.toString()).redirectErrorStream(true).redirectOutput(out.toFile()).start();
       try {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        while (!Files.exists(ready)) {
-          assertThat(p.isAlive()).as(Files.readString(out)).isTrue();
-          assertThat(System.nanoTime()).isLessThan(deadline);
-          Thread.sleep(10);
-        }
-        d.process().destroy();
-        assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
-        assertThat(d.logText()).contains("handed 1 mount");
-        d = start(sock, List.of(), Map.of());
-        awaitContent(d.log(), "took over " + mp, d.process());
+        d = restartWhenReady(d, ready, p, out, mp);
         Files.writeString(go, "");
         assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();
         assertThat(Files.readString(out)).as("passthrough=" + passthrough).isEqualTo("bad []\n");
@@ -710,6 +690,27 @@ class DaemonTest {
         assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
       }
     }
+  }
+
+  /**
+   * Once {@code worker} (writing to {@code out}) has made {@code ready}, stops {@code d} with
+   * SIGTERM (it hands its one mount over) and starts the next daemon on its socket, which takes
+   * {@code mp} over; returns the new daemon.
+   */
+  private static Daemon restartWhenReady(Daemon d, Path ready, Process worker, Path out, Path mp)
+      throws Exception {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+    while (!Files.exists(ready)) {
+      assertThat(worker.isAlive()).as(Files.readString(out)).isTrue();
+      assertThat(System.nanoTime()).isLessThan(deadline);
+      Thread.sleep(10);
+    }
+    d.process().destroy();
+    assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+    assertThat(d.logText()).contains("handed 1 mount");
+    Daemon next = start(d.socket(), List.of(), Map.of());
+    awaitContent(next.log(), "took over " + mp, next.process());
+    return next;
   }
 
   private static int ticks(Path out) throws IOException {
