@@ -179,8 +179,9 @@ public final class FuseMount implements AutoCloseable {
   /** Mounted by another process in namespaces of its own: not in this process's mount table. */
   private boolean elsewhere;
   /**
-   * Which mount at the mountpoint is this one, read once it answers: the kernel's unique mount
-   * id (0 on kernels before 6.8), and the device of its filesystem (null when not known). A
+   * Which mount at the mountpoint is this one, read once it answers and before anyone is told
+   * ({@link #identify}): the kernel's unique mount id (0 on kernels before 6.8, {@link #GONE}
+   * when it was unmounted before), and the device of its filesystem (null when not known). A
    * mount unmounted from outside is found gone by its server a moment later, and the path may
    * have a new mount by then (podman mounts a root again at once; another program's FUSE
    * mount, which may even get the same device number): only this one is this one's to unmount.
@@ -284,26 +285,23 @@ public final class FuseMount implements AutoCloseable {
       throw e;
     }
     try {
-      if (settings.mountedFd() < 0 && Mounts.isMountpoint(mp)) {
-        throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
+      long below = 0;
+      if (settings.mountedFd() < 0) {
+        if (Mounts.isMountpoint(mp)) {
+          throw new IOException(mp + " is already a mountpoint (`strata umount " + mp
+              + "` first)");
+        }
+        below = mountIdOrZero(mp);
       }
       Settings s = settings;
       FuseMount m = s.transport() == Transport.KERNEL
           ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
       m.awaitAnswer(timeout);
+      if (!m.elsewhere) {
+        m.identify(below);
+      }
       LIVE.add(m);
       signalChange();
-      if (!m.elsewhere) { // after the waiters are told: off their path
-        try {
-          m.mountId = io.strata.layers.fs.RawFs.mountId(mp);
-          if (m.mountId == 0) { // a kernel before 6.8: the mount table's device, second best
-            Mounts.Entry top = Mounts.top(mp);
-            m.device = top != null && top.fsType().startsWith("fuse") ? top.device() : null;
-          }
-        } catch (IOException unknown) {
-          // the mount is up and listed: unknown, its unmount looks at the type alone
-        }
-      }
       return m;
     } catch (IOException | RuntimeException e) {
       lock.close();
@@ -552,6 +550,49 @@ public final class FuseMount implements AutoCloseable {
    * Unmounts the mount at this mountpoint if it is this one (see {@link #device}); a mount made
    * in a client's namespaces is not visible here, and ends when its users unmount it.
    */
+  /**
+   * Finds which mount at the mountpoint is this one, before anyone is told that it answers:
+   * until then only a racing unmount can have changed what is there. Read later (as it was,
+   * after the command's client had its answer), a mount unmounted at once (a container that
+   * ends quickly, a test) was taken for what was at the path by then: the directory's own
+   * mount, whose "unmount" failed and kept the mount's lock for the life of the daemon (every
+   * later mount there: "another strata is mounting or serving"), or another program's mount
+   * made there meanwhile, which this one's cleanup would then have unmounted. {@code below}
+   * is the id of the mount the path showed before this one (0: not known).
+   */
+  private void identify(long below) {
+    Runnable hook = beforeIdentify;
+    if (hook != null) {
+      hook.run();
+    }
+    try {
+      long id = io.strata.layers.fs.RawFs.mountId(mountpoint);
+      if (id != 0) {
+        mountId = id == below ? GONE : id;
+        return;
+      }
+      // a kernel before 6.8: the mount table's device, second best
+      Mounts.Entry top = Mounts.top(mountpoint);
+      device = top != null && top.fsType().startsWith("fuse") ? top.device() : null;
+    } catch (IOException unknown) {
+      // the mount answers and is listed: unknown, its unmount looks at the type alone
+    }
+  }
+
+  /** {@link #mountId} of a mount found gone from its mountpoint before it was identified. */
+  private static final long GONE = -1;
+
+  /** For tests: runs in the mounting thread just before the mount is identified. */
+  static volatile Runnable beforeIdentify;
+
+  private static long mountIdOrZero(Path p) {
+    try {
+      return io.strata.layers.fs.RawFs.mountId(p);
+    } catch (IOException unknown) {
+      return 0;
+    }
+  }
+
   private void unmountIfOurs() throws IOException {
     if (elsewhere) {
       return;
@@ -578,6 +619,9 @@ public final class FuseMount implements AutoCloseable {
    * kernel has one; else a FUSE mount there with this one's device (any, when not known).
    */
   private boolean isThis() throws IOException {
+    if (mountId == GONE) {
+      return false;
+    }
     if (mountId != 0) {
       try {
         return io.strata.layers.fs.RawFs.mountId(mountpoint) == mountId;

@@ -68,6 +68,73 @@ class FaultTest {
     assertThat(Mounts.isMountpoint(mp)).isFalse();
   }
 
+  /**
+   * The same in the daemon's order, where the client is answered by one thread while the
+   * mount's own goes on: a mount unmounted as soon as it answers (a container that ends at
+   * once) and another FUSE mount made at the path right after must not be taken for each
+   * other. The mounting thread is held for a moment where it finds which mount is its own;
+   * when that came after the client's answer, this mount took fuse-overlayfs's for its own and
+   * unmounted it (on a busy machine, by the scheduler alone, it took the directory's own mount,
+   * failed to unmount it and kept the path's lock: every later mount there was refused).
+   */
+  @Test
+  void aDaemonsMountUnmountedAsSoonAsItAnswersLeavesTheNextMountThereAlone() throws Exception {
+    Path lower = LayerSpec.layer().file("base", "lower data").writeTo(tmp.resolve("lower"),
+        LayerSpec.Form.OCI);
+    Path mp = Files.createDirectories(tmp.resolve("mnt"));
+    Path u2 = Files.createDirectories(tmp.resolve("u2"));
+    Path w2 = Files.createDirectories(tmp.resolve("w2"));
+    io.strata.union.view.UnionView view = io.strata.union.view.UnionView.open(List.of(lower),
+        Files.createDirectories(tmp.resolve("u1")), tmp.resolve("w1"),
+        io.strata.union.view.UnionView.Options.defaults());
+    java.util.concurrent.CountDownLatch served = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.atomic.AtomicBoolean once = new java.util.concurrent.atomic.AtomicBoolean();
+    FuseMount.beforeIdentify = () -> {
+      if (once.compareAndSet(false, true)) {
+        try {
+          Thread.sleep(500);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
+    };
+    try {
+      Background.startHere(() -> {
+        try {
+          FuseMount m = FuseMount.mount(view, mp, Mounted.settings(),
+              line -> System.err.println("fuse: " + line), java.time.Duration.ofSeconds(30));
+          m.awaitUnmount();
+          m.close(); // what the end of the session leads to in the daemon
+          return 0;
+        } finally {
+          served.countDown();
+        }
+      }, mp, java.time.Duration.ofSeconds(30));
+      Mounted.run("umount", mp.toString());
+      Mounted.run("fuse-overlayfs", "-o", "lowerdir=" + lower + ",upperdir=" + u2 + ",workdir="
+          + w2, mp.toString());
+      try {
+        assertThat(served.await(30, TimeUnit.SECONDS)).isTrue();
+        assertThat(Mounts.top(mp).fsType()).isEqualTo("fuse.fuse-overlayfs");
+        assertThat(Files.readString(mp.resolve("base"))).isEqualTo("lower data");
+      } finally {
+        if (Mounts.isMountpoint(mp)) {
+          Mounted.run("umount", mp.toString());
+        }
+      }
+    } finally {
+      FuseMount.beforeIdentify = null;
+      if (Mounts.isMountpoint(mp)) {
+        Mounted.run("umount", "-l", mp.toString());
+      }
+    }
+    try (Mounted again = Mounted.strata(List.of(lower), tmp.resolve("u3"), tmp.resolve("w3"),
+        mp)) {
+      assertThat(Files.readString(mp.resolve("base"))).isEqualTo("lower data");
+    }
+    assertThat(Mounts.isMountpoint(mp)).isFalse();
+  }
+
   @Test
   void sigkillMidWriteLosesNothingFsyncedAndTheMountRecovers() throws Exception {
     Path lower = LayerSpec.layer().file("base", "lower data").writeTo(tmp.resolve("lower"),
