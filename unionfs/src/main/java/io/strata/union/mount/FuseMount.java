@@ -335,15 +335,11 @@ public final class FuseMount implements AutoCloseable {
       // the plan without what was taken over (the old server's state, read once)
       m.plan = new Handover.Plan(s.plan().recipe(), null, s.plan().onHeld());
       m.handoverId = from.id();
+      if (!m.elsewhere) {
+        m.identify(0); // held since the last daemon: what the path shows before is not known
+      }
       LIVE.add(m);
       signalChange();
-      if (!m.elsewhere) {
-        try {
-          m.mountId = io.strata.layers.fs.RawFs.mountId(mp);
-        } catch (IOException unknown) {
-          // its unmount looks at the type alone
-        }
-      }
       return m;
     } catch (IOException | RuntimeException e) {
       lock.close();
