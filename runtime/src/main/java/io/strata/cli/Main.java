@@ -90,7 +90,7 @@ public final class Main implements Runnable {
    * one answers on this user's socket (see {@link Sockets}), else in this process.
    */
   public static int run(String... args) {
-    if (!startsADaemon(args)) {
+    if (!startsADaemon(args) && !io.strata.union.mount.Background.relaunched()) {
       java.nio.channels.SocketChannel ch = DaemonClient.connect(Sockets.forClient());
       if (ch != null) {
         try {

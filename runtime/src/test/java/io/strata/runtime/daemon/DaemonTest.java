@@ -302,6 +302,52 @@ class DaemonTest {
 
   boolean fusectlMounted;
 
+  /**
+   * Without a daemon, a background mount's command relaunches itself as the mount's server
+   * (`overlay -f` in a JVM of its own) and waits for that server's ready line. A daemon that
+   * comes up in between (its socket activated, an administrator starting it) took the server's
+   * command as a foreground mount tied to that JVM, its ready line without the starter's token:
+   * the starter waited its whole minute and failed (found by a stress run that killed and
+   * restarted the daemon under mounts). The server's command line as Background starts it,
+   * with a daemon answering on the socket it is told about, serves in its own process.
+   */
+  @Test
+  void aRelaunchedMountServerServesItselfWhenADaemonAnswers() throws Exception {
+    Path base = Files.createDirectories(shared.resolve("relaunch"));
+    Daemon d = start(base.resolve("strata.sock"), List.of(), Map.of());
+    Path lower = Files.createDirectories(base.resolve("lower"));
+    Files.writeString(lower.resolve("f"), "lower\n");
+    Path mp = Files.createDirectories(base.resolve("mnt"));
+    Path out = base.resolve("server.log");
+    System.setProperty(io.strata.union.mount.Background.MAIN_PROPERTY,
+        io.strata.cli.Main.class.getName());
+    ProcessBuilder pb = new ProcessBuilder(io.strata.union.mount.Background.command(List.of(
+        "overlay", "-f", "-o", "lowerdir=" + lower + ",upperdir="
+            + Files.createDirectories(base.resolve("upper")) + ",workdir="
+            + Files.createDirectories(base.resolve("work")), mp.toString())))
+        .redirectErrorStream(true).redirectOutput(out.toFile());
+    pb.environment().put("STRATA_SOCKET", d.socket().toString());
+    pb.environment().put("STRATA_READY_TOKEN", "the-starters-token");
+    Process server = pb.start();
+    try {
+      String ready = io.strata.union.mount.Background.readyLine(mp, "the-starters-token");
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (!(Files.exists(out) && Files.readString(out).contains(ready + "\n"))) {
+        assertThat(server.isAlive()).as(Files.readString(out)).isTrue();
+        assertThat(System.nanoTime()).as("no ready line with the token: "
+            + Files.readString(out)).isLessThan(deadline);
+        Thread.sleep(20);
+      }
+      assertThat(mp.resolve("f")).hasContent("lower");
+      assertThat(d.logText()).doesNotContain(mp.toString());
+    } finally {
+      if (Mounts.isMountpoint(mp)) {
+        Mounts.unmount(mp, false);
+      }
+      assertThat(server.waitFor(30, TimeUnit.SECONDS)).isTrue();
+    }
+  }
+
   @Test
   void oneMountsTroubleLeavesTheOthersServing() throws Exception {
     Daemon d = start(shared.resolve("faults/strata.sock"), List.of(), Map.of());

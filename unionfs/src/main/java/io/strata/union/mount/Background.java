@@ -359,4 +359,15 @@ public final class Background {
   public static String readyToken() {
     return System.getenv(READY_TOKEN);
   }
+
+  /**
+   * Whether this process is the server a background start relaunched ({@link #startAndWait}):
+   * it serves its mount itself, never through a daemon. A daemon that started meanwhile (its
+   * socket activated, an administrator) would otherwise get the command as a foreground mount
+   * tied to this process, its ready line without the starter's token: the starter waited its
+   * whole timeout, then failed.
+   */
+  public static boolean relaunched() {
+    return readyToken() != null;
+  }
 }
