@@ -348,6 +348,63 @@ class DaemonTest {
     }
   }
 
+  /**
+   * A foreground mount ends with its command, here its client killed (a hangup) while a
+   * process still has its working directory in the mount. The unmount finds it busy; the mount
+   * is detached instead, as libfuse does when its server ends, and served until that process
+   * lets it go. Before, it stayed mounted, served by a command whose client was gone, with
+   * nothing left to unmount it.
+   */
+  @Test
+  void aForegroundMountInUseIsDetachedWhenItsClientHangsUp() throws Exception {
+    Path base = Files.createDirectories(shared.resolve("detach"));
+    Daemon d = start(base.resolve("strata.sock"), List.of(), Map.of());
+    Path lower = Files.createDirectories(base.resolve("lower"));
+    Files.writeString(lower.resolve("f"), "lower\n");
+    Path mp = Files.createDirectories(base.resolve("mnt"));
+    ProcessBuilder pb = new ProcessBuilder(client.toString(), "overlay", "-f", "-o", "lowerdir="
+        + lower + ",upperdir=" + Files.createDirectories(base.resolve("upper")) + ",workdir="
+        + Files.createDirectories(base.resolve("work")), mp.toString())
+        .redirectErrorStream(true).redirectOutput(base.resolve("client.log").toFile());
+    pb.environment().put("STRATA_SOCKET", d.socket().toString());
+    Process fg = pb.start();
+    Process user = null;
+    try {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (!Mounts.isFuseMountpoint(mp)) {
+        assertThat(fg.isAlive()).as(Files.readString(base.resolve("client.log"))).isTrue();
+        assertThat(System.nanoTime()).isLessThan(deadline);
+        Thread.sleep(20);
+      }
+      user = new ProcessBuilder("sh", "-c", "while sleep 0.05; do cat f > /dev/null || exit 3;"
+          + " done").directory(mp.toFile()).start();
+      Thread.sleep(200);
+      fg.destroyForcibly().waitFor(); // the client's end: the daemon's command gets a hangup
+      deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (Mounts.isMountpoint(mp)) {
+        assertThat(System.nanoTime()).as("still mounted: " + d.logText()).isLessThan(deadline);
+        Thread.sleep(20);
+      }
+      assertThat(d.logText()).contains("detached " + mp);
+      Thread.sleep(300);
+      assertThat(user.isAlive()).as("the mount's user reads on through the detached mount")
+          .isTrue();
+      user.destroy();
+      user.waitFor();
+      deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (!run(d, "daemon", "status").out().contains("0 mounts served")) {
+        assertThat(System.nanoTime()).as("the command did not end: " + d.logText())
+            .isLessThan(deadline);
+        Thread.sleep(50);
+      }
+    } finally {
+      fg.destroyForcibly();
+      if (user != null) {
+        user.destroyForcibly();
+      }
+    }
+  }
+
   @Test
   void oneMountsTroubleLeavesTheOthersServing() throws Exception {
     Daemon d = start(shared.resolve("faults/strata.sock"), List.of(), Map.of());

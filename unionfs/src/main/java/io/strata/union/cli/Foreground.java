@@ -33,8 +33,11 @@ final class Foreground {
       boolean clean = false;
       try {
         log("signal: unmounting " + m.mountpoint());
-        m.close();
-        clean = true;
+        if (m.closeOrDetach()) {
+          log("detached " + m.mountpoint() + " (in use): its users lose it as this process ends");
+        } else {
+          clean = true;
+        }
       } catch (IOException e) {
         log("unmount on exit failed: " + e.getMessage());
       } finally {
@@ -50,7 +53,9 @@ final class Foreground {
       if (n == 1 || n == 2 || n == 15) {
         log("signal " + n + " from the client: unmounting " + m.mountpoint());
         try {
-          m.close();
+          if (m.closeOrDetach()) {
+            log("detached " + m.mountpoint() + ": in use, it goes once its users let go");
+          }
         } catch (IOException e) {
           log("unmount failed: " + e.getMessage());
         }

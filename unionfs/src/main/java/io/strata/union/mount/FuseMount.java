@@ -695,6 +695,28 @@ public final class FuseMount implements AutoCloseable {
     close(Duration.ofSeconds(30));
   }
 
+  /**
+   * Ends the mount when its command ends (a signal, a client that hung up, the process's
+   * exit): unmounts as {@link #close()}, and a mount still in use (a shell's working directory
+   * in it: EBUSY) is detached instead, as libfuse does when its server ends, rather than left
+   * mounted with no command to unmount it. A detached mount is served until its users let it
+   * go (in the daemon; a process that exits ends it for them), then cleaned up as any other.
+   *
+   * @return whether it had to be detached
+   */
+  public boolean closeOrDetach() throws IOException {
+    try {
+      close();
+      return false;
+    } catch (IOException busy) {
+      if (elsewhere || !isThis()) {
+        throw busy;
+      }
+      Mounts.unmount(mountpoint, true);
+      return true;
+    }
+  }
+
 
   /**
    * Unmounts and waits at most {@code wait} for the FUSE loop to end. It ends at once unless
