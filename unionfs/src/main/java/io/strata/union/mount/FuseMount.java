@@ -543,10 +543,6 @@ public final class FuseMount implements AutoCloseable {
   }
 
   /**
-   * Unmounts the mount at this mountpoint if it is this one (see {@link #device}); a mount made
-   * in a client's namespaces is not visible here, and ends when its users unmount it.
-   */
-  /**
    * Finds which mount at the mountpoint is this one, before anyone is told that it answers:
    * until then only a racing unmount can have changed what is there. Read later (as it was,
    * after the command's client had its answer), a mount unmounted at once (a container that
@@ -589,6 +585,10 @@ public final class FuseMount implements AutoCloseable {
     }
   }
 
+  /**
+   * Unmounts the mount at this mountpoint if it is this one (see {@link #device}); a mount made
+   * in a client's namespaces is not visible here, and ends when its users unmount it.
+   */
   private void unmountIfOurs() throws IOException {
     if (elsewhere) {
       return;
