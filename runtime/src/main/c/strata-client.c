@@ -718,6 +718,21 @@ int main(int argc, char **argv) {
         case 'O': write_all(1, frame, len); break;
         case 'R': write_all(2, frame, len); break;
         case 'W': want_stdin = 1; break;
+        case 'T':
+          /* the daemon is stopping and took nothing: run the command here, as with none */
+          close(fd);
+          if (mountpoint) {
+            umount2(mountpoint, MNT_DETACH);
+            close(fuse);
+            if (handoff >= 0) close(handoff);
+            remove_handoff();
+          }
+          signal(SIGPIPE, SIG_DFL);
+          for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) signal(sigs[i], SIG_DFL);
+          setenv("STRATA_NO_DAEMON", "1", 1); /* nor may the JVM ask that daemon again */
+          if (user && needs_user_namespace(cmd)) enter_user_namespace();
+          run_in_jvm(nargs, args, daemon || serves_long(nargs, args));
+          return 127;
         case 'X': {
           int code = len < 4 ? 1 : (int)((uint32_t)frame[0] << 24 | (uint32_t)frame[1] << 16 |
                                          (uint32_t)frame[2] << 8 | frame[3]);

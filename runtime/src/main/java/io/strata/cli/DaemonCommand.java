@@ -75,7 +75,7 @@ public final class DaemonCommand implements Callable<Integer> {
     Path holder = holderSocket(where);
     takeOver(holder);
     if (holdMounts > 0) {
-      handOverOnStop(holder, holdMounts);
+      handOverOnStop(server, holder, holdMounts);
     }
     clearAfterADeadDaemon();
     server.trimWhenIdle(Duration.ofSeconds(10));
@@ -120,12 +120,27 @@ public final class DaemonCommand implements Callable<Integer> {
   }
 
   /**
-   * On SIGTERM or SIGINT: hands the mounts over to a holder (started from the program the
-   * build made beside the container helper), then stops as before; what cannot be handed
-   * over (io_uring, a foreground mount) is unmounted by its own shutdown hook as before.
+   * On SIGTERM or SIGINT: takes no more commands (a client that comes is told to run its
+   * command itself), lets the mounts being made answer, hands the mounts over to a holder
+   * (started from the program the build made beside the container helper), then stops as
+   * before; what cannot be handed over (io_uring, a foreground mount) is unmounted by its own
+   * shutdown hook as before. Before, a strata-overlay that came while the mounts were being
+   * handed over was served, not handed over, and unmounted under its users at the exit.
    */
-  private static void handOverOnStop(Path holder, int graceSeconds) {
+  private static void handOverOnStop(DaemonServer server, Path holder, int graceSeconds) {
     sun.misc.SignalHandler stop = sig -> {
+      server.stopTaking();
+      try {
+        String pause = System.getenv("STRATA_TEST_STOP_PAUSE_MS"); // for tests: a late client
+        if (pause != null) {
+          Thread.sleep(Long.parseLong(pause));
+        }
+        if (!io.strata.union.mount.Background.awaitNoneBeingMade(Duration.ofSeconds(5))) {
+          DaemonServer.logLine("mounts still being made after 5 s are not handed over");
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
       try {
         Path program = io.strata.runtime.container.ContainerRunner.nativeProgram("strata-holder",
             "the mount holder");

@@ -94,7 +94,10 @@ public final class Main implements Runnable {
       java.nio.channels.SocketChannel ch = DaemonClient.connect(Sockets.forClient());
       if (ch != null) {
         try {
-          return DaemonClient.run(ch, java.util.List.of(args));
+          int code = DaemonClient.run(ch, java.util.List.of(args));
+          if (code != DaemonClient.RUN_YOURSELF) {
+            return code;
+          }
         } catch (java.io.IOException e) {
           System.err.println("strata: the daemon failed: " + e.getMessage());
           return FAILED;

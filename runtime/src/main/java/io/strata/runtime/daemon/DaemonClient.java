@@ -41,8 +41,15 @@ public final class DaemonClient {
   }
 
   /**
+   * What {@link #run} returns when the daemon is stopping and took no command: the caller runs
+   * it in its own process (no exit status: a command's are 0-255).
+   */
+  public static final int RUN_YOURSELF = -2;
+
+  /**
    * Runs {@code argv} in the daemon behind {@code ch} as the current invocation (its working
-   * directory, environment and streams) and returns the command's exit status.
+   * directory, environment and streams) and returns the command's exit status, or {@link
+   * #RUN_YOURSELF}.
    */
   public static int run(SocketChannel ch, List<String> argv) throws IOException {
     Invocation inv = Invocation.current();
@@ -76,6 +83,9 @@ public final class DaemonClient {
           case Wire.WANT_STDIN -> pumpStdin(inv.in(), out);
           case Wire.EXIT -> {
             return f.u32(0);
+          }
+          case Wire.RUN_YOURSELF -> {
+            return RUN_YOURSELF;
           }
           default -> {
             // a newer daemon's frame: nothing this client does with it

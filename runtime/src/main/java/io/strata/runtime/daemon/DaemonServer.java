@@ -51,6 +51,8 @@ public final class DaemonServer implements AutoCloseable {
           java.util.concurrent.TimeUnit.SECONDS, new java.util.concurrent.SynchronousQueue<>(),
           r -> new Thread(r, "strata-client"));
   private volatile boolean closed;
+  /** Set as the daemon stops: clients are told to run their commands themselves. */
+  private volatile boolean stopping;
   private Object fileKey;
 
   private DaemonServer(Path socket, ServerSocketChannel server, CommandLine commands,
@@ -216,6 +218,18 @@ public final class DaemonServer implements AutoCloseable {
         }
         continue;
       }
+      if (stopping) {
+        SocketChannel late = ch;
+        threads.execute(() -> {
+          try (late) {
+            Wire.read(Wire.input(late)); // its hello, read so that its writing it never fails
+            new Wire.Out(Wire.output(late)).frame(Wire.RUN_YOURSELF, new byte[0]);
+          } catch (IOException gone) {
+            // the peer left
+          }
+        });
+        continue;
+      }
       Session s = new Session(ch, commands, log, threads);
       sessions.put(s, true);
       threads.execute(() -> {
@@ -245,6 +259,15 @@ public final class DaemonServer implements AutoCloseable {
     } catch (IOException | UnsupportedOperationException e) {
       return "refused a client whose credentials cannot be read: " + e.getMessage();
     }
+  }
+
+  /**
+   * From now on takes no command: each client is told to run its command in a JVM of its own
+   * (the socket stays bound, so that no daemon starts here before this one has handed its
+   * mounts over). Commands under way go on.
+   */
+  public void stopTaking() {
+    stopping = true;
   }
 
   /** The exit status a refused client gets (EX_NOPERM of sysexits.h). */

@@ -18,7 +18,8 @@ import java.util.List;
  * client to daemon   H hello: u32 version, u32 pid, u32 flags (1 stdin, 2 stdout, 4 stderr
  *                      are terminals), str cwd, u32 n + n str argv, u32 n + n str env (K=V)
  *                    I stdin bytes; E stdin ended; S u32 signal number
- * daemon to client   O stdout bytes; R stderr bytes; W send stdin; X u32 exit status
+ * daemon to client   O stdout bytes; R stderr bytes; W send stdin; X u32 exit status;
+ *                    T (first and only) the daemon is stopping: run the command yourself
  * str = u32 length + UTF-8 bytes
  * </pre>
  */
@@ -32,6 +33,8 @@ final class Wire {
   static final byte STDERR = 'R';
   static final byte WANT_STDIN = 'W';
   static final byte EXIT = 'X';
+  /** The daemon is stopping and takes no command: the client runs it in a JVM of its own. */
+  static final byte RUN_YOURSELF = 'T';
   /** The largest frame either side sends or takes. */
   static final int MAX_FRAME = 1 << 20;
 

@@ -634,6 +634,56 @@ class DaemonTest {
    * the holder ends, and the next daemon clears them; with --hold-mounts 0, a stop unmounts
    * as before.
    */
+  /**
+   * A strata-overlay that comes while the daemon stops (podman starting a container during a
+   * restart) was served by the stopping daemon, not handed over, and unmounted under its users
+   * when that daemon exited. A stopping daemon now takes no command: the client runs it in a
+   * JVM of its own (here held in the stop for four seconds to let the client come), while the
+   * mount made before is handed over and taken over by the next daemon.
+   */
+  @Test
+  void aMountAskedForWhileTheDaemonStopsOutlivesIt() throws Exception {
+    Path base = Files.createDirectories(shared.resolve("late"));
+    Path sock = base.resolve("strata.sock");
+    Daemon d = start(sock, List.of(), Map.of("STRATA_TEST_STOP_PAUSE_MS", "4000"));
+    Path lower = Files.createDirectories(base.resolve("lower"));
+    Files.writeString(lower.resolve("f"), "lower\n");
+    Path before = overlay(d, base, "before", lower, base);
+    // the client's JVM, when it runs the command itself: the test's classes (no jar is built yet)
+    Path java = shared.resolve("bin/java-classpath");
+    Files.writeString(java, "#!/bin/sh\nwhile [ \"$1\" != -jar ]; do shift; done; shift 2\n"
+        + "exec " + java() + " -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp '"
+        + System.getProperty("java.class.path") + "' io.strata.cli.Main \"$@\"\n");
+    Posix.chmod(java, 0755);
+    d.process().destroy(); // SIGTERM: the daemon stops taking commands, then hands over
+    Thread.sleep(500);
+    Path late = Files.createDirectories(base.resolve("mnt-late"));
+    List<String> cmd = List.of(client.toString(), "overlay", "-o", "lowerdir=" + lower
+        + ",upperdir=" + Files.createDirectories(base.resolve("upper-late")) + ",workdir="
+        + Files.createDirectories(base.resolve("work-late")), late.toString());
+    ProcessBuilder pb = new ProcessBuilder(cmd);
+    pb.environment().put("STRATA_SOCKET", sock.toString());
+    pb.environment().put("STRATA_JAVA", java.toString());
+    try {
+      Result r = finish(pb, cmd);
+      assertThat(r.code()).as(r.output()).isZero();
+      assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
+      assertThat(d.logText()).contains("handed 1 mount").doesNotContain(late.toString());
+      assertThat(late.resolve("f")).hasContent("lower"); // served by a JVM of its own
+      Daemon next = start(sock, List.of(), Map.of());
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (!next.logText().contains("took over " + before)) {
+        assertThat(System.nanoTime()).as(next.logText()).isLessThan(deadline);
+        Thread.sleep(20);
+      }
+      assertThat(before.resolve("f")).hasContent("lower");
+    } finally {
+      if (Mounts.isMountpoint(late)) {
+        Mounts.unmount(late, false); // its JVM ends with it
+      }
+    }
+  }
+
   @Test
   void heldMountsFailWhenNoDaemonComesInTimeAndTheNextClearsThem() throws Exception {
     Path base = Files.createDirectories(shared.resolve("grace"));

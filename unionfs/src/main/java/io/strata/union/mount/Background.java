@@ -159,6 +159,43 @@ public final class Background {
    */
   private static void startThread(java.util.concurrent.Callable<Integer> foreground,
       Path mountpoint, Duration timeout, boolean check) throws IOException {
+    MAKING.incrementAndGet();
+    try {
+      startThreadCounted(foreground, mountpoint, timeout, check);
+    } finally {
+      synchronized (MAKING) {
+        MAKING.decrementAndGet();
+        MAKING.notifyAll();
+      }
+    }
+  }
+
+  /** Background mounts being made in this process: started, not yet answering or failed. */
+  private static final java.util.concurrent.atomic.AtomicInteger MAKING =
+      new java.util.concurrent.atomic.AtomicInteger();
+
+  /**
+   * Waits at most {@code timeout} until no background mount of this process is being made
+   * (the daemon, stopping: those made meanwhile are handed over with the others).
+   *
+   * @return whether none is
+   */
+  public static boolean awaitNoneBeingMade(Duration timeout) throws InterruptedException {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    synchronized (MAKING) {
+      while (MAKING.get() > 0) {
+        long left = deadline - System.nanoTime();
+        if (left <= 0) {
+          return false;
+        }
+        MAKING.wait(Math.max(1, left / 1_000_000));
+      }
+    }
+    return true;
+  }
+
+  private static void startThreadCounted(java.util.concurrent.Callable<Integer> foreground,
+      Path mountpoint, Duration timeout, boolean check) throws IOException {
     Path mp = mountpoint.toAbsolutePath().normalize();
     if (check && Mounts.isMountpoint(mp)) {
       throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
