@@ -677,6 +677,11 @@ class DaemonTest {
         Thread.sleep(20);
       }
       assertThat(before.resolve("f")).hasContent("lower");
+      assertThat(processesMentioning("strata-holder")).as("the holder ends once taken from")
+          .isZero();
+      // unmounted here, so that the daemon's stop after the test hands nothing to a holder
+      Result u = run(next, "umount", before.toString());
+      assertThat(u.code()).as(u.output()).isZero();
     } finally {
       if (Mounts.isMountpoint(late)) {
         Mounts.unmount(late, false); // its JVM ends with it
