@@ -385,7 +385,7 @@ class DaemonTest {
         assertThat(System.nanoTime()).as("still mounted: " + d.logText()).isLessThan(deadline);
         Thread.sleep(20);
       }
-      assertThat(d.logText()).contains("detached " + mp);
+      awaitContent(d.log(), "detached " + mp, d.process()); // logged just after the detach
       Thread.sleep(300);
       assertThat(user.isAlive()).as("the mount's user reads on through the detached mount")
           .isTrue();
