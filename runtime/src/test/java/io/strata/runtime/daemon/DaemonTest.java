@@ -315,8 +315,7 @@ class DaemonTest {
   void aRelaunchedMountServerServesItselfWhenADaemonAnswers() throws Exception {
     Path base = Files.createDirectories(shared.resolve("relaunch"));
     Daemon d = start(base.resolve("strata.sock"), List.of(), Map.of());
-    Path lower = Files.createDirectories(base.resolve("lower"));
-    Files.writeString(lower.resolve("f"), "lower\n");
+    Path lower = lowerWithF(base);
     Path mp = Files.createDirectories(base.resolve("mnt"));
     Path out = base.resolve("server.log");
     System.setProperty(io.strata.union.mount.Background.MAIN_PROPERTY,
@@ -330,14 +329,8 @@ class DaemonTest {
     pb.environment().put("STRATA_READY_TOKEN", "the-starters-token");
     Process server = pb.start();
     try {
-      String ready = io.strata.union.mount.Background.readyLine(mp, "the-starters-token");
-      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-      while (!(Files.exists(out) && Files.readString(out).contains(ready + "\n"))) {
-        assertThat(server.isAlive()).as(Files.readString(out)).isTrue();
-        assertThat(System.nanoTime()).as("no ready line with the token: "
-            + Files.readString(out)).isLessThan(deadline);
-        Thread.sleep(20);
-      }
+      awaitContent(out, io.strata.union.mount.Background.readyLine(mp, "the-starters-token")
+          + "\n", server);
       assertThat(mp.resolve("f")).hasContent("lower");
       assertThat(d.logText()).doesNotContain(mp.toString());
     } finally {
@@ -359,8 +352,7 @@ class DaemonTest {
   void aForegroundMountInUseIsDetachedWhenItsClientHangsUp() throws Exception {
     Path base = Files.createDirectories(shared.resolve("detach"));
     Daemon d = start(base.resolve("strata.sock"), List.of(), Map.of());
-    Path lower = Files.createDirectories(base.resolve("lower"));
-    Files.writeString(lower.resolve("f"), "lower\n");
+    Path lower = lowerWithF(base);
     Path mp = Files.createDirectories(base.resolve("mnt"));
     ProcessBuilder pb = new ProcessBuilder(client.toString(), "overlay", "-f", "-o", "lowerdir="
         + lower + ",upperdir=" + Files.createDirectories(base.resolve("upper")) + ",workdir="
@@ -409,8 +401,7 @@ class DaemonTest {
   void oneMountsTroubleLeavesTheOthersServing() throws Exception {
     Daemon d = start(shared.resolve("faults/strata.sock"), List.of(), Map.of());
     Path base = Files.createDirectories(shared.resolve("faults"));
-    Path lower = Files.createDirectories(base.resolve("lower"));
-    Files.writeString(lower.resolve("f"), "lower\n");
+    Path lower = lowerWithF(base);
     Files.createDirectories(lower.resolve("d"));
     Path doomedLower = Files.createDirectories(base.resolve("doomed-lower/sub"));
     Files.writeString(doomedLower.resolve("g"), "soon gone\n");
@@ -646,8 +637,7 @@ class DaemonTest {
     Path base = Files.createDirectories(shared.resolve("late"));
     Path sock = base.resolve("strata.sock");
     Daemon d = start(sock, List.of(), Map.of("STRATA_TEST_STOP_PAUSE_MS", "4000"));
-    Path lower = Files.createDirectories(base.resolve("lower"));
-    Files.writeString(lower.resolve("f"), "lower\n");
+    Path lower = lowerWithF(base);
     Path before = overlay(d, base, "before", lower, base);
     // the client's JVM, when it runs the command itself: the test's classes (no jar is built yet)
     Path java = shared.resolve("bin/java-classpath");
@@ -671,11 +661,7 @@ class DaemonTest {
       assertThat(d.logText()).contains("handed 1 mount").doesNotContain(late.toString());
       assertThat(late.resolve("f")).hasContent("lower"); // served by a JVM of its own
       Daemon next = start(sock, List.of(), Map.of());
-      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-      while (!next.logText().contains("took over " + before)) {
-        assertThat(System.nanoTime()).as(next.logText()).isLessThan(deadline);
-        Thread.sleep(20);
-      }
+      awaitContent(next.log(), "took over " + before, next.process());
       assertThat(before.resolve("f")).hasContent("lower");
       assertThat(processesMentioning("strata-holder")).as("the holder ends once taken from")
           .isZero();
@@ -1109,6 +1095,13 @@ class DaemonTest {
     String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     assertThat(p.waitFor()).as(script + "\n" + out).isZero();
     return out;
+  }
+
+  /** {@code base/lower}, holding the file f ("lower"), what {@link #assertServes} reads. */
+  static Path lowerWithF(Path base) throws IOException {
+    Path lower = Files.createDirectories(base.resolve("lower"));
+    Files.writeString(lower.resolve("f"), "lower\n");
+    return lower;
   }
 
   /** Mounts lowerdir=LOWER with an upper under {@code upperBase} via strata-overlay. */
