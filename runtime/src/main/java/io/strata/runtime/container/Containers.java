@@ -1,6 +1,5 @@
 package io.strata.runtime.container;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
 import io.strata.layers.base.Json;
 import io.strata.layers.base.NotFoundException;
 import io.strata.layers.StoreLayout;
@@ -21,7 +20,6 @@ import java.util.function.Consumer;
  * the clean-up after a strata process that was killed while its container ran.
  */
 public final class Containers {
-  private static final ObjectMapper JSON = Json.MAPPER;
   private static final java.nio.file.attribute.FileAttribute<?> PRIVATE =
       java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
           java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
@@ -74,7 +72,7 @@ public final class Containers {
     if (!Files.exists(f)) {
       throw new NotFoundException("no container " + name + " (see `strata ps`)");
     }
-    return JSON.readValue(f.toFile(), ContainerState.class);
+    return Json.MAPPER.readValue(f.toFile(), ContainerState.class);
   }
 
   public void write(ContainerState s) throws IOException {
@@ -82,7 +80,7 @@ public final class Containers {
     Path tmp = f.resolveSibling("state.json.tmp");
     Files.deleteIfExists(tmp);
     Files.createFile(tmp, PRIVATE_FILE); // the command line may hold a secret
-    JSON.writeValue(tmp.toFile(), s);
+    Json.MAPPER.writeValue(tmp.toFile(), s);
     Files.move(tmp, f, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
   }
 
@@ -101,7 +99,7 @@ public final class Containers {
     Trees.deleteRecursively(tmp);
     Files.createDirectory(tmp, PRIVATE); // its upper will hold what the container's root made
     Files.createFile(tmp.resolve("state.json"), PRIVATE_FILE);
-    JSON.writeValue(tmp.resolve("state.json").toFile(), s);
+    Json.MAPPER.writeValue(tmp.resolve("state.json").toFile(), s);
     try {
       Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
     } catch (IOException lost) { // another start took the name in the meantime
