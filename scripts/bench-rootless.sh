@@ -68,23 +68,28 @@ ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>>"$W/errors" || { echo fail
 median() { printf '%s\n' "$@" | grep -v fail | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "fail"}'; }
 ratio() { if [ "$1" = fail ] || [ "$2" = fail ] || [ "$2" = 0 ]; then echo "-"; else echo "scale=2; $1 / $2" | bc; fi; }
 declare -A t
-for i in $(seq 1 "$RUNS"); do
-  for prog in strata-overlay fuse-overlayfs; do
-    t[$prog]+="$(ms as_user env CONTAINERS_STORAGE_CONF="$W/home/$prog/storage.conf" podman run --rm --runtime runc --network none $UL localhost/bench:1 true) "
+# a podman pair, in ABBA order (the even rounds start with fuse-overlayfs), so that neither
+# program always runs right after the other: each run leaves work behind (a JIT compiling
+# what it ran, podman's cleanup), which the next run pays for
+pair() {
+  local order="strata-overlay fuse-overlayfs"
+  [ $(( $2 % 2 )) = 0 ] && order="fuse-overlayfs strata-overlay"
+  for prog in $order; do
+    t[$1$prog]+="$(ms as_user env CONTAINERS_STORAGE_CONF="$W/home/$prog/storage.conf" podman run --rm --runtime runc --network none $UL localhost/bench:1 true) "
   done
+}
+# the user's daemon fresh: its first RUNS containers, with nothing else run in between (the
+# other figures below ran between them before 2026-12-07, and their JVMs and the root
+# daemon's compilations fell on the podman run that came next)
+for i in $(seq 1 "$RUNS"); do pair "" "$i"; done
+# the same again, the user's daemon now warm: a user's daemon runs for long
+for i in $(seq 1 "$RUNS"); do pair w- "$i"; done
+for i in $(seq 1 "$RUNS"); do
   t[ovl_n]+="$(ms as_user env STRATA_SOCKET=none CONTAINERS_STORAGE_CONF="$W/home/strata-overlay/storage.conf" podman run --rm --runtime runc --network none $UL localhost/bench:1 true) "
   t[user]+="$(ms as_user env STRATA_SOCKET=none "$C" run --rm bench:1 /bin/true) "
   t[userd]+="$(ms as_user "$C" run --rm bench:1 /bin/true) "
   t[root]+="$(ms env STRATA_SOCKET=none STRATA_ROOT="$W/root-store" "$C" run --rm bench:1 /bin/true) "
   t[rootd]+="$(ms env STRATA_SOCKET="$W/strata.sock" STRATA_ROOT="$W/root-store" "$C" run --rm bench:1 /bin/true) "
-done
-# the same podman runs again, the user's daemon now warm (it has served RUNS containers and
-# as many strata runs): a user's daemon runs for long, and its first containers run on code
-# its JIT has not compiled yet
-for i in $(seq 1 "$RUNS"); do
-  for prog in strata-overlay fuse-overlayfs; do
-    t[w-$prog]+="$(ms as_user env CONTAINERS_STORAGE_CONF="$W/home/$prog/storage.conf" podman run --rm --runtime runc --network none $UL localhost/bench:1 true) "
-  done
 done
 a=$(median ${t[strata-overlay]}); b=$(median ${t[fuse-overlayfs]})
 wa=$(median ${t[w-strata-overlay]}); wb=$(median ${t[w-fuse-overlayfs]})
@@ -95,7 +100,7 @@ echo "|---|---|---|---|"
 n=$(median ${t[ovl_n]})
 echo "| rootless \`podman run --rm IMAGE true\`, strata-overlay served by the user's daemon, its first $RUNS | $a ms | fuse-overlayfs $b ms | $(ratio "$a" "$b") |"
 echo "| the same, the next $RUNS (the daemon warm) | $wa ms | fuse-overlayfs $wb ms | $(ratio "$wa" "$wb") |"
-echo "| rootless \`podman run --rm IMAGE true\`, strata-overlay in a JVM of its own | $n ms | fuse-overlayfs $b ms | $(ratio "$n" "$b") |"
+echo "| rootless \`podman run --rm IMAGE true\`, strata-overlay in a JVM of its own | $n ms | fuse-overlayfs (first $RUNS) $b ms | $(ratio "$n" "$b") |"
 u=$(median ${t[user]}); ud=$(median ${t[userd]}); r=$(median ${t[root]}); d=$(median ${t[rootd]})
 echo "| \`strata run --rm IMAGE /bin/true\` as a user, daemon | $ud ms | as root, daemon $d ms | $(ratio "$ud" "$d") |"
 echo "| \`strata run --rm IMAGE /bin/true\` as a user, no daemon | $u ms | as root, no daemon $r ms | $(ratio "$u" "$r") |"
