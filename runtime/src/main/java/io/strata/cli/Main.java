@@ -150,6 +150,12 @@ public final class Main implements Runnable {
   /** Runs the command line in this process (what the daemon does for its clients). */
   public static int execute(String... args) {
     List<String> kind = kind(args);
+    if (spareMaker != null && kind.equals(OVERLAY)) {
+      io.strata.union.cli.OverlayCommand simple = io.strata.union.cli.OverlayCommand.simple(args);
+      if (simple != null) {
+        return executeParsed("overlay", simple);
+      }
+    }
     CommandLine cl = spareMaker != null ? SPARES.remove(kind) : null;
     if (cl == null) {
       cl = commandLine(kind);
@@ -161,6 +167,31 @@ public final class Main implements Runnable {
     } finally {
       makeSpare(kind);
     }
+  }
+
+  private static final List<String> OVERLAY = List.of("overlay");
+
+  /**
+   * Runs a command parsed without picocli ({@link io.strata.union.cli.OverlayCommand#simple}),
+   * its failures told and mapped to exit codes as picocli's handler below does.
+   */
+  private static int executeParsed(String name, java.util.concurrent.Callable<Integer> command) {
+    try {
+      return command.call();
+    } catch (Exception ex) {
+      PrintWriter err = new PrintWriter(System.err, true);
+      err.println("strata " + name + ": " + message(ex));
+      if (exitCode(ex) == FAILED && debugging()) {
+        ex.printStackTrace(err);
+      }
+      err.flush();
+      return exitCode(ex);
+    }
+  }
+
+  private static boolean debugging() {
+    return io.strata.layers.base.Invocation.current().getenv("STRATA_DEBUG") != null
+        || io.strata.layers.base.Log.enabled(io.strata.layers.base.Log.Level.DEBUG);
   }
 
   /**
@@ -307,8 +338,7 @@ public final class Main implements Runnable {
     cl.setExecutionExceptionHandler((ex, line, parsed) -> {
       PrintWriter err = line.getErr();
       err.println("strata " + line.getCommandName() + ": " + message(ex));
-      if (exitCode(ex) == FAILED && (io.strata.layers.base.Invocation.current().getenv("STRATA_DEBUG") != null
-          || io.strata.layers.base.Log.enabled(io.strata.layers.base.Log.Level.DEBUG))) {
+      if (exitCode(ex) == FAILED && debugging()) {
         ex.printStackTrace(err);
       }
       err.flush();
