@@ -104,7 +104,6 @@ public final class Main implements Runnable {
           .forEach(n -> n.asText());
       io.strata.runtime.container.Containers c = new io.strata.runtime.container.Containers(
           scratch.resolve("store"), line -> { });
-      java.nio.file.Files.createDirectories(scratch.resolve("store/containers"));
       io.strata.runtime.container.ContainerState s = new io.strata.runtime.container.ContainerState(
           "train", "train:1", List.of("/bin/true"), io.strata.runtime.container.ContainerState.CREATED,
           null, null, ProcessHandle.current().pid(), -1, java.time.Instant.now().toString(), null,
