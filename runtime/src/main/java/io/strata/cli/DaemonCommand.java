@@ -78,7 +78,8 @@ public final class DaemonCommand implements Callable<Integer> {
       handOverOnStop(server, holder, holdMounts);
     }
     clearAfterADeadDaemon();
-    server.trimWhenIdle(Duration.ofSeconds(10));
+    server.trimWhenIdle(Duration.ofSeconds(10),
+        () -> io.strata.union.view.UnionView.dropKeptLowerTrees(false));
     warmUp(where.getParent());
     DaemonServer.logLine("serving on " + where + " (pid " + ProcessHandle.current().pid() + ")");
     server.serve();

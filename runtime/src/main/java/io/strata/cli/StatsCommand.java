@@ -95,6 +95,7 @@ public final class StatsCommand implements Callable<Integer> {
     s.put("heapCommittedBytes", heap.getCommitted());
     s.put("threads", ManagementFactory.getThreadMXBean().getThreadCount());
     s.put("mounts", FuseMount.live().size());
+    s.put("keptLowerTrees", io.strata.union.view.UnionView.keptLowerTrees());
     return s;
   }
 
@@ -102,10 +103,12 @@ public final class StatsCommand implements Callable<Integer> {
   private static void printDaemon(Map<String, Object> out) {
     Map<String, Object> s = (Map<String, Object>) out.get("daemon");
     System.out.printf("daemon pid %s, up %s s: %s commands served, %s running; %s resident"
-        + " (heap %s in use of %s), %s threads, %s mounts%n", s.get("pid"),
+        + " (heap %s in use of %s), %s threads, %s mounts, %s lower trees kept for the next"
+        + " mount%n", s.get("pid"),
         s.get("uptimeSeconds"), s.get("commandsServed"), s.get("commandsRunning"),
         Output.size((Long) s.get("residentBytes")), Output.size((Long) s.get("heapUsedBytes")),
-        Output.size((Long) s.get("heapCommittedBytes")), s.get("threads"), s.get("mounts"));
+        Output.size((Long) s.get("heapCommittedBytes")), s.get("threads"), s.get("mounts"),
+        s.get("keptLowerTrees"));
   }
 
   @SuppressWarnings("unchecked")
@@ -168,7 +171,9 @@ public final class StatsCommand implements Callable<Integer> {
         lower.get("cachedDirectories"), percent((Double) lower.get("hitRate")),
         lower.getOrDefault("namesLookedUp", "-"),
         ((Integer) lower.get("sharedByMounts")) > 1
-            ? " (shared by " + lower.get("sharedByMounts") + " mounts)" : "",
+            ? " (shared by " + lower.get("sharedByMounts") + " mounts)"
+            : ((Number) lower.getOrDefault("keptFromEarlierMounts", 0L)).longValue() > 0
+            ? " (kept from an earlier mount)" : "",
         percent((Double) marks.get("hitRate")), steps.get("cached"),
         percent((Double) steps.get("hitRate")));
     System.out.printf("open files %s; nodes %s (%s retired); opens passed through %s, served"

@@ -32,6 +32,10 @@ public final class RawFs {
 
     @SaveError int close(int fd);
 
+    @SaveError int dup3(int oldfd, int newfd, int flags);
+
+    @SaveError int fstatfs(int fd, byte[] buf);
+
     @SaveError int statx(int dirfd, byte[] path, int flags, int mask, byte[] buf);
 
     @SaveError int mkdirat(int dirfd, byte[] path, int mode);
@@ -300,6 +304,35 @@ public final class RawFs {
 
   public static void close(int fd) {
     LIBC.close(fd);
+  }
+
+  /**
+   * What statfs(2) says of the filesystem of {@code fd} (an O_PATH descriptor will do): block
+   * counts in units of {@code fragmentSize}, inode counts, the longest name.
+   */
+  public record FsStat(long blockSize, long fragmentSize, long blocks, long blocksFree,
+      long blocksAvailable, long files, long filesFree, long nameMax) {}
+
+  public static FsStat fstatfs(int fd) throws IOException {
+    byte[] buf = new byte[128];
+    if (LIBC.fstatfs(fd, buf) < 0) {
+      throw new Posix.PosixException("fstatfs", Path.of("descriptor " + fd), errno());
+    }
+    // struct statfs of the 64-bit Linux ABIs (x86_64, aarch64, riscv64, ppc64le): f_type,
+    // f_bsize, f_blocks, f_bfree, f_bavail, f_files, f_ffree, f_fsid, f_namelen, f_frsize, 8
+    // bytes each
+    ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.nativeOrder());
+    long bsize = b.getLong(8);
+    long frsize = b.getLong(72);
+    return new FsStat(bsize, frsize == 0 ? bsize : frsize, b.getLong(16), b.getLong(24),
+        b.getLong(32), b.getLong(40), b.getLong(48), b.getLong(64));
+  }
+
+  /** Makes {@code newfd} a close-on-exec copy of {@code oldfd} (dup3(2)), closing what it was. */
+  public static void dup3(int oldfd, int newfd) throws IOException {
+    if (LIBC.dup3(oldfd, newfd, O_CLOEXEC) < 0) {
+      throw new Posix.PosixException("dup3", Path.of("descriptor " + newfd), errno());
+    }
   }
 
   private static final int LOCK_EX = 2;

@@ -281,7 +281,8 @@ public final class ContainerRunner {
           for (int i = plan.image().diffIds().size() - 1; i >= 0; i--) {
             lowers.add(store.layerTree(plan.image().diffIds().get(i)));
           }
-          UnionView.Options opts = UnionView.Options.defaults();
+          // the store's layers never change: their merged tree may serve the next run too
+          UnionView.Options opts = UnionView.Options.defaults().withImmutableLowers(true);
           if (spec.userns() != null) {
             String m = spec.userns().hostId() + ":0:" + spec.userns().count();
             opts = opts.withIds(io.strata.union.view.IdMap.parse(m, "uid map"),
@@ -467,7 +468,8 @@ public final class ContainerRunner {
     for (int i = image.diffIds().size() - 1; i >= 0; i--) {
       lowers.add(store.layerTree(image.diffIds().get(i)));
     }
-    try (UnionView v = UnionView.open(lowers, null, null, UnionView.Options.defaults())) {
+    try (UnionView v = UnionView.open(lowers, null, null,
+        UnionView.Options.defaults().withImmutableLowers(true))) {
       return Users.resolve(user, what, path -> {
         try {
           return v.readSmallFile(path, 1 << 20);

@@ -169,8 +169,10 @@ public final class DaemonServer implements AutoCloseable {
    * what is live (the daemon runs with a small MaxHeapFreeRatio). A burst of commands (fifty
    * mounts) leaves garbage that would otherwise stay resident until the next burst; the C
    * heap's free memory (buffers of mounts that ended) is handed back too (malloc_trim).
+   * {@code released} is asked each time whether something else let go of memory meanwhile
+   * (lower trees kept after their last mount, whose time is up).
    */
-  public void trimWhenIdle(java.time.Duration every) {
+  public void trimWhenIdle(java.time.Duration every, java.util.function.BooleanSupplier released) {
     Thread t = new Thread(() -> {
       long seen = 0;
       while (!closed) {
@@ -180,7 +182,8 @@ public final class DaemonServer implements AutoCloseable {
           return;
         }
         long now = served.get();
-        if (now != seen && sessions.isEmpty()) {
+        boolean freed = released.getAsBoolean();
+        if ((now != seen || freed) && sessions.isEmpty()) {
           seen = now;
           System.gc();
           io.strata.layers.fs.Posix.mallocTrim();

@@ -34,8 +34,10 @@ public final class ServedUnions implements SnapshotStore.Unions, AutoCloseable {
   @Override
   public void serve(String id, List<Path> lowers, Path upper, Path work, Path mountpoint)
       throws IOException {
+    // the lowers are committed snapshots (layers of strata's store, or unpacked): they never
+    // change, so their merged tree may serve the next pod's mounts too
     UnionView view = UnionView.open(lowers, upper, upper == null ? null : work,
-        UnionView.Options.defaults());
+        UnionView.Options.defaults().withImmutableLowers(true));
     try {
       mounts.put(id, FuseMount.mount(view, mountpoint,
           FuseMount.Settings.defaults("strata-snapshot"), log, Duration.ofSeconds(30)));

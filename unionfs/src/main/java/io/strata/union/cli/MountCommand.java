@@ -218,7 +218,7 @@ public final class MountCommand implements Callable<Integer> {
     UnionView.Options d = UnionView.Options.defaults();
     UnionView.Options o = new UnionView.Options(whiteout != null ? whiteout : d.whiteoutForm(),
         d.metacopy(), d.xattrs(), d.fsync(), d.uids(), d.gids(), false, d.cacheEntries(),
-        d.redirectDir());
+        d.redirectDir(), true); // the store's layers never change
     s.pin(pin, ids);
     MountRecords.write(s.root(), new MountRecords.Entry(mp.toString(), image, r.id().toString(),
         readOnly ? null : upper.toAbsolutePath().normalize().toString()));

@@ -388,7 +388,7 @@ public final class UnionFuse extends FuseStubFS {
     return call("statfs", path, () -> {
       UnionView.FsStats s = view.statfs();
       stbuf.f_bsize.set(s.blockSize());
-      stbuf.f_frsize.set(s.blockSize());
+      stbuf.f_frsize.set(s.fragmentSize());
       stbuf.f_blocks.set(s.blocks());
       stbuf.f_bfree.set(s.blocksFree());
       stbuf.f_bavail.set(s.blocksAvailable());

@@ -742,7 +742,7 @@ final class Dispatcher {
         UnionView.FsStats s = view.statfs();
         out.u64(s.blocks()).u64(s.blocksFree()).u64(s.blocksAvailable()).u64(s.files())
             .u64(s.filesFree()).u32((int) s.blockSize()).u32((int) s.nameMax())
-            .u32((int) s.blockSize()).u32(0).zeros(24);
+            .u32((int) s.fragmentSize()).u32(0).zeros(24);
         return 0;
       }
       case Fuse.RELEASE: {

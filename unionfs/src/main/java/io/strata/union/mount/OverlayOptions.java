@@ -28,6 +28,33 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
       "metacopy=off", "metacopy=on", "fast_ino=1", "fast_ino=0", "static_nlink",
       "plugins=", "threaded=1", "threaded=0", "noacl", "posixacl");
 
+  /** A layer's link as containers/storage makes it: {@code l/ID} to {@code ../LAYER/diff}. */
+  private static final java.util.regex.Pattern LAYER_LINK =
+      java.util.regex.Pattern.compile("\\.\\./[0-9a-f]{64}/diff");
+
+  /**
+   * Whether every lower is a layer of containers/storage (podman's, buildah's): a link in its
+   * driver's {@code l/} directory to a layer's {@code diff}, which that library never changes
+   * once the layer exists (a layer is written before it is ever a lower, and removed, not
+   * changed). The view may then keep their merged tree for the next container of the image.
+   */
+  static boolean containersStorageLayers(List<Path> lowers) {
+    for (Path l : lowers) {
+      Path dir = l.getParent();
+      if (dir == null || dir.getFileName() == null || !dir.getFileName().toString().equals("l")) {
+        return false;
+      }
+      try {
+        if (!LAYER_LINK.matcher(java.nio.file.Files.readSymbolicLink(l).toString()).matches()) {
+          return false;
+        }
+      } catch (java.io.IOException | UnsupportedOperationException e) {
+        return false; // not a link: not one of its layers
+      }
+    }
+    return !lowers.isEmpty();
+  }
+
   public static OverlayOptions parse(List<String> optionStrings, Consumer<String> warn) {
     List<Path> lowers = new ArrayList<>();
     Path upper = null;
@@ -133,7 +160,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
       form = WhiteoutForm.FILE;
     }
     UnionView.Options view = new UnionView.Options(form, metacopy, xattrs, fsync, uids, gids,
-        squash, d.cacheEntries(), redirectDir);
+        squash, d.cacheEntries(), redirectDir, containersStorageLayers(lowers));
     return new OverlayOptions(List.copyOf(lowers), upper, work, view, timeout, transport,
         passthrough, ring);
   }

@@ -149,20 +149,33 @@ final class LowerTree {
 
   // ---------------------------------------------------------------- sharing
 
-  /** Which lowers a tree merges: each root's device and inode, top first, and the bound. */
+  /**
+   * Which lowers a tree merges: each root's device, inode, ctime and birth time, top first, and
+   * the bound. The times tell a directory from one made later at a reused inode number.
+   */
   private record Key(List<String> roots, long maxEntries) {}
 
   /** A shared tree, its roots (opened once for all its users) and how many views use it. */
   private static final class Shared {
     final LowerTree tree;
     int users;
+    /** Every view of it said its lowers never change (see {@link #acquire}). */
+    boolean keep;
+    /** When the last view let it go (System.nanoTime), for a kept tree. */
+    long idleSince;
 
-    Shared(LowerTree tree) {
+    Shared(LowerTree tree, boolean keep) {
       this.tree = tree;
+      this.keep = keep;
     }
   }
 
   private static final Map<Key, Shared> SHARED = new HashMap<>();
+  /** Kept trees no view uses, least recently let go first; their roots parked. */
+  private static final LinkedHashMap<Key, Shared> KEPT = new LinkedHashMap<>();
+  /** At most this many kept trees; each goes this long after its last view. */
+  static final int MAX_KEPT = 8;
+  static final long KEEP_NANOS = 60_000_000_000L;
 
   /**
    * The tree of {@code lowers} (top first), shared by every view of this process over the
@@ -170,46 +183,168 @@ final class LowerTree {
    * once (the strata daemon serves them all). Lower layers do not change while mounted (the
    * rule kernel overlayfs states too), so what one mount merged holds for the others. Its
    * roots are opened here, once; {@link #release} closes them after the last view.
+   *
+   * <p>{@code immutable}: the lowers never change at all, not even between mounts (layers of
+   * strata's store, of containers/storage, containerd's committed snapshots). Such a tree
+   * outlives its last view by up to a minute, its merged directories and looked-up names
+   * kept, so that the next mount of the same layers (podman's next container, the next pod)
+   * starts warm. Its roots are not held open meanwhile: their descriptors' numbers are parked
+   * on /dev/null, so no filesystem stays busy, and opened again by path when a view comes back
+   * to the same directories (same device, inode, ctime and birth time).
    */
-  static synchronized LowerTree acquire(List<java.nio.file.Path> lowers, long maxEntries)
+  static LowerTree acquire(List<java.nio.file.Path> lowers, long maxEntries, boolean immutable)
       throws IOException {
+    List<Loc> opened = new ArrayList<>();
     List<String> ids = new ArrayList<>();
-    for (java.nio.file.Path l : lowers) {
-      Map<String, Object> st = java.nio.file.Files.readAttributes(l, "unix:dev,ino");
-      ids.add(st.get("dev") + ":" + st.get("ino"));
+    try {
+      for (java.nio.file.Path l : lowers) {
+        int fd = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(l), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);
+        opened.add(new Loc(fd, ""));
+        RawFs.Statx st = RawFs.lstat(fd, "");
+        ids.add(st.dev() + ":" + st.ino() + ":" + st.ctimeNanos() + ":" + st.btimeNanos());
+      }
+    } catch (IOException | RuntimeException e) {
+      opened.forEach(r -> RawFs.close(r.dirfd()));
+      throw e;
     }
     Key key = new Key(List.copyOf(ids), maxEntries);
-    Shared s = SHARED.get(key);
-    if (s == null) {
-      List<Loc> roots = new ArrayList<>();
-      try {
-        for (java.nio.file.Path l : lowers) {
-          roots.add(new Loc(RawFs.open(RawFs.AT_FDCWD, RawFs.raw(l),
-              RawFs.O_PATH | RawFs.O_DIRECTORY, 0), ""));
+    List<Shared> drop = new ArrayList<>();
+    try {
+      synchronized (LowerTree.class) {
+        Shared s = SHARED.get(key);
+        Shared kept = s == null ? KEPT.remove(key) : null;
+        if (kept != null && immutable && unpark(kept.tree, opened)) {
+          kept.tree.reused++;
+          SHARED.put(key, kept);
+          s = kept;
+        } else if (kept != null) {
+          drop.add(kept); // a view that does not vouch for the lowers reads them afresh
         }
-      } catch (IOException e) {
-        roots.forEach(r -> RawFs.close(r.dirfd()));
-        throw e;
+        Shared old = expired(System.nanoTime());
+        if (old != null) {
+          drop.add(old);
+        }
+        if (s == null) {
+          s = new Shared(new LowerTree(opened, maxEntries), immutable);
+          s.tree.key = key;
+          SHARED.put(key, s);
+          opened = List.of(); // the tree's own now
+        }
+        s.keep &= immutable;
+        s.users++;
+        return s.tree;
       }
-      s = new Shared(new LowerTree(roots, maxEntries));
-      s.tree.key = key;
-      SHARED.put(key, s);
+    } finally {
+      opened.forEach(r -> RawFs.close(r.dirfd()));
+      drop.forEach(d -> d.tree.close());
     }
-    s.users++;
-    return s.tree;
+  }
+
+  /** A kept tree's parked numbers become its directories again, {@code opened} just now. */
+  private static boolean unpark(LowerTree tree, List<Loc> opened) {
+    try {
+      for (int i = 0; i < opened.size(); i++) {
+        RawFs.dup3(opened.get(i).dirfd(), tree.roots.get(i).dirfd());
+      }
+      return true;
+    } catch (IOException e) {
+      return false; // closed instead, and a tree made afresh
+    }
   }
 
   /** A view is done with a tree from {@link #acquire}; the last one closes its roots. */
-  static synchronized void release(LowerTree tree) {
-    Shared s = SHARED.get(tree.key);
-    if (s == null || s.tree != tree || --s.users > 0) {
-      return;
+  static void release(LowerTree tree) {
+    Shared closing = null;
+    Shared drop = null;
+    synchronized (LowerTree.class) {
+      Shared s = SHARED.get(tree.key);
+      if (s == null || s.tree != tree || --s.users > 0) {
+        return;
+      }
+      SHARED.remove(tree.key);
+      long now = System.nanoTime();
+      if (s.keep && park(tree)) {
+        s.idleSince = now;
+        KEPT.put(tree.key, s);
+        if (KEPT.size() > MAX_KEPT) {
+          var first = KEPT.entrySet().iterator();
+          drop = first.next().getValue();
+          first.remove();
+        }
+      } else {
+        closing = s;
+      }
     }
-    SHARED.remove(tree.key);
-    tree.dirs.invalidateAll();
-    tree.named.invalidateAll();
-    tree.layersOf.invalidateAll();
-    for (Loc r : tree.roots) {
+    if (closing != null) {
+      closing.tree.close();
+    }
+    if (drop != null) {
+      drop.tree.close();
+    }
+  }
+
+  /** Takes out the first kept tree whose time is up (one a call is enough: calls are often). */
+  private static Shared expired(long now) {
+    var first = KEPT.entrySet().iterator();
+    if (first.hasNext()) {
+      Shared s = first.next().getValue();
+      if (now - s.idleSince >= KEEP_NANOS) {
+        first.remove();
+        return s;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Closes the kept trees whose time is up ({@code all}: every kept tree); true if it closed
+   * any, so that a daemon may give the memory back.
+   */
+  static boolean dropKept(boolean all) {
+    List<Shared> drop = new ArrayList<>();
+    synchronized (LowerTree.class) {
+      long now = System.nanoTime();
+      for (var it = KEPT.values().iterator(); it.hasNext(); ) {
+        Shared s = it.next();
+        if (all || now - s.idleSince >= KEEP_NANOS) {
+          drop.add(s);
+          it.remove();
+        }
+      }
+    }
+    drop.forEach(s -> s.tree.close());
+    return !drop.isEmpty();
+  }
+
+  /** How many trees are kept for the next mount of their layers. */
+  static synchronized int keptTrees() {
+    return KEPT.size();
+  }
+
+  /** An O_PATH descriptor of /dev/null: a directory's number rests on it while kept. */
+  private static int parking = -1;
+
+  /** Parks the roots' numbers (so their filesystems are not held); false if it cannot. */
+  private static boolean park(LowerTree tree) {
+    try {
+      if (parking < 0) {
+        parking = RawFs.open(RawFs.AT_FDCWD, "/dev/null", RawFs.O_PATH, 0);
+      }
+      for (Loc r : tree.roots) {
+        RawFs.dup3(parking, r.dirfd());
+      }
+      return true;
+    } catch (IOException e) {
+      return false; // closed instead (a parked half is closed the same way)
+    }
+  }
+
+  /** Drops the caches and closes the roots (parked or not). */
+  private void close() {
+    dirs.invalidateAll();
+    named.invalidateAll();
+    layersOf.invalidateAll();
+    for (Loc r : roots) {
       RawFs.close(r.dirfd());
     }
   }
@@ -218,6 +353,13 @@ final class LowerTree {
   static synchronized int users(LowerTree tree) {
     Shared s = tree.key == null ? null : SHARED.get(tree.key);
     return s == null ? 1 : s.users;
+  }
+
+  /** How often this tree was taken back after its last view had gone. */
+  private long reused;
+
+  long reused() {
+    return reused;
   }
 
   private Key key; // set for a shared tree

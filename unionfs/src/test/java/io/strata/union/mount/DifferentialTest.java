@@ -93,7 +93,7 @@ class DifferentialTest {
     }
     UnionView.Options o = UnionView.Options.defaults();
     o = new UnionView.Options(upperForm, metacopy, o.xattrs(), false, o.uids(), o.gids(),
-        false, o.cacheEntries(), true);
+        false, o.cacheEntries(), true, false);
     Run strata;
     try (Mounted s = Mounted.strata(sLowers, tmp.resolve("s/upper"), tmp.resolve("s/work"),
         tmp.resolve("s/mnt"), o)) {

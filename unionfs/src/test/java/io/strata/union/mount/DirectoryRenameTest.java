@@ -114,7 +114,7 @@ class DirectoryRenameTest {
     Path lower = lower();
     UnionView.Options d = UnionView.Options.defaults();
     UnionView.Options off = new UnionView.Options(d.whiteoutForm(), d.metacopy(), d.xattrs(),
-        d.fsync(), d.uids(), d.gids(), false, d.cacheEntries(), false);
+        d.fsync(), d.uids(), d.gids(), false, d.cacheEntries(), false, false);
     try (Mounted s = Mounted.strata(List.of(lower), tmp.resolve("su"), tmp.resolve("sw"),
         tmp.resolve("sm"), off)) {
       assertThat(FsOp.rename("c0/p", "c0/n").outcome(s.mountpoint)).contains("errno 18");

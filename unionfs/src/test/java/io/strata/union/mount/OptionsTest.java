@@ -36,6 +36,38 @@ class OptionsTest {
         .isEqualTo(FuseMount.Transport.KERNEL);
   }
 
+  /**
+   * podman's lowers, containers/storage's layers (links in its {@code l/} to a layer's {@code
+   * diff}), never change: their merged tree may be kept for the next container. Any other
+   * lower may change between mounts and is read afresh.
+   */
+  @Test
+  void containersStorageLayersAreKnownByTheirLinks(@org.junit.jupiter.api.io.TempDir Path tmp)
+      throws Exception {
+    Path home = tmp.resolve("overlay");
+    String id1 = "1".repeat(64);
+    String id2 = "2".repeat(64);
+    java.nio.file.Files.createDirectories(home.resolve(id1 + "/diff"));
+    java.nio.file.Files.createDirectories(home.resolve(id2 + "/diff"));
+    java.nio.file.Files.createDirectories(home.resolve("l"));
+    java.nio.file.Files.createSymbolicLink(home.resolve("l/AAAA"), Path.of("../" + id1 + "/diff"));
+    java.nio.file.Files.createSymbolicLink(home.resolve("l/BBBB"), Path.of("../" + id2 + "/diff"));
+    java.nio.file.Files.createSymbolicLink(home.resolve("l/CCCC"), Path.of("/etc"));
+    String l = home.resolve("l").toString();
+    assertThat(immutable("lowerdir=" + l + "/AAAA:" + l + "/BBBB,upperdir=/u,workdir=/w"))
+        .isTrue();
+    assertThat(immutable("lowerdir=" + l + "/AAAA")).isTrue();
+    // the layer's diff by its own path, a link elsewhere, a plain directory: not known
+    assertThat(immutable("lowerdir=" + home + "/" + id1 + "/diff")).isFalse();
+    assertThat(immutable("lowerdir=" + l + "/AAAA:" + l + "/CCCC")).isFalse();
+    assertThat(immutable("lowerdir=" + l + "/AAAA:" + tmp)).isFalse();
+    assertThat(immutable("lowerdir=" + l + "/MISSING")).isFalse();
+  }
+
+  private static boolean immutable(String options) {
+    return OverlayOptions.parse(List.of(options), w -> {}).view().immutableLowers();
+  }
+
   @Test
   void transportSettingsFollowTheTransport() {
     FuseMount.Settings k = FuseMount.Settings.defaults("x", FuseMount.Transport.KERNEL);

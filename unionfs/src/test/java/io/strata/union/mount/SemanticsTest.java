@@ -60,6 +60,31 @@ class SemanticsTest {
     }
   }
 
+  /**
+   * statfs(2) of the union is its upper filesystem's, as kernel overlayfs answers: block and
+   * inode totals, sizes and the longest name alike (strata reported no inodes at all, so
+   * `df -i` showed 0); free counts may move between the two calls.
+   */
+  @Test
+  void statfsGivesTheUppersBlocksAndInodesAsKernelOverlayfsDoes() throws Exception {
+    List<Path> lowers = lowers();
+    try (Mounted k = Mounted.kernel(lowers, tmp.resolve("ku"), tmp.resolve("kw"),
+            tmp.resolve("km"));
+        Mounted s = Mounted.strata(lowers, tmp.resolve("upper"), tmp.resolve("work"),
+            tmp.resolve("mnt"))) {
+      String format = "%b %c %s %S %l"; // blocks, inodes, block size, fragment size, namelen
+      String kernel = Mounted.run("stat", "-f", "-c", format, k.mountpoint.toString()).trim();
+      String strata = Mounted.run("stat", "-f", "-c", format, s.mountpoint.toString()).trim();
+      assertThat(strata).isEqualTo(kernel);
+      assertThat(Long.parseLong(kernel.split(" ")[1])).isPositive();
+      long kFree = Long.parseLong(Mounted.run("stat", "-f", "-c", "%d",
+          k.mountpoint.toString()).trim());
+      long sFree = Long.parseLong(Mounted.run("stat", "-f", "-c", "%d",
+          s.mountpoint.toString()).trim());
+      assertThat(sFree).isCloseTo(kFree, org.assertj.core.data.Offset.offset(10_000L));
+    }
+  }
+
   @Test
   void chmodOfALowerFileCopiesNoData() throws Exception {
     try (Mounted m = mount()) {
@@ -126,7 +151,7 @@ class SemanticsTest {
     }
     UnionView.Options d = UnionView.Options.defaults();
     UnionView.Options o = new UnionView.Options(form, d.metacopy(), d.xattrs(), d.fsync(),
-        d.uids(), d.gids(), false, d.cacheEntries(), true);
+        d.uids(), d.gids(), false, d.cacheEntries(), true, false);
     try (Mounted m = Mounted.strata(layers.apply("s"), tmp.resolve("su"), tmp.resolve("sw"),
         tmp.resolve("smnt"), o)) {
       assertThat(Mounted.run("sh", "-c", script, "sh", m.mountpoint.toString()))
@@ -278,7 +303,7 @@ class SemanticsTest {
     UnionView.Options d = UnionView.Options.defaults();
     UnionView.Options o = new UnionView.Options(d.whiteoutForm(), d.metacopy(), d.xattrs(), false,
         IdMap.parse("0:1000:1", "uidmapping"), IdMap.parse("0:1000:1", "gidmapping"), false,
-        d.cacheEntries(), true);
+        d.cacheEntries(), true, false);
     try (Mounted m = Mounted.strata(List.of(lower), tmp.resolve("mu"), tmp.resolve("mw"),
         tmp.resolve("mm"), o)) {
       assertThat(Files.getAttribute(m.mountpoint.resolve("owned"), "unix:uid")).isEqualTo(0);

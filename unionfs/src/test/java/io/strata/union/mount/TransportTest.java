@@ -81,7 +81,8 @@ class TransportTest {
     requireOwnTransport();
     UnionView.Options d = UnionView.Options.defaults();
     UnionView.Options noxattrs = new UnionView.Options(d.whiteoutForm(), d.metacopy(), false,
-        d.fsync(), d.uids(), d.gids(), d.squashToRoot(), d.cacheEntries(), d.redirectDir());
+        d.fsync(), d.uids(), d.gids(), d.squashToRoot(), d.cacheEntries(), d.redirectDir(),
+        false);
     try (Mounted s = Mounted.strata(List.of(lower()), tmp.resolve("su"), tmp.resolve("sw"),
         tmp.resolve("sm"), noxattrs)) {
       String got = Mounted.run("python3", "-c", "import errno, os, sys\n"
