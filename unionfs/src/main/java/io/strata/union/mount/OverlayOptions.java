@@ -24,7 +24,7 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
   private static final List<String> IGNORED = List.of("rw", "ro", "dev", "nodev", "suid",
       "nosuid", "exec", "noexec", "atime", "noatime", "relatime", "strictatime", "diratime",
       "nodiratime", "sync", "async", "default_permissions", "allow_other", "allow_root",
-      "userxattr", "volatile", "index=off", "xino=off", "xino=auto",
+      "userxattr", "index=off", "xino=off", "xino=auto",
       "metacopy=off", "metacopy=on", "fast_ino=1", "fast_ino=0", "static_nlink",
       "plugins=", "threaded=1", "threaded=0", "noacl", "posixacl");
 
@@ -102,6 +102,11 @@ public record OverlayOptions(List<Path> lowers, Path upper, Path work, UnionView
           break;
         case "fsync":
           fsync = !"0".equals(require(key, value));
+          break;
+        case "volatile":
+          // kernel overlayfs's: no sync reaches the upper (podman passes it for --rm
+          // containers); fuse-overlayfs takes it as fsync=0 too
+          fsync = false;
           break;
         case "transport":
           transport = FuseMount.Transport.parse(require(key, value));

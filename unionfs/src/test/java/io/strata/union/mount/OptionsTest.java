@@ -34,6 +34,12 @@ class OptionsTest {
     assertThat(t.passthrough()).isFalse();
     assertThat(OverlayOptions.parse(List.of("lowerdir=/l,transport=kernel"), w -> {}).transport())
         .isEqualTo(FuseMount.Transport.KERNEL);
+    // podman's `volatile` (for --rm containers): no sync reaches the upper, as on overlayfs
+    assertThat(OverlayOptions.parse(List.of("lowerdir=/l,upperdir=/u,workdir=/w,,volatile"),
+        warnings::add).view().fsync()).isFalse();
+    assertThat(OverlayOptions.parse(List.of("lowerdir=/l"), warnings::add).view().fsync())
+        .isTrue();
+    assertThat(warnings).containsExactly("ignoring unknown option 'frobnicate'");
   }
 
   /**
