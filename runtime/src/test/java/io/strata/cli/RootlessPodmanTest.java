@@ -61,15 +61,34 @@ class RootlessPodmanTest {
     sh("chmod 666 /dev/fuse");
     strataOverlay = overlayProgram(Files.createDirectories(base.resolve("strata")));
     client = TestUser.clientFor(base.resolve("client/bin"));
-    // the user's daemon, started as the user starts it: the client makes it a user namespace
-    // of the user's ids, where it serves the mounts podman's mount program hands it
+    // the user's daemon, started as the user's systemd starts it with contrib/systemd/user
+    // (strata.socket: its socket on stdin, the first command starting it), else by hand: the
+    // client makes it a user namespace of the user's ids, where it serves the mounts podman's
+    // mount program hands it
+    boolean activated = Files.isExecutable(Path.of("/usr/bin/systemd-socket-activate"));
+    Path socket = runtimeDir.resolve("strata/strata.sock");
     user.sh("cd; export XDG_RUNTIME_DIR=" + runtimeDir + " STRATA_JAVA=" + javaForClient()
-        + "; setsid " + client + " daemon > daemon.log 2>&1 < /dev/null &");
+        + "; mkdir -p -m 700 " + socket.getParent() + "; setsid "
+        + (activated ? "systemd-socket-activate --inetd -E XDG_RUNTIME_DIR -E HOME -E PATH"
+            + " -E STRATA_JAVA -l " + socket + " " : "")
+        + client + " daemon > daemon.log 2>&1 < /dev/null & echo $! > daemon.pid");
     long deadline = System.nanoTime() + 60_000_000_000L;
-    while (daemon("daemon status").code() != 0) {
+    while (activated ? !Files.exists(socket) : daemon("daemon status").code() != 0) {
       assertThat(System.nanoTime()).as("the user's daemon did not start: "
           + Files.readString(base.resolve("home/daemon.log"))).isLessThan(deadline);
       Thread.sleep(100);
+    }
+    if (activated) {
+      // the first command starts it; systemd-socket-activate execs the client, which makes the
+      // namespace and execs the JVM: the daemon is the process it started
+      TestUser.Result first = daemon("daemon status --format json");
+      assertThat(first.code()).as(first.output() + Files.readString(
+          base.resolve("home/daemon.log"))).isZero();
+      com.fasterxml.jackson.databind.JsonNode st = io.strata.layers.base.Json.MAPPER.readTree(
+          first.output().substring(first.output().indexOf('{')));
+      assertThat(st.path("socket").asText()).isEqualTo(socket.toString());
+      assertThat(st.path("pid").asLong()).isEqualTo(Long.parseLong(
+          Files.readString(base.resolve("home/daemon.pid")).trim()));
     }
 
     // a busybox image with a directory to make opaque, as a docker-archive podman loads
