@@ -175,6 +175,7 @@ public final class DaemonServer implements AutoCloseable {
   public void trimWhenIdle(java.time.Duration every, java.util.function.BooleanSupplier released) {
     Thread t = new Thread(() -> {
       long seen = 0;
+      boolean freed = false;
       while (!closed) {
         try {
           Thread.sleep(every.toMillis());
@@ -182,9 +183,10 @@ public final class DaemonServer implements AutoCloseable {
           return;
         }
         long now = served.get();
-        boolean freed = released.getAsBoolean();
+        freed |= released.getAsBoolean(); // given back at the next idle look
         if ((now != seen || freed) && sessions.isEmpty()) {
           seen = now;
+          freed = false;
           System.gc();
           io.strata.layers.fs.Posix.mallocTrim();
         }
