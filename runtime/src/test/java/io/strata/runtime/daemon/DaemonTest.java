@@ -966,6 +966,28 @@ class DaemonTest {
     } finally {
       assertThat(run(d, "--root", store.toString(), "umount", mp.toString()).code()).isZero();
     }
+    // the store's layers never change: their merged tree waits for the image's next mount
+    // (the session ends just after umount returns)
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (Json.MAPPER.readTree(run(d, "stats", "--format", "json").out()).path("daemon")
+        .path("keptLowerTrees").asInt() != 1) {
+      assertThat(System.nanoTime()).as("no lower tree kept after the unmount")
+          .isLessThan(deadline);
+      Thread.sleep(50);
+    }
+    assertThat(run(d, "--root", store.toString(), "mount", "bb:d", mp.toString()).code())
+        .isZero();
+    try {
+      assertThat(Files.readAllBytes(mp.resolve("bin/busybox"))).isNotEmpty();
+      JsonNode again = Json.MAPPER.readTree(run(d, "stats", "--format", "json", mp.toString())
+          .out());
+      assertThat(again.path("mounts").get(0).path("caches").path("lowerDirectories")
+          .path("keptFromEarlierMounts").asLong()).isEqualTo(1);
+      assertThat(again.path("daemon").path("keptLowerTrees").asInt()).isZero();
+      assertThat(run(d, "stats", mp.toString()).out()).contains("(kept from an earlier mount)");
+    } finally {
+      assertThat(run(d, "--root", store.toString(), "umount", mp.toString()).code()).isZero();
+    }
     Result noDaemon = inProcess("stats");
     assertThat(noDaemon.code()).isEqualTo(io.strata.cli.Main.NOT_FOUND);
     assertThat(noDaemon.err()).contains("start one with `strata daemon`");
