@@ -217,6 +217,15 @@ public final class RawFs {
     return Statx.parse(buf);
   }
 
+  /** The attributes of what the absolute path {@code p} names, following symlinks. */
+  public static Statx stat(Path p) throws IOException {
+    byte[] buf = new byte[256];
+    if (LIBC.statx(AT_FDCWD, z(raw(p)), 0, STATX_BASIC | STATX_BTIME, buf) < 0) {
+      throw new Posix.PosixException("statx", p, errno());
+    }
+    return Statx.parse(buf);
+  }
+
   private static final int STATX_MNT_ID_UNIQUE = 0x4000;
   private static final int AT_STATX_DONT_SYNC = 0x4000;
 

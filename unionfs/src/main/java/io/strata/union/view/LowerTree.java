@@ -194,14 +194,28 @@ final class LowerTree {
    */
   static LowerTree acquire(List<java.nio.file.Path> lowers, long maxEntries, boolean immutable)
       throws IOException {
+    // a tree in use: one statx a lower, nothing opened (fifty mounts of one image)
+    List<String> named = new ArrayList<>();
+    for (java.nio.file.Path l : lowers) {
+      named.add(identity(RawFs.stat(l)));
+    }
+    synchronized (LowerTree.class) {
+      Shared s = SHARED.get(new Key(List.copyOf(named), maxEntries));
+      if (s != null) {
+        s.keep &= immutable;
+        s.users++;
+        return s.tree;
+      }
+    }
+    // else the directories opened, and known by what is open (a kept tree is taken back only
+    // for the very directories it merged)
     List<Loc> opened = new ArrayList<>();
     List<String> ids = new ArrayList<>();
     try {
       for (java.nio.file.Path l : lowers) {
         int fd = RawFs.open(RawFs.AT_FDCWD, RawFs.raw(l), RawFs.O_PATH | RawFs.O_DIRECTORY, 0);
         opened.add(new Loc(fd, ""));
-        RawFs.Statx st = RawFs.lstat(fd, "");
-        ids.add(st.dev() + ":" + st.ino() + ":" + st.ctimeNanos() + ":" + st.btimeNanos());
+        ids.add(identity(RawFs.lstat(fd, "")));
       }
     } catch (IOException | RuntimeException e) {
       opened.forEach(r -> RawFs.close(r.dirfd()));
@@ -238,6 +252,11 @@ final class LowerTree {
       opened.forEach(r -> RawFs.close(r.dirfd()));
       drop.forEach(d -> d.tree.close());
     }
+  }
+
+  /** A directory as a tree's key names it: device, inode, ctime and birth time. */
+  private static String identity(RawFs.Statx st) {
+    return st.dev() + ":" + st.ino() + ":" + st.ctimeNanos() + ":" + st.btimeNanos();
   }
 
   /** A kept tree's parked numbers become its directories again, {@code opened} just now. */
