@@ -78,7 +78,8 @@ public final class KernelSession {
   private final NodeTable nodes;
   private final Dispatcher dispatcher;
   private final int fd;
-  private final List<Thread> workers = new ArrayList<>();
+  /** Workers started (guarded by this). */
+  private int workers;
   private final List<Integer> clones = new ArrayList<>();
   private final CountDownLatch ended = new CountDownLatch(1);
   /** What the notifier tells the kernel: a node's attributes, or a name's entry, to drop. */
@@ -331,14 +332,49 @@ public final class KernelSession {
   }
 
   private synchronized void startWorker(int wfd) {
-    // A deep stack: the view copies up parents recursively, 2,000 levels in a PATH_MAX path.
-    Thread t = new Thread(null, () -> serve(wfd), "fuse-worker-" + workers.size() + " "
-        + mountpoint, 64L << 20);
-    t.setDaemon(true);
-    workers.add(t);
+    String name = "fuse-worker-" + workers++ + " " + mountpoint;
     running++;
-    t.start();
+    WORKER_THREADS.execute(() -> {
+      Thread self = Thread.currentThread();
+      self.setName(name);
+      try {
+        // as the command that made the mount (its log and streams), as a thread it started would
+        io.strata.layers.base.Invocation.run(invocation, () -> {
+          serve(wfd);
+          return null;
+        });
+      } catch (Exception e) {
+        log.accept("FUSE worker failed: " + e); // serve's own failures are caught there
+      } finally {
+        self.setName(IDLE_WORKER);
+      }
+    });
   }
+
+  private static final String IDLE_WORKER = "fuse-worker (idle)";
+
+  /**
+   * The threads that serve mounts, kept a while once their mount has ended: a thread started
+   * per worker made every mount's INIT wait until it ran (0.25-0.35 ms of a daemon's mount,
+   * timed by marks in the daemon), and podman mounts and unmounts a root per container. Their
+   * stacks are deep: the view copies up parents recursively, 2,000 levels in a PATH_MAX path.
+   * Made under the process's invocation, so that an idle thread holds no command's.
+   */
+  private static final java.util.concurrent.ExecutorService WORKER_THREADS =
+      new java.util.concurrent.ThreadPoolExecutor(0, Integer.MAX_VALUE, 30,
+          java.util.concurrent.TimeUnit.SECONDS, new java.util.concurrent.SynchronousQueue<>(),
+          r -> {
+            try {
+              return io.strata.layers.base.Invocation.run(
+                  io.strata.layers.base.Invocation.process(), () -> {
+                    Thread t = new Thread(null, r, IDLE_WORKER, 64L << 20);
+                    t.setDaemon(true);
+                    return t;
+                  });
+            } catch (Exception e) {
+              throw new IllegalStateException(e); // a thread's constructor throws none
+            }
+          });
 
   /** Called by the dispatcher once INIT is answered: from now on workers may be added. */
   private void afterInit(boolean passthrough, int minor) {
@@ -465,13 +501,13 @@ public final class KernelSession {
   private void growNow() {
     int c;
     synchronized (this) {
-      if (!initialized || workers.size() >= options.workers() || idle.get() > 0 || running == 0) {
+      if (!initialized || workers >= options.workers() || idle.get() > 0 || running == 0) {
         return;
       }
       c = Device.cloneOf(fd);
       if (c < 0) {
         log.accept("cannot clone the FUSE device (" + Posix.strerror(-c) + "): "
-            + workers.size() + " workers");
+            + workers + " workers");
         initialized = false; // do not try again
         return;
       }
@@ -482,7 +518,7 @@ public final class KernelSession {
 
   /** How many workers serve now. */
   public synchronized int workerCount() {
-    return workers.size();
+    return workers;
   }
 
   private static final com.kenai.jffi.MemoryIO MEMORY = com.kenai.jffi.MemoryIO.getInstance();
