@@ -179,7 +179,9 @@ public final class UnionView implements AutoCloseable {
       if (!Files.isDirectory(u)) {
         throw new IllegalArgumentException("upper directory " + upper + " is not a directory");
       }
-      Files.createDirectories(w);
+      if (!Files.isDirectory(w)) {
+        Files.createDirectories(w);
+      }
       u = u.toRealPath();
       w = w.toRealPath();
       if (w.startsWith(u) || u.startsWith(w)) {

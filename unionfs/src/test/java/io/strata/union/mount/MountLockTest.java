@@ -3,9 +3,7 @@ package io.strata.union.mount;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import io.strata.layers.base.Digest;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.CompletableFuture;
@@ -23,8 +21,7 @@ class MountLockTest {
   @TempDir Path tmp;
 
   private static Path fileOf(Path mountpoint) {
-    return MountLock.directory().resolve("mount-" + Digest.of(
-        mountpoint.toString().getBytes(StandardCharsets.UTF_8)).shortHex() + ".lock");
+    return MountLock.directory().resolve("mount-" + MountLock.key(mountpoint) + ".lock");
   }
 
   @Test
