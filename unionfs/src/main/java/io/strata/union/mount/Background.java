@@ -190,12 +190,23 @@ public final class Background {
   private static void startThread(java.util.concurrent.Callable<Integer> foreground,
       Path mountpoint, Duration timeout, boolean check) throws IOException {
     MAKING.incrementAndGet();
+    java.util.concurrent.atomic.AtomicBoolean counted =
+        new java.util.concurrent.atomic.AtomicBoolean(true);
+    // counted until the mount answers or its command ends, which may be after this returns
+    Runnable made = () -> {
+      if (counted.getAndSet(false)) {
+        synchronized (MAKING) {
+          MAKING.decrementAndGet();
+          MAKING.notifyAll();
+        }
+      }
+    };
+    boolean started = false;
     try {
-      startThreadCounted(foreground, mountpoint, timeout, check);
+      started = startThreadCounted(foreground, mountpoint, timeout, check, made);
     } finally {
-      synchronized (MAKING) {
-        MAKING.decrementAndGet();
-        MAKING.notifyAll();
+      if (!started) {
+        made.run();
       }
     }
   }
@@ -224,8 +235,12 @@ public final class Background {
     return true;
   }
 
-  private static void startThreadCounted(java.util.concurrent.Callable<Integer> foreground,
-      Path mountpoint, Duration timeout, boolean check) throws IOException {
+  /**
+   * As {@link #startThread}; true once the mount's command is started, from when {@code made}
+   * is run by that command (its mount answers, or it ends), not by the caller.
+   */
+  private static boolean startThreadCounted(java.util.concurrent.Callable<Integer> foreground,
+      Path mountpoint, Duration timeout, boolean check, Runnable made) throws IOException {
     Path mp = mountpoint.toAbsolutePath().normalize();
     if (check && Mounts.isMountpoint(mp)) {
       throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
@@ -257,31 +272,59 @@ public final class Background {
         client.env(), java.io.InputStream.nullInputStream(), toLog, both, false, false,
         ProcessHandle.current().pid());
     int[] status = {-1};
-    Thread t = new Thread(() -> {
-      DETACHED.set(true);
-      try {
-        status[0] = io.strata.layers.base.Invocation.run(own, foreground);
-      } catch (Exception e) {
-        both.println("strata: " + e.getMessage());
-        status[0] = 1;
-      } finally {
-        FuseMount.signalChange(); // the waiter below looks again
+    java.util.concurrent.atomic.AtomicBoolean ended = new java.util.concurrent.atomic.AtomicBoolean();
+    java.util.concurrent.atomic.AtomicBoolean inKernel =
+        new java.util.concurrent.atomic.AtomicBoolean();
+    FuseMount.whileMaking(own, new FuseMount.Making() {
+      @Override
+      public void mounted() {
+        inKernel.set(true);
+        FuseMount.signalChange();
       }
-    }, "mount " + mp);
-    t.start();
+
+      @Override
+      public void answered() {
+        made.run();
+      }
+    });
+    try {
+      MOUNT_THREADS.execute(() -> {
+        Thread self = Thread.currentThread();
+        self.setName("mount " + mp);
+        DETACHED.set(true);
+        try {
+          status[0] = io.strata.layers.base.Invocation.run(own, foreground);
+        } catch (Exception e) {
+          both.println("strata: " + e.getMessage());
+          status[0] = 1;
+        } finally {
+          FuseMount.doneMaking(own);
+          DETACHED.remove();
+          self.setName(IDLE_MOUNT);
+          ended.set(true);
+          made.run();
+          FuseMount.signalChange(); // the waiter below looks again
+        }
+      });
+    } catch (RuntimeException e) { // no thread to be had
+      FuseMount.doneMaking(own);
+      throw e;
+    }
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
       long seen = FuseMount.changes();
       // this command's mount: another may have won the mountpoint meanwhile
-      boolean alive = t.isAlive(); // before looking: a command that ends has mounted or failed
-      boolean ours = FuseMount.live().stream()
+      boolean alive = !ended.get(); // before looking: a command that ends has mounted or failed
+      // the kernel has it (requests wait there until INIT is answered, as with a libfuse
+      // mount that daemonizes), or it answers (a mount of jnr-fuse, or one taken over)
+      boolean ours = inKernel.get() || FuseMount.live().stream()
           .anyMatch(m -> m.owner() == own && m.mountpoint().equals(realOrSame(mp)));
-      if (ours) { // FuseMount.mount lists it once it answers
+      if (ours) {
         synchronized (said) {
           keep.set(false);
           said.reset();
         }
-        return;
+        return true;
       }
       if (!alive && !ours) {
         String out;
@@ -302,6 +345,26 @@ public final class Background {
       }
     }
   }
+
+  private static final String IDLE_MOUNT = "mount (idle)";
+
+  /**
+   * The threads of background mounts, each for its mount's life, kept a while once it has
+   * ended: a thread started per mount was 0.4-0.6 ms of every mount in the daemon (timed by
+   * marks), and podman mounts a root per container. Made under the process's invocation, so
+   * that an idle thread holds no command's.
+   */
+  private static final java.util.concurrent.ExecutorService MOUNT_THREADS =
+      new java.util.concurrent.ThreadPoolExecutor(0, Integer.MAX_VALUE, 30,
+          java.util.concurrent.TimeUnit.SECONDS, new java.util.concurrent.SynchronousQueue<>(),
+          r -> {
+            try {
+              return io.strata.layers.base.Invocation.run(
+                  io.strata.layers.base.Invocation.process(), () -> new Thread(r, IDLE_MOUNT));
+            } catch (Exception e) {
+              throw new IllegalStateException(e); // a thread's constructor throws none
+            }
+          });
 
   private static Path realOrSame(Path p) {
     try {
