@@ -185,4 +185,56 @@ class TransportTest {
       }
     }
   }
+
+  /**
+   * A mount's FUSE workers are threads kept for the next mount once it ends, not threads made
+   * per mount and lost: after the first mount and unmount some wait idle, and ten more mount
+   * cycles leave no more threads than one mount may have workers (8) or the first left (a
+   * worker that never went back would add a thread each time; one made per mount would leave
+   * none idle).
+   */
+  @Test
+  void workersOfEndedMountsServeTheNextOnes() throws Exception {
+    requireOwnTransport();
+    Path lower = lower();
+    cycle(lower, 0);
+    awaitNoBusyWorkers();
+    long first = workerThreads();
+    assertThat(first).as("idle workers after the first mount").isPositive();
+    for (int i = 1; i <= 10; i++) {
+      cycle(lower, i);
+    }
+    awaitNoBusyWorkers();
+    assertThat(workerThreads()).as("worker threads after eleven mounts")
+        .isLessThanOrEqualTo(Math.max(first, 8));
+  }
+
+  /** A mount, a few parallel reads through it (so that more workers start), its unmount. */
+  private void cycle(Path lower, int i) throws Exception {
+    try (Mounted s = Mounted.strata(List.of(lower), tmp.resolve("u" + i), tmp.resolve("w" + i),
+        tmp.resolve("m" + i))) {
+      Mounted.run("sh", "-c", "for f in lf1 lf2 lf3 ldir/x lh1; do cat $1/$f & done; wait", "sh",
+          s.mountpoint.toString());
+    }
+  }
+
+  /** Threads of the workers' pool, idle or serving. */
+  private static long workerThreads() {
+    return Thread.getAllStackTraces().keySet().stream()
+        .filter(t -> t.getName().startsWith("fuse-worker") && !t.getName().equals(
+            "fuse-worker-starter"))
+        .count();
+  }
+
+  /** Waits until every worker has seen its mount end (a worker serving has a numbered name). */
+  private static void awaitNoBusyWorkers() throws InterruptedException {
+    long deadline = System.nanoTime() + 10_000_000_000L;
+    while (Thread.getAllStackTraces().keySet().stream()
+        .anyMatch(t -> t.getName().startsWith("fuse-worker-") && t.isAlive()
+            && !t.getName().equals("fuse-worker-starter"))) {
+      assertThat(System.nanoTime()).as("workers still serving unmounted mounts")
+          .isLessThan(deadline);
+      Thread.sleep(20);
+    }
+  }
 }
