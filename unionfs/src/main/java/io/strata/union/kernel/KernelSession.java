@@ -132,7 +132,9 @@ public final class KernelSession {
       if (why != null && options.ring() == RingUse.ON) {
         throw new IOException("FUSE over io_uring was asked for, but " + why);
       }
-      if (why != null) {
+      if (why == null) {
+        toldNoRing.set(null);
+      } else if (!why.equals(toldNoRing.getAndSet(why))) {
         io.strata.layers.base.Log.info("serving /dev/fuse: FUSE over io_uring is not available ("
             + why + ")");
       }
@@ -201,6 +203,13 @@ public final class KernelSession {
     s.startWorker(fd); // answers INIT; the others start once it is answered
     return s;
   }
+
+  /**
+   * Why the last mount could not be served over io_uring, as logged: said again only when the
+   * reason changes (a snapshotter's log had the line once per container).
+   */
+  private static final java.util.concurrent.atomic.AtomicReference<String> toldNoRing =
+      new java.util.concurrent.atomic.AtomicReference<>();
 
   /**
    * As {@link #start}, or, with {@code resumed}, serves on a connection another server made and
