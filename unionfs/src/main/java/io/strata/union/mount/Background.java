@@ -349,10 +349,11 @@ public final class Background {
   private static final String IDLE_MOUNT = "mount (idle)";
 
   /**
-   * The threads of background mounts, each for its mount's life, kept a while once it has
-   * ended: a thread started per mount was 0.4-0.6 ms of every mount in the daemon (timed by
-   * marks), and podman mounts a root per container. Made under the process's invocation, so
-   * that an idle thread holds no command's.
+   * The threads that make background mounts (a mount's command ends once its mount answers;
+   * the mount's workers serve it from then on), kept 30 s once idle: a thread started per
+   * mount was 0.4-0.6 ms of every mount in the daemon (timed by marks), and podman mounts a
+   * root per container. Made under the process's invocation, so that an idle thread holds no
+   * command's.
    */
   private static final java.util.concurrent.ExecutorService MOUNT_THREADS =
       new java.util.concurrent.ThreadPoolExecutor(0, Integer.MAX_VALUE, 30,
