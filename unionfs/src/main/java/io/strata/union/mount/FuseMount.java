@@ -297,12 +297,19 @@ public final class FuseMount implements AutoCloseable {
       FuseMount m = s.transport() == Transport.KERNEL
           ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
       Making making = MAKING.get(io.strata.layers.base.Invocation.current());
-      if (making != null && m.kernel != null) {
-        making.mounted();
+      if (m.kernel != null) {
+        // mount(2) is done: known by its id at once, before anyone is told the mount is there
+        // (who may unmount it, and mount something else there, before INIT is answered)
+        if (!m.elsewhere) {
+          m.identify(below);
+        }
+        if (making != null) {
+          making.mounted();
+        }
       }
       m.awaitAnswer(timeout);
-      if (!m.elsewhere) {
-        m.identify(below);
+      if (m.kernel == null && !m.elsewhere) {
+        m.identify(below); // jnr-fuse's loop mounts when it starts: there once it answers
       }
       LIVE.add(m);
       signalChange();
