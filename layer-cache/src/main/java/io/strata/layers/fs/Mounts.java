@@ -73,6 +73,21 @@ public final class Mounts {
     List<String> cmd = new ArrayList<>();
     boolean root = io.strata.layers.fs.Posix.isRoot();
     if (root) {
+      // umount2 itself, as umount(8) calls it for a FUSE mount (it has no helper for one):
+      // starting umount(8) from a JVM took 5-6 ms of every unmount (a container's end, a
+      // snapshot's removal), the system call well under one
+      int e = Posix.umount2(RawFs.raw(mountpoint.toAbsolutePath()), lazy ? Posix.MNT_DETACH : 0);
+      if (e == 0) {
+        return;
+      }
+      if (e != Posix.EPERM) {
+        throw new IOException("cannot unmount " + mountpoint + ": " + switch (e) {
+          case Posix.EINVAL -> "not mounted";
+          case Posix.EBUSY -> "target is busy";
+          default -> Posix.strerror(e);
+        });
+      }
+      // refused here (a namespace without the right): umount(8) says why in its words
       cmd.add("umount");
       if (lazy) {
         cmd.add("-l");

@@ -47,6 +47,8 @@ public final class Posix {
 
     int geteuid();
 
+    @SaveError int umount2(byte[] target, int flags);
+
     String strerror(int errnum);
 
     int malloc_trim(long pad);
@@ -108,6 +110,19 @@ public final class Posix {
    */
   public static void mallocTrim() {
     LIBC.malloc_trim(0);
+  }
+
+  /** umount2(2)'s flag: detach now, let go of the filesystem once it is no longer busy. */
+  public static final int MNT_DETACH = 2;
+
+  /**
+   * Unmounts what is mounted on {@code path} (its bytes, as {@link RawFs#raw} has them), with
+   * umount2(2); 0 or the errno.
+   */
+  public static int umount2(String rawPath, int flags) {
+    byte[] b = RawFs.bytes(rawPath);
+    byte[] z = java.util.Arrays.copyOf(b, b.length + 1);
+    return LIBC.umount2(z, flags) == 0 ? 0 : errno();
   }
 
   /** This process's effective user id. */
