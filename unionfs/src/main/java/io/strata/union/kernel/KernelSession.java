@@ -362,6 +362,9 @@ public final class KernelSession {
 
   private static final String IDLE_WORKER = "fuse-worker (idle)";
 
+  /** For tests: runs in a worker about to read a request while INIT is not answered. */
+  static volatile Runnable beforeInit;
+
   /**
    * The threads that serve mounts, kept a while once their mount has ended: a thread started
    * per worker made every mount's INIT wait until it ran (0.25-0.35 ms of a daemon's mount,
@@ -552,6 +555,9 @@ public final class KernelSession {
     Reply rep = new Reply(outBuf);
     try {
       while (true) {
+        if (!initialized && beforeInit != null) {
+          beforeInit.run();
+        }
         idle.incrementAndGet();
         long n = Device.LIBC.read(wfd, inMem, Fuse.BUFFER);
         if (idle.decrementAndGet() == 0 && n >= 0 && initialized) {

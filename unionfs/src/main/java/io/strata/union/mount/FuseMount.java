@@ -414,6 +414,11 @@ public final class FuseMount implements AutoCloseable {
         if (kernel.awaitInit(timeout.toNanos())) {
           return;
         }
+        if (kernel.ended() && kernel.failure() == null) {
+          // unmounted before INIT came (its command returned at mount(2), and its user
+          // unmounted it at once): a mount that has come and gone, not one that failed
+          return;
+        }
         if (elsewhere) {
           close();
           Throwable why = kernel.failure();
