@@ -74,7 +74,7 @@ public final class Mounts {
     boolean root = io.strata.layers.fs.Posix.isRoot();
     if (root) {
       // umount2 itself, as umount(8) calls it for a FUSE mount (it has no helper for one):
-      // starting umount(8) from a JVM took 5-6 ms of every unmount (a container's end, a
+      // starting umount(8) from a JVM took ~5 ms of every unmount (a daemon-side close, a
       // snapshot's removal), the system call well under one
       int e = Posix.umount2(RawFs.raw(mountpoint.toAbsolutePath()), lazy ? Posix.MNT_DETACH : 0);
       if (e == 0) {
