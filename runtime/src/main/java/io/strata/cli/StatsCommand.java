@@ -43,8 +43,6 @@ public final class StatsCommand implements Callable<Integer> {
       throw new NotFoundException("no strata daemon serves this user's mounts (strata stats"
           + " reads a daemon's figures; start one with `strata daemon`)");
     }
-    // a mount whose command has returned is listed once INIT is answered, a moment later
-    io.strata.union.mount.Background.awaitNoneBeingMade(java.time.Duration.ofSeconds(1));
     List<FuseMount> mounts = new ArrayList<>(FuseMount.live());
     mounts.sort((a, b) -> a.mountpoint().compareTo(b.mountpoint()));
     if (mount != null) {

@@ -24,8 +24,7 @@ import picocli.CommandLine.Parameters;
 @Command(name = "mount", mixinStandardHelpOptions = true,
     description = {"Mount an image from the store as a copy-on-write filesystem.",
         "Writes go to an upper directory: --upper/--work, or a fresh one under the store",
-        "(kept after umount, so nothing written is lost). Returns once the mount is in place:"
-            + " what is asked of it at once is answered as soon as its server has started."})
+        "(kept after umount, so nothing written is lost). Returns once the mount answers."})
 public final class MountCommand implements Callable<Integer> {
   @Mixin StoreOptions store;
 

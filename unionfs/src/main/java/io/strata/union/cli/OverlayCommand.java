@@ -28,8 +28,7 @@ import picocli.CommandLine.Parameters;
             + " (default kernel: strata's own, as root, over FUSE io_uring where the kernel"
             + " offers it, else /dev/fuse), uring (io_uring or fail), nouring (/dev/fuse"
             + " only).",
-        "Returns once the mount is in place (what is asked of it at once is answered as soon"
-            + " as its server has started), unless -f keeps it in the foreground."})
+        "Returns once the mount answers, unless -f keeps it in the foreground."})
 public final class OverlayCommand implements Callable<Integer> {
   @Option(names = "-o", paramLabel = "OPTIONS", required = true,
       description = "Comma-separated mount options (may be repeated).")

@@ -237,7 +237,8 @@ public final class Background {
 
   /**
    * As {@link #startThread}; true once the mount's command is started, from when {@code made}
-   * is run by that command (its mount answers, or it ends), not by the caller.
+   * is run by that command (its mount answers, or it ends), not by the caller (who may have
+   * given up waiting).
    */
   private static boolean startThreadCounted(java.util.concurrent.Callable<Integer> foreground,
       Path mountpoint, Duration timeout, boolean check, Runnable made) throws IOException {
@@ -273,20 +274,7 @@ public final class Background {
         ProcessHandle.current().pid());
     int[] status = {-1};
     java.util.concurrent.atomic.AtomicBoolean ended = new java.util.concurrent.atomic.AtomicBoolean();
-    java.util.concurrent.atomic.AtomicBoolean inKernel =
-        new java.util.concurrent.atomic.AtomicBoolean();
-    FuseMount.whileMaking(own, new FuseMount.Making() {
-      @Override
-      public void mounted() {
-        inKernel.set(true);
-        FuseMount.signalChange();
-      }
-
-      @Override
-      public void answered() {
-        made.run();
-      }
-    });
+    FuseMount.whileMaking(own, made);
     try {
       MOUNT_THREADS.execute(() -> {
         Thread self = Thread.currentThread();
@@ -315,11 +303,9 @@ public final class Background {
       long seen = FuseMount.changes();
       // this command's mount: another may have won the mountpoint meanwhile
       boolean alive = !ended.get(); // before looking: a command that ends has mounted or failed
-      // the kernel has it (requests wait there until INIT is answered, as with a libfuse
-      // mount that daemonizes), or it answers (a mount of jnr-fuse, or one taken over)
-      boolean ours = inKernel.get() || FuseMount.live().stream()
+      boolean ours = FuseMount.live().stream()
           .anyMatch(m -> m.owner() == own && m.mountpoint().equals(realOrSame(mp)));
-      if (ours) {
+      if (ours) { // FuseMount.mount lists it once it answers
         synchronized (said) {
           keep.set(false);
           said.reset();

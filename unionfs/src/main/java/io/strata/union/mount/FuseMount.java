@@ -296,16 +296,11 @@ public final class FuseMount implements AutoCloseable {
       Settings s = settings;
       FuseMount m = s.transport() == Transport.KERNEL
           ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
-      Making making = MAKING.get(io.strata.layers.base.Invocation.current());
-      if (m.kernel != null) {
-        // mount(2) is done: known by its id at once, before anyone is told the mount is there
-        // (who may unmount it, and mount something else there, before INIT is answered)
-        if (!m.elsewhere) {
-          m.identify(below);
-        }
-        if (making != null) {
-          making.mounted();
-        }
+      Runnable answered = MAKING.get(io.strata.layers.base.Invocation.current());
+      if (m.kernel != null && !m.elsewhere) {
+        // mount(2) is done: known by its id at once, before anyone may unmount it and mount
+        // something else there
+        m.identify(below);
       }
       m.awaitAnswer(timeout);
       if (m.kernel == null && !m.elsewhere) {
@@ -313,8 +308,8 @@ public final class FuseMount implements AutoCloseable {
       }
       LIVE.add(m);
       signalChange();
-      if (making != null) {
-        making.answered();
+      if (answered != null) {
+        answered.run();
       }
       return m;
     } catch (IOException | RuntimeException e) {
@@ -415,8 +410,8 @@ public final class FuseMount implements AutoCloseable {
           return;
         }
         if (kernel.ended() && kernel.failure() == null) {
-          // unmounted before INIT came (its command returned at mount(2), and its user
-          // unmounted it at once): a mount that has come and gone, not one that failed
+          // unmounted before INIT came (an unmount racing the mount, umount2 or an abort,
+          // which need no answer): a mount that has come and gone, not one that failed
           return;
         }
         if (elsewhere) {
@@ -662,26 +657,15 @@ public final class FuseMount implements AutoCloseable {
   }
 
   /**
-   * What a command that waits for its mount is told: that the kernel has it, and that it
-   * answers. Requests wait in the kernel from the first until INIT is answered, so a daemon's
-   * background mount returns to its client at the first, as a libfuse mount that daemonizes
-   * (fuse-overlayfs) returns once mount(2) is done: its INIT is answered while the client
-   * exits (0.4-0.6 ms of a mount in the daemon, timed by marks).
+   * Told once the mount that a command makes answers and is listed: the daemon's stop waits
+   * for mounts being made until then (Background), also when their client gave up waiting.
    */
-  public interface Making {
-    /** The kernel has the mount (strata's own transport only). */
-    void mounted();
-
-    /** The mount answers and is listed. */
-    void answered();
-  }
-
-  private static final java.util.Map<io.strata.layers.base.Invocation, Making> MAKING =
+  private static final java.util.Map<io.strata.layers.base.Invocation, Runnable> MAKING =
       new java.util.concurrent.ConcurrentHashMap<>();
 
-  /** From now on the mount that the command {@code owner} makes tells {@code making}. */
-  public static void whileMaking(io.strata.layers.base.Invocation owner, Making making) {
-    MAKING.put(owner, making);
+  /** From now on the mount that the command {@code owner} makes runs {@code answered}. */
+  public static void whileMaking(io.strata.layers.base.Invocation owner, Runnable answered) {
+    MAKING.put(owner, answered);
   }
 
   /** Ends {@link #whileMaking}. */
