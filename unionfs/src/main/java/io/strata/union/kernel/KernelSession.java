@@ -343,9 +343,7 @@ public final class KernelSession {
   private synchronized void startWorker(int wfd) {
     String name = "fuse-worker-" + workers++ + " " + mountpoint;
     running++;
-    WORKER_THREADS.execute(() -> {
-      Thread self = Thread.currentThread();
-      self.setName(name);
+    WORKER_THREADS.execute(name, () -> {
       try {
         // as the command that made the mount (its log and streams), as a thread it started would
         io.strata.layers.base.Invocation.run(invocation, () -> {
@@ -354,13 +352,9 @@ public final class KernelSession {
         });
       } catch (Exception e) {
         log.accept("FUSE worker failed: " + e); // serve's own failures are caught there
-      } finally {
-        self.setName(IDLE_WORKER);
       }
     });
   }
-
-  private static final String IDLE_WORKER = "fuse-worker (idle)";
 
   /** For tests: runs in a worker about to read a request while INIT is not answered. */
   static volatile Runnable beforeInit;
@@ -370,23 +364,9 @@ public final class KernelSession {
    * per worker made every mount's INIT wait until it ran (0.25-0.35 ms of a daemon's mount,
    * timed by marks in the daemon), and podman mounts and unmounts a root per container. Their
    * stacks are deep: the view copies up parents recursively, 2,000 levels in a PATH_MAX path.
-   * Made under the process's invocation, so that an idle thread holds no command's.
    */
-  private static final java.util.concurrent.ExecutorService WORKER_THREADS =
-      new java.util.concurrent.ThreadPoolExecutor(0, Integer.MAX_VALUE, 30,
-          java.util.concurrent.TimeUnit.SECONDS, new java.util.concurrent.SynchronousQueue<>(),
-          r -> {
-            try {
-              return io.strata.layers.base.Invocation.run(
-                  io.strata.layers.base.Invocation.process(), () -> {
-                    Thread t = new Thread(null, r, IDLE_WORKER, 64L << 20);
-                    t.setDaemon(true);
-                    return t;
-                  });
-            } catch (Exception e) {
-              throw new IllegalStateException(e); // a thread's constructor throws none
-            }
-          });
+  private static final io.strata.layers.base.KeptThreads WORKER_THREADS =
+      new io.strata.layers.base.KeptThreads("fuse-worker (idle)", 64L << 20, true);
 
   /** Called by the dispatcher once INIT is answered: from now on workers may be added. */
   private void afterInit(boolean passthrough, int minor) {

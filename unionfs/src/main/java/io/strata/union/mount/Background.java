@@ -190,23 +190,12 @@ public final class Background {
   private static void startThread(java.util.concurrent.Callable<Integer> foreground,
       Path mountpoint, Duration timeout, boolean check) throws IOException {
     MAKING.incrementAndGet();
-    java.util.concurrent.atomic.AtomicBoolean counted =
-        new java.util.concurrent.atomic.AtomicBoolean(true);
-    // counted until the mount answers or its command ends, which may be after this returns
-    Runnable made = () -> {
-      if (counted.getAndSet(false)) {
-        synchronized (MAKING) {
-          MAKING.decrementAndGet();
-          MAKING.notifyAll();
-        }
-      }
-    };
-    boolean started = false;
     try {
-      started = startThreadCounted(foreground, mountpoint, timeout, check, made);
+      startThreadCounted(foreground, mountpoint, timeout, check);
     } finally {
-      if (!started) {
-        made.run();
+      synchronized (MAKING) {
+        MAKING.decrementAndGet();
+        MAKING.notifyAll();
       }
     }
   }
@@ -235,13 +224,8 @@ public final class Background {
     return true;
   }
 
-  /**
-   * As {@link #startThread}; true once the mount's command is started, from when {@code made}
-   * is run by that command (its mount answers, or it ends), not by the caller (who may have
-   * given up waiting).
-   */
-  private static boolean startThreadCounted(java.util.concurrent.Callable<Integer> foreground,
-      Path mountpoint, Duration timeout, boolean check, Runnable made) throws IOException {
+  private static void startThreadCounted(java.util.concurrent.Callable<Integer> foreground,
+      Path mountpoint, Duration timeout, boolean check) throws IOException {
     Path mp = mountpoint.toAbsolutePath().normalize();
     if (check && Mounts.isMountpoint(mp)) {
       throw new IOException(mp + " is already a mountpoint (`strata umount " + mp + "` first)");
@@ -274,30 +258,19 @@ public final class Background {
         ProcessHandle.current().pid());
     int[] status = {-1};
     java.util.concurrent.atomic.AtomicBoolean ended = new java.util.concurrent.atomic.AtomicBoolean();
-    FuseMount.whileMaking(own, made);
-    try {
-      MOUNT_THREADS.execute(() -> {
-        Thread self = Thread.currentThread();
-        self.setName("mount " + mp);
-        DETACHED.set(true);
-        try {
-          status[0] = io.strata.layers.base.Invocation.run(own, foreground);
-        } catch (Exception e) {
-          both.println("strata: " + e.getMessage());
-          status[0] = 1;
-        } finally {
-          FuseMount.doneMaking(own);
-          DETACHED.remove();
-          self.setName(IDLE_MOUNT);
-          ended.set(true);
-          made.run();
-          FuseMount.signalChange(); // the waiter below looks again
-        }
-      });
-    } catch (RuntimeException e) { // no thread to be had
-      FuseMount.doneMaking(own);
-      throw e;
-    }
+    MOUNT_THREADS.execute("mount " + mp, () -> {
+      DETACHED.set(true);
+      try {
+        status[0] = io.strata.layers.base.Invocation.run(own, foreground);
+      } catch (Exception e) {
+        both.println("strata: " + e.getMessage());
+        status[0] = 1;
+      } finally {
+        DETACHED.remove();
+        ended.set(true);
+        FuseMount.signalChange(); // the waiter below looks again
+      }
+    });
     long deadline = System.nanoTime() + timeout.toNanos();
     while (true) {
       long seen = FuseMount.changes();
@@ -310,7 +283,7 @@ public final class Background {
           keep.set(false);
           said.reset();
         }
-        return true;
+        return;
       }
       if (!alive && !ours) {
         String out;
@@ -332,26 +305,13 @@ public final class Background {
     }
   }
 
-  private static final String IDLE_MOUNT = "mount (idle)";
-
   /**
    * The threads that make background mounts (a mount's command ends once its mount answers;
-   * the mount's workers serve it from then on), kept 30 s once idle: a thread started per
-   * mount was 0.4-0.6 ms of every mount in the daemon (timed by marks), and podman mounts a
-   * root per container. Made under the process's invocation, so that an idle thread holds no
-   * command's.
+   * the mount's workers serve it from then on): a thread started per mount was 0.4-0.6 ms of
+   * every mount in the daemon (timed by marks), and podman mounts a root per container.
    */
-  private static final java.util.concurrent.ExecutorService MOUNT_THREADS =
-      new java.util.concurrent.ThreadPoolExecutor(0, Integer.MAX_VALUE, 30,
-          java.util.concurrent.TimeUnit.SECONDS, new java.util.concurrent.SynchronousQueue<>(),
-          r -> {
-            try {
-              return io.strata.layers.base.Invocation.run(
-                  io.strata.layers.base.Invocation.process(), () -> new Thread(r, IDLE_MOUNT));
-            } catch (Exception e) {
-              throw new IllegalStateException(e); // a thread's constructor throws none
-            }
-          });
+  private static final io.strata.layers.base.KeptThreads MOUNT_THREADS =
+      new io.strata.layers.base.KeptThreads("mount (idle)", 0, false);
 
   private static Path realOrSame(Path p) {
     try {

@@ -296,7 +296,6 @@ public final class FuseMount implements AutoCloseable {
       Settings s = settings;
       FuseMount m = s.transport() == Transport.KERNEL
           ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
-      Runnable answered = MAKING.get(io.strata.layers.base.Invocation.current());
       if (m.kernel != null && !m.elsewhere) {
         // mount(2) is done: known by its id at once, before anyone may unmount it and mount
         // something else there
@@ -308,9 +307,6 @@ public final class FuseMount implements AutoCloseable {
       }
       LIVE.add(m);
       signalChange();
-      if (answered != null) {
-        answered.run();
-      }
       return m;
     } catch (IOException | RuntimeException e) {
       lock.close();
@@ -654,23 +650,6 @@ public final class FuseMount implements AutoCloseable {
     } else {
       loop.join();
     }
-  }
-
-  /**
-   * Told once the mount that a command makes answers and is listed: the daemon's stop waits
-   * for mounts being made until then (Background), also when their client gave up waiting.
-   */
-  private static final java.util.Map<io.strata.layers.base.Invocation, Runnable> MAKING =
-      new java.util.concurrent.ConcurrentHashMap<>();
-
-  /** From now on the mount that the command {@code owner} makes runs {@code answered}. */
-  public static void whileMaking(io.strata.layers.base.Invocation owner, Runnable answered) {
-    MAKING.put(owner, answered);
-  }
-
-  /** Ends {@link #whileMaking}. */
-  public static void doneMaking(io.strata.layers.base.Invocation owner) {
-    MAKING.remove(owner);
   }
 
   /** The mounts this process serves (a daemon serves many). */
