@@ -781,7 +781,7 @@ final class Dispatcher {
         if (Boolean.TRUE.equals(n.noXattrs)) {
           // known to have none: no disk access, and no exception (unwinding a thrown one
           // through compiled frames showed in profiles of `ls -l`, one query per file)
-          return Posix.ENODATA;
+          return UnionView.missingXattr(name);
         }
         byte[] v;
         try {
@@ -789,7 +789,8 @@ final class Dispatcher {
         } catch (FsException e) {
           // At the second miss, learn whether the node has any xattr at all: a listing such
           // as ls -l asks each file once, so the first miss costs only the one lookup.
-          if (e.errno() == Posix.ENODATA && n.noXattrs == null && n.xattrMisses++ > 0) {
+          if (e.errno() == UnionView.missingXattr(name) && n.noXattrs == null
+              && n.xattrMisses++ > 0) {
             n.noXattrs = view.listxattr(path(id)).isEmpty();
           }
           throw e;

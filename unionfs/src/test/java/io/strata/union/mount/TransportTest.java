@@ -100,6 +100,46 @@ class TransportTest {
     }
   }
 
+  /**
+   * A missing {@code security.selinux} is EOPNOTSUPP ({@link UnionView#missingXattr}), so
+   * `ls -l` asks for it once per mount, not once per file as FUSE, caching no extended
+   * attributes, would make it: 100 files listed again cost one upcall. A file that has a label
+   * still shows it, one set through the mount reads back, and other names stay ENODATA.
+   */
+  @Test
+  void lsAsksForLabelsOncePerMountNotOncePerFile() throws Exception {
+    requireOwnTransport();
+    Path l = tmp.resolve("many");
+    Mounted.run("sh", "-ec", "mkdir -p $1/d; for i in $(seq 1 100); do echo $i > $1/d/f$i;"
+        + " done; echo l > $1/labeled; echo u > $1/unlabeled", "sh", l.toString());
+    Mounted.run("python3", "-c", "import os, sys\n"
+        + "os.setxattr(sys.argv[1], 'security.selinux', b'lower_t\\0')",
+        l.resolve("labeled").toString());
+    try (Mounted s = Mounted.strata(List.of(l), tmp.resolve("su"), tmp.resolve("sw"),
+        tmp.resolve("sm"))) {
+      String got = Mounted.run("python3", "-c", "import errno, os, sys\n"
+          + "def get(n, x='security.selinux'):\n"
+          + "    try:\n"
+          + "        return os.getxattr(os.path.join(sys.argv[1], n), x)\n"
+          + "    except OSError as e:\n"
+          + "        return errno.errorcode[e.errno]\n"
+          + "os.setxattr(os.path.join(sys.argv[1], 'unlabeled'), 'security.selinux',"
+          + " b'upper_t\\0')\n"
+          + "print([get('d/f1'), get('d'), get('labeled'), get('unlabeled'),"
+          + " get('d/f2', 'user.none'), get('d/f3', 'security.capability')])",
+          s.mountpoint.toString());
+      // errno 95, EOPNOTSUPP, is named ENOTSUP by Python
+      assertThat(got.trim()).isEqualTo("['ENOTSUP', 'ENOTSUP', b'lower_t\\x00',"
+          + " b'upper_t\\x00', 'ENODATA', 'ENODATA']");
+      String d = s.mountpoint.resolve("d").toString();
+      String first = Mounted.run("ls", "-l", d);
+      long before = s.fuse().stats().getOrDefault("GETXATTR", 0L);
+      assertThat(Mounted.run("ls", "-l", d)).isEqualTo(first).contains(" f100\n");
+      long asked = s.fuse().stats().getOrDefault("GETXATTR", 0L) - before;
+      assertThat(asked).as("GETXATTR upcalls of a second ls -l of 100 files").isBetween(0L, 2L);
+    }
+  }
+
   private FuseMount mount(Path lower, FuseMount.Settings settings, List<String> log)
       throws Exception {
     Path upper = Files.createDirectories(tmp.resolve("upper"));
