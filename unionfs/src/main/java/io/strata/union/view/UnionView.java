@@ -642,7 +642,7 @@ public final class UnionView implements AutoCloseable {
       Loc real = resolve(path).real();
       byte[] v = RawFs.lgetxattr(real.dirfd(), real.rel(), name);
       if (v == null) {
-        throw new FsException(Posix.ENODATA, name);
+        throw new FsException(missingXattr(name), name);
       }
       return v;
     } catch (IOException e) {
