@@ -140,6 +140,29 @@ class TransportTest {
     }
   }
 
+  /**
+   * Every chunk of a listing is a READDIRPLUS, so the stats that find, ls -l or du make after
+   * reading a directory are answered from it. With READDIRPLUS_AUTO the kernel asked PLUS
+   * for the first chunk only, and each of the other names was a LOOKUP (about 830 here).
+   */
+  @Test
+  void aListingAnswersTheStatsThatFollowIt() throws Exception {
+    requireOwnTransport();
+    Path l = tmp.resolve("wide");
+    Mounted.run("sh", "-ec", "mkdir -p $1/d; cd $1/d; for i in $(seq 1000 1999); do"
+        + " echo $i > file-with-a-longer-name-$i; done", "sh", l.toString());
+    try (Mounted s = Mounted.strata(List.of(l), tmp.resolve("su"), tmp.resolve("sw"),
+        tmp.resolve("sm"))) {
+      String sizes = Mounted.run("find", s.mountpoint.resolve("d").toString(), "-type", "f",
+          "-printf", "%s\\n");
+      assertThat(sizes.split("\n")).hasSize(1000).containsOnly("5");
+      Map<String, Long> st = s.fuse().stats();
+      assertThat(st.getOrDefault("READDIRPLUS", 0L)).isGreaterThan(1L);
+      assertThat(st.getOrDefault("LOOKUP", 0L)).as("LOOKUPs after listing 1,000 names")
+          .isLessThan(10L);
+    }
+  }
+
   private FuseMount mount(Path lower, FuseMount.Settings settings, List<String> log)
       throws Exception {
     Path upper = Files.createDirectories(tmp.resolve("upper"));
