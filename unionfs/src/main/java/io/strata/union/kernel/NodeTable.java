@@ -68,7 +68,21 @@ final class NodeTable {
   }
 
   /** A name of a node: an entry in a parent directory. */
-  record Name(long parent, String name) {}
+  record Name(long parent, String name) {
+    /**
+     * Not the record's own hash (31 times the parent's plus the name's): node ids are handed
+     * out in order, and names that differ in their last characters differ in their hashes by
+     * small multiples of 31, so the two cancel. A hundred directories listed one after the
+     * other, each holding f0000 to f0999, gave their 100,000 names 3,880 hashes, up to 37
+     * names to one, and every lookup of the table compared its way along such a chain (the
+     * top of a cold stat walk's profile). The parent is spread by a multiply first.
+     */
+    @Override
+    public int hashCode() {
+      long h = (parent * 0x9E3779B97F4A7C15L + name.hashCode()) * 0xBF58476D1CE4E5B9L;
+      return (int) (h ^ (h >>> 32));
+    }
+  }
 
   // ---------------------------------------------------------------- a node's names
 

@@ -52,4 +52,20 @@ class NodeIndexTest {
       }
     }
   }
+
+  /**
+   * Names keyed by parent and name spread over the hash space as a stat walk makes them: a
+   * hundred directories with ids in order, each with f0000 to f0999. The record's own hash gave
+   * these 3,880 values.
+   */
+  @Test
+  void namesOfNumberedFilesInNumberedDirectoriesDoNotCollide() {
+    java.util.Set<Integer> hashes = new java.util.HashSet<>();
+    for (long parent = 2; parent < 102; parent++) {
+      for (int i = 0; i < 1000; i++) {
+        hashes.add(new NodeTable.Name(parent, String.format("f%04d", i)).hashCode());
+      }
+    }
+    assertThat(hashes.size()).isGreaterThan(99_000);
+  }
 }
