@@ -617,14 +617,14 @@ public final class UnionView implements AutoCloseable {
 
   /**
    * The errno of a getxattr of {@code name} on a file that does not have it: ENODATA, except
-   * for a missing {@code security.selinux}, which is EOPNOTSUPP: a deliberate difference from
-   * kernel overlayfs, which answers ENODATA. Where SELinux is enabled
-   * the kernel answers that name from the LSM's label without asking the filesystem, so strata
-   * is asked only on hosts without SELinux, where no file has a label in force. To a caller
-   * that probes labels EOPNOTSUPP means "this filesystem has none", and ls (gnulib's
-   * getfilecon cache) then stops asking for the whole mount: without it `ls -l` makes one
-   * upcall per file, since FUSE caches no extended attributes. A file that does carry the
-   * attribute still returns it; setting and removing it are unchanged.
+   * for a missing {@code security.selinux}, which is EOPNOTSUPP, a deliberate difference from
+   * kernel overlayfs (ENODATA). Where SELinux is enabled the kernel answers that name from the
+   * LSM's label without asking the filesystem, so strata is asked only on hosts without
+   * SELinux, where no file has a label in force. To a caller that probes labels EOPNOTSUPP
+   * means "this filesystem has none", and ls (gnulib's getfilecon cache) then stops asking for
+   * the whole mount: without it `ls -l` makes one upcall per file, since FUSE caches no
+   * extended attributes. A file that does carry the attribute still returns it; setting and
+   * removing it are unchanged.
    */
   public static int missingXattr(String name) {
     return SELINUX.equals(name) ? Posix.EOPNOTSUPP : Posix.ENODATA;

@@ -143,7 +143,7 @@ class TransportTest {
   /**
    * Every chunk of a listing is a READDIRPLUS, so the stats that find, ls -l or du make after
    * reading a directory are answered from it. With READDIRPLUS_AUTO the kernel asked PLUS
-   * for the first chunk only, and each of the other names was a LOOKUP (about 830 here).
+   * for the first chunk only, and each of the other names was a LOOKUP (this test failed so).
    */
   @Test
   void aListingAnswersTheStatsThatFollowIt() throws Exception {
