@@ -200,9 +200,30 @@ public final class RawFs {
 
   // ---------------------------------------------------------------- calls
 
+  /**
+   * statx's answer buffer, one per thread: lstat is the call a listing makes for every entry
+   * of every layer, and a cold walk of 100,000 files allocated one per call.
+   */
+  private static final ThreadLocal<byte[]> STATX_BUF = ThreadLocal.withInitial(() -> new byte[256]);
+
   /** The attributes of {@code rel} itself (not following a final symlink), or null if absent. */
   public static Statx lstat(int dirfd, String rel) throws IOException {
-    byte[] buf = new byte[256];
+    return lstat(dirfd, rel, Statx::new);
+  }
+
+  /** Makes a caller's own record of what statx(2) said, with no {@link Statx} in between. */
+  @FunctionalInterface
+  public interface StatxReader<T> {
+    T read(long ino, int mode, long nlink, int uid, int gid, long rdev, long size, long blocks,
+        long atimeNanos, long mtimeNanos, long ctimeNanos, long dev, long btimeNanos);
+  }
+
+  /**
+   * lstat of {@code rel} read straight into the caller's record (null if absent): the union's
+   * listings lstat every entry of every layer.
+   */
+  public static <T> T lstat(int dirfd, String rel, StatxReader<T> reader) throws IOException {
+    byte[] buf = STATX_BUF.get(); // read before this returns; nothing in between calls lstat
     try (At a = at(dirfd, rel)) {
       int flags = AT_SYMLINK_NOFOLLOW | (rel.isEmpty() ? AT_EMPTY_PATH : 0);
       if (LIBC.statx(a.dirfd(), rel.isEmpty() ? z("") : a.path(), flags,
@@ -214,7 +235,7 @@ public final class RawFs {
         throw new Posix.PosixException("statx", Path.of(display(rel)), e);
       }
     }
-    return Statx.parse(buf);
+    return Statx.read(buf, reader);
   }
 
   /** The attributes of what the absolute path {@code p} names, following symlinks. */
@@ -287,16 +308,41 @@ public final class RawFs {
     public static final long NO_BTIME = Long.MIN_VALUE;
 
     static Statx parse(byte[] buf) {
-      ByteBuffer b = ByteBuffer.wrap(buf).order(ByteOrder.nativeOrder());
-      return new Statx(b.getLong(32), b.getShort(28) & 0xffff, b.getInt(16) & 0xffffffffL,
-          b.getInt(20), b.getInt(24), Posix.makedev(b.getInt(128), b.getInt(132)), b.getLong(40),
-          b.getLong(48), time(b, 64), time(b, 112), time(b, 96),
-          Posix.makedev(b.getInt(136), b.getInt(140)),
-          (b.getInt(0) & STATX_BTIME) != 0 ? time(b, 80) : NO_BTIME);
+      return read(buf, Statx::new);
     }
 
-    private static long time(ByteBuffer b, int at) {
-      return b.getLong(at) * 1_000_000_000L + (b.getInt(at + 8) & 0xffffffffL);
+    /** struct statx's fields, read from the buffer in place (no ByteBuffer around it). */
+    static <T> T read(byte[] b, StatxReader<T> reader) {
+      return reader.read(i64(b, 32), u16(b, 28), i32(b, 16) & 0xffffffffL, i32(b, 20),
+          i32(b, 24), Posix.makedev(i32(b, 128), i32(b, 132)), i64(b, 40), i64(b, 48),
+          time(b, 64), time(b, 112), time(b, 96), Posix.makedev(i32(b, 136), i32(b, 140)),
+          (i32(b, 0) & STATX_BTIME) != 0 ? time(b, 80) : NO_BTIME);
+    }
+
+    private static final java.lang.invoke.VarHandle I64 =
+        java.lang.invoke.MethodHandles.byteArrayViewVarHandle(long[].class,
+            ByteOrder.nativeOrder());
+    private static final java.lang.invoke.VarHandle I32 =
+        java.lang.invoke.MethodHandles.byteArrayViewVarHandle(int[].class,
+            ByteOrder.nativeOrder());
+    private static final java.lang.invoke.VarHandle I16 =
+        java.lang.invoke.MethodHandles.byteArrayViewVarHandle(short[].class,
+            ByteOrder.nativeOrder());
+
+    private static long i64(byte[] b, int at) {
+      return (long) I64.get(b, at);
+    }
+
+    private static int i32(byte[] b, int at) {
+      return (int) I32.get(b, at);
+    }
+
+    private static int u16(byte[] b, int at) {
+      return ((short) I16.get(b, at)) & 0xffff;
+    }
+
+    private static long time(byte[] b, int at) {
+      return i64(b, at) * 1_000_000_000L + (i32(b, at + 8) & 0xffffffffL);
     }
   }
 

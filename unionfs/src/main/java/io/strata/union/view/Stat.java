@@ -9,9 +9,12 @@ final class Stat {
 
   /** The attributes of the file itself, or null when it does not exist. */
   static Attr lstat(Loc l) throws IOException {
-    RawFs.Statx s = RawFs.lstat(l.dirfd(), l.rel());
-    return s == null ? null : new Attr(s.ino(), s.mode(), s.nlink(), s.uid(), s.gid(), s.rdev(),
-        s.size(), s.blocks(), s.atimeNanos(), s.mtimeNanos(), s.ctimeNanos(), false,
-        s.btimeNanos());
+    return RawFs.lstat(l.dirfd(), l.rel(), Stat::attr);
+  }
+
+  private static Attr attr(long ino, int mode, long nlink, int uid, int gid, long rdev,
+      long size, long blocks, long atime, long mtime, long ctime, long dev, long btime) {
+    return new Attr(ino, mode, nlink, uid, gid, rdev, size, blocks, atime, mtime, ctime, false,
+        btime);
   }
 }
