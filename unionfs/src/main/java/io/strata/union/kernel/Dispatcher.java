@@ -450,11 +450,16 @@ final class Dispatcher {
     c.n = 0;
   }
 
+  /** Requests served by every mount of this process (see KernelSession#requestsServed). */
+  static final java.util.concurrent.atomic.LongAdder REQUESTS =
+      new java.util.concurrent.atomic.LongAdder();
+
   /**
    * Parses and answers a frame of {@code n} bytes: a frame whose header is whole but lies gets
    * EINVAL, one shorter than a header is dropped (0: nothing to write).
    */
   int serve(Request in, int n, Reply out, Pointer inMem, Pointer outMem) {
+    REQUESTS.increment();
     try {
       in.parse(n);
     } catch (Request.BadFrame e) {
@@ -1297,10 +1302,9 @@ final class Dispatcher {
         if (e.name().equals(".") || e.name().equals("..")) {
           out.entry(0, null, 0, 0);
         } else {
-          String p = dirPath.length() == 1 ? "/" + e.name() : dirPath + "/" + e.name();
           Attr a;
           try {
-            a = view.getattr(p);
+            a = view.getattr(dirPath, e.name());
           } catch (FsException gone) {
             continue; // removed since the listing was taken
           }

@@ -58,6 +58,7 @@ final class Lookup {
   Lookup(List<Loc> lowerRoots, Loc upperRoot, LowerTree lowerTree, String originXattr) {
     this.lowerRoots = lowerRoots;
     this.upperRoot = upperRoot;
+    this.rootStep = new Step(upperRoot, lowerRoots.isEmpty() ? null : "", false);
     this.lowerTree = lowerTree;
     this.originXattr = originXattr;
     this.steps = Caffeine.newBuilder().maximumSize(MAX_OPEN_STEPS).recordStats()
@@ -76,6 +77,9 @@ final class Lookup {
    * child costs one short *at call whatever the depth.
    */
   private record Step(Loc upper, String lower, boolean owned) {}
+
+  /** The root directory's step. */
+  private final Step rootStep;
 
   /**
    * Resolves a relative path: its parent's {@link Step} comes from the cache of directory
@@ -101,8 +105,29 @@ final class Lookup {
     }
   }
 
+  /**
+   * Resolves {@code name} in the directory {@code relDir} ("" for the root): resolveRel of the
+   * path they make, without taking that path apart again (a listing's entries, one by one).
+   */
+  Node resolveChild(String relDir, String name) throws FsException {
+    try {
+      return lookup(step(relDir), relDir.isEmpty() ? name : relDir + "/" + name, name);
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } catch (UncheckedIOException e) {
+      throw FsException.from(e.getCause());
+    }
+  }
+
   /** The step of the directory {@code dir}: cached, or resolved from its nearest cached ancestor. */
   private Step step(String dir) throws FsException, IOException {
+    if (dir.isEmpty()) {
+      return rootStep;
+    }
+    Step cached = steps.getIfPresent(dir);
+    if (cached != null) {
+      return cached; // nearly always: no list of missing ancestors to make
+    }
     java.util.ArrayDeque<String> missing = new java.util.ArrayDeque<>();
     Step s = null;
     String d = dir;
@@ -111,7 +136,7 @@ final class Lookup {
       d = UnionView.parentOf(d);
     }
     if (s == null) {
-      s = new Step(upperRoot, lowerRoots.isEmpty() ? null : "", false);
+      s = rootStep;
     }
     while (!missing.isEmpty()) {
       String sub = missing.pop();

@@ -306,6 +306,27 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
+  /**
+   * The attributes of {@code name} in the directory {@code dirPath}: what getattr of the path
+   * they make answers, without building that path and taking it apart again (READDIRPLUS asks
+   * this for every entry of a listing).
+   */
+  public Attr getattr(String dirPath, String name) throws FsException {
+    String dir = rel(dirPath);
+    if (name.length() > MAX_NAME) {
+      throw new FsException(Posix.ENAMETOOLONG, "name too long in " + dirPath);
+    }
+    if (name.indexOf('/') >= 0) {
+      throw new FsException(Posix.EINVAL, "bad name " + name);
+    }
+    lockRead();
+    try {
+      return attrOf(lookup.resolveChild(dir, name));
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
   /** The path of an open file now (it follows renames), or null once its names are gone. */
   public String openPath(long fh) {
     OpenFiles.OpenFile f = files.peek(fh);
