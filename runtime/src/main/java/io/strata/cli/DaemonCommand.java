@@ -79,7 +79,8 @@ public final class DaemonCommand implements Callable<Integer> {
     }
     clearAfterADeadDaemon();
     server.trimWhenIdle(Duration.ofSeconds(10),
-        () -> io.strata.union.view.UnionView.dropKeptLowerTrees(false));
+        () -> io.strata.union.view.UnionView.dropKeptLowerTrees(false),
+        io.strata.union.kernel.KernelSession::requestsServed);
     warmUp(where.getParent());
     DaemonServer.logLine("serving on " + where + " (pid " + ProcessHandle.current().pid() + ")");
     server.serve();

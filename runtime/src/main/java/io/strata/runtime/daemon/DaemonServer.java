@@ -164,24 +164,37 @@ public final class DaemonServer implements AutoCloseable {
   }
 
   /**
-   * Gives memory back once the daemon is idle: {@code every} so often, if commands were served
-   * since the last look and none runs now, a full collection, after which the heap shrinks to
-   * what is live (the daemon runs with a small MaxHeapFreeRatio). A burst of commands (fifty
-   * mounts) leaves garbage that would otherwise stay resident until the next burst; the C
-   * heap's free memory (buffers of mounts that ended) is handed back too (malloc_trim).
-   * {@code released} is asked each time whether something else let go of memory meanwhile
-   * (lower trees kept after their last mount, whose time is up).
+   * Gives memory back once the daemon is idle: at most once every {@code every}, if commands
+   * were served since the last look and none runs now, a full collection, after which the heap
+   * shrinks to what is live (the daemon runs with a small MaxHeapFreeRatio). A burst of
+   * commands (fifty mounts) leaves garbage that would otherwise stay resident until the next
+   * burst; the C heap's free memory (buffers of mounts that ended) is handed back too
+   * (malloc_trim). {@code released} is asked at each look whether something else let go of
+   * memory meanwhile (lower trees kept after their last mount, whose time is up). {@code work}
+   * counts what the mounts serve: a look waits for a second in which it stood still. A
+   * collection in the middle of a cold walk, ten seconds after the walk's mount command, cost
+   * the walk 0.1-0.25 s, and the heap it shrank had to grow again through more of them.
    */
-  public void trimWhenIdle(java.time.Duration every, java.util.function.BooleanSupplier released) {
+  public void trimWhenIdle(java.time.Duration every, java.util.function.BooleanSupplier released,
+      java.util.function.LongSupplier work) {
     Thread t = new Thread(() -> {
       long seen = 0;
+      long worked = work.getAsLong();
+      long looked = System.nanoTime();
       boolean freed = false;
       while (!closed) {
         try {
-          Thread.sleep(every.toMillis());
+          Thread.sleep(Math.min(1000, every.toMillis()));
         } catch (InterruptedException e) {
           return;
         }
+        long working = work.getAsLong();
+        boolean quiet = working == worked; // the mounts served nothing in the last second
+        worked = working;
+        if (!quiet || System.nanoTime() - looked < every.toNanos()) {
+          continue;
+        }
+        looked = System.nanoTime();
         long now = served.get();
         freed |= released.getAsBoolean(); // given back at the next idle look
         if ((now != seen || freed) && sessions.isEmpty()) {
