@@ -22,6 +22,9 @@ final class DirectoryMerge {
   }
 
   List<UnionView.DirEntry> list(Node n) throws FsException {
+    if (n.upper() == null) {
+      return lowerOnly(n); // nothing above to hide or replace a name: no maps to fill
+    }
     Map<String, UnionView.DirEntry> out = new java.util.LinkedHashMap<>();
     java.util.Set<String> hidden = new java.util.HashSet<>();
     try {
@@ -63,5 +66,24 @@ final class DirectoryMerge {
       throw FsException.from(e.getCause());
     }
     return new ArrayList<>(out.values());
+  }
+
+  /** The listing of a directory that has no upper directory: its merged lower entries. */
+  private List<UnionView.DirEntry> lowerOnly(Node n) throws FsException {
+    String lowerPath = n.lowerDirPath();
+    LowerTree.Dir d;
+    try {
+      d = lowerPath == null ? null : lowerTree.dir(lowerPath);
+    } catch (UncheckedIOException e) {
+      throw FsException.from(e.getCause());
+    }
+    if (d == null) {
+      return new ArrayList<>();
+    }
+    List<UnionView.DirEntry> out = new ArrayList<>(d.entries().size());
+    for (LowerTree.Entry e : d.entries().values()) {
+      out.add(new UnionView.DirEntry(e.name(), UnionView.compose(e.layer(), e.ino()), e.type()));
+    }
+    return out;
   }
 }

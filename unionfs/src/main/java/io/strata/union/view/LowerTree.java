@@ -607,9 +607,9 @@ final class LowerTree {
                 : Entry.listed(name, layer, child, type));
             if (isDir) {
               subdirs.computeIfAbsent(name, k -> new ArrayList<>()).add(child);
-            } else {
-              hideBelow.add(name);
             }
+            // a file needs no entry in hideBelow: the same name below finds it above and is
+            // dropped by the last branch (which records the name, for the layers below that)
           } else if (above.isDir() && isDir && !hidden.contains(name)) {
             subdirs.get(name).add(child); // merged with the directory above
           } else {
