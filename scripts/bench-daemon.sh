@@ -31,7 +31,8 @@ cleanup() {
   done
 }
 P="podman --root $W/podman --runroot $W/podman-run --runtime runc"
-trap cleanup EXIT
+# at exit, everything but the cached Debian tarball goes (a gigabyte of stores and trees)
+trap 'cleanup; find "$W" -mindepth 1 -maxdepth 1 ! -name debian.tar -exec rm -rf {} +' EXIT
 cleanup
 rm -rf "$W/store" "$W/podman" "$W/podman-run" "$W/p-strata-overlay" "$W/p-fuse-overlayfs" \
   "$W/m" "$W/o" "$W/bundle" "$W/snaps"
