@@ -22,6 +22,7 @@ cleanup() {
     pkill -KILL -u "$U"; sleep 0.5
     userdel "$U"
   fi
+  rm -rf "/tmp/hsperfdata_$U" # the user's JVMs' perf data outlives the user
   [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
   for m in $(awk -v w="$W" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
   chmod "$fuse_mode" /dev/fuse
