@@ -22,68 +22,49 @@ final class DirectoryMerge {
   }
 
   List<UnionView.DirEntry> list(Node n) throws FsException {
-    if (n.upper() == null) {
-      return lowerOnly(n); // nothing above to hide or replace a name: no maps to fill
-    }
-    Map<String, UnionView.DirEntry> out = new java.util.LinkedHashMap<>();
-    java.util.Set<String> hidden = new java.util.HashSet<>();
     try {
+      // what the upper directory shows and hides; null without one (every directory of a cold
+      // walk of an image), and then no maps are filled at all
+      Map<String, UnionView.DirEntry> upper = null;
+      java.util.Set<String> hidden = null;
       if (n.upper() != null) {
-        {
-          for (RawFs.DirEntry de : RawFs.list(n.upper().dirfd(), n.upper().rel())) {
-            String name = de.name();
-            Loc c = n.upper().child(name);
-            if (Markers.isWhiteoutName(name)) {
-              hidden.add(name.substring(Markers.WH_PREFIX.length()));
-              continue;
-            }
-            Attr a = Stat.lstat(c);
-            if (a == null) {
-              continue;
-            }
-            if (Markers.isWhiteoutDevice(a)) {
-              hidden.add(name);
-              continue;
-            }
-            out.put(name, new UnionView.DirEntry(name, lookup.upperIno(c, a), a.type()));
+        upper = new java.util.LinkedHashMap<>();
+        hidden = new java.util.HashSet<>();
+        for (RawFs.DirEntry de : RawFs.list(n.upper().dirfd(), n.upper().rel())) {
+          String name = de.name();
+          Loc c = n.upper().child(name);
+          if (Markers.isWhiteoutName(name)) {
+            hidden.add(name.substring(Markers.WH_PREFIX.length()));
+            continue;
           }
+          Attr a = Stat.lstat(c);
+          if (a == null) {
+            continue;
+          }
+          if (Markers.isWhiteoutDevice(a)) {
+            hidden.add(name);
+            continue;
+          }
+          upper.put(name, new UnionView.DirEntry(name, lookup.upperIno(c, a), a.type()));
         }
       }
+      List<UnionView.DirEntry> out = upper == null ? new ArrayList<>()
+          : new ArrayList<>(upper.values());
       String lowerPath = n.lowerDirPath();
-      if (lowerPath != null) {
-        LowerTree.Dir d = lowerTree.dir(lowerPath);
-        if (d != null) {
-          for (LowerTree.Entry e : d.entries().values()) {
-            if (!out.containsKey(e.name()) && !hidden.contains(e.name())) {
-              out.put(e.name(), new UnionView.DirEntry(e.name(), UnionView.compose(e.layer(), e.ino()), e.type()));
-            }
+      LowerTree.Dir d = lowerPath == null ? null : lowerTree.dir(lowerPath);
+      if (d != null) {
+        for (LowerTree.Entry e : d.entries().values()) {
+          if (upper == null || !upper.containsKey(e.name()) && !hidden.contains(e.name())) {
+            out.add(new UnionView.DirEntry(e.name(), UnionView.compose(e.layer(), e.ino()),
+                e.type()));
           }
         }
       }
+      return out;
     } catch (IOException e) {
       throw FsException.from(e);
     } catch (UncheckedIOException e) {
       throw FsException.from(e.getCause());
     }
-    return new ArrayList<>(out.values());
-  }
-
-  /** The listing of a directory that has no upper directory: its merged lower entries. */
-  private List<UnionView.DirEntry> lowerOnly(Node n) throws FsException {
-    String lowerPath = n.lowerDirPath();
-    LowerTree.Dir d;
-    try {
-      d = lowerPath == null ? null : lowerTree.dir(lowerPath);
-    } catch (UncheckedIOException e) {
-      throw FsException.from(e.getCause());
-    }
-    if (d == null) {
-      return new ArrayList<>();
-    }
-    List<UnionView.DirEntry> out = new ArrayList<>(d.entries().size());
-    for (LowerTree.Entry e : d.entries().values()) {
-      out.add(new UnionView.DirEntry(e.name(), UnionView.compose(e.layer(), e.ino()), e.type()));
-    }
-    return out;
   }
 }
