@@ -171,9 +171,9 @@ public final class DaemonServer implements AutoCloseable {
    * burst; the C heap's free memory (buffers of mounts that ended) is handed back too
    * (malloc_trim). {@code released} is asked at each look whether something else let go of
    * memory meanwhile (lower trees kept after their last mount, whose time is up). {@code work}
-   * counts what the mounts serve: a look waits for a second in which it stood still. A
-   * collection in the middle of a cold walk, ten seconds after the walk's mount command, cost
-   * the walk 0.1-0.25 s, and the heap it shrank had to grow again through more of them.
+   * counts what the mounts serve: a look waits for a second in which it stood still, so that
+   * the collection (30-50 ms of a cold walk's time when one lands in it, by jstat) and the
+   * regrowth of the heap it shrank stay out of busy mounts.
    */
   public void trimWhenIdle(java.time.Duration every, java.util.function.BooleanSupplier released,
       java.util.function.LongSupplier work) {

@@ -527,8 +527,7 @@ public final class KernelSession {
 
   /**
    * FUSE requests served so far by all mounts of this process, over /dev/fuse and io_uring: a
-   * daemon gives memory back only once this stops moving (a full collection in the middle of
-   * a walk cost it 0.1-0.25 s, and the heap it shrank had to grow again).
+   * daemon gives memory back only once this stops moving (see DaemonServer#trimWhenIdle).
    */
   public static long requestsServed() {
     return Dispatcher.REQUESTS.sum();

@@ -37,6 +37,12 @@ class TransportTest {
     return l;
   }
 
+  /** strata over {@code lower}, its upper, work and mountpoint beside it in the test's dir. */
+  private Mounted strataOver(Path lower) throws Exception {
+    return Mounted.strata(List.of(lower), tmp.resolve("su"), tmp.resolve("sw"),
+        tmp.resolve("sm"));
+  }
+
   @Test
   void theNewCasesMatchKernelOverlayfs() throws Exception {
     requireOwnTransport();
@@ -52,8 +58,7 @@ class TransportTest {
       kernel = Mounted.run("python3", script.toString(), k.mountpoint.toString());
       kernelTree = TreeSnapshot.of(k.mountpoint);
     }
-    try (Mounted s = Mounted.strata(List.of(lower), tmp.resolve("su"), tmp.resolve("sw"),
-        tmp.resolve("sm"))) {
+    try (Mounted s = strataOver(lower)) {
       String strata = Mounted.run("python3", script.toString(), s.mountpoint.toString());
       assertThat(strata).isEqualTo(kernel);
       assertThat(TreeSnapshot.of(s.mountpoint)).isEqualTo(kernelTree);
@@ -103,8 +108,9 @@ class TransportTest {
   /**
    * A missing {@code security.selinux} is EOPNOTSUPP ({@link UnionView#missingXattr}), so
    * `ls -l` asks for it once per mount, not once per file as FUSE, caching no extended
-   * attributes, would make it: 100 files listed again cost one upcall. A file that has a label
-   * still shows it, one set through the mount reads back, and other names stay ENODATA.
+   * attributes, would make it: 100 files listed again cost at most two upcalls. A file that
+   * has a label still shows it, one set through the mount reads back, and other names stay
+   * ENODATA.
    */
   @Test
   void lsAsksForLabelsOncePerMountNotOncePerFile() throws Exception {
@@ -115,8 +121,7 @@ class TransportTest {
     Mounted.run("python3", "-c", "import os, sys\n"
         + "os.setxattr(sys.argv[1], 'security.selinux', b'lower_t\\0')",
         l.resolve("labeled").toString());
-    try (Mounted s = Mounted.strata(List.of(l), tmp.resolve("su"), tmp.resolve("sw"),
-        tmp.resolve("sm"))) {
+    try (Mounted s = strataOver(l)) {
       String got = Mounted.run("python3", "-c", "import errno, os, sys\n"
           + "def get(n, x='security.selinux'):\n"
           + "    try:\n"
@@ -151,8 +156,7 @@ class TransportTest {
     Path l = tmp.resolve("wide");
     Mounted.run("sh", "-ec", "mkdir -p $1/d; cd $1/d; for i in $(seq 1000 1999); do"
         + " echo $i > file-with-a-longer-name-$i; done", "sh", l.toString());
-    try (Mounted s = Mounted.strata(List.of(l), tmp.resolve("su"), tmp.resolve("sw"),
-        tmp.resolve("sm"))) {
+    try (Mounted s = strataOver(l)) {
       String sizes = Mounted.run("find", s.mountpoint.resolve("d").toString(), "-type", "f",
           "-printf", "%s\\n");
       assertThat(sizes.split("\n")).hasSize(1000).containsOnly("5");
