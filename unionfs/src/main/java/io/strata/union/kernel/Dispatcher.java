@@ -55,6 +55,12 @@ final class Dispatcher {
   /** Whether to accept FUSE over io_uring when INIT offers it, and whether it was. */
   private volatile boolean wantRing;
   private volatile boolean ring;
+  /**
+   * FUSE_HANDLE_KILLPRIV_V2 taken: strata takes set-user-ID and set-group-ID off files written,
+   * truncated or given away, and the kernel, with SB_NOSEC, asks for a file's
+   * {@code security.capability} before its first write only, not before every write.
+   */
+  private volatile boolean killpriv;
   private final AtomicLongArray counts = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
   /** Requests answered with an error, by opcode: a failing program's trail in the stats. */
   private final AtomicLongArray errors = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
@@ -697,21 +703,32 @@ final class Dispatcher {
       }
       case Fuse.OPEN: {
         int flags = in.u32();
-        in.u32();
+        int openFlags = in.u32();
         NodeTable.Node n = node(id);
         long fh = view.open(path(id), flags);
-        openReply(out, n, fh);
+        try {
+          if ((openFlags & Fuse.OPEN_KILL_SUIDGID) != 0 && killpriv) {
+            killPrivileges(n, fh); // open(O_TRUNC) by a caller without CAP_FSETID
+          }
+          openReply(out, n, fh);
+        } catch (FsException | RuntimeException e) {
+          view.release(fh);
+          throw e;
+        }
         return 0;
       }
       case Fuse.CREATE: {
         int flags = in.u32();
         int mode = in.u32();
         in.u32();
-        in.u32();
+        int openFlags = in.u32();
         String name = in.name();
         String p = child(id, name);
         long fh = view.create(p, mode, flags, in.uid, in.gid);
         try {
+          if ((openFlags & Fuse.OPEN_KILL_SUIDGID) != 0 && killpriv) {
+            view.killSuidSgid(p); // O_TRUNC of a file that another name made meanwhile
+          }
           entry(out, id, name, p, true);
           NodeTable.Node n = nodes.get(COUNTED.get().last());
           openReply(out, n, fh);
@@ -734,10 +751,14 @@ final class Dispatcher {
         long fh = in.u64();
         long offset = in.u64();
         int size = in.u32();
-        in.skip(4 + 8 + 4 + 4);
+        int writeFlags = in.u32();
+        in.skip(8 + 4 + 4);
         if (size < 0 || size > in.remaining()) {
           throw new Request.BadFrame("WRITE of " + Integer.toUnsignedString(size)
               + " bytes in a frame with " + in.remaining());
+        }
+        if ((writeFlags & Fuse.WRITE_KILL_SUIDGID) != 0 && killpriv) {
+          killPrivileges(node(id), fh);
         }
         int n = view.write(fh, inMem.slice(in.position()), size, offset);
         out.u32(n).u32(0);
@@ -1024,7 +1045,8 @@ final class Dispatcher {
     // LOOKUPs and 2.3 s with PLUS throughout). Strata has every entry's attributes at hand.
     long want = Fuse.ASYNC_READ | Fuse.ATOMIC_O_TRUNC | Fuse.BIG_WRITES | Fuse.AUTO_INVAL_DATA
         | Fuse.DO_READDIRPLUS | Fuse.ASYNC_DIO | Fuse.PARALLEL_DIROPS
-        | Fuse.POSIX_ACL | Fuse.MAX_PAGES | Fuse.CACHE_SYMLINKS | Fuse.INIT_EXT;
+        | Fuse.POSIX_ACL | Fuse.MAX_PAGES | Fuse.CACHE_SYMLINKS | Fuse.HANDLE_KILLPRIV_V2
+        | Fuse.INIT_EXT;
     if (wantPassthrough) {
       want |= Fuse.PASSTHROUGH;
     }
@@ -1034,6 +1056,7 @@ final class Dispatcher {
     long got = flags & want;
     passthrough = (got & Fuse.PASSTHROUGH) != 0;
     ring = (got & Ring.OVER_IO_URING) != 0;
+    killpriv = (got & Fuse.HANDLE_KILLPRIV_V2) != 0;
     out.u32(Fuse.KERNEL_MAJOR).u32(Math.min(minor, Fuse.KERNEL_MINOR)).u32(maxReadahead)
         .u32((int) got).u16(64).u16(48).u32(Fuse.MAX_WRITE).u32(1).u16(Fuse.MAX_PAGES_COUNT)
         .u16(0).u32((int) (got >>> 32))
@@ -1062,6 +1085,15 @@ final class Dispatcher {
     NodeTable.Node n = node(in.nodeid);
     String p = pathOf(n);
     boolean byHandle = (valid & Fuse.FATTR_FH) != 0;
+    // With HANDLE_KILLPRIV_V2 the kernel marks a chown, and a truncate by a caller without
+    // CAP_FSETID, with KILL_SUIDGID. Before a write through passthrough by such a caller it
+    // takes the bits off with a SETATTR that sets nothing (the kernel's privilege removal with
+    // the mode left to strata, fuse_setattr), as before chown(f, -1, -1): strata takes the bits
+    // off then too. The one case where the kernel would keep them is a write by a caller with
+    // CAP_FSETID to a file that has both a set-ID bit and file capabilities (their removal
+    // sends the same empty SETATTR).
+    boolean kill = killpriv
+        && ((valid & Fuse.FATTR_KILL_SUIDGID) != 0 || (valid & Fuse.FATTR_CHANGES) == 0);
     long a = (valid & Fuse.FATTR_ATIME) == 0 ? -1
         : (valid & Fuse.FATTR_ATIME_NOW) != 0 ? -2 : atime * 1_000_000_000L + atimensec;
     long m = (valid & Fuse.FATTR_MTIME) == 0 ? -1
@@ -1086,6 +1118,9 @@ final class Dispatcher {
       if ((valid & (Fuse.FATTR_ATIME | Fuse.FATTR_MTIME)) != 0) {
         view.futimens(h, a, m);
       }
+      if (kill) {
+        view.fkillSuidSgid(h);
+      }
       changedAttributes(n);
       out.attrOut(view.fgetattr(null, h), timeouts.attr());
       return 0;
@@ -1107,12 +1142,31 @@ final class Dispatcher {
     if ((valid & (Fuse.FATTR_ATIME | Fuse.FATTR_MTIME)) != 0) {
       view.utimens(p, a, m);
     }
+    if (kill) {
+      view.killSuidSgid(p);
+    }
     if ((valid & Fuse.FATTR_MODE) != 0) {
       n.noXattrs = null; // chmod may have rewritten an ACL
     }
     changedAttributes(n);
     out.attrOut(byHandle ? view.fgetattr(p, fh) : view.getattr(p), timeouts.attr());
     return 0;
+  }
+
+  /**
+   * Takes set-user-ID and set-group-ID off {@code n}'s file for a WRITE or an OPEN marked
+   * KILL_SUIDGID, and tells the kernel, whose inode still has the old mode: neither reply
+   * carries attributes.
+   */
+  private void killPrivileges(NodeTable.Node n, long fh) throws FsException {
+    String p = pathOf(n);
+    if (p == null) {
+      view.fkillSuidSgid(fh);
+    } else {
+      view.killSuidSgid(p);
+    }
+    session.invalidateAttributes(n.id);
+    changedAttributes(n);
   }
 
   /** The nodes whose files the request a thread serves copied up. */

@@ -90,6 +90,7 @@ final class Fuse {
   static final long POSIX_ACL = 1L << 20;
   static final long MAX_PAGES = 1L << 22;
   static final long CACHE_SYMLINKS = 1L << 23;
+  static final long HANDLE_KILLPRIV_V2 = 1L << 28;
   static final long INIT_EXT = 1L << 30;
   static final long PASSTHROUGH = 1L << 37;
 
@@ -109,6 +110,14 @@ final class Fuse {
   static final int FATTR_FH = 1 << 6;
   static final int FATTR_ATIME_NOW = 1 << 7;
   static final int FATTR_MTIME_NOW = 1 << 8;
+  static final int FATTR_CTIME = 1 << 10;
+  static final int FATTR_KILL_SUIDGID = 1 << 11;
+  /** The bits of a SETATTR that change something; FH and LOCKOWNER only say how. */
+  static final int FATTR_CHANGES = FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_SIZE | FATTR_ATIME
+      | FATTR_MTIME | FATTR_CTIME;
+  /** In a WRITE's write_flags, an OPEN's or a CREATE's open_flags (HANDLE_KILLPRIV_V2). */
+  static final int WRITE_KILL_SUIDGID = 1 << 2;
+  static final int OPEN_KILL_SUIDGID = 1;
 
   static final int GETATTR_FH = 1;
   static final int FSYNC_FDATASYNC = 1;

@@ -1061,6 +1061,49 @@ public final class UnionView implements AutoCloseable {
     });
   }
 
+  /**
+   * Takes the set-user-ID bit off a regular file, and the set-group-ID bit where group execution
+   * is on (without it the bit marks mandatory locking, not a privilege), as the kernel does when
+   * a file is written, truncated or given away by a caller without CAP_FSETID. With
+   * FUSE_HANDLE_KILLPRIV_V2 the kernel leaves this to strata: writes pass through to the upper
+   * file under strata's own credentials, which would keep the bits. Nothing to take off copies
+   * nothing up.
+   */
+  public void killSuidSgid(String path) throws FsException {
+    mutate(path, () -> {
+      Node n = resolve(path);
+      Attr a = n.upper() != null ? n.upperAttr() : n.lower().attr();
+      int kept = withoutPrivileges(a);
+      if (kept != (a.mode() & 07777)) {
+        Loc p = copyUp(n, !opts.metacopy());
+        RawFs.chmod(p.dirfd(), p.rel(), kept);
+      }
+    });
+  }
+
+  /** {@link #killSuidSgid} for an open file whose names are all gone. */
+  public void fkillSuidSgid(long fh) throws FsException {
+    nameless(fh);
+    Attr a = fgetattr(null, fh);
+    int kept = withoutPrivileges(a);
+    if (kept != (a.mode() & 07777)) {
+      fchmod(fh, kept);
+    }
+  }
+
+  /** The permission bits {@code a} keeps once set-user-ID and set-group-ID are taken off. */
+  static int withoutPrivileges(Attr a) {
+    int mode = a.mode() & 07777;
+    if (a.type() != Posix.S_IFREG) {
+      return mode;
+    }
+    mode &= ~04000; // S_ISUID
+    if ((mode & 02010) == 02010) { // S_ISGID and S_IXGRP
+      mode &= ~02000;
+    }
+    return mode;
+  }
+
   /** Sets times; -1 leaves a time as it is (UTIME_OMIT), -2 means now (UTIME_NOW). */
   public void utimens(String path, long atimeNanos, long mtimeNanos) throws FsException {
     mutate(path, () -> {

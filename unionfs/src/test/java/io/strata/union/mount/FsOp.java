@@ -96,6 +96,42 @@ interface FsOp {
         r -> Posix.lsetxattr(r.resolve(path), "user.t", value.getBytes(StandardCharsets.UTF_8)));
   }
 
+  /**
+   * A shell command run in the mount's root as user and group {@code uid} (no supplementary
+   * groups), as a program of another user would act; its outcome is its exit status and its
+   * output, so that what it prints (a mode, say) is compared too.
+   */
+  static FsOp shellAs(int uid, String command) {
+    return new FsOp() {
+      @Override
+      public void apply(Path root) throws IOException {
+        outcome(root);
+      }
+
+      @Override
+      public String outcome(Path root) {
+        try {
+          Process p = new ProcessBuilder("setpriv", "--reuid=" + uid, "--regid=" + uid,
+              "--clear-groups", "sh", "-c", command).directory(root.toFile())
+              .redirectErrorStream(true).start();
+          String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+          if (!p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            return "timed out";
+          }
+          return "exit " + p.exitValue() + ": " + out.trim().replace(root.toString(), "MNT");
+        } catch (IOException | InterruptedException e) {
+          return e.toString();
+        }
+      }
+
+      @Override
+      public String toString() {
+        return "as " + uid + ": " + command;
+      }
+    };
+  }
+
   /** A seeded random sequence over a small namespace, so that operations collide often. */
   static List<FsOp> random(long seed, int count) {
     Random rnd = new Random(seed);
