@@ -38,7 +38,7 @@ import picocli.CommandLine.Option;
 public final class SideBySide implements Callable<Integer> {
   static final List<String> WORKLOADS = List.of("stat-walk-cold", "stat-walk-warm", "ls-lR-warm",
       "readdir-large", "seq-read-cold", "seq-read-warm", "random-4k-reads", "copy-up-large",
-      "small-files", "untar", "chmod-recursive", "git-status");
+      "small-files", "small-reads-warm", "write-4k", "untar", "chmod-recursive", "git-status");
 
   @Option(names = "--runs", defaultValue = "3", description = "Repetitions (default ${DEFAULT-VALUE}).")
   int runs;
@@ -354,6 +354,20 @@ public final class SideBySide implements Callable<Integer> {
         return Sh.time("echo x >> " + m + "/big/file");
       case "small-files":
         return smallFiles(m.resolve("small"), sz.smallFiles());
+      case "small-reads-warm":
+        // every file of the tree read through, the second time: an open, a read and a close
+        // each, as issue 19's table measured it
+        Sh.time("find " + m + "/tree -type f -print0 | xargs -0 cat > /dev/null");
+        return Sh.time("find " + m + "/tree -type f -print0 | xargs -0 cat > /dev/null");
+      case "write-4k": {
+        // one file written 4 KiB at a time (an eighth of the big file's size): a GETXATTR
+        // upcall per write(2) before strata took FUSE_HANDLE_KILLPRIV_V2
+        long blocks = sz.bigFileBytes() / 8 / 4096;
+        double t = Sh.time("dd if=/dev/zero of=" + m + "/written bs=4k count=" + blocks
+            + " status=none");
+        Files.deleteIfExists(m.resolve("written"));
+        return t;
+      }
       case "untar":
         return Sh.time("mkdir -p " + m + "/untar && tar -C " + m + "/untar -xf " + img.tarball());
       case "chmod-recursive":
