@@ -1,10 +1,11 @@
 # Issue 16, items 4 and 5: a descriptor opened while a file is still below, held while
 # another opens it for writing (the copy-up) and writes it through a shared writable mapping
 # or write(2) + fsync. Prints what each descriptor reads at each step; the lower files f1 and
-# f2 hold 8 KiB of 'a'.
+# f2 hold argv[2] bytes of 'a'.
 import ctypes, mmap, os, struct, sys
 
 m = sys.argv[1]
+size = int(sys.argv[2])
 out = []
 
 
@@ -17,7 +18,7 @@ f = os.path.join(m, "f1")
 held = os.open(f, os.O_RDONLY)
 out.append(("held before", rd(held)))
 w = os.open(f, os.O_RDWR)
-mm = mmap.mmap(w, 8192, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+mm = mmap.mmap(w, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 mm[0:4] = b"MMAP"
 mm.flush()
 mm.close()

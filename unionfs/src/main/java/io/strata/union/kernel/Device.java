@@ -19,6 +19,8 @@ final class Device {
 
     @SaveError long write(int fd, Pointer buf, long count);
 
+    @SaveError long pread(int fd, Pointer buf, long count, long offset);
+
     @SaveError int ioctl(int fd, long request, Pointer arg);
 
     @SaveError int mount(byte[] source, byte[] target, byte[] type, long flags, byte[] data);

@@ -39,6 +39,15 @@ final class Dispatcher {
      */
     default void invalidateAttributes(long node) {
     }
+
+    /**
+     * Puts the first {@code size} bytes of the file open as {@code fd} into the kernel's page
+     * cache of {@code node} (FUSE_NOTIFY_STORE), so that reading them makes no request; false
+     * when nothing was stored.
+     */
+    default boolean store(long node, int fd, int size) {
+      return false;
+    }
   }
 
   /** The kernel cache timeouts, in nanoseconds. */
@@ -112,6 +121,14 @@ final class Dispatcher {
   }
 
   private final ConcurrentHashMap<Long, Backing> backings = new ConcurrentHashMap<>();
+
+  /**
+   * What an open served from the page cache has instead of a backing: a read-only open of a
+   * regular file below of at most {@link #CACHED_AT_MOST} bytes, and every open of its node
+   * while such an open lasts (the kernel refuses to mix the two on one inode, ETXTBSY).
+   */
+  private static final Backing CACHED = new Backing(0, -1, -1);
+  static final long CACHED_AT_MOST = 64 << 10;
 
   Dispatcher(UnionView view, NodeTable nodes, Timeouts timeouts, boolean wantPassthrough,
       Session session, Consumer<String> log) {
@@ -270,8 +287,8 @@ final class Dispatcher {
       out.writeLong(e.getKey());
       out.writeLong(e.getValue().node().id);
       Backing b = e.getValue().backing();
-      out.writeInt(b == null ? -1 : b.id);
-      if (b != null) {
+      out.writeInt(b == null ? -1 : b == CACHED ? -2 : b.id); // -2: served from the page cache
+      if (b != null && b != CACHED) {
         out.writeLong(b.dev);
         out.writeLong(b.ino);
         out.writeInt(b.users);
@@ -332,7 +349,12 @@ final class Dispatcher {
       NodeTable.Node n = nodes.get(in.readLong());
       int bid = in.readInt();
       Backing b = null;
-      if (bid >= 0) {
+      if (bid == -2) {
+        b = CACHED;
+        if (n != null) {
+          n.cachedOpens++;
+        }
+      } else if (bid >= 0) {
         long dev = in.readLong();
         long ino = in.readLong();
         int users = in.readInt();
@@ -694,7 +716,7 @@ final class Dispatcher {
           NodeTable.Node n = nodes.unnamed(a.ino());
           COUNTED.get().add(n.id);
           out.entry(n.id, a, timeouts.entry(), timeouts.attr());
-          openReply(out, n, fh);
+          openReply(out, n, fh, false);
         } catch (FsException | RuntimeException e) {
           view.release(fh);
           throw e;
@@ -710,7 +732,7 @@ final class Dispatcher {
           if ((openFlags & Fuse.OPEN_KILL_SUIDGID) != 0 && killpriv) {
             killPrivileges(n, fh); // open(O_TRUNC) by a caller without CAP_FSETID
           }
-          openReply(out, n, fh);
+          openReply(out, n, fh, (flags & 3) == 0 && (flags & 01000) == 0); // O_RDONLY, no O_TRUNC
         } catch (FsException | RuntimeException e) {
           view.release(fh);
           throw e;
@@ -731,7 +753,7 @@ final class Dispatcher {
           }
           entry(out, id, name, p, true);
           NodeTable.Node n = nodes.get(COUNTED.get().last());
-          openReply(out, n, fh);
+          openReply(out, n, fh, false);
         } catch (FsException | RuntimeException e) {
           view.release(fh);
           throw e;
@@ -1222,15 +1244,31 @@ final class Dispatcher {
    * keep reading the lower file through the kernel (kernel overlayfs would read the upper
    * through them; passthrough leaves strata no way to). An open of a retired node is ESTALE too,
    * which only a reopen through /proc/PID/fd of such an old descriptor meets.
+   *
+   * <p>A read-only open of a small regular file below ({@link #CACHED_AT_MOST}) is served from
+   * the page cache instead (FOPEN_KEEP_CACHE: its first read is a READ, later ones no request),
+   * and so is every other open of its node while one lasts, writable ones too (their writes
+   * are WRITE requests; the kernel refuses to mix the two kinds on one inode). After a read
+   * through passthrough the kernel takes the inode's access time for stale, so the fstat that
+   * cat and most readers make cost a GETATTR: reading many small files was three requests a
+   * file (an OPEN, a GETATTR, a RELEASE) and is two now. The file below never changes, so its
+   * pages stay right across opens; a copy-up while such opens last puts the upper behind their
+   * descriptors, and the writes that follow go through the same page cache, so every
+   * descriptor and mapping of the node sees them (kernel overlayfs, and a passed-through file,
+   * keep showing the lower file to those opened before).
    */
-  private void openReply(Reply out, NodeTable.Node n, long fh) throws FsException {
+  private void openReply(Reply out, NodeTable.Node n, long fh, boolean readOnly)
+      throws FsException {
     Backing b = null;
     if (passthrough && !n.noBacking) {
-      b = backing(n, fh);
+      b = backing(n, fh, readOnly);
     }
     int flags;
     int backingId = 0;
-    if (b != null) {
+    if (b == CACHED) {
+      flags = Fuse.FOPEN_KEEP_CACHE;
+      servedOpens.incrementAndGet();
+    } else if (b != null) {
       flags = Fuse.FOPEN_PASSTHROUGH;
       backingId = b.id;
       passthroughOpens.incrementAndGet();
@@ -1244,10 +1282,11 @@ final class Dispatcher {
 
   /**
    * The backing for an open of {@code n} (its handle {@code fh}): the node's own, shared, or a
-   * new one; null when the file cannot have one. ESTALE (the handle released, the node
-   * retired) when the node's backing is another file than the one this open reaches.
+   * new one; {@link #CACHED} for an open served from the page cache; null when the file cannot
+   * have one. ESTALE (the handle released, the node retired) when the node's backing is
+   * another file than the one this open reaches.
    */
-  private Backing backing(NodeTable.Node n, long fh) throws FsException {
+  private Backing backing(NodeTable.Node n, long fh, boolean readOnly) throws FsException {
     int fd = view.descriptor(fh);
     io.strata.layers.fs.RawFs.Statx st;
     try {
@@ -1259,9 +1298,18 @@ final class Dispatcher {
     if (st == null || (st.mode() & Posix.S_IFMT) != Posix.S_IFREG) {
       return null;
     }
+    boolean small = readOnly && st.size() <= CACHED_AT_MOST && view.below(fh);
     List<NodeTable.Name> dropped = null;
     synchronized (n) {
       Backing b = backings.get(n.id);
+      if (n.cachedOpens > 0 || (small && b == null && !n.retired)) {
+        if (n.cachedOpens++ == 0 && !n.stored && st.size() > 0) {
+          // No other open of the node, so no read of it in flight that holds a page this
+          // would wait for; the next opens wait on the node's lock until it is done.
+          n.stored = session.store(n.id, fd, (int) st.size());
+        }
+        return CACHED;
+      }
       if (!n.retired && b != null && b.dev == st.dev() && b.ino == st.ino()) {
         b.users++;
         return b;
@@ -1313,7 +1361,9 @@ final class Dispatcher {
     if (o != null && o.backing() != null) {
       synchronized (o.node()) {
         Backing b = o.backing();
-        if (--b.users == 0) {
+        if (b == CACHED) {
+          o.node().cachedOpens--;
+        } else if (--b.users == 0) {
           backings.remove(o.node().id, b);
           session.backingClose(b.id);
         }

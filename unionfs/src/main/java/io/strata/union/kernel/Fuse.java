@@ -127,6 +127,9 @@ final class Fuse {
   // notifications (sent with unique 0 and the code in the error field)
   static final int NOTIFY_INVAL_INODE = 2;
   static final int NOTIFY_INVAL_ENTRY = 3;
+  /** Puts data into a file's page cache: struct fuse_notify_store_out, then the bytes. */
+  static final int NOTIFY_STORE = 4;
+  static final int NOTIFY_STORE_OUT = 24;
   /** Sends again the requests a server read and did not answer (7.40, Linux 6.9). */
   static final int NOTIFY_RESEND = 7;
 

@@ -799,6 +799,26 @@ public final class KernelSession {
       invalidate(new Invalidation(parent, name));
     }
 
+    /** A notification of a small file's content and its headers, per serving thread. */
+    private final ThreadLocal<ByteBuffer> stores = ThreadLocal.withInitial(() ->
+        ByteBuffer.allocateDirect(Fuse.OUT_HEADER + Fuse.NOTIFY_STORE_OUT
+            + (int) Dispatcher.CACHED_AT_MOST));
+
+    @Override
+    public boolean store(long node, int file, int size) {
+      ByteBuffer buf = stores.get();
+      Pointer p = Pointer.wrap(Device.RUNTIME, buf);
+      int head = Fuse.OUT_HEADER + Fuse.NOTIFY_STORE_OUT;
+      long n = Device.LIBC.pread(file, p.slice(head), Math.min(size, buf.capacity() - head), 0);
+      if (n <= 0) {
+        return false;
+      }
+      Reply out = new Reply(buf);
+      out.start().u64(node).u64(0).u32((int) n).u32(0).advance((int) n);
+      int len = out.finishNotify(Fuse.NOTIFY_STORE);
+      return Device.LIBC.write(fd, p, len) == len; // ENOENT: the inode is gone
+    }
+
     @Override
     public void invalidateAttributes(long node) {
       // Attributes only (offset -1): the kernel takes no lock that the request being served

@@ -49,6 +49,13 @@ final class NodeTable {
     /** Whether the kernel refused this node's file as a passthrough backing. */
     volatile boolean noBacking;
     /**
+     * The kernel's open files of this node served from the page cache rather than passed
+     * through (a small file below, see Dispatcher#openReply); guarded by the node's lock.
+     */
+    int cachedOpens;
+    /** Whether its small file below was put into the kernel's page cache at an open. */
+    boolean stored;
+    /**
      * Retired: its kernel inode holds the backing of a file that has since been copied up, so
      * its names went to a new node (see {@link NodeTable#retire}); it keeps its first name for
      * the requests of descriptors still open on it.

@@ -636,6 +636,11 @@ public final class UnionView implements AutoCloseable {
     return files.get(fh).fd;
   }
 
+  /** Whether handle {@code fh} reads a file of a lower layer (not copied up). */
+  public boolean below(long fh) throws FsException {
+    return !files.get(fh).onUpper;
+  }
+
   /**
    * The errno of a getxattr of {@code name} on a file that does not have it: ENODATA, except
    * for a missing {@code security.selinux}, which is EOPNOTSUPP, a deliberate difference from
