@@ -1246,16 +1246,17 @@ final class Dispatcher {
    * which only a reopen through /proc/PID/fd of such an old descriptor meets.
    *
    * <p>A read-only open of a small regular file below ({@link #CACHED_AT_MOST}) is served from
-   * the page cache instead (FOPEN_KEEP_CACHE: its first read is a READ, later ones no request),
-   * and so is every other open of its node while one lasts, writable ones too (their writes
-   * are WRITE requests; the kernel refuses to mix the two kinds on one inode). After a read
-   * through passthrough the kernel takes the inode's access time for stale, so the fstat that
-   * cat and most readers make cost a GETATTR: reading many small files was three requests a
-   * file (an OPEN, a GETATTR, a RELEASE) and is two now. The file below never changes, so its
-   * pages stay right across opens; a copy-up while such opens last puts the upper behind their
+   * the page cache instead (FOPEN_KEEP_CACHE, the file's bytes stored into it before the first
+   * such open is answered, so that no read makes a request), and so is every other open of its
+   * node while one lasts, writable ones too (their writes are WRITE requests; the kernel
+   * refuses to mix the two kinds on one inode). After a read through passthrough the kernel
+   * takes the inode's access time for stale, and so does it after a READ, so the fstat that cat
+   * and most readers make cost a GETATTR: reading many small files was three requests a file
+   * (an OPEN, a GETATTR, a RELEASE) and is two now. The file below never changes, so its pages
+   * stay right across opens; a copy-up while such opens last puts the upper behind their
    * descriptors, and the writes that follow go through the same page cache, so every
    * descriptor and mapping of the node sees them (kernel overlayfs, and a passed-through file,
-   * keep showing the lower file to those opened before).
+   * keep showing the lower file to a mapping made before).
    */
   private void openReply(Reply out, NodeTable.Node n, long fh, boolean readOnly)
       throws FsException {

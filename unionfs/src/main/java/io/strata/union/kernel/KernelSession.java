@@ -782,6 +782,12 @@ public final class KernelSession {
     return dispatcher.stats();
   }
 
+  /**
+   * A notification of a small file's bytes with its headers, per thread (the threads that serve
+   * requests are shared by a daemon's mounts), grown to the largest file it has carried.
+   */
+  private static final ThreadLocal<ByteBuffer> STORES = new ThreadLocal<>();
+
   /** What the dispatcher needs of the device. */
   private final class Bridge implements Dispatcher.Session {
     @Override
@@ -799,17 +805,17 @@ public final class KernelSession {
       invalidate(new Invalidation(parent, name));
     }
 
-    /** A notification of a small file's content and its headers, per serving thread. */
-    private final ThreadLocal<ByteBuffer> stores = ThreadLocal.withInitial(() ->
-        ByteBuffer.allocateDirect(Fuse.OUT_HEADER + Fuse.NOTIFY_STORE_OUT
-            + (int) Dispatcher.CACHED_AT_MOST));
-
     @Override
     public boolean store(long node, int file, int size) {
-      ByteBuffer buf = stores.get();
-      Pointer p = Pointer.wrap(Device.RUNTIME, buf);
       int head = Fuse.OUT_HEADER + Fuse.NOTIFY_STORE_OUT;
-      long n = Device.LIBC.pread(file, p.slice(head), Math.min(size, buf.capacity() - head), 0);
+      int want = head + Math.min(size, (int) Dispatcher.CACHED_AT_MOST);
+      ByteBuffer buf = STORES.get();
+      if (buf == null || buf.capacity() < want) {
+        buf = ByteBuffer.allocateDirect(Math.max(want, 8192));
+        STORES.set(buf);
+      }
+      Pointer p = Pointer.wrap(Device.RUNTIME, buf);
+      long n = Device.LIBC.pread(file, p.slice(head), want - head, 0);
       if (n <= 0) {
         return false;
       }
