@@ -59,7 +59,9 @@ class UserMountTest {
       }
       Mounted.run("chown", "-R", NOBODY + ":" + NOBODY, base.toString());
       String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-      List<String> cmd = asNobody(java, "-Dstrata.transport=kernel", "-Djava.io.tmpdir=" + base,
+      // -XX:-UsePerfData: no /tmp/hsperfdata_nobody left behind (it ignores java.io.tmpdir)
+      List<String> cmd = asNobody(java, "-XX:-UsePerfData", "-Dstrata.transport=kernel",
+          "-Djava.io.tmpdir=" + base,
           "-cp", String.join(":", entries), MountProcess.class.getName(), lower.toString(),
           base.resolve("upper").toString(), base.resolve("work").toString(), mp.toString());
       daemon = new ProcessBuilder(cmd).redirectErrorStream(true).start();
