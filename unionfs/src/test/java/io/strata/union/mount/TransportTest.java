@@ -203,8 +203,9 @@ class TransportTest {
    * a second reading of 50 files makes an OPEN and a RELEASE each, no READ and no GETATTR
    * (through passthrough the kernel takes the access time for stale after each read, and cat's
    * fstat cost a GETATTR a file; this test failed so). A write made while such a file is open
-   * reaches the descriptor and the mapping opened before it, through the one page cache: a
-   * deliberate difference from kernel overlayfs, which keeps showing them the lower file.
+   * reaches the descriptor and the mapping opened before it, through the one page cache; kernel
+   * overlayfs shows the descriptor the new data too, but keeps mapping the lower file for the
+   * mapping (a deliberate difference).
    */
   @Test
   void smallFilesBelowAreReadFromThePageCache() throws Exception {
