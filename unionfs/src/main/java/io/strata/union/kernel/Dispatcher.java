@@ -1113,8 +1113,10 @@ final class Dispatcher {
     // the mode left to strata, fuse_setattr), as before chown(f, -1, -1): strata takes the bits
     // off then too. The one case where the kernel would keep them is a write by a caller with
     // CAP_FSETID to a file that has both a set-ID bit and file capabilities (their removal
-    // sends the same empty SETATTR).
-    boolean kill = killpriv
+    // sends the same empty SETATTR). A chown needs nothing more: chown(2) of the real file takes
+    // the bits off by the same rule (and an untar chowns every file it makes).
+    boolean chown = (valid & (Fuse.FATTR_UID | Fuse.FATTR_GID)) != 0;
+    boolean kill = killpriv && !chown
         && ((valid & Fuse.FATTR_KILL_SUIDGID) != 0 || (valid & Fuse.FATTR_CHANGES) == 0);
     long a = (valid & Fuse.FATTR_ATIME) == 0 ? -1
         : (valid & Fuse.FATTR_ATIME_NOW) != 0 ? -2 : atime * 1_000_000_000L + atimensec;
