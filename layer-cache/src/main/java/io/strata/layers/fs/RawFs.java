@@ -533,6 +533,21 @@ public final class RawFs {
     };
   }
 
+  /** Whether the file has an xattr of that (raw) name (one lgetxattr of its size). */
+  public static boolean hasXattr(int dirfd, String rel, String name) throws IOException {
+    try (At a = at(dirfd, rel)) {
+      long got = LIBC.lgetxattr(a.procPath(), z(name), null, 0);
+      if (got >= 0) {
+        return true;
+      }
+      int e = errno();
+      if (e == Posix.ENODATA || e == Posix.ENOTSUP) {
+        return false;
+      }
+      throw new Posix.PosixException("lgetxattr", Path.of(display(rel)), e);
+    }
+  }
+
   /** An xattr's value, or null if the file has none of that (raw) name. */
   public static byte[] lgetxattr(int dirfd, String rel, String name) throws IOException {
     try (At a = at(dirfd, rel)) {

@@ -567,6 +567,8 @@ class DaemonTest {
     Files.writeString(bound.resolve("b"), "bound\n");
     Daemon d = start(sock, List.of(), Map.of());
     Path mp = overlay(d, base, "m", base.resolve("lower"), base);
+    Files.writeString(mp.resolve("setuid"), "x");
+    Posix.chmod(mp.resolve("setuid"), 04777);
     // and an image of the store, mounted with strata mount: its pin must hold throughout
     Path image = Files.createDirectories(base.resolve("image"));
     Result mounted = run(d, "--root", store.toString(), "mount", "bb:d", image.toString());
@@ -597,6 +599,17 @@ class DaemonTest {
         assertThat(processesMentioning("strata-holder")).as("the holder ends once taken from")
             .isZero();
       }
+      // what the first INIT agreed to holds for the daemon that took over: it applies the
+      // caller's umask (FUSE_DONT_MASK), and takes set-user-ID off at a write by a user
+      // (FUSE_HANDLE_KILLPRIV_V2); both were the kernel's job with the flags off
+      sh("cd " + mp + " && umask 077 && touch made-after");
+      assertThat((int) Files.getAttribute(mp.resolve("made-after"), "unix:mode") & 07777)
+          .isEqualTo(0600);
+      sh("setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'printf y >&3' 3>>"
+          + mp.resolve("setuid"));
+      assertThat(mp.resolve("setuid")).hasContent("xy");
+      assertThat((int) Files.getAttribute(mp.resolve("setuid"), "unix:mode") & 07777)
+          .isEqualTo(0777);
       Files.writeString(stop, "");
       assertThat(worker.waitFor(60, TimeUnit.SECONDS)).isTrue();
       String said = Files.readString(out);

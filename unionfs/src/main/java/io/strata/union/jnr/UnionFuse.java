@@ -78,6 +78,31 @@ public final class UnionFuse extends FuseStubFS {
     return (int) getContext().uid.get();
   }
 
+  /** libfuse 2's FUSE_CAP_DONT_MASK: the kernel leaves the umask to the server. */
+  private static final int CAP_DONT_MASK = 1 << 6;
+  /** Whether the kernel agreed to FUSE_CAP_DONT_MASK (see {@link #init}). */
+  private volatile boolean dontMask;
+
+  /**
+   * Asks for FUSE_CAP_DONT_MASK, as the own transport asks for FUSE_DONT_MASK: the view then
+   * applies the caller's umask, or a directory's default ACL instead, as kernel overlayfs lets
+   * the upper filesystem do. {@code conn} is libfuse 2's struct fuse_conn_info: five unsigned
+   * ints, then capable (offset 20) and want (24).
+   */
+  @Override
+  public Pointer init(Pointer conn) {
+    if (conn != null && (conn.getInt(20) & CAP_DONT_MASK) != 0) {
+      conn.putInt(24, conn.getInt(24) | CAP_DONT_MASK);
+      dontMask = true;
+    }
+    return null;
+  }
+
+  /** The caller's umask for the view, or -1: the kernel applied it. */
+  private int umask() {
+    return dontMask ? (int) getContext().umask.get() & 0777 : -1;
+  }
+
   private int gid() {
     return (int) getContext().gid.get();
   }
@@ -176,7 +201,7 @@ public final class UnionFuse extends FuseStubFS {
   @Override
   public int create(String path, long mode, FuseFileInfo fi) {
     return call("create", path, () -> {
-      fi.fh.set(view.create(path, (int) mode, fi.flags.get(), uid(), gid()));
+      fi.fh.set(view.create(path, (int) mode, umask(), fi.flags.get(), uid(), gid()));
       return 0;
     });
   }
@@ -242,7 +267,7 @@ public final class UnionFuse extends FuseStubFS {
   @Override
   public int mkdir(String path, long mode) {
     return call("mkdir", path, () -> {
-      view.mkdir(path, (int) mode, uid(), gid());
+      view.mkdir(path, (int) mode, umask(), uid(), gid());
       return 0;
     });
   }
@@ -250,7 +275,7 @@ public final class UnionFuse extends FuseStubFS {
   @Override
   public int mknod(String path, long mode, long rdev) {
     return call("mknod", path, () -> {
-      view.mknod(path, (int) mode, rdev, uid(), gid());
+      view.mknod(path, (int) mode, umask(), rdev, uid(), gid());
       return 0;
     });
   }

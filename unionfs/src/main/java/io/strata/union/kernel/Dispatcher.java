@@ -70,6 +70,13 @@ final class Dispatcher {
    * {@code security.capability} before its first write only, not before every write.
    */
   private volatile boolean killpriv;
+  /**
+   * FUSE_DONT_MASK was agreed: the kernel sends a create's mode without the caller's umask and
+   * the umask beside it, and the view applies it, or a default ACL of the directory instead.
+   */
+  private volatile boolean dontMask;
+  /** What INIT agreed to, for the next server (see {@link #resume}). */
+  private volatile long agreed;
   private final AtomicLongArray counts = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
   /** Requests answered with an error, by opcode: a failing program's trail in the stats. */
   private final AtomicLongArray errors = new AtomicLongArray(Fuse.MAX_OPCODE + 1);
@@ -204,14 +211,23 @@ final class Dispatcher {
     return passthrough;
   }
 
+  /** The flags INIT agreed to (0 before INIT). */
+  long agreed() {
+    return agreed;
+  }
+
   /**
    * Serves a connection whose INIT a server before this one answered (a daemon restart): what
-   * INIT settled then, and directory handles from {@code base} on, none the kernel may still
-   * hold.
+   * INIT settled then ({@code agreed}: the kernel keeps to it, so this server must too, or
+   * set-ID bits would stay on and umasks go unapplied), and directory handles from
+   * {@code base} on, none the kernel may still hold.
    */
-  void resume(boolean passedThrough, long base) {
-    passthrough = passedThrough && wantPassthrough;
+  void resume(long agreed, long base) {
+    this.agreed = agreed;
+    passthrough = (agreed & Fuse.PASSTHROUGH) != 0 && wantPassthrough;
     ring = false;
+    killpriv = (agreed & Fuse.HANDLE_KILLPRIV_V2) != 0;
+    dontMask = (agreed & Fuse.DONT_MASK) != 0;
     dirHandles.set(base);
   }
 
@@ -564,6 +580,11 @@ final class Dispatcher {
     out.entry(n.id, a, timeouts.entry(), timeouts.attr());
   }
 
+  /** A create's umask for the view: the caller's with FUSE_DONT_MASK, else -1 (applied). */
+  private int umask(int sent) {
+    return dontMask ? sent & 0777 : -1;
+  }
+
   private int dispatch(Request in, Reply out, Pointer inMem, Pointer outMem)
       throws FsException, Request.BadFrame {
         long id = in.nodeid;
@@ -622,20 +643,20 @@ final class Dispatcher {
       case Fuse.MKNOD: {
         int mode = in.u32();
         int rdev = in.u32();
-        in.u32(); // umask: the kernel applied it
+        int umask = umask(in.u32());
         in.u32();
         String name = in.name();
         String p = child(id, name);
-        view.mknod(p, mode, rdev & 0xffffffffL, in.uid, in.gid);
+        view.mknod(p, mode, umask, rdev & 0xffffffffL, in.uid, in.gid);
         entry(out, id, name, p, true);
         return 0;
       }
       case Fuse.MKDIR: {
         int mode = in.u32();
-        in.u32();
+        int umask = umask(in.u32());
         String name = in.name();
         String p = child(id, name);
-        view.mkdir(p, mode, in.uid, in.gid);
+        view.mkdir(p, mode, umask, in.uid, in.gid);
         entry(out, id, name, p, true);
         return 0;
       }
@@ -708,9 +729,9 @@ final class Dispatcher {
       case Fuse.TMPFILE: {
         int flags = in.u32();
         int mode = in.u32();
+        int umask = umask(in.u32());
         in.u32();
-        in.u32();
-        long fh = view.tmpfile(path(id), mode, flags, in.uid, in.gid);
+        long fh = view.tmpfile(path(id), mode, umask, flags, in.uid, in.gid);
         try {
           Attr a = view.fgetattr(null, fh);
           NodeTable.Node n = nodes.unnamed(a.ino());
@@ -742,11 +763,11 @@ final class Dispatcher {
       case Fuse.CREATE: {
         int flags = in.u32();
         int mode = in.u32();
-        in.u32();
+        int umask = umask(in.u32());
         int openFlags = in.u32();
         String name = in.name();
         String p = child(id, name);
-        long fh = view.create(p, mode, flags, in.uid, in.gid);
+        long fh = view.create(p, mode, umask, flags, in.uid, in.gid);
         try {
           if ((openFlags & Fuse.OPEN_KILL_SUIDGID) != 0 && killpriv) {
             view.killSuidSgid(p); // O_TRUNC of a file that another name made meanwhile
@@ -1068,7 +1089,7 @@ final class Dispatcher {
     long want = Fuse.ASYNC_READ | Fuse.ATOMIC_O_TRUNC | Fuse.BIG_WRITES | Fuse.AUTO_INVAL_DATA
         | Fuse.DO_READDIRPLUS | Fuse.ASYNC_DIO | Fuse.PARALLEL_DIROPS
         | Fuse.POSIX_ACL | Fuse.MAX_PAGES | Fuse.CACHE_SYMLINKS | Fuse.HANDLE_KILLPRIV_V2
-        | Fuse.INIT_EXT;
+        | Fuse.DONT_MASK | Fuse.INIT_EXT;
     if (wantPassthrough) {
       want |= Fuse.PASSTHROUGH;
     }
@@ -1079,6 +1100,8 @@ final class Dispatcher {
     passthrough = (got & Fuse.PASSTHROUGH) != 0;
     ring = (got & Ring.OVER_IO_URING) != 0;
     killpriv = (got & Fuse.HANDLE_KILLPRIV_V2) != 0;
+    dontMask = (got & Fuse.DONT_MASK) != 0;
+    agreed = got;
     out.u32(Fuse.KERNEL_MAJOR).u32(Math.min(minor, Fuse.KERNEL_MINOR)).u32(maxReadahead)
         .u32((int) got).u16(64).u16(48).u32(Fuse.MAX_WRITE).u32(1).u16(Fuse.MAX_PAGES_COUNT)
         .u16(0).u32((int) (got >>> 32))

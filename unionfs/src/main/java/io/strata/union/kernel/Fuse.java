@@ -82,6 +82,7 @@ final class Fuse {
   static final long ASYNC_READ = 1L << 0;
   static final long ATOMIC_O_TRUNC = 1L << 3;
   static final long BIG_WRITES = 1L << 5;
+  static final long DONT_MASK = 1L << 6;
   static final long AUTO_INVAL_DATA = 1L << 12;
   static final long DO_READDIRPLUS = 1L << 13;
   static final long READDIRPLUS_AUTO = 1L << 14;

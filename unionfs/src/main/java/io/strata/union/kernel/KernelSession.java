@@ -43,11 +43,16 @@ public final class KernelSession {
    * A connection that a server before this one served (a daemon that was restarted or died,
    * its descriptor kept by {@link Holder}): the generation of servers it has had (ids and
    * handles of this one start at {@code generation << 40}, above any the kernel holds from
-   * the ones before), whether its INIT agreed to passthrough, and the protocol's minor.
+   * the ones before), the flags its INIT agreed to (passthrough, who takes set-ID bits off,
+   * who applies the umask: the kernel goes on as agreed), and the protocol's minor.
    */
-  public record Resumed(long generation, boolean passthrough, int minor) {
+  public record Resumed(long generation, long agreed, int minor) {
     long base() {
       return generation << 40;
+    }
+
+    boolean passthrough() {
+      return (agreed & Fuse.PASSTHROUGH) != 0;
     }
   }
 
@@ -234,7 +239,7 @@ public final class KernelSession {
       s.generation = resumed.generation();
       s.nodes.startIdsAt(resumed.base());
       view.startHandlesAt(resumed.base());
-      s.dispatcher.resume(resumed.passthrough(), resumed.base());
+      s.dispatcher.resume(resumed.agreed(), resumed.base());
       s.dispatcher.restore(new java.io.DataInputStream(new java.io.ByteArrayInputStream(state)),
           resumed.base(), files);
     } catch (FsException | IOException | RuntimeException e) {
@@ -337,7 +342,7 @@ public final class KernelSession {
     if (!initialized || ringQueues > 0 || minor < 40) {
       return null;
     }
-    return new Resumed(generation + 1, dispatcher.passthrough(), minor);
+    return new Resumed(generation + 1, dispatcher.agreed(), minor);
   }
 
   private synchronized void startWorker(int wfd) {

@@ -157,7 +157,7 @@ public final class Rehearsal {
 
   private void init() {
     long flags = Fuse.ASYNC_READ | Fuse.DO_READDIRPLUS | Fuse.READDIRPLUS_AUTO | Fuse.MAX_PAGES
-        | Fuse.INIT_EXT;
+        | Fuse.DONT_MASK | Fuse.INIT_EXT;
     expect(Fuse.INIT, 0, body(b -> b.putInt(Fuse.KERNEL_MAJOR).putInt(Fuse.KERNEL_MINOR)
         .putInt(131072).putInt((int) flags).putInt((int) (flags >>> 32)).put(new byte[44])),
         true);

@@ -27,7 +27,7 @@ import java.util.function.Consumer;
  */
 public final class Handover {
   private static final int MAGIC = 0x53545248; // "STRH"
-  private static final int VERSION = 2;
+  private static final int VERSION = 3;
 
   private Handover() {}
 
@@ -188,7 +188,7 @@ public final class Handover {
     out.writeInt(MAGIC);
     out.writeInt(VERSION);
     out.writeLong(r.generation());
-    out.writeBoolean(r.passthrough());
+    out.writeLong(r.agreed());
     out.writeInt(r.minor());
     out.writeBoolean(elsewhere);
     out.writeInt(clones);
@@ -209,7 +209,7 @@ public final class Handover {
     if (in.readInt() != MAGIC || in.readInt() != VERSION) {
       throw new IOException("not a record of this strata version");
     }
-    KernelSession.Resumed r = new KernelSession.Resumed(in.readLong(), in.readBoolean(),
+    KernelSession.Resumed r = new KernelSession.Resumed(in.readLong(), in.readLong(),
         in.readInt());
     boolean elsewhere = in.readBoolean();
     int clones = in.readInt();

@@ -720,6 +720,16 @@ public final class UnionView implements AutoCloseable {
   // ---------------------------------------------------------------- writing
 
   public long create(String path, int mode, int flags, int uid, int gid) throws FsException {
+    return create(path, mode, -1, flags, uid, gid);
+  }
+
+  /**
+   * Creates and opens a regular file. {@code umask} is the caller's, which the view applies
+   * unless the directory has a default ACL (FUSE_DONT_MASK; see {@link #finishNew}), or -1:
+   * the kernel applied it to {@code mode} already.
+   */
+  public long create(String path, int mode, int umask, int flags, int uid, int gid)
+      throws FsException {
     requireWritable(path);
     lockWrite();
     try {
@@ -728,7 +738,7 @@ public final class UnionView implements AutoCloseable {
       int fd = Io.open(target, (flags | Io.O_CREAT | Io.O_EXCL) & ~(Io.O_TRUNC | Io.O_DIRECT),
           mode & 0777);
       try {
-        finishNew(target, mode, uid, gid, false);
+        finishNew(target, mode, umask, uid, gid, false);
         return register(fd, rel, (flags & Io.O_ACCMODE) != Io.O_RDONLY, true);
       } catch (FsException | RuntimeException e) {
         Io.close(fd);
@@ -740,26 +750,41 @@ public final class UnionView implements AutoCloseable {
   }
 
   public void mknod(String path, int mode, long rdev, int uid, int gid) throws FsException {
+    mknod(path, mode, -1, rdev, uid, gid);
+  }
+
+  /** mknod(2); {@code umask} as for {@link #create(String, int, int, int, int, int)}. */
+  public void mknod(String path, int mode, int umask, long rdev, int uid, int gid)
+      throws FsException {
     mutate(path, () -> {
       Loc target = prepareNew(rel(path));
       int type = mode & Posix.S_IFMT;
       if (type == Posix.S_IFREG || type == 0) {
         Io.close(Io.open(target, Io.O_CREAT | Io.O_EXCL | Io.O_WRONLY, mode & 0777));
       } else {
-        RawFs.mknod(target.dirfd(), target.rel(), (mode & Posix.S_IFMT) | 0600, (int) ((rdev >>> 8) & 0xfff),
-            (int) ((rdev & 0xff) | ((rdev >>> 12) & 0xfff00)));
+        // a device made by the server is no one else's before it is the caller's: 0600 until
+        // finishNew, unless a default ACL is to shape its mode (the file system does that from
+        // the mode given here)
+        int perm = umask >= 0 && defaultAcl(target.parent()) ? mode & 0777 : 0600;
+        RawFs.mknod(target.dirfd(), target.rel(), (mode & Posix.S_IFMT) | perm,
+            (int) ((rdev >>> 8) & 0xfff), (int) ((rdev & 0xff) | ((rdev >>> 12) & 0xfff00)));
       }
-      finishNew(target, mode, uid, gid, false);
+      finishNew(target, mode, umask, uid, gid, false);
     });
   }
 
   public void mkdir(String path, int mode, int uid, int gid) throws FsException {
+    mkdir(path, mode, -1, uid, gid);
+  }
+
+  /** mkdir(2); {@code umask} as for {@link #create(String, int, int, int, int, int)}. */
+  public void mkdir(String path, int mode, int umask, int uid, int gid) throws FsException {
     mutate(path, () -> {
       String rel = rel(path);
       NewName created = prepareNew(rel, false);
       Loc target = created.path();
       RawFs.mkdir(target.dirfd(), target.rel(), mode & 0777);
-      finishNew(target, mode, uid, gid, false);
+      finishNew(target, mode, umask, uid, gid, false);
       if (created.hadWhiteout()) {
         // Something of that name was deleted from a lower layer: keep it hidden.
         Markers.markOpaque(target, opts.whiteoutForm());
@@ -774,7 +799,7 @@ public final class UnionView implements AutoCloseable {
     mutate(path, () -> {
       Loc link = prepareNew(rel(path));
       RawFs.symlink(target, link.dirfd(), link.rel());
-      finishNew(link, 0777, uid, gid, true);
+      finishNew(link, 0777, -1, uid, gid, true);
     });
   }
 
@@ -796,6 +821,12 @@ public final class UnionView implements AutoCloseable {
    * by handle (st_nlink 0) until {@link #linkOpen} names it.
    */
   public long tmpfile(String dir, int mode, int flags, int uid, int gid) throws FsException {
+    return tmpfile(dir, mode, -1, flags, uid, gid);
+  }
+
+  /** open(O_TMPFILE); {@code umask} as for {@link #create(String, int, int, int, int, int)}. */
+  public long tmpfile(String dir, int mode, int umask, int flags, int uid, int gid)
+      throws FsException {
     requireWritable(dir);
     lockWrite();
     try {
@@ -809,7 +840,12 @@ public final class UnionView implements AutoCloseable {
       try {
         Io.check(Io.LIBC.fchown(fd, opts.uids().toHost(uid), opts.gids().toHost(gid)),
             "fchown tmpfile in " + dir);
-        Io.check(Io.LIBC.fchmod(fd, mode & 07777), "fchmod tmpfile in " + dir);
+        int perm = mode & 07777;
+        if (umask >= 0) {
+          perm = defaultAcl(up) ? (RawFs.lstat(fd, "").mode() & 0777) | (mode & 07000)
+              : perm & ~umask;
+        }
+        Io.check(Io.LIBC.fchmod(fd, perm), "fchmod tmpfile in " + dir);
         RawFs.Statx st = RawFs.lstat(fd, "");
         long fh = register(fd, "", (flags & Io.O_ACCMODE) != Io.O_RDONLY, true);
         files.get(fh).unlinked = mapIds(new Attr(compose(0, st.ino()), st.mode(), 0, st.uid(),
@@ -1246,12 +1282,19 @@ public final class UnionView implements AutoCloseable {
   }
 
   /**
-   * Gives a new upper node its caller's owner and exact mode (the kernel applied the umask).
-   * The node was made with at most its permission bits (never setuid/setgid, which chown would
-   * clear), so only what differs is changed: each chown or chmod is a journaled inode update,
-   * and creating files is what untar and builds do most.
+   * Gives a new upper node its caller's owner and mode. The node was made with at most its
+   * permission bits (never setuid/setgid, which chown would clear), so only what differs is
+   * changed: each chown or chmod is a journaled inode update, and creating files is what untar
+   * and builds do most.
+   *
+   * <p>The mode: with {@code umask} -1 the kernel applied the caller's umask, and the node gets
+   * {@code mode} exactly. Otherwise (FUSE_DONT_MASK) the view does what kernel overlayfs lets
+   * the upper filesystem do: in a directory with a default ACL the umask is ignored and the
+   * ACL shaped the permission bits the node was made with (they stay, with the set-ID and
+   * sticky bits added); elsewhere {@code mode} less the umask.
    */
-  private void finishNew(Loc p, int mode, int uid, int gid, boolean symlink) throws FsException {
+  private void finishNew(Loc p, int mode, int umask, int uid, int gid, boolean symlink)
+      throws FsException {
     try {
       int hostUid = opts.uids().toHost(uid);
       int hostGid = opts.gids().toHost(gid);
@@ -1259,12 +1302,22 @@ public final class UnionView implements AutoCloseable {
       if (made == null || made.uid() != hostUid || made.gid() != hostGid) {
         RawFs.lchown(p.dirfd(), p.rel(), hostUid, hostGid);
       }
-      if (!symlink && (made == null || (made.mode() & 07777) != (mode & 07777))) {
-        RawFs.chmod(p.dirfd(), p.rel(), mode & 07777);
+      int want = mode & 07777;
+      if (umask >= 0 && !symlink) {
+        want = made != null && defaultAcl(p.parent()) ? (made.mode() & 0777) | (mode & 07000)
+            : want & ~umask;
+      }
+      if (!symlink && (made == null || (made.mode() & 07777) != want)) {
+        RawFs.chmod(p.dirfd(), p.rel(), want);
       }
     } catch (IOException e) {
       throw FsException.from(e);
     }
+  }
+
+  /** Whether the upper directory {@code dir} has a default ACL. */
+  private static boolean defaultAcl(Loc dir) throws IOException {
+    return RawFs.hasXattr(dir.dirfd(), dir.rel(), "system.posix_acl_default");
   }
 
   /** Removes a node from the view: its upper file goes, and a whiteout hides any lower one. */

@@ -73,18 +73,20 @@ class DifferentialTest {
   }
 
   /** Runs {@code ops} on kernel overlay and on strata over the same stack and compares. */
-  private void compare(List<LayerSpec> specs, List<FsOp> ops, LayerSpec.Form lowerForm,
+  private Run compare(List<LayerSpec> specs, List<FsOp> ops, LayerSpec.Form lowerForm,
       WhiteoutForm upperForm) throws Exception {
-    compare(specs, ops, lowerForm, upperForm, true);
+    return compare(specs, ops, lowerForm, upperForm, true);
   }
 
-  private void compare(List<LayerSpec> specs, List<FsOp> ops, LayerSpec.Form lowerForm,
+  /** As {@link #compareOn}: what kernel overlayfs did. */
+  private Run compare(List<LayerSpec> specs, List<FsOp> ops, LayerSpec.Form lowerForm,
       WhiteoutForm upperForm, boolean metacopy) throws Exception {
-    compareOn(write(specs, "k", LayerSpec.Form.KERNEL), write(specs, "s", lowerForm), ops,
+    return compareOn(write(specs, "k", LayerSpec.Form.KERNEL), write(specs, "s", lowerForm), ops,
         upperForm, metacopy);
   }
 
-  private void compareOn(List<Path> kLowers, List<Path> sLowers, List<FsOp> ops,
+  /** Runs {@code ops} on both, compares, and returns what kernel overlayfs did. */
+  private Run compareOn(List<Path> kLowers, List<Path> sLowers, List<FsOp> ops,
       WhiteoutForm upperForm, boolean metacopy) throws Exception {
     Run kernel;
     try (Mounted k = Mounted.kernel(kLowers, tmp.resolve("k/upper"), tmp.resolve("k/work"),
@@ -101,6 +103,7 @@ class DifferentialTest {
     }
     assertThat(strata.outcomes()).as("outcomes").containsExactlyElementsOf(kernel.outcomes());
     assertThat(strata.tree()).as("tree after " + ops.size() + " ops").isEqualTo(kernel.tree());
+    return kernel;
   }
 
   @ParameterizedTest(name = "lowers {0}, upper {1}")
@@ -188,6 +191,28 @@ class DifferentialTest {
     ops.add(FsOp.chmod("u6", 04777));
     ops.add(FsOp.shellAs(nobody, "printf x >> u6" + mode + "u6"));
     compare(specs, ops, LayerSpec.Form.OCI, WhiteoutForm.DEVICE);
+  }
+
+  /**
+   * A new file's mode in a directory with a default ACL comes from the ACL, not from the
+   * caller's umask, as the upper filesystem makes it under kernel overlayfs; elsewhere from the
+   * umask (FUSE_DONT_MASK: the kernel applied the umask before strata saw the mode, so the
+   * first line below was -rw-r--r-- where kernel overlayfs shows -rw-rw-r--).
+   */
+  @Test
+  void aDefaultAclNotTheUmaskShapesNewFiles() throws Exception {
+    Path script = tmp.resolve("acl-modes.py");
+    try (java.io.InputStream in = getClass().getResourceAsStream("/acl-modes.py")) {
+      java.nio.file.Files.copy(in, script);
+    }
+    boolean jnr = Mounted.settings().transport() == FuseMount.Transport.JNR;
+    List<FsOp> ops = List.of(FsOp.shellAs(0, "python3 " + script + (jnr ? " --no-tmpfile" : "")));
+    Run kernel = compare(List.of(LayerSpec.layer().dir("lower")), ops, LayerSpec.Form.OCI,
+        WhiteoutForm.DEVICE);
+    // the script ran, and the ACL and the umask each had a say
+    assertThat(kernel.outcomes().get(0)).startsWith(ops.get(0) + " => exit 0: ")
+        .contains("-rw-rw-r-- minimal/file077 ").contains("-rw-r--r-- plain/file022 ")
+        .contains("-rw-rw---- extended/file022 system.posix_acl_access=");
   }
 
   static Stream<Arguments> seeds() {
