@@ -838,12 +838,16 @@ public final class UnionView implements AutoCloseable {
       int access = (flags & Io.O_ACCMODE) == Io.O_RDONLY ? Io.O_RDWR : flags & Io.O_ACCMODE;
       int fd = Io.open(up, Io.O_TMPFILE | access, mode & 0777);
       try {
-        Io.check(Io.LIBC.fchown(fd, opts.uids().toHost(uid), opts.gids().toHost(gid)),
+        RawFs.Statx made = RawFs.lstat(fd, "");
+        int hostGid = opts.gids().toHost(gid);
+        if (made.gid() != hostGid && setGid(Stat.lstat(up))) {
+          hostGid = made.gid(); // a set-group-ID directory's group, as for a named file
+        }
+        Io.check(Io.LIBC.fchown(fd, opts.uids().toHost(uid), hostGid),
             "fchown tmpfile in " + dir);
         int perm = mode & 07777;
         if (umask >= 0) {
-          perm = defaultAcl(up) ? (RawFs.lstat(fd, "").mode() & 0777) | (mode & 07000)
-              : perm & ~umask;
+          perm = defaultAcl(up) ? (made.mode() & 0777) | (mode & 07000) : perm & ~umask;
         }
         Io.check(Io.LIBC.fchmod(fd, perm), "fchmod tmpfile in " + dir);
         RawFs.Statx st = RawFs.lstat(fd, "");
@@ -1281,8 +1285,16 @@ public final class UnionView implements AutoCloseable {
     }
   }
 
+  private static final int S_ISGID = 02000;
+
+  private static boolean setGid(Attr dir) {
+    return dir != null && (dir.mode() & S_ISGID) != 0;
+  }
+
   /**
-   * Gives a new upper node its caller's owner and mode. The node was made with at most its
+   * Gives a new upper node its caller's owner and mode, as kernel overlayfs gives it: in a
+   * set-group-ID directory the directory's group (which the file system gave the node, made
+   * there by this process), and a directory made there is set-group-ID too. The node was made with at most its
    * permission bits (never setuid/setgid, which chown would clear), so only what differs is
    * changed: each chown or chmod is a journaled inode update, and creating files is what untar
    * and builds do most.
@@ -1299,6 +1311,9 @@ public final class UnionView implements AutoCloseable {
       int hostUid = opts.uids().toHost(uid);
       int hostGid = opts.gids().toHost(gid);
       Attr made = Stat.lstat(p);
+      if (made != null && made.gid() != hostGid && setGid(Stat.lstat(p.parent()))) {
+        hostGid = made.gid(); // the directory's group, which the file system gave it
+      }
       if (made == null || made.uid() != hostUid || made.gid() != hostGid) {
         RawFs.lchown(p.dirfd(), p.rel(), hostUid, hostGid);
       }
@@ -1306,6 +1321,9 @@ public final class UnionView implements AutoCloseable {
       if (umask >= 0 && !symlink) {
         want = made != null && defaultAcl(p.parent()) ? (made.mode() & 0777) | (mode & 07000)
             : want & ~umask;
+      }
+      if (made != null && made.isDirectory()) {
+        want |= made.mode() & S_ISGID; // a directory in a set-group-ID one is one too
       }
       if (!symlink && (made == null || (made.mode() & 07777) != want)) {
         RawFs.chmod(p.dirfd(), p.rel(), want);

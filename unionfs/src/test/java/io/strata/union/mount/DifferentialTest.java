@@ -215,6 +215,39 @@ class DifferentialTest {
         .contains("-rw-rw---- extended/file022 system.posix_acl_access=");
   }
 
+  /**
+   * In a set-group-ID directory a new file gets the directory's group and a new directory the
+   * bit too, whoever makes it, as the file system gives them under kernel overlayfs (Debian's
+   * /usr/local is 2775 root:staff). strata chowned each new node to its caller's group and set
+   * its mode exactly, so both were lost.
+   */
+  @Test
+  void aSetGroupIdDirectoryGivesItsGroupToWhatIsMadeInIt() throws Exception {
+    java.nio.file.Files.setPosixFilePermissions(tmp,
+        java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+    List<LayerSpec> specs = List.of(LayerSpec.layer().dir("below", 02777).dir("plain", 0777));
+    String made = " && stat -c '%A %u:%g %n' ";
+    List<FsOp> ops = new ArrayList<>();
+    ops.add(FsOp.chown("below", 0, 100)); // copied up, set-group-ID kept
+    ops.add(FsOp.chmod("below", 02777));
+    ops.add(FsOp.shellAs(0, "mkdir above && chgrp 100 above && chmod 2777 above" + made
+        + "above"));
+    for (String d : new String[] {"below", "above", "plain"}) {
+      ops.add(FsOp.shellAs(0, "cd " + d + " && touch f && mkdir d && mkfifo p && ln -s f l"
+          + " && mkdir d/inner && touch d/inner/f" + made + "f d p l d/inner d/inner/f"));
+      ops.add(FsOp.shellAs(65534, "cd " + d + " && touch g && mkdir e" + made + "g e"));
+      if (Mounted.settings().transport() == FuseMount.Transport.JNR) {
+        continue; // no O_TMPFILE through libfuse 2
+      }
+      ops.add(FsOp.shellAs(0, "cd " + d + " && python3 -c \"import os, stat; "
+          + "fd = os.open('.', os.O_TMPFILE | os.O_WRONLY, 0o644); s = os.fstat(fd); "
+          + "print(stat.filemode(s.st_mode), s.st_uid, s.st_gid)\""));
+    }
+    Run kernel = compare(specs, ops, LayerSpec.Form.OCI, WhiteoutForm.DEVICE);
+    assertThat(kernel.outcomes()).anySatisfy(o -> assertThat(o).contains("drwxr-sr-x 0:100 d/inner"))
+        .anySatisfy(o -> assertThat(o).contains("-rw-r--r-- 65534:100 g"));
+  }
+
   static Stream<Arguments> seeds() {
     List<Arguments> out = new ArrayList<>();
     for (long seed = 1; seed <= 40; seed++) {
