@@ -756,6 +756,10 @@ public final class UnionView implements AutoCloseable {
   /** mknod(2); {@code umask} as for {@link #create(String, int, int, int, int, int)}. */
   public void mknod(String path, int mode, int umask, long rdev, int uid, int gid)
       throws FsException {
+    if ((mode & Posix.S_IFMT) == Posix.S_IFCHR && rdev == 0) {
+      // a whiteout's form, which would hide the name it makes: kernel overlayfs refuses it too
+      throw new FsException(Posix.EPERM, "a character device 0/0 is a whiteout: " + path);
+    }
     mutate(path, () -> {
       Loc target = prepareNew(rel(path));
       int type = mode & Posix.S_IFMT;

@@ -248,6 +248,18 @@ class DifferentialTest {
         .anySatisfy(o -> assertThat(o).contains("-rw-r--r-- 65534:100 g"));
   }
 
+  /**
+   * mknod of a character device 0/0, a whiteout's form, is refused (EPERM) as kernel
+   * overlayfs refuses it; strata made it in the upper, where it hid its own name (ENOENT).
+   */
+  @Test
+  void aWhiteoutCannotBeMadeThroughTheMount() throws Exception {
+    List<FsOp> ops = List.of(FsOp.shellAs(0, "mknod d/wh c 0 0; mknod d/null c 1 3; ls d"));
+    Run kernel = compare(List.of(LayerSpec.layer().dir("d")), ops, LayerSpec.Form.OCI,
+        WhiteoutForm.DEVICE);
+    assertThat(kernel.outcomes().get(0)).contains("Operation not permitted").endsWith("null");
+  }
+
   static Stream<Arguments> seeds() {
     List<Arguments> out = new ArrayList<>();
     for (long seed = 1; seed <= 40; seed++) {
