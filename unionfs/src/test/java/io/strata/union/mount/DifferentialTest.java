@@ -260,6 +260,50 @@ class DifferentialTest {
     assertThat(kernel.outcomes().get(0)).contains("Operation not permitted").endsWith("null");
   }
 
+  static Stream<Arguments> userSeeds() {
+    List<Arguments> out = new ArrayList<>();
+    for (long seed = 1; seed <= 6; seed++) {
+      out.add(Arguments.of(seed, seed % 3 == 0 ? 0 : 1000));
+    }
+    return out.stream();
+  }
+
+  /**
+   * Random sequences (permission-fuzz.py) of creates, removals, renames, links, modes, owners
+   * and times made as a user, and as root, among directories of every kind of permission and
+   * files of the user, of root and of others, mostly still in the lower layer: every answer
+   * and the tree after are kernel overlayfs's. Written after the set-group-ID and default-ACL
+   * differences above, which such sequences run as a user would have shown.
+   */
+  @ParameterizedTest(name = "seed {0} as {1}")
+  @MethodSource("userSeeds")
+  void randomSequencesAsAUserMatchKernelOverlay(long seed, int uid) throws Exception {
+    java.nio.file.Files.setPosixFilePermissions(tmp,
+        java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+    Path script = tmp.resolve("permission-fuzz.py");
+    if (!java.nio.file.Files.exists(script)) {
+      try (java.io.InputStream in = getClass().getResourceAsStream("/permission-fuzz.py")) {
+        java.nio.file.Files.copy(in, script);
+      }
+    }
+    List<LayerSpec> specs = List.of(LayerSpec.layer()
+        .file("ro/file", "ro\n", 0644).dir("ro/sub", 0755).dir("ro", 0755)
+        .file("open/mine", "mine\n", 0644).owner("open/mine", uid, uid)
+        .file("open/roots", "root\n", 0644).dir("open/sub/deep", 0755).dir("open/sub", 0777)
+        .dir("open", 0777)
+        .file("sticky/others", "o\n", 0666).owner("sticky/others", 1, 1)
+        .file("sticky/mine", "m\n", 0644).owner("sticky/mine", uid, uid)
+        .dir("sticky/dir", 0777).owner("sticky/dir", 1, 1).dir("sticky", 01777)
+        .file("sgid/f", "g\n", 0664).dir("sgid/d", 02775).owner("sgid/d", 0, 100)
+        .dir("sgid", 02777).owner("sgid", 0, 100)
+        .file("rw/file", "rw\n", 0666).dir("rw", 0777)
+        .file("hl/a", "hl\n", 0666).hardlink("hl/b", "hl/a").dir("hl", 0777));
+    List<FsOp> ops = List.of(FsOp.shellAs(uid, "python3 " + script + " " + seed + " 120"));
+    Run kernel = compare(specs, ops, LayerSpec.Form.OCI, WhiteoutForm.DEVICE);
+    assertThat(kernel.outcomes().get(0)).as("the script ran").contains(" => exit 0: 0 ")
+        .contains(" ok").contains("./sticky ");
+  }
+
   static Stream<Arguments> seeds() {
     List<Arguments> out = new ArrayList<>();
     for (long seed = 1; seed <= 40; seed++) {

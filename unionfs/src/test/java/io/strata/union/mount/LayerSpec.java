@@ -68,6 +68,11 @@ final class LayerSpec {
     return this;
   }
 
+  LayerSpec owner(String path, int uid, int gid) {
+    items.add((root, form) -> Posix.lchown(root.resolve(path), uid, gid));
+    return this;
+  }
+
   LayerSpec xattr(String path, String name, String value) {
     items.add((root, form) -> Posix.lsetxattr(root.resolve(path), name,
         value.getBytes(StandardCharsets.UTF_8)));
