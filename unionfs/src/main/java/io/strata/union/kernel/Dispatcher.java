@@ -90,6 +90,12 @@ final class Dispatcher {
   private final AtomicLong passthroughOpens = new AtomicLong();
   private final AtomicLong servedOpens = new AtomicLong();
   private final AtomicLong retiredNodes = new AtomicLong();
+  /**
+   * Entries of a listing left out of READDIRPLUS because their attributes could not be had
+   * (removed since the listing was taken, or a lookup that disagrees with the listing): a
+   * number in the stats, so that a listing that missed a file shows here.
+   */
+  private final AtomicLong entriesSkipped = new AtomicLong();
   private final AtomicLong dirHandles = new AtomicLong(1);
   private final ConcurrentHashMap<Long, DirOpen> dirs = new ConcurrentHashMap<>();
 
@@ -203,6 +209,7 @@ final class Dispatcher {
     out.put("opens passed through", passthroughOpens.get());
     out.put("opens served", servedOpens.get());
     out.put("nodes retired", retiredNodes.get());
+    out.put("listing entries skipped", entriesSkipped.get());
     out.put("nodes", (long) nodes.size());
     return out;
   }
@@ -1436,6 +1443,7 @@ final class Dispatcher {
           try {
             a = view.getattr(dirPath, e.name());
           } catch (FsException gone) {
+            entriesSkipped.incrementAndGet();
             continue; // removed since the listing was taken
           }
           NodeTable.Node n = nodes.lookedUp(dir, e.name(), a.ino(), a.isDirectory(), a.lowerLink());

@@ -775,6 +775,7 @@ public final class KernelSession {
     out.put("requests", requests);
     out.put("nodes", counts.get("nodes"));
     out.put("nodesRetired", counts.get("nodes retired"));
+    out.put("listingEntriesSkipped", counts.get("listing entries skipped"));
     out.put("opensPassedThrough", counts.get("opens passed through"));
     out.put("opensServed", counts.get("opens served"));
     out.put("workers", workerCount());
