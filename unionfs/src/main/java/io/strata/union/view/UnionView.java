@@ -1298,10 +1298,10 @@ public final class UnionView implements AutoCloseable {
   /**
    * Gives a new upper node its caller's owner and mode, as kernel overlayfs gives it: in a
    * set-group-ID directory the directory's group (which the file system gave the node, made
-   * there by this process), and a directory made there is set-group-ID too. The node was made with at most its
-   * permission bits (never setuid/setgid, which chown would clear), so only what differs is
-   * changed: each chown or chmod is a journaled inode update, and creating files is what untar
-   * and builds do most.
+   * there by this process), and a directory made there is set-group-ID too. The node was made
+   * with at most its permission bits (never setuid/setgid, which chown would clear), so only
+   * what differs is changed: each chown or chmod is a journaled inode update, and creating
+   * files is what untar and builds do most.
    *
    * <p>The mode: with {@code umask} -1 the kernel applied the caller's umask, and the node gets
    * {@code mode} exactly. Otherwise (FUSE_DONT_MASK) the view does what kernel overlayfs lets

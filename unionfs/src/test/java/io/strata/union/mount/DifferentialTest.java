@@ -244,7 +244,8 @@ class DifferentialTest {
           + "print(stat.filemode(s.st_mode), s.st_uid, s.st_gid)\""));
     }
     Run kernel = compare(specs, ops, LayerSpec.Form.OCI, WhiteoutForm.DEVICE);
-    assertThat(kernel.outcomes()).anySatisfy(o -> assertThat(o).contains("drwxr-sr-x 0:100 d/inner"))
+    assertThat(kernel.outcomes())
+        .anySatisfy(o -> assertThat(o).contains("drwxr-sr-x 0:100 d/inner"))
         .anySatisfy(o -> assertThat(o).contains("-rw-r--r-- 65534:100 g"));
   }
 
