@@ -54,6 +54,18 @@ public final class KernelSession {
     boolean passthrough() {
       return (agreed & Fuse.PASSTHROUGH) != 0;
     }
+
+    /**
+     * A connection handed over by a build whose record said only whether passthrough was
+     * agreed (hand-over records of version 2). Those builds asked for FUSE_HANDLE_KILLPRIV_V2
+     * (since ff6ddee) and not FUSE_DONT_MASK: KILLPRIV_V2 is taken as agreed, the safe side,
+     * since without it a write by a user would leave set-ID bits on where the kernel left
+     * taking them off to the server.
+     */
+    public static Resumed withoutFlags(long generation, boolean passthrough, int minor) {
+      return new Resumed(generation,
+          (passthrough ? Fuse.PASSTHROUGH : 0) | Fuse.HANDLE_KILLPRIV_V2, minor);
+    }
   }
 
   /**

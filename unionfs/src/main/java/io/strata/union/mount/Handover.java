@@ -206,11 +206,15 @@ public final class Handover {
 
   static Takeover decode(Holder.Entry e) throws IOException {
     DataInputStream in = new DataInputStream(new ByteArrayInputStream(e.record()));
-    if (in.readInt() != MAGIC || in.readInt() != VERSION) {
+    int version = in.readInt() == MAGIC ? in.readInt() : -1;
+    if (version != VERSION && version != 2) {
       throw new IOException("not a record of this strata version");
     }
-    KernelSession.Resumed r = new KernelSession.Resumed(in.readLong(), in.readLong(),
-        in.readInt());
+    // version 2 (builds before the agreed INIT flags were kept) said only whether passthrough
+    // was agreed: a daemon upgraded across that change still takes its mounts over
+    KernelSession.Resumed r = version == 2
+        ? KernelSession.Resumed.withoutFlags(in.readLong(), in.readBoolean(), in.readInt())
+        : new KernelSession.Resumed(in.readLong(), in.readLong(), in.readInt());
     boolean elsewhere = in.readBoolean();
     int clones = in.readInt();
     if (clones < 0 || clones >= e.descriptors().length) {
