@@ -843,17 +843,10 @@ public final class UnionView implements AutoCloseable {
       int fd = Io.open(up, Io.O_TMPFILE | access, mode & 0777);
       try {
         RawFs.Statx made = RawFs.lstat(fd, "");
-        int hostGid = opts.gids().toHost(gid);
-        if (made.gid() != hostGid && setGid(Stat.lstat(up))) {
-          hostGid = made.gid(); // a set-group-ID directory's group, as for a named file
-        }
-        Io.check(Io.LIBC.fchown(fd, opts.uids().toHost(uid), hostGid),
-            "fchown tmpfile in " + dir);
-        int perm = mode & 07777;
-        if (umask >= 0) {
-          perm = defaultAcl(up) ? (made.mode() & 0777) | (mode & 07000) : perm & ~umask;
-        }
-        Io.check(Io.LIBC.fchmod(fd, perm), "fchmod tmpfile in " + dir);
+        Io.check(Io.LIBC.fchown(fd, opts.uids().toHost(uid),
+            newGroup(made.gid(), opts.gids().toHost(gid), up)), "fchown tmpfile in " + dir);
+        Io.check(Io.LIBC.fchmod(fd, newMode(made.mode(), mode, umask, up)),
+            "fchmod tmpfile in " + dir);
         RawFs.Statx st = RawFs.lstat(fd, "");
         long fh = register(fd, "", (flags & Io.O_ACCMODE) != Io.O_RDONLY, true);
         files.get(fh).unlinked = mapIds(new Attr(compose(0, st.ino()), st.mode(), 0, st.uid(),
@@ -1291,8 +1284,33 @@ public final class UnionView implements AutoCloseable {
 
   private static final int S_ISGID = 02000;
 
-  private static boolean setGid(Attr dir) {
-    return dir != null && (dir.mode() & S_ISGID) != 0;
+  /**
+   * The group of a node the file system made with group {@code made} in the upper directory
+   * {@code dir} for a caller of group {@code caller}: the directory's (which {@code made} then
+   * is) when the directory is set-group-ID, else the caller's. The directory is looked at only
+   * when the two differ.
+   */
+  private static int newGroup(int made, int caller, Loc dir) throws IOException {
+    if (made == caller) {
+      return caller;
+    }
+    Attr d = Stat.lstat(dir);
+    return d != null && (d.mode() & S_ISGID) != 0 ? made : caller;
+  }
+
+  /**
+   * The mode of a node the file system made with mode {@code made} in the upper directory
+   * {@code dir}, asked for with {@code mode} (see {@link #finishNew} for {@code umask}).
+   */
+  private static int newMode(int made, int mode, int umask, Loc dir) throws IOException {
+    int want = mode & 07777;
+    if (umask >= 0) {
+      want = defaultAcl(dir) ? (made & 0777) | (mode & 07000) : want & ~umask;
+    }
+    if ((made & Posix.S_IFMT) == Posix.S_IFDIR) {
+      want |= made & S_ISGID; // a directory in a set-group-ID one is one too
+    }
+    return want;
   }
 
   /**
@@ -1315,22 +1333,22 @@ public final class UnionView implements AutoCloseable {
       int hostUid = opts.uids().toHost(uid);
       int hostGid = opts.gids().toHost(gid);
       Attr made = Stat.lstat(p);
-      if (made != null && made.gid() != hostGid && setGid(Stat.lstat(p.parent()))) {
-        hostGid = made.gid(); // the directory's group, which the file system gave it
+      if (made == null) { // gone meanwhile: the chown says so (ENOENT)
+        RawFs.lchown(p.dirfd(), p.rel(), hostUid, hostGid);
+        if (!symlink) {
+          RawFs.chmod(p.dirfd(), p.rel(), mode & 07777 & ~Math.max(umask, 0));
+        }
+        return;
       }
-      if (made == null || made.uid() != hostUid || made.gid() != hostGid) {
+      hostGid = newGroup(made.gid(), hostGid, p.parent());
+      if (made.uid() != hostUid || made.gid() != hostGid) {
         RawFs.lchown(p.dirfd(), p.rel(), hostUid, hostGid);
       }
-      int want = mode & 07777;
-      if (umask >= 0 && !symlink) {
-        want = made != null && defaultAcl(p.parent()) ? (made.mode() & 0777) | (mode & 07000)
-            : want & ~umask;
-      }
-      if (made != null && made.isDirectory()) {
-        want |= made.mode() & S_ISGID; // a directory in a set-group-ID one is one too
-      }
-      if (!symlink && (made == null || (made.mode() & 07777) != want)) {
-        RawFs.chmod(p.dirfd(), p.rel(), want);
+      if (!symlink) {
+        int want = newMode(made.mode(), mode, umask, p.parent());
+        if ((made.mode() & 07777) != want) {
+          RawFs.chmod(p.dirfd(), p.rel(), want);
+        }
       }
     } catch (IOException e) {
       throw FsException.from(e);
