@@ -429,6 +429,119 @@ static void send_descriptor(int c, int fd) {
 }
 
 /*
+ * Mounts /dev/fuse on DIR with fusermount3 (setuid; libfuse's protocol: the descriptor comes
+ * back over the socket named by _FUSE_COMMFD), for a user's daemon that lives in a user
+ * namespace of its own and cannot mount on the host. The descriptor, or -1 with why in err.
+ */
+static int fusermount(const char *dir, const char *options, char *err, size_t cap) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
+    snprintf(err, cap, "socketpair: %s", strerror(errno));
+    return -1;
+  }
+  fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(err, cap, "fork: %s", strerror(errno));
+    close(sv[0]);
+    close(sv[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    char commfd[32];
+    snprintf(commfd, sizeof commfd, "%d", sv[1]);
+    setenv("_FUSE_COMMFD", commfd, 1);
+    static const char *const progs[] = {"/usr/bin/fusermount3", "/bin/fusermount3",
+                                        "/usr/local/bin/fusermount3", "/usr/bin/fusermount",
+                                        "/bin/fusermount"};
+    for (size_t i = 0; i < sizeof progs / sizeof *progs; i++)
+      execl(progs[i], progs[i], "-o", options, "--", dir, (char *)NULL);
+    _exit(127);
+  }
+  close(sv[1]);
+  char byte;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                     .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  do {
+    n = recvmsg(sv[0], &m, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  close(sv[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
+  if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+      snprintf(err, cap, "mounting as a user needs fusermount3 (Debian package fuse3)");
+    else
+      snprintf(err, cap, "fusermount3 did not mount %s (exit %d; is the mountpoint yours, and"
+               " user_allow_other in /etc/fuse.conf if allow_other is asked?)", dir,
+               WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    return -1;
+  }
+  int fd;
+  memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+  return fd;
+}
+
+/* Unmounts DIR, lazily: umount2 where this client mounted it, fusermount3 for a user's. */
+static void unmount_lazily(const char *dir, int by_fusermount) {
+  if (!by_fusermount) {
+    umount2(dir, MNT_DETACH);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) { dup2(null, 1); dup2(null, 2); }
+    execl("/usr/bin/fusermount3", "fusermount3", "-u", "-z", "--", dir, (char *)NULL);
+    execl("/bin/fusermount3", "fusermount3", "-u", "-z", "--", dir, (char *)NULL);
+    execl("/usr/bin/fusermount", "fusermount", "-u", "-z", "--", dir, (char *)NULL);
+    _exit(127);
+  }
+  if (pid > 0) while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+}
+
+/*
+ * Listens on a unix socket of this client's beside the daemon's socket {@code path}, on which
+ * the daemon takes the mounted descriptor (handoff_path names it). The socket, or -1 after
+ * saying why.
+ */
+static int open_handoff(const char *path) {
+  struct sockaddr_un h = {.sun_family = AF_UNIX};
+  const char *slash = strrchr(path, '/');
+  int dirlen = slash ? (int)(slash - path) : 1;
+  if (snprintf(handoff_path, sizeof handoff_path, "%.*s/fuse-%d.sock", dirlen,
+               slash ? path : ".", (int)getpid()) >= (int)sizeof h.sun_path) {
+    fprintf(stderr, "strata: the daemon's socket path is too long for a handoff socket\n");
+    handoff_path[0] = 0;
+    return -1;
+  }
+  strcpy(h.sun_path, handoff_path);
+  unlink(handoff_path);
+  int handoff = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  /* the socket is the user's alone, whatever directory $STRATA_SOCKET names */
+  mode_t old_umask = umask(077);
+  int bound = handoff >= 0 ? bind(handoff, (struct sockaddr *)&h, sizeof h) : -1;
+  umask(old_umask);
+  if (bound < 0 || listen(handoff, 1) < 0) {
+    fprintf(stderr, "strata: cannot listen on %s: %s\n", handoff_path, strerror(errno));
+    if (handoff >= 0) close(handoff);
+    handoff_path[0] = 0;
+    return -1;
+  }
+  atexit(remove_handoff);
+  return handoff;
+}
+
+/*
  * One command's JVM binds jnr's native calls by reflection rather than by classes generated
  * at run time, which no archive can hold: loading one binding took 68 instead of 118 ms, and
  * a call costs 25-85 ns more (getpid 90 -> 116 ns with C2; loops of 2,000,000 calls each
@@ -562,8 +675,10 @@ int main(int argc, char **argv) {
   /*
    * Where the command runs. A user's daemon lives in a user namespace of the user's ids (the
    * client makes it, as for the store's commands), so it serves the user's store commands and
-   * containers, and the mounts rootless podman asks for (handed over mounted, below), but not
-   * a user's mounts on the host (mount, umount, overlay), which it could not make there.
+   * containers, and the mounts rootless podman asks for (handed over mounted, below), and a
+   * user's mounts on the host (mount, overlay), which it cannot make there: it asks this
+   * client to mount with fusermount3 (an 'M' frame) and takes the descriptor. umount runs
+   * here, in a JVM as the user.
    */
   const char *cmd = subcommand(nargs, args);
   int host_ns = in_initial_user_namespace();
@@ -573,7 +688,9 @@ int main(int argc, char **argv) {
   int daemon = starts_daemon(nargs, args);
   const char *mountpoint = NULL;
   if (daemon && user) enter_user_namespace();
-  int may_use_daemon = !daemon && !(user && mounts);
+  /* a user's mount on the host: the client mounts with fusermount3 when the daemon asks */
+  int mounts_here = user && (strcmp(cmd, "mount") == 0 || strcmp(cmd, "overlay") == 0);
+  int may_use_daemon = !daemon && !(user && mounts && !mounts_here);
   if (!host_ns && may_use_daemon) {
     /* root of a user namespace (rootless podman runs strata-overlay there): only an overlay
      * mount goes to the daemon, which serves the /dev/fuse this client mounts here */
@@ -605,32 +722,16 @@ int main(int argc, char **argv) {
    * the command's environment.
    */
   int fuse = -1, handoff = -1;
+  int by_fusermount = 0; /* the mount was made by fusermount3, on the daemon's word */
   char fuse_env[PATH_MAX + 64];
   if (mountpoint) {
     fuse = mount_fuse(mountpoint);
     if (fuse < 0) return 1;
-    struct sockaddr_un h = {.sun_family = AF_UNIX};
-    const char *slash = strrchr(path, '/');
-    int dirlen = slash ? (int)(slash - path) : 1;
-    if (snprintf(handoff_path, sizeof handoff_path, "%.*s/fuse-%d.sock", dirlen,
-                 slash ? path : ".", (int)getpid()) >= (int)sizeof h.sun_path) {
-      fprintf(stderr, "strata: the daemon's socket path is too long for a handoff socket\n");
+    handoff = open_handoff(path);
+    if (handoff < 0) {
       umount2(mountpoint, MNT_DETACH);
       return 1;
     }
-    strcpy(h.sun_path, handoff_path);
-    unlink(handoff_path);
-    handoff = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    /* the socket is the user's alone, whatever directory $STRATA_SOCKET names */
-    mode_t old_umask = umask(077);
-    int bound = handoff >= 0 ? bind(handoff, (struct sockaddr *)&h, sizeof h) : -1;
-    umask(old_umask);
-    if (bound < 0 || listen(handoff, 1) < 0) {
-      fprintf(stderr, "strata: cannot listen on %s: %s\n", handoff_path, strerror(errno));
-      umount2(mountpoint, MNT_DETACH);
-      return 1;
-    }
-    atexit(remove_handoff);
     snprintf(fuse_env, sizeof fuse_env, "STRATA_MOUNTED_FUSE_SOCKET=%s", handoff_path);
   }
 
@@ -640,7 +741,8 @@ int main(int argc, char **argv) {
   if (!getcwd(cwd, sizeof cwd)) strcpy(cwd, "/");
   put32(&h, VERSION);
   put32(&h, (uint32_t)getpid());
-  put32(&h, (isatty(0) ? 1 : 0) | (isatty(1) ? 2 : 0) | (isatty(2) ? 4 : 0));
+  put32(&h, (isatty(0) ? 1 : 0) | (isatty(1) ? 2 : 0) | (isatty(2) ? 4 : 0) |
+                (mounts_here ? 8 : 0));
   putstr(&h, cwd);
   put32(&h, (uint32_t)nargs);
   for (int i = 0; i < nargs; i++) putstr(&h, args[i]);
@@ -665,7 +767,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   int want_stdin = 0;
-  static unsigned char frame[MAX_FRAME];
+  static unsigned char frame[MAX_FRAME + 1]; /* + 1: a NUL after a mount's options */
   for (;;) {
     struct pollfd p[4] = {{fd, POLLIN, 0}, {sp[0], POLLIN, 0}, {handoff, POLLIN, 0},
                           {0, POLLIN, 0}};
@@ -706,7 +808,7 @@ int main(int argc, char **argv) {
       unsigned char hd[5];
       if (read_all(fd, hd, 5) < 0) {
         fprintf(stderr, "strata: the daemon went away before the command ended\n");
-        if (mountpoint) umount2(mountpoint, MNT_DETACH);
+        if (mountpoint) unmount_lazily(mountpoint, by_fusermount);
         return 1;
       }
       uint32_t len = (uint32_t)hd[1] << 24 | (uint32_t)hd[2] << 16 | (uint32_t)hd[3] << 8 | hd[4];
@@ -718,11 +820,44 @@ int main(int argc, char **argv) {
         case 'O': write_all(1, frame, len); break;
         case 'R': write_all(2, frame, len); break;
         case 'W': want_stdin = 1; break;
+        case 'M': {
+          /* a user's daemon asks for its mount on the host: mountpoint, NUL, options */
+          char err[PATH_MAX + 256];
+          const char *dir = (const char *)frame;
+          size_t dl = strnlen(dir, len);
+          if (!mounts_here || fuse >= 0 || dl + 1 >= len) {
+            snprintf(err, sizeof err, "the client was not asked for a mount here");
+            send_frame(fd, 'f', err, (uint32_t)strlen(err));
+            break;
+          }
+          frame[len] = 0;
+          int f = fusermount(dir, dir + dl + 1, err, sizeof err);
+          if (f >= 0) {
+            handoff = open_handoff(path);
+            if (handoff < 0) {
+              unmount_lazily(dir, 1);
+              close(f);
+              f = -1;
+              snprintf(err, sizeof err, "the client could not hand the mount over");
+            }
+          }
+          if (f < 0) {
+            send_frame(fd, 'f', err, (uint32_t)strlen(err));
+            break;
+          }
+          fuse = f;
+          by_fusermount = 1;
+          static char mounted_at[PATH_MAX];
+          snprintf(mounted_at, sizeof mounted_at, "%s", dir);
+          mountpoint = mounted_at;
+          send_frame(fd, 'F', handoff_path, (uint32_t)strlen(handoff_path));
+          break;
+        }
         case 'T':
           /* the daemon is stopping and took nothing: run the command here, as with none */
           close(fd);
           if (mountpoint) {
-            umount2(mountpoint, MNT_DETACH);
+            unmount_lazily(mountpoint, by_fusermount);
             close(fuse);
             if (handoff >= 0) close(handoff);
             remove_handoff();
@@ -737,7 +872,7 @@ int main(int argc, char **argv) {
           int code = len < 4 ? 1 : (int)((uint32_t)frame[0] << 24 | (uint32_t)frame[1] << 16 |
                                          (uint32_t)frame[2] << 8 | frame[3]);
           /* a mount the daemon did not take up would only fail its users */
-          if (mountpoint && code != 0) umount2(mountpoint, MNT_DETACH);
+          if (mountpoint && code != 0) unmount_lazily(mountpoint, by_fusermount);
           return code;
         }
         default: break; /* a newer daemon's frame */

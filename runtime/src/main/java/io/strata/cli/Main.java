@@ -129,7 +129,8 @@ public final class Main implements Runnable {
    * one answers on this user's socket (see {@link Sockets}), else in this process.
    */
   public static int run(String... args) {
-    if (!startsADaemon(args) && !io.strata.union.mount.Background.relaunched()) {
+    if (!startsADaemon(args) && !io.strata.union.mount.Background.relaunched()
+        && !mountsOnTheHost(args)) {
       java.nio.channels.SocketChannel ch = DaemonClient.connect(Sockets.forClient());
       if (ch != null) {
         try {
@@ -262,6 +263,26 @@ public final class Main implements Runnable {
    * Whether {@code args} start a daemon (which must not hand itself to another): {@code
    * daemon} without its subcommand {@code status} (the value of --socket is not one).
    */
+  /**
+   * Whether the command is a user's mount, unmount or overlay on the host: a user's daemon lives
+   * in a user and mount namespace of its own, where such a mount would not be the host's. The
+   * C client hands mount and overlay to the daemon itself and mounts with fusermount3 when the
+   * daemon asks; this JVM cannot, so they run here.
+   */
+  static boolean mountsOnTheHost(String... args) {
+    if (io.strata.layers.fs.Posix.isRoot() || !io.strata.layers.fs.Places.inInitialUserNamespace()) {
+      return false;
+    }
+    for (int i = 0; i < args.length; i++) {
+      if (args[i].equals("--root") || args[i].equals("--log-level")) {
+        i++;
+      } else if (!args[i].startsWith("-")) {
+        return args[i].equals("mount") || args[i].equals("umount") || args[i].equals("overlay");
+      }
+    }
+    return false;
+  }
+
   static boolean startsADaemon(String... args) {
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("daemon")) {

@@ -235,6 +235,66 @@ class RootlessPodmanTest {
     assertThat(uppers.get("strata-daemon")).isEqualTo(strata);
   }
 
+  /**
+   * A user's own mounts on the host, with their daemon running: `strata mount` and
+   * `strata overlay` are served by the daemon (no JVM of their own), made by fusermount3 in
+   * the client's namespaces (the daemon's are its own: a mount there would not be seen), with
+   * the host's ids; `strata umount` and `fusermount3 -u` end them. Before, the command went to
+   * the daemon, which mounted in its own namespace, out of the user's sight.
+   */
+  @Test
+  void aUsersMountsOnTheHostAreServedByTheirDaemon() throws Exception {
+    assertThat(daemon("import -q " + base.resolve("bb.tar") + " --name host:1").code()).isZero();
+    Path mp = base.resolve("home/host-mnt");
+    Path plain = base.resolve("home/plain");
+    assertThat(user.sh("mkdir -p " + mp + " " + plain + "/l " + plain + "/u " + plain + "/w "
+        + plain + "/m " + plain + "/u2 " + plain + "/w2 && echo below > " + plain + "/l/f")
+        .code()).isZero();
+    String javas = sh("pgrep -c -u " + user.uid + " java || true").trim();
+    TestUser.Result r = daemon("mount host:1 " + mp);
+    assertThat(r.code()).as(r.output()).isZero();
+    r = daemon("overlay -o lowerdir=" + plain + "/l,upperdir=" + plain + "/u,workdir=" + plain
+        + "/w " + plain + "/m");
+    assertThat(r.code()).as(r.output()).isZero();
+    try {
+      // the host's mount table (this test runs there), made by fusermount3 for the user
+      assertThat(sh("grep ' " + mp + " ' /proc/mounts")).contains("fuse.strata")
+          .contains("user_id=" + user.uid);
+      assertThat(sh("grep ' " + plain + "/m ' /proc/mounts")).contains("user_id=" + user.uid);
+      assertThat(sh("pgrep -c -u " + user.uid + " java || true").trim()).as("no JVM of their own")
+          .isEqualTo(javas);
+      assertThat(daemon("daemon status").output()).contains(mp.toString())
+          .contains(plain + "/m");
+      // the image's root-owned files are the user's on the host, as a JVM of their own shows
+      // them; what the user writes is theirs on disk
+      r = user.sh("stat -c '%u:%g' " + mp + "/etc/passwd && echo made > " + mp + "/made"
+          + " && cat " + plain + "/m/f && echo new > " + plain + "/m/n && stat -c '%u:%g' "
+          + plain + "/u/n");
+      assertThat(r.code()).as(r.output()).isZero();
+      assertThat(r.output()).isEqualTo(user.uid + ":" + user.gid + "\nbelow\n" + user.uid + ":"
+          + user.gid + "\n");
+      // a mountpoint that is not the user's: fusermount3's refusal, said, and nothing mounted
+      Path roots = Files.createDirectories(base.resolve("roots"));
+      r = daemon("overlay -o lowerdir=" + plain + "/l,upperdir=" + plain + "/u2,workdir="
+          + plain + "/w2 " + roots);
+      assertThat(r.code()).isNotZero();
+      assertThat(r.output()).contains("fusermount3");
+      assertThat(sh("grep -c ' " + roots + " ' /proc/mounts || true").trim()).isEqualTo("0");
+    } finally {
+      assertThat(user.sh("fusermount3 -u " + plain + "/m").code()).isZero();
+      r = daemon("umount --rm " + mp);
+      assertThat(r.code()).as(r.output()).isZero();
+    }
+    assertThat(sh("grep -c ' " + base + "/home/' /proc/mounts || true").trim()).isEqualTo("0");
+    long deadline = System.nanoTime() + 10_000_000_000L;
+    while (daemon("daemon status").output().contains(base + "/home/")) {
+      assertThat(System.nanoTime()).as("the daemon still serves a mount that is gone")
+          .isLessThan(deadline);
+      Thread.sleep(100);
+    }
+    assertThat(daemon("rmi host:1").code()).isZero();
+  }
+
   /** The directories of the test image: only there does an opaque marker mean something. */
   private static final java.util.Set<String> IMAGE_DIRECTORIES =
       java.util.Set.of("", "bin", "etc", "opq", "opq/old");

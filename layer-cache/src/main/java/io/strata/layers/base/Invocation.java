@@ -45,6 +45,7 @@ public final class Invocation {
   private final List<IntConsumer> signalHandlers = new CopyOnWriteArrayList<>();
   private volatile Log.Level level;
   private volatile boolean cancelled;
+  private volatile ClientMounter clientMounter;
 
   /**
    * @param pid the process the person ran (the client, for a daemon's command): its standard
@@ -170,6 +171,26 @@ public final class Invocation {
     for (IntConsumer h : signalHandlers) {
       h.accept(signo);
     }
+  }
+
+  /**
+   * Mounts FUSE where the client is, for a daemon that cannot mount there itself: a user's
+   * daemon lives in a user namespace of its own, and a user's mount on the host is made by
+   * fusermount3 in the client's namespaces, then served by the daemon.
+   */
+  @FunctionalInterface
+  public interface ClientMounter {
+    /** Mounts /dev/fuse on {@code mountpoint} with fusermount3's {@code options}: its descriptor. */
+    int mount(Path mountpoint, String options) throws java.io.IOException;
+  }
+
+  /** Who mounts for this command in the client's namespaces, or null: the command mounts itself. */
+  public ClientMounter clientMounter() {
+    return clientMounter;
+  }
+
+  public void clientMounter(ClientMounter m) {
+    this.clientMounter = m;
   }
 
   /** Whether the person asked the command to stop (a signal, or the client went away). */

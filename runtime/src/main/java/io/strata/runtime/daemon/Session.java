@@ -71,6 +71,12 @@ final class Session implements Runnable {
       PrintStream e = new PrintStream(new Frames(Wire.STDERR), true, StandardCharsets.UTF_8);
       Invocation inv = new Invocation(cwd, env, stdin, o, e, (h.flags() & 1) != 0,
           (h.flags() & 4) != 0, h.pid());
+      if ((h.flags() & Wire.MOUNTS_FOR_DAEMON) != 0
+          && !io.strata.layers.fs.Places.inInitialUserNamespace()) {
+        // a user's daemon, in a user namespace of its own, serving a mount on the host: the
+        // client makes it with fusermount3 and hands the descriptor over
+        inv.clientMounter(this::mountAtClient);
+      }
       threads.execute(() -> readClient(inv, stdin));
       int code;
       try {
@@ -85,6 +91,37 @@ final class Session implements Runnable {
     } catch (IOException gone) {
       // the client left before its status: nothing to tell it
     }
+  }
+
+  /** What the client answered to the last {@link Wire#MOUNT}: its socket's path, or a failure. */
+  private final LinkedBlockingQueue<Object> mounted = new LinkedBlockingQueue<>();
+
+  /**
+   * Has the client mount /dev/fuse on {@code mountpoint} with fusermount3 and takes the
+   * descriptor it hands over: the mount is then made where the user is, with the user's rights.
+   */
+  private int mountAtClient(Path mountpoint, String options) throws IOException {
+    mounted.clear();
+    byte[] mp = io.strata.layers.fs.RawFs.bytes(io.strata.layers.fs.RawFs.raw(mountpoint));
+    byte[] opts = options.getBytes(StandardCharsets.UTF_8);
+    byte[] p = new byte[mp.length + 1 + opts.length];
+    System.arraycopy(mp, 0, p, 0, mp.length);
+    System.arraycopy(opts, 0, p, mp.length + 1, opts.length);
+    out.frame(Wire.MOUNT, p);
+    Object answer;
+    try {
+      answer = mounted.poll(60, java.util.concurrent.TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("interrupted while the client mounted " + mountpoint);
+    }
+    if (answer == null) {
+      throw new IOException("the client did not mount " + mountpoint + " within 60 s");
+    }
+    if (answer instanceof IOException failed) {
+      throw failed;
+    }
+    return io.strata.union.mount.FuseMount.adopt((Path) answer);
   }
 
   private void fail(String why) throws IOException {
@@ -102,6 +139,10 @@ final class Session implements Runnable {
           case Wire.STDIN -> stdin.feed(f.payload());
           case Wire.STDIN_END -> stdin.feed(null);
           case Wire.SIGNAL -> inv.signal(f.u32(0));
+          case Wire.MOUNTED -> mounted.add(Path.of(new String(f.payload(),
+              StandardCharsets.UTF_8)));
+          case Wire.MOUNT_FAILED -> mounted.add(new IOException(new String(f.payload(),
+              StandardCharsets.UTF_8).strip()));
           default -> log.accept("a client sent a frame of type " + f.type() + "; ignored");
         }
       }
@@ -109,6 +150,7 @@ final class Session implements Runnable {
       // the connection broke: as a hangup
     }
     stdin.feed(null);
+    mounted.add(new IOException("the client went away before it mounted"));
     inv.signal(SIGHUP);
     inv.cancel();
   }

@@ -16,10 +16,14 @@ import java.util.List;
  *
  * <pre>
  * client to daemon   H hello: u32 version, u32 pid, u32 flags (1 stdin, 2 stdout, 4 stderr
- *                      are terminals), str cwd, u32 n + n str argv, u32 n + n str env (K=V)
+ *                      are terminals; 8 the client is a user in the host's user namespace and
+ *                      mounts when asked), str cwd, u32 n + n str argv, u32 n + n str env (K=V)
  *                    I stdin bytes; E stdin ended; S u32 signal number
+ *                    F the mount asked for is made: the path of the unix socket on which the
+ *                      client hands its /dev/fuse descriptor to the daemon; f it failed: why
  * daemon to client   O stdout bytes; R stderr bytes; W send stdin; X u32 exit status;
  *                    T (first and only) the daemon is stopping: run the command yourself
+ *                    M mount /dev/fuse with fusermount3: mountpoint, NUL, fusermount3's options
  * str = u32 length + UTF-8 bytes
  * </pre>
  */
@@ -35,6 +39,14 @@ final class Wire {
   static final byte EXIT = 'X';
   /** The daemon is stopping and takes no command: the client runs it in a JVM of its own. */
   static final byte RUN_YOURSELF = 'T';
+  /** The client is a user in the host's user namespace: it mounts when asked ({@link #MOUNT}). */
+  static final int MOUNTS_FOR_DAEMON = 8;
+  /** Mount /dev/fuse with fusermount3 where the client is: mountpoint, NUL, options. */
+  static final byte MOUNT = 'M';
+  /** The client mounted: the path of the socket that hands the descriptor over. */
+  static final byte MOUNTED = 'F';
+  /** The client could not mount: why. */
+  static final byte MOUNT_FAILED = 'f';
   /** The largest frame either side sends or takes. */
   static final int MAX_FRAME = 1 << 20;
 

@@ -67,6 +67,17 @@ public final class MountCommand implements Callable<Integer> {
       description = "Serve reads and writes in strata instead of passing open files through.")
   boolean noPassthrough;
 
+  /**
+   * Set by a user's daemon for a mount the client made on the host (and kept in the recipe of
+   * the next daemon): the host's ids shown, the daemon's namespace's on disk, as
+   * fuse-overlayfs's uidmapping ({@link io.strata.union.view.IdMap#ofOwnNamespace}).
+   */
+  @Option(names = "--uid-mapping", hidden = true, paramLabel = "C:H:N[:C:H:N...]")
+  String uidMapping;
+
+  @Option(names = "--gid-mapping", hidden = true, paramLabel = "C:H:N[:C:H:N...]")
+  String gidMapping;
+
   /** The pin that keeps a mount's layers from gc, named after the mountpoint. */
   static String pinOf(Path mountpoint) {
     byte[] b = mountpoint.toAbsolutePath().normalize().toString().getBytes(StandardCharsets.UTF_8);
@@ -96,6 +107,11 @@ public final class MountCommand implements Callable<Integer> {
     }
     if (!Files.isDirectory(mountpoint)) {
       throw new IllegalArgumentException("mountpoint " + mountpoint + " is not a directory");
+    }
+    if (io.strata.layers.base.Invocation.current().clientMounter() != null) {
+      // a user's daemon: the client mounts on the host, where the kernel speaks its ids
+      uidMapping = io.strata.union.view.IdMap.ofOwnNamespace("uid");
+      gidMapping = io.strata.union.view.IdMap.ofOwnNamespace("gid");
     }
     if (timeout != null && timeout < 0) {
       throw new IllegalArgumentException("--timeout must not be negative");
@@ -204,6 +220,12 @@ public final class MountCommand implements Callable<Integer> {
     if (whiteout != null) {
       args.addAll(List.of("--whiteout", whiteout.name()));
     }
+    if (uidMapping != null) {
+      args.addAll(List.of("--uid-mapping", uidMapping));
+    }
+    if (gidMapping != null) {
+      args.addAll(List.of("--gid-mapping", gidMapping));
+    }
     return args;
   }
 
@@ -217,7 +239,11 @@ public final class MountCommand implements Callable<Integer> {
     }
     UnionView.Options d = UnionView.Options.defaults();
     UnionView.Options o = new UnionView.Options(whiteout != null ? whiteout : d.whiteoutForm(),
-        d.metacopy(), d.xattrs(), d.fsync(), d.uids(), d.gids(), false, d.cacheEntries(),
+        d.metacopy(), d.xattrs(), d.fsync(),
+        uidMapping != null ? io.strata.union.view.IdMap.parse(uidMapping, "--uid-mapping")
+            : d.uids(),
+        gidMapping != null ? io.strata.union.view.IdMap.parse(gidMapping, "--gid-mapping")
+            : d.gids(), false, d.cacheEntries(),
         d.redirectDir(), true); // the store's layers never change
     s.pin(pin, ids);
     MountRecords.write(s.root(), new MountRecords.Entry(mp.toString(), image, r.id().toString(),

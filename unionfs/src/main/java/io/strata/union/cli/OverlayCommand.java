@@ -77,6 +77,9 @@ public final class OverlayCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    if (io.strata.layers.base.Invocation.current().clientMounter() != null) {
+      options = withNamespaceIds(options);
+    }
     OverlayOptions o = OverlayOptions.parse(options, Foreground::log);
     Path mp = io.strata.layers.base.Invocation.current().resolve(
         positional.get(positional.size() - 1));
@@ -117,6 +120,34 @@ public final class OverlayCommand implements Callable<Integer> {
       return 0;
     }
     return serve(o, mp, -1, null, null);
+  }
+
+  /**
+   * {@code opts} with the mapping of a user's daemon's namespace: the client mounted on the
+   * host, where the kernel speaks the host's ids, and the daemon sees the files with its own
+   * namespace's ({@link io.strata.union.view.IdMap#ofOwnNamespace}). As options, so that the
+   * next daemon's recipe keeps them. A mapping of the user's own is not taken this way.
+   */
+  static List<String> withNamespaceIds(List<String> opts) throws java.io.IOException {
+    for (String o : opts) {
+      for (String kv : o.split(",")) {
+        if (kv.startsWith("uidmapping=") || kv.startsWith("gidmapping=")) {
+          throw new IllegalArgumentException("uidmapping= and gidmapping= are not taken by a"
+              + " user's daemon for a mount on the host (it maps its own namespace's ids):"
+              + " run without the daemon (STRATA_NO_DAEMON=1)");
+        }
+      }
+    }
+    String uids = io.strata.union.view.IdMap.ofOwnNamespace("uid");
+    String gids = io.strata.union.view.IdMap.ofOwnNamespace("gid");
+    List<String> out = new ArrayList<>(opts);
+    if (uids != null) {
+      out.add("uidmapping=" + uids);
+    }
+    if (gids != null) {
+      out.add("gidmapping=" + gids);
+    }
+    return out;
   }
 
   /** This command line, as the next daemon runs it to take the mount over ({@link Handover}). */

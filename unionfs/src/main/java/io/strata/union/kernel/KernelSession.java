@@ -137,6 +137,15 @@ public final class KernelSession {
   }
 
   /**
+   * fusermount3's options for a user's mount of {@code source} (it adds user_id, group_id and
+   * rootmode itself); allow_other only where /etc/fuse.conf lets users ask for it.
+   */
+  public static String userMountOptions(String source, boolean allowOther) {
+    return "fsname=" + source.replace(",", "_") + ",subtype=strata,default_permissions"
+        + (allowOther && Fusermount.userAllowOther() ? ",allow_other" : "");
+  }
+
+  /**
    * Mounts {@code view} on {@code mountpoint} (which the caller has checked and locked) and
    * starts serving it: as root with mount(2) and the device's descriptor, as a user through
    * fusermount3. Passthrough is asked for only as root (backing files need CAP_SYS_ADMIN).
@@ -179,9 +188,8 @@ public final class KernelSession {
         throw new IOException("mount(2) of " + mountpoint + " failed: " + Posix.strerror(e));
       }
     } else {
-      // fusermount3 adds user_id, group_id and rootmode itself
-      fd = Fusermount.mount(mountpoint, "fsname=" + options.source().replace(",", "_")
-          + ",subtype=strata," + common);
+      fd = Fusermount.mount(mountpoint, userMountOptions(options.source(),
+          options.allowOther()));
     }
     KernelSession s;
     try {

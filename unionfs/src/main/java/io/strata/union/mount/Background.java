@@ -256,6 +256,7 @@ public final class Background {
     io.strata.layers.base.Invocation own = new io.strata.layers.base.Invocation(Path.of("/"),
         client.env(), java.io.InputStream.nullInputStream(), toLog, both, false, false,
         ProcessHandle.current().pid());
+    own.clientMounter(client.clientMounter()); // asked while the client waits, below
     int[] status = {-1};
     java.util.concurrent.atomic.AtomicBoolean ended = new java.util.concurrent.atomic.AtomicBoolean();
     MOUNT_THREADS.execute("mount " + mp, () -> {

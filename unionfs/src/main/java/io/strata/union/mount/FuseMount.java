@@ -57,12 +57,16 @@ public final class FuseMount implements AutoCloseable {
     /**
      * The transport to use when none is asked for: {@code -Dstrata.transport} or
      * {@code $STRATA_TRANSPORT} if set, else strata's own where it can mount (root: mount(2)
-     * with the device's descriptor; a user: fusermount3), else jnr-fuse.
+     * with the device's descriptor; a user: fusermount3, also the client's for a user's
+     * daemon), else jnr-fuse.
      */
     public static Transport preferred() {
       String asked = System.getProperty("strata.transport", io.strata.layers.base.Invocation.current().getenv("STRATA_TRANSPORT"));
       if (asked != null && !asked.isBlank()) {
         return parse(asked.trim());
+      }
+      if (io.strata.layers.base.Invocation.current().clientMounter() != null) {
+        return KERNEL; // the client's fusermount3 opens the device
       }
       boolean device = Files.isReadable(Path.of("/dev/fuse"))
           && Files.isWritable(Path.of("/dev/fuse"));
@@ -294,6 +298,18 @@ public final class FuseMount implements AutoCloseable {
         below = mountIdOrZero(mp);
       }
       Settings s = settings;
+      io.strata.layers.base.Invocation.ClientMounter client =
+          io.strata.layers.base.Invocation.current().clientMounter();
+      if (s.mountedFd() < 0 && client != null) {
+        // a user's daemon, in a namespace of its own: the client mounts on the host
+        if (s.transport() != Transport.KERNEL) {
+          throw new IOException("jnr-fuse cannot serve a mount the client made (a user's mount"
+              + " through the daemon): leave --transport out, or run without the daemon"
+              + " (STRATA_NO_DAEMON=1)");
+        }
+        s = s.withMountedFd(client.mount(mp, KernelSession.userMountOptions(s.fsName(),
+            s.allowOther())));
+      }
       FuseMount m = s.transport() == Transport.KERNEL
           ? startKernel(view, mp, s, log, lock) : startJnr(view, mp, s, log, lock);
       if (m.kernel != null && !m.elsewhere) {

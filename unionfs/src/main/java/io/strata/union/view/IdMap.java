@@ -45,6 +45,30 @@ public final class IdMap {
     return new IdMap(List.copyOf(out));
   }
 
+  /**
+   * This process's own user namespace as a mapping of fuse-overlayfs's form ({@code "uid"} or
+   * {@code "gid"}): the ids of the namespace's parent are shown, the namespace's own are on
+   * disk. For a daemon in a user namespace that serves a mount made in the host's (a user's
+   * mount through fusermount3), where the kernel speaks the host's ids. Null in the host's own
+   * namespace (every id maps to itself).
+   */
+  public static String ofOwnNamespace(String kind) throws java.io.IOException {
+    StringBuilder spec = new StringBuilder();
+    for (String line : java.nio.file.Files.readAllLines(
+        java.nio.file.Path.of("/proc/self/" + kind + "_map"))) {
+      String[] f = line.trim().split("\\s+");
+      if (f.length != 3) {
+        continue;
+      }
+      if (f[0].equals("0") && f[1].equals("0") && f[2].equals("4294967295")) {
+        return null;
+      }
+      spec.append(spec.length() == 0 ? "" : ":").append(f[1]).append(':').append(f[0])
+          .append(':').append(f[2]);
+    }
+    return spec.length() == 0 ? null : spec.toString();
+  }
+
   boolean isIdentity() {
     return ranges.isEmpty();
   }
