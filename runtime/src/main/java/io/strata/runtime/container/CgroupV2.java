@@ -23,11 +23,47 @@ final class CgroupV2 implements Cgroup {
     return new CgroupV2(dir);
   }
 
+  /**
+   * Creates {@code strata/NAME} below {@code delegated}, the cgroup v2 subtree delegated to
+   * the user ({@link Cgroups#delegated}), with {@code controllers} enabled down to it. Only a
+   * cgroup without processes of its own may give its children controllers (cgroup v2's rule),
+   * so the processes in {@code delegated} itself (the user's daemon, when systemd runs it in
+   * the cgroup it delegated) move to a leaf beside, {@code strata-self}, as systemd's
+   * documentation asks of a delegated service.
+   */
+  static CgroupV2 createDelegated(Path delegated, String name, java.util.List<String> controllers)
+      throws IOException {
+    Path parent = delegated.resolve(Cgroups.PARENT);
+    Files.createDirectories(parent);
+    if (!controllers.isEmpty()) {
+      Path self = delegated.resolve(Cgroups.PARENT + "-self");
+      for (String pid : Files.readAllLines(delegated.resolve("cgroup.procs"))) {
+        if (!pid.isBlank()) {
+          Files.createDirectories(self);
+          try {
+            Cgroups.write(self.resolve("cgroup.procs"), pid.trim());
+          } catch (IOException gone) {
+            // it ended meanwhile
+          }
+        }
+      }
+      enable(delegated, controllers);
+      enable(parent, controllers);
+    }
+    Path dir = parent.resolve(name);
+    Files.createDirectories(dir);
+    return new CgroupV2(dir);
+  }
+
   private static void enable(Path cg) throws IOException {
+    enable(cg, Cgroups.CONTROLLERS);
+  }
+
+  private static void enable(Path cg, java.util.List<String> controllers) throws IOException {
     String present = Files.exists(cg.resolve("cgroup.subtree_control"))
         ? Cgroups.read(cg.resolve("cgroup.subtree_control")) : "";
     StringBuilder want = new StringBuilder();
-    for (String c : Cgroups.CONTROLLERS) {
+    for (String c : controllers) {
       if (!(" " + present + " ").contains(" " + c + " ")) {
         want.append(want.length() == 0 ? "" : " ").append('+').append(c);
       }
@@ -35,6 +71,11 @@ final class CgroupV2 implements Cgroup {
     if (want.length() > 0) {
       Cgroups.write(cg.resolve("cgroup.subtree_control"), want.toString());
     }
+  }
+
+  /** The directory of this cgroup. */
+  Path dir() {
+    return dir;
   }
 
   @Override

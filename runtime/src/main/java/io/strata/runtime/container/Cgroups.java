@@ -72,6 +72,85 @@ public final class Cgroups {
     }
   }
 
+  /** The controller that enforces each kind of limit a container may be given. */
+  static List<String> controllersFor(Limits l) {
+    List<String> c = new ArrayList<>();
+    if (l.memory() != -1 || l.memorySwap() != -1) {
+      c.add("memory");
+    }
+    if (l.cpuQuotaMicros() != -1) {
+      c.add("cpu");
+    }
+    if (l.pids() != -1) {
+      c.add("pids");
+    }
+    return c;
+  }
+
+  /**
+   * The cgroup v2 subtree delegated to this process's user, where a user's containers get
+   * their limits: the process's own cgroup when it may make cgroups in it and move processes
+   * into them (systemd's user manager delegates one to a unit with {@code Delegate=yes},
+   * chowned to the user; in the user's namespace its files are root's). Null otherwise, with
+   * the reason appended to {@code why}.
+   */
+  static Path delegated(StringBuilder why) throws IOException {
+    Path v2 = null;
+    for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"), StandardCharsets.UTF_8)) {
+      int dash = line.indexOf(" - ");
+      if (dash > 0 && line.substring(dash + 3).startsWith("cgroup2 ")) {
+        v2 = Path.of(line.substring(0, dash).split(" ")[4]);
+      }
+    }
+    if (v2 == null) {
+      why.append("no cgroup2 hierarchy is mounted");
+      return null;
+    }
+    String own = null;
+    for (String line : Files.readAllLines(Path.of("/proc/self/cgroup"), StandardCharsets.UTF_8)) {
+      if (line.startsWith("0::/")) {
+        own = line.substring(3);
+      }
+    }
+    if (own == null) {
+      why.append("this process is in no cgroup v2 cgroup");
+      return null;
+    }
+    Path c = own.equals("/") ? v2 : v2.resolve(own.substring(1));
+    if (!own.equals("/") && Files.isWritable(c) && Files.isWritable(c.resolve("cgroup.procs"))
+        && Files.isWritable(c.resolve("cgroup.subtree_control"))) {
+      return c;
+    }
+    why.append("its cgroup v2 cgroup ").append(own).append(" is not delegated to the user"
+        + " (systemd's user manager delegates one to a service with Delegate=yes)");
+    return null;
+  }
+
+  /**
+   * A container cgroup given by its path (a user's, below the subtree delegated to them),
+   * rather than by a name in the host's hierarchies; null for a name.
+   */
+  static Path delegatedPath(String cgroup) throws IOException {
+    if (!cgroup.startsWith("/")) {
+      return null;
+    }
+    Path p = Path.of(cgroup).normalize();
+    boolean underCgroup2 = false;
+    for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"), StandardCharsets.UTF_8)) {
+      int dash = line.indexOf(" - ");
+      if (dash > 0 && line.substring(dash + 3).startsWith("cgroup2 ")
+          && p.startsWith(Path.of(line.substring(0, dash).split(" ")[4]))) {
+        underCgroup2 = true;
+      }
+    }
+    if (!underCgroup2 || p.getParent() == null
+        || !p.getParent().getFileName().toString().equals(PARENT)
+        || !p.getFileName().toString().startsWith("ctr-")) {
+      throw new IOException("not a container's cgroup: " + cgroup);
+    }
+    return p;
+  }
+
   /** Creates the cgroup {@code strata/NAME} in every hierarchy the layout uses. */
   public static Cgroup create(Layout layout, String name) throws IOException {
     if (!name.matches("[A-Za-z0-9_.-]{1,128}")) {
@@ -88,6 +167,11 @@ public final class Cgroups {
    * without creating anything (for the clean-up after a strata that was killed).
    */
   public static void remove(Layout layout, String name) throws IOException {
+    Path own = delegatedPath(name);
+    if (own != null) {
+      killAndRemove(own);
+      return;
+    }
     for (Path root : layout.v1().values()) {
       killAndRemove(root.resolve(PARENT).resolve(name));
     }
@@ -110,11 +194,17 @@ public final class Cgroups {
   public static Paused pause(Layout layout, String name, java.time.Duration limit)
       throws IOException {
     Path v1 = layout.v1().get(FREEZER);
+    Path own = delegatedPath(name);
     Path dir;
     String file;
     String frozen;
     String thawed;
-    if (v1 != null && Files.isDirectory(v1.resolve(PARENT).resolve(name))) {
+    if (own != null && Files.exists(own.resolve("cgroup.freeze"))) {
+      dir = own;
+      file = "cgroup.freeze";
+      frozen = "1";
+      thawed = "0";
+    } else if (v1 != null && Files.isDirectory(v1.resolve(PARENT).resolve(name))) {
       dir = v1.resolve(PARENT).resolve(name);
       file = "freezer.state";
       frozen = "FROZEN";

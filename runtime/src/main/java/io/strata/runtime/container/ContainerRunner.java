@@ -69,7 +69,7 @@ public final class ContainerRunner {
 
   /** Everything a start needs, checked and resolved before anything is created. */
   private record Plan(String name, ImageRecord image, List<String> argv, Map<String, String> env,
-      List<String> helperArgs) {}
+      List<String> helperArgs, Path userCgroups) {}
 
   /**
    * Checks every option and resolves the image, creating nothing: a bad option is an
@@ -106,9 +106,7 @@ public final class ContainerRunner {
       put(env, e, "-e/--env");
     }
     spec.limits().check();
-    if (!Places.isHostRoot()) {
-      rootless(spec);
-    }
+    Path userCgroups = Places.isHostRoot() ? null : rootless(spec);
 
     ImageRecord image = store.resolve(spec.image());
     JsonNode config = Json.MAPPER.readTree(store.config(image)).path("config");
@@ -146,7 +144,7 @@ public final class ContainerRunner {
     if (!spec.seccomp()) {
       helper.add("--no-seccomp");
     }
-    return new Plan(name, image, argv, all, helper);
+    return new Plan(name, image, argv, all, helper, userCgroups);
   }
 
   /** The slirp4netns program for {@code --network slirp4netns}. */
@@ -167,10 +165,12 @@ public final class ContainerRunner {
   /**
    * What a user's container (rootless) can have. The client made a user namespace of the
    * user's subordinate ids and runs this JVM as its root; the container's namespaces are
-   * made inside it. No cgroup: cgroup v1 is root's, and a delegated cgroup v2 subtree is not
-   * used yet, so a limit asked for is refused, as podman refuses it without delegation.
+   * made inside it. A container with limits gets a cgroup below the cgroup v2 subtree
+   * delegated to the user ({@link Cgroups#delegated}), which is returned; without one (cgroup
+   * v1 is root's; no delegation) a limit asked for is refused with the reason, as podman
+   * refuses it. A container without limits gets no cgroup.
    */
-  private static void rootless(Spec spec) throws IOException {
+  private static Path rootless(Spec spec) throws IOException {
     if (Places.inInitialUserNamespace()) {
       throw new IllegalArgumentException("a user's container needs a user namespace, which the"
           + " strata command makes (runtime/target/native/strata-client, or ./strata); "
@@ -183,24 +183,39 @@ public final class ContainerRunner {
           + " user's container is always in a user namespace of the user's subordinate ids");
     }
     Limits l = spec.limits();
+    List<String> needed = Cgroups.controllersFor(l);
+    if (needed.isEmpty()) {
+      return null;
+    }
     List<String> asked = new ArrayList<>();
-    if (l.memory() != -1 || l.memorySwap() != -1) {
-      asked.add("--memory");
+    for (String c : needed) {
+      asked.add(switch (c) {
+        case "memory" -> "--memory";
+        case "cpu" -> "--cpus";
+        default -> "--pids-limit";
+      });
     }
-    if (l.cpuQuotaMicros() != -1) {
-      asked.add("--cpus");
+    StringBuilder why = new StringBuilder();
+    Path delegated = Cgroups.delegated(why);
+    List<String> missing = new ArrayList<>(needed);
+    if (delegated != null) {
+      missing.removeAll(Cgroups.v2Controllers(delegated));
+      if (missing.isEmpty()) {
+        return delegated;
+      }
+      why.append("the ").append(String.join(", ", missing)).append(missing.size() == 1
+          ? " controller is" : " controllers are").append(" not delegated to the user (").append(
+          delegated).append(" offers: ").append(Cgroups.v2Controllers(delegated).stream()
+              .filter(c -> !c.isBlank()).reduce((a, b) -> a + " " + b).orElse("none"))
+          .append(")");
     }
-    if (l.pids() != -1) {
-      asked.add("--pids-limit");
+    Cgroups.Layout layout = Cgroups.detect();
+    if (layout.v1().keySet().containsAll(missing)) {
+      why.append("; ").append(String.join(", ", missing)).append(missing.size() == 1 ? " is"
+          : " are").append(" cgroup v1's here, which only root may use");
     }
-    if (!asked.isEmpty()) {
-      Cgroups.Layout layout = Cgroups.detect();
-      throw new IllegalArgumentException(String.join(", ", asked) + ": a user's container"
-          + " cannot have limits here: " + (layout.v2() == null
-              ? "the memory, cpu and pids controllers are cgroup v1's, which only root may use"
-              : "strata does not use a cgroup v2 subtree delegated to the user yet")
-          + "; run it without limits, or as root");
-    }
+    throw new IllegalArgumentException(String.join(", ", asked) + ": a user's container"
+        + " cannot have limits here: " + why + "; run it without limits, or as root");
   }
 
   /** Runs the container to its end and returns its exit code (128+N for signal N). */
@@ -218,8 +233,9 @@ public final class ContainerRunner {
       }
     }
     String cgName = "ctr-" + name;
-    // a user's container has no cgroup (see rootless); its state names none
-    String cgroupName = Places.isHostRoot() ? cgName : null;
+    // a user's container has a cgroup only with limits (see rootless), named by its path
+    String cgroupName = Places.isHostRoot() ? cgName : plan.userCgroups() == null ? null
+        : plan.userCgroups().resolve(Cgroups.PARENT).resolve(cgName).toString();
     ContainerState created = new ContainerState(name, spec.image(), plan.argv(),
         ContainerState.CREATED, null, null, ProcessHandle.current().pid(), -1,
         Instant.now().toString(), null, cgroupName, null, plan.image().id().toString());
@@ -294,6 +310,10 @@ public final class ContainerRunner {
           if (Places.isHostRoot()) {
             cgroup = Cgroups.create(Cgroups.detect(), cgName);
             cgroup.apply(spec.limits());
+          } else if (plan.userCgroups() != null) {
+            cgroup = CgroupV2.createDelegated(plan.userCgroups(), cgName,
+                Cgroups.controllersFor(spec.limits()));
+            cgroup.apply(spec.limits());
           }
           Path fifo = dir.resolve("sync");
           Files.deleteIfExists(fifo);
@@ -323,7 +343,8 @@ public final class ContainerRunner {
           started = helper;
           ClientStdio.pump(pb, helper);
           Native.release(fifo, helper, Duration.ofSeconds(30));
-          containers.write(created.withRunning(helper.pid(), cgroup != null ? cgName : null));
+          containers.write(created.withRunning(helper.pid(), cgroup != null
+              ? created.cgroup() : null));
         }
       } catch (Exception e) {
         if (forwarded != 0) {

@@ -37,6 +37,58 @@ class CgroupV2Test {
     assertThat(cg.pidsLimitHits()).isEqualTo(3);
   }
 
+  /**
+   * A user's container below the subtree delegated to the user: the processes of the delegated
+   * cgroup itself move to a leaf first (cgroup v2 gives children controllers only from a
+   * cgroup without processes), then only the controllers its limits need are enabled.
+   */
+  @Test
+  void aUsersContainerGetsItsCgroupBelowTheDelegatedSubtree() throws Exception {
+    Path delegated = Files.createDirectories(root.resolve("user@1000.service"));
+    Files.writeString(delegated.resolve("cgroup.controllers"), "cpu memory pids\n");
+    Files.writeString(delegated.resolve("cgroup.subtree_control"), "");
+    Files.writeString(delegated.resolve("cgroup.procs"), "4242\n");
+    Limits l = new Limits(64L << 20, -1, -1, 100_000, 32);
+    assertThat(Cgroups.controllersFor(l)).containsExactly("memory", "pids");
+    CgroupV2 cg = CgroupV2.createDelegated(delegated, "ctr-u", Cgroups.controllersFor(l));
+    assertThat(Files.readString(delegated.resolve("strata-self/cgroup.procs"))).isEqualTo("4242");
+    assertThat(Files.readString(delegated.resolve("cgroup.subtree_control")))
+        .isEqualTo("+memory +pids");
+    assertThat(Files.readString(delegated.resolve("strata/cgroup.subtree_control")))
+        .isEqualTo("+memory +pids");
+    cg.apply(l);
+    Path d = delegated.resolve("strata/ctr-u");
+    assertThat(cg.dir()).isEqualTo(d);
+    assertThat(Files.readString(d.resolve("memory.max"))).isEqualTo(String.valueOf(64L << 20));
+    assertThat(Files.readString(d.resolve("pids.max"))).isEqualTo("32");
+    assertThat(d.resolve("cpu.max")).doesNotExist();
+    // without limits nothing is enabled and nobody moves
+    Path other = Files.createDirectories(root.resolve("other"));
+    Files.writeString(other.resolve("cgroup.procs"), "77\n");
+    CgroupV2.createDelegated(other, "ctr-v", java.util.List.of());
+    assertThat(other.resolve("strata/ctr-v")).isDirectory();
+    assertThat(other.resolve("strata-self")).doesNotExist();
+    assertThat(other.resolve("cgroup.subtree_control")).doesNotExist();
+  }
+
+  /** A container's cgroup named by path must be a container's, under the cgroup2 mount. */
+  @Test
+  void onlyAContainersCgroupIsTakenByItsPath() throws Exception {
+    assertThat(Cgroups.delegatedPath("ctr-x")).isNull();
+    org.assertj.core.api.Assertions.assertThatThrownBy(
+        () -> Cgroups.delegatedPath("/etc/strata/ctr-x")).hasMessageContaining("not a container");
+    String v2 = java.nio.file.Files.readAllLines(Path.of("/proc/self/mountinfo")).stream()
+        .filter(l -> l.contains(" - cgroup2 ")).map(l -> l.split(" ")[4]).findFirst().orElse(null);
+    org.junit.jupiter.api.Assumptions.assumeTrue(v2 != null, "no cgroup2 mounted");
+    assertThat(Cgroups.delegatedPath(v2 + "/u/strata/ctr-x"))
+        .isEqualTo(Path.of(v2 + "/u/strata/ctr-x"));
+    org.assertj.core.api.Assertions.assertThatThrownBy(
+        () -> Cgroups.delegatedPath(v2 + "/u/other/ctr-x")).hasMessageContaining("not a container");
+    org.assertj.core.api.Assertions.assertThatThrownBy(
+        () -> Cgroups.delegatedPath(v2 + "/u/strata/../../x/strata/y"))
+        .hasMessageContaining("not a container");
+  }
+
   @Test
   void parsesSizes() {
     assertThat(Limits.parseSize("64m", "--memory")).isEqualTo(64L << 20);

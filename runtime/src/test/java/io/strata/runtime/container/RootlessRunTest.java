@@ -190,6 +190,44 @@ class RootlessRunTest {
   }
 
   /**
+   * A user whose cgroup v2 cgroup is delegated to them (as systemd's user manager delegates
+   * one, emulated here on the host's cgroup2: a directory chowned to the user, the command
+   * moved into it) gets limits there; this machine's memory, cpu and pids controllers are
+   * cgroup v1's, so the delegated cgroup offers none of them, and a limit is refused naming
+   * that, not the missing delegation. A container without limits runs and makes no cgroup.
+   * What the limits write below a delegated cgroup: CgroupV2Test, on a fake tree.
+   */
+  @Test
+  void aDelegatedCgroupIsUsedAndWhatItLacksIsNamed() throws Exception {
+    String v2 = sh("awk '$3 == \"cgroup2\" {print $2}' /proc/mounts").trim();
+    assumeTrue(!v2.isEmpty() && !v2.contains("\n"), "one cgroup2 hierarchy mounted");
+    Path delegated = Path.of(v2, "strata-test-user-" + user.uid);
+    sh("mkdir " + delegated + " && chown " + user.uid + ":" + user.gid + " " + delegated + " "
+        + delegated + "/cgroup.procs " + delegated + "/cgroup.subtree_control " + delegated
+        + "/cgroup.threads");
+    try {
+      String strata = "STRATA_JAVA=" + base.resolve("bin/java") + " STRATA_SOCKET=none "
+          + client;
+      // root's shell moves itself into the delegated cgroup, then becomes the user
+      String in = "echo $$ > " + delegated + "/cgroup.procs && exec setpriv --reuid="
+          + user.uid + " --regid=" + user.gid + " --init-groups env HOME=" + base.resolve("home")
+          + " PATH=/usr/bin:/bin sh -c ";
+      String r = sh("exec 2>&1; " + in + "'" + strata + " run --rm --pids-limit 10 bb:1 true;"
+          + " echo rc=$?; cat /proc/self/cgroup'");
+      assertThat(r).contains("--pids-limit: a user's container cannot have limits here")
+          .contains("pids controller is not delegated to the user (" + delegated + " offers:")
+          .contains("rc=2").contains("0::/" + delegated.getFileName());
+      r = sh("exec 2>&1; " + in + "'" + strata + " run --rm bb:1 cat /proc/self/cgroup;"
+          + " echo rc=$?'");
+      assertThat(r).contains("rc=0");
+      assertThat(delegated.resolve("strata")).as("no limits, no cgroup").doesNotExist();
+    } finally {
+      sh("rmdir " + delegated + " || sleep 1; [ ! -d " + delegated + " ] || rmdir " + delegated);
+    }
+    nothingLeft();
+  }
+
+  /**
    * --network slirp4netns: the container's own network reaches a server on the host's address
    * (outbound, NAT'd by slirp4netns), but not the host's loopback (10.0.2.2), as podman's
    * default.
