@@ -117,6 +117,9 @@ public final class Cgroups {
       return null;
     }
     Path c = own.equals("/") ? v2 : v2.resolve(own.substring(1));
+    if (c.getFileName() != null && c.getFileName().toString().equals(PARENT + "-self")) {
+      c = c.getParent(); // moved there by an earlier container's limits (CgroupV2#createDelegated)
+    }
     if (!own.equals("/") && Files.isWritable(c) && Files.isWritable(c.resolve("cgroup.procs"))
         && Files.isWritable(c.resolve("cgroup.subtree_control"))) {
       return c;

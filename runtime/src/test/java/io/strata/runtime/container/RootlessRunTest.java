@@ -221,8 +221,17 @@ class RootlessRunTest {
           + " echo rc=$?'");
       assertThat(r).contains("rc=0");
       assertThat(delegated.resolve("strata")).as("no limits, no cgroup").doesNotExist();
+      // from the leaf a limited container moves the delegated cgroup's processes to, the
+      // delegated cgroup is still the one below which containers go
+      Path self = delegated.resolve("strata-self");
+      sh("mkdir " + self + " && chown " + user.uid + ":" + user.gid + " " + self + " " + self
+          + "/cgroup.procs");
+      r = sh("exec 2>&1; " + in.replace(delegated + "/cgroup.procs", self + "/cgroup.procs")
+          + "'" + strata + " run --rm --pids-limit 10 bb:1 true; echo rc=$?'");
+      assertThat(r).contains("(" + delegated + " offers:").contains("rc=2");
     } finally {
-      sh("rmdir " + delegated + " || sleep 1; [ ! -d " + delegated + " ] || rmdir " + delegated);
+      sh("for d in " + delegated + "/strata-self " + delegated + "; do [ ! -d $d ] || rmdir $d"
+          + " || { sleep 1; rmdir $d; }; done");
     }
     nothingLeft();
   }
