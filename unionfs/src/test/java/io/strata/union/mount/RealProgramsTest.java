@@ -7,7 +7,6 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -17,12 +16,14 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class RealProgramsTest {
   @TempDir Path tmp;
-  Path source;
+  /** Shared by the tests, which copy it: each copy of it took 1-2 s in CI. */
+  @TempDir static Path shared;
+  static Path source;
 
-  @BeforeEach
-  void setUp() throws Exception {
+  @org.junit.jupiter.api.BeforeAll
+  static void setUp() throws Exception {
     // A real tree that nobody here wrote: documentation shipped by Debian packages.
-    source = Files.createDirectories(tmp.resolve("src"));
+    source = Files.createDirectories(shared.resolve("src"));
     Mounted.run("sh", "-c", "cp -a /usr/share/doc/. " + source + "/ 2>/dev/null || true");
     Mounted.run("sh", "-c", "cp -a /usr/share/perl5 " + source + "/perl5 2>/dev/null || true");
   }
