@@ -509,6 +509,89 @@ static void unmount_lazily(const char *dir, int by_fusermount) {
   if (pid > 0) while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
 }
 
+/* Whether a FUSE filesystem is mounted at DIR here (/proc/self/mountinfo, escapes undone). */
+static int fuse_mounted_at(const char *dir) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return 0;
+  char *line = NULL;
+  size_t cap = 0;
+  int found = 0;
+  while (!found && getline(&line, &cap, f) > 0) {
+    char *sep = strstr(line, " - ");
+    char *p = line;
+    for (int i = 0; i < 4 && p; i++) {
+      p = strchr(p, ' ');
+      if (p) p++;
+    }
+    char *end = p ? strchr(p, ' ') : NULL;
+    if (!sep || !end || end > sep) continue;
+    char mp[PATH_MAX];
+    size_t n = 0;
+    for (char *q = p; q < end && n + 1 < sizeof mp; q++) {
+      if (q[0] == '\\' && end - q >= 4 && q[1] >= '0' && q[1] <= '3' && q[2] >= '0' &&
+          q[2] <= '7' && q[3] >= '0' && q[3] <= '7') {
+        mp[n++] = (char)((q[1] - '0') * 64 + (q[2] - '0') * 8 + (q[3] - '0'));
+        q += 3;
+      } else {
+        mp[n++] = *q;
+      }
+    }
+    mp[n] = 0;
+    found = strcmp(mp, dir) == 0 && strncmp(sep + 3, "fuse", 4) == 0;
+  }
+  free(line);
+  fclose(f);
+  return found;
+}
+
+/*
+ * fusermount3 -u (-z when lazy) DIR, its complaint kept for the daemon: 0 when it unmounted,
+ * else -1 with what it said (or why it did not run) in err.
+ */
+static int fusermount_unmount(const char *dir, int lazy, char *err, size_t cap) {
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) < 0) {
+    snprintf(err, cap, "pipe: %s", strerror(errno));
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pfd[1], 1);
+    dup2(pfd[1], 2);
+    static const char *const progs[] = {"/usr/bin/fusermount3", "/bin/fusermount3",
+                                        "/usr/local/bin/fusermount3", "/usr/bin/fusermount",
+                                        "/bin/fusermount"};
+    for (size_t i = 0; i < sizeof progs / sizeof *progs; i++) {
+      if (lazy) execl(progs[i], progs[i], "-u", "-z", "--", dir, (char *)NULL);
+      else execl(progs[i], progs[i], "-u", "--", dir, (char *)NULL);
+    }
+    _exit(127);
+  }
+  close(pfd[1]);
+  size_t n = 0;
+  if (pid > 0) {
+    ssize_t r;
+    while (n + 1 < cap && ((r = read(pfd[0], err + n, cap - 1 - n)) > 0 || (r < 0 && errno == EINTR)))
+      if (r > 0) n += (size_t)r;
+  }
+  close(pfd[0]);
+  err[n] = 0;
+  while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' ')) err[--n] = 0;
+  int status = 0;
+  if (pid < 0) {
+    snprintf(err, cap, "fork: %s", strerror(errno));
+    return -1;
+  }
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  if (n == 0)
+    snprintf(err, cap, "fusermount3 -u %.*s failed (%s %d)", PATH_MAX, dir,
+             WIFEXITED(status) ? "exit" : "signal",
+             WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  return -1;
+}
+
 /*
  * Listens on a unix socket of this client's beside the daemon's socket {@code path}, on which
  * the daemon takes the mounted descriptor (handoff_path names it). The socket, or -1 after
@@ -676,9 +759,9 @@ int main(int argc, char **argv) {
    * Where the command runs. A user's daemon lives in a user namespace of the user's ids (the
    * client makes it, as for the store's commands), so it serves the user's store commands and
    * containers, and the mounts rootless podman asks for (handed over mounted, below), and a
-   * user's mounts on the host (mount, overlay), which it cannot make there: it asks this
-   * client to mount with fusermount3 (an 'M' frame) and takes the descriptor. umount runs
-   * here, in a JVM as the user.
+   * user's mounts on the host (mount, overlay, umount), which it cannot make there: it asks
+   * this client to mount with fusermount3 (an 'M' frame) and takes the descriptor, or to
+   * unmount (a 'U' frame).
    */
   const char *cmd = subcommand(nargs, args);
   int host_ns = in_initial_user_namespace();
@@ -688,8 +771,9 @@ int main(int argc, char **argv) {
   int daemon = starts_daemon(nargs, args);
   const char *mountpoint = NULL;
   if (daemon && user) enter_user_namespace();
-  /* a user's mount on the host: the client mounts with fusermount3 when the daemon asks */
-  int mounts_here = user && (strcmp(cmd, "mount") == 0 || strcmp(cmd, "overlay") == 0);
+  /* a user's mount on the host: the client mounts (and unmounts) with fusermount3 when the
+   * daemon asks */
+  int mounts_here = user && mounts;
   int may_use_daemon = !daemon && !(user && mounts && !mounts_here);
   if (!host_ns && may_use_daemon) {
     /* root of a user namespace (rootless podman runs strata-overlay there): only an overlay
@@ -820,6 +904,25 @@ int main(int argc, char **argv) {
         case 'O': write_all(1, frame, len); break;
         case 'R': write_all(2, frame, len); break;
         case 'W': want_stdin = 1; break;
+        case 'U': {
+          /* a user's daemon asks to unmount a mount on the host: u8 lazy, mountpoint */
+          char err[PATH_MAX + 256];
+          if (!mounts_here || len < 2) {
+            snprintf(err, sizeof err, "the client was not asked for an unmount here");
+            send_frame(fd, 'f', err, (uint32_t)strlen(err));
+            break;
+          }
+          frame[len] = 0;
+          const char *dir = (const char *)frame + 1;
+          if (!fuse_mounted_at(dir)) {
+            send_frame(fd, 'F', "not mounted", 11);
+          } else if (fusermount_unmount(dir, frame[0] != 0, err, sizeof err) == 0) {
+            send_frame(fd, 'F', "unmounted", 9);
+          } else {
+            send_frame(fd, 'f', err, (uint32_t)strlen(err));
+          }
+          break;
+        }
         case 'M': {
           /* a user's daemon asks for its mount on the host: mountpoint, NUL, options */
           char err[PATH_MAX + 256];

@@ -239,8 +239,9 @@ class RootlessPodmanTest {
    * A user's own mounts on the host, with their daemon running: `strata mount` and
    * `strata overlay` are served by the daemon (no JVM of their own), made by fusermount3 in
    * the client's namespaces (the daemon's are its own: a mount there would not be seen), with
-   * the host's ids; `strata umount` and `fusermount3 -u` end them. Before, the command went to
-   * the daemon, which mounted in its own namespace, out of the user's sight.
+   * the host's ids; `strata umount` (the daemon's, the client unmounting on its word) and
+   * `fusermount3 -u` end them. Before, the command went to the daemon, which mounted in its
+   * own namespace, out of the user's sight.
    */
   @Test
   void aUsersMountsOnTheHostAreServedByTheirDaemon() throws Exception {
@@ -282,9 +283,16 @@ class RootlessPodmanTest {
       assertThat(sh("grep -c ' " + roots + " ' /proc/mounts || true").trim()).isEqualTo("0");
     } finally {
       assertThat(user.sh("fusermount3 -u " + plain + "/m").code()).isZero();
+      long before = served();
       r = daemon("umount --rm " + mp);
       assertThat(r.code()).as(r.output()).isZero();
+      // the daemon served it (the status is one command, the umount the other), the client
+      // unmounted on its word
+      assertThat(served()).isEqualTo(before + 2);
     }
+    r = daemon("umount " + mp);
+    assertThat(r.code()).as(r.output()).isEqualTo(3);
+    assertThat(r.output()).contains("is not a FUSE mount");
     assertThat(sh("grep -c ' " + base + "/home/' /proc/mounts || true").trim()).isEqualTo("0");
     long deadline = System.nanoTime() + 10_000_000_000L;
     while (daemon("daemon status").output().contains(base + "/home/")) {

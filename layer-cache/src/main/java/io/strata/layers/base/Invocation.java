@@ -174,14 +174,19 @@ public final class Invocation {
   }
 
   /**
-   * Mounts FUSE where the client is, for a daemon that cannot mount there itself: a user's
-   * daemon lives in a user namespace of its own, and a user's mount on the host is made by
-   * fusermount3 in the client's namespaces, then served by the daemon.
+   * Mounts and unmounts FUSE where the client is, for a daemon that cannot do it there
+   * itself: a user's daemon lives in a user and mount namespace of its own, and a user's mount
+   * on the host is made by fusermount3 in the client's namespaces, then served by the daemon.
    */
-  @FunctionalInterface
   public interface ClientMounter {
     /** Mounts /dev/fuse on {@code mountpoint} with fusermount3's {@code options}: its descriptor. */
     int mount(Path mountpoint, String options) throws java.io.IOException;
+
+    /**
+     * Unmounts the FUSE mount at {@code mountpoint} where the client is (fusermount3 -u, -z
+     * when {@code lazy}): false when no FUSE mount is there.
+     */
+    boolean unmount(Path mountpoint, boolean lazy) throws java.io.IOException;
   }
 
   /** Who mounts for this command in the client's namespaces, or null: the command mounts itself. */

@@ -75,7 +75,17 @@ final class Session implements Runnable {
           && !io.strata.layers.fs.Places.inInitialUserNamespace()) {
         // a user's daemon, in a user namespace of its own, serving a mount on the host: the
         // client makes it with fusermount3 and hands the descriptor over
-        inv.clientMounter(this::mountAtClient);
+        inv.clientMounter(new Invocation.ClientMounter() {
+          @Override
+          public int mount(Path mountpoint, String options) throws IOException {
+            return mountAtClient(mountpoint, options);
+          }
+
+          @Override
+          public boolean unmount(Path mountpoint, boolean lazy) throws IOException {
+            return unmountAtClient(mountpoint, lazy);
+          }
+        });
       }
       threads.execute(() -> readClient(inv, stdin));
       int code;
@@ -93,7 +103,10 @@ final class Session implements Runnable {
     }
   }
 
-  /** What the client answered to the last {@link Wire#MOUNT}: its socket's path, or a failure. */
+  /**
+   * What the client answered to the last {@link Wire#MOUNT} or {@link Wire#UNMOUNT}: its
+   * socket's path or what became of the mount, or a failure.
+   */
   private final LinkedBlockingQueue<Object> mounted = new LinkedBlockingQueue<>();
 
   /**
@@ -101,27 +114,42 @@ final class Session implements Runnable {
    * descriptor it hands over: the mount is then made where the user is, with the user's rights.
    */
   private int mountAtClient(Path mountpoint, String options) throws IOException {
-    mounted.clear();
     byte[] mp = io.strata.layers.fs.RawFs.bytes(io.strata.layers.fs.RawFs.raw(mountpoint));
     byte[] opts = options.getBytes(StandardCharsets.UTF_8);
     byte[] p = new byte[mp.length + 1 + opts.length];
     System.arraycopy(mp, 0, p, 0, mp.length);
     System.arraycopy(opts, 0, p, mp.length + 1, opts.length);
-    out.frame(Wire.MOUNT, p);
+    String socket = askClient(Wire.MOUNT, p, "mount " + mountpoint);
+    return io.strata.union.mount.FuseMount.adopt(Path.of(socket));
+  }
+
+  /** Has the client unmount the FUSE mount at {@code mountpoint}; false when none is there. */
+  private boolean unmountAtClient(Path mountpoint, boolean lazy) throws IOException {
+    byte[] mp = io.strata.layers.fs.RawFs.bytes(io.strata.layers.fs.RawFs.raw(mountpoint));
+    byte[] p = new byte[1 + mp.length];
+    p[0] = (byte) (lazy ? 1 : 0);
+    System.arraycopy(mp, 0, p, 1, mp.length);
+    return askClient(Wire.UNMOUNT, p, "unmount " + mountpoint).equals("unmounted");
+  }
+
+  /** Sends the client a request of its own ({@code type}) and waits for its answer. */
+  private String askClient(byte type, byte[] payload, String what) throws IOException {
+    mounted.clear();
+    out.frame(type, payload);
     Object answer;
     try {
       answer = mounted.poll(60, java.util.concurrent.TimeUnit.SECONDS);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      throw new IOException("interrupted while the client mounted " + mountpoint);
+      throw new IOException("interrupted while the client was asked to " + what);
     }
     if (answer == null) {
-      throw new IOException("the client did not mount " + mountpoint + " within 60 s");
+      throw new IOException("the client did not " + what + " within 60 s");
     }
     if (answer instanceof IOException failed) {
       throw failed;
     }
-    return io.strata.union.mount.FuseMount.adopt((Path) answer);
+    return (String) answer;
   }
 
   private void fail(String why) throws IOException {
@@ -139,8 +167,7 @@ final class Session implements Runnable {
           case Wire.STDIN -> stdin.feed(f.payload());
           case Wire.STDIN_END -> stdin.feed(null);
           case Wire.SIGNAL -> inv.signal(f.u32(0));
-          case Wire.MOUNTED -> mounted.add(Path.of(new String(f.payload(),
-              StandardCharsets.UTF_8)));
+          case Wire.MOUNTED -> mounted.add(new String(f.payload(), StandardCharsets.UTF_8));
           case Wire.MOUNT_FAILED -> mounted.add(new IOException(new String(f.payload(),
               StandardCharsets.UTF_8).strip()));
           default -> log.accept("a client sent a frame of type " + f.type() + "; ignored");

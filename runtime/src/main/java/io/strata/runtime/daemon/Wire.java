@@ -20,10 +20,12 @@ import java.util.List;
  *                      mounts when asked), str cwd, u32 n + n str argv, u32 n + n str env (K=V)
  *                    I stdin bytes; E stdin ended; S u32 signal number
  *                    F the mount asked for is made: the path of the unix socket on which the
- *                      client hands its /dev/fuse descriptor to the daemon; f it failed: why
+ *                      client hands its /dev/fuse descriptor to the daemon; for an unmount,
+ *                      "unmounted" or "not mounted"; f it failed: why
  * daemon to client   O stdout bytes; R stderr bytes; W send stdin; X u32 exit status;
  *                    T (first and only) the daemon is stopping: run the command yourself
  *                    M mount /dev/fuse with fusermount3: mountpoint, NUL, fusermount3's options
+ *                    U unmount the FUSE mount at a path with fusermount3: u8 lazy, mountpoint
  * str = u32 length + UTF-8 bytes
  * </pre>
  */
@@ -43,6 +45,8 @@ final class Wire {
   static final int MOUNTS_FOR_DAEMON = 8;
   /** Mount /dev/fuse with fusermount3 where the client is: mountpoint, NUL, options. */
   static final byte MOUNT = 'M';
+  /** Unmount a FUSE mount where the client is: u8 lazy (0 or 1), then the mountpoint. */
+  static final byte UNMOUNT = 'U';
   /** The client mounted: the path of the socket that hands the descriptor over. */
   static final byte MOUNTED = 'F';
   /** The client could not mount: why. */

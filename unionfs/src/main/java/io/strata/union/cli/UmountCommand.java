@@ -39,12 +39,23 @@ public final class UmountCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     Path mp = mountpoint.toAbsolutePath().normalize();
-    boolean mounted = Mounts.isFuseMountpoint(mp);
-    if (!mounted && !remove) {
-      throw new NotFoundException(mp + " is not a FUSE mount");
-    }
-    if (mounted) {
-      Mounts.unmount(mp, lazy);
+    io.strata.layers.base.Invocation.ClientMounter client =
+        io.strata.layers.base.Invocation.current().clientMounter();
+    boolean mounted;
+    if (client != null) {
+      // a user's daemon: the mount is the host's, where the client is (it mounted it too)
+      mounted = client.unmount(mp, lazy);
+      if (!mounted && !remove) {
+        throw new NotFoundException(mp + " is not a FUSE mount");
+      }
+    } else {
+      mounted = Mounts.isFuseMountpoint(mp);
+      if (!mounted && !remove) {
+        throw new NotFoundException(mp + " is not a FUSE mount");
+      }
+      if (mounted) {
+        Mounts.unmount(mp, lazy);
+      }
     }
     LayerStore s;
     if (!remove && !java.nio.file.Files.isDirectory(store.rootPath().resolve("pins"))) {
