@@ -177,7 +177,7 @@ final class Session implements Runnable {
       // the connection broke: as a hangup
     }
     stdin.feed(null);
-    mounted.add(new IOException("the client went away before it mounted"));
+    mounted.add(new IOException("the client went away before it answered"));
     inv.signal(SIGHUP);
     inv.cancel();
   }

@@ -17,7 +17,7 @@ import java.util.List;
  * <pre>
  * client to daemon   H hello: u32 version, u32 pid, u32 flags (1 stdin, 2 stdout, 4 stderr
  *                      are terminals; 8 the client is a user in the host's user namespace and
- *                      mounts when asked), str cwd, u32 n + n str argv, u32 n + n str env (K=V)
+ *                      mounts and unmounts when asked), str cwd, u32 n + n str argv, u32 n + n str env (K=V)
  *                    I stdin bytes; E stdin ended; S u32 signal number
  *                    F the mount asked for is made: the path of the unix socket on which the
  *                      client hands its /dev/fuse descriptor to the daemon; for an unmount,
@@ -41,15 +41,21 @@ final class Wire {
   static final byte EXIT = 'X';
   /** The daemon is stopping and takes no command: the client runs it in a JVM of its own. */
   static final byte RUN_YOURSELF = 'T';
-  /** The client is a user in the host's user namespace: it mounts when asked ({@link #MOUNT}). */
+  /**
+   * The client is a user in the host's user namespace: it mounts and unmounts when asked
+   * ({@link #MOUNT}, {@link #UNMOUNT}).
+   */
   static final int MOUNTS_FOR_DAEMON = 8;
   /** Mount /dev/fuse with fusermount3 where the client is: mountpoint, NUL, options. */
   static final byte MOUNT = 'M';
   /** Unmount a FUSE mount where the client is: u8 lazy (0 or 1), then the mountpoint. */
   static final byte UNMOUNT = 'U';
-  /** The client mounted: the path of the socket that hands the descriptor over. */
+  /**
+   * The client did as asked: for a mount, the path of the socket that hands the descriptor
+   * over; for an unmount, "unmounted" or "not mounted".
+   */
   static final byte MOUNTED = 'F';
-  /** The client could not mount: why. */
+  /** The client could not mount or unmount: why. */
   static final byte MOUNT_FAILED = 'f';
   /** The largest frame either side sends or takes. */
   static final int MAX_FRAME = 1 << 20;
