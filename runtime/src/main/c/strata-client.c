@@ -428,6 +428,11 @@ static void send_descriptor(int c, int fd) {
     fprintf(stderr, "strata: cannot hand the mount to the daemon: %s\n", strerror(errno));
 }
 
+/* Where fusermount3 (or libfuse 2's fusermount) may be, in the order they are tried. */
+static const char *const FUSERMOUNTS[] = {"/usr/bin/fusermount3", "/bin/fusermount3",
+                                          "/usr/local/bin/fusermount3", "/usr/bin/fusermount",
+                                          "/bin/fusermount"};
+
 /*
  * Mounts /dev/fuse on DIR with fusermount3 (setuid; libfuse's protocol: the descriptor comes
  * back over the socket named by _FUSE_COMMFD), for a user's daemon that lives in a user
@@ -451,11 +456,8 @@ static int fusermount(const char *dir, const char *options, char *err, size_t ca
     char commfd[32];
     snprintf(commfd, sizeof commfd, "%d", sv[1]);
     setenv("_FUSE_COMMFD", commfd, 1);
-    static const char *const progs[] = {"/usr/bin/fusermount3", "/bin/fusermount3",
-                                        "/usr/local/bin/fusermount3", "/usr/bin/fusermount",
-                                        "/bin/fusermount"};
-    for (size_t i = 0; i < sizeof progs / sizeof *progs; i++)
-      execl(progs[i], progs[i], "-o", options, "--", dir, (char *)NULL);
+    for (size_t i = 0; i < sizeof FUSERMOUNTS / sizeof *FUSERMOUNTS; i++)
+      execl(FUSERMOUNTS[i], FUSERMOUNTS[i], "-o", options, "--", dir, (char *)NULL);
     _exit(127);
   }
   close(sv[1]);
@@ -489,24 +491,6 @@ static int fusermount(const char *dir, const char *options, char *err, size_t ca
   int fd;
   memcpy(&fd, CMSG_DATA(cm), sizeof fd);
   return fd;
-}
-
-/* Unmounts DIR, lazily: umount2 where this client mounted it, fusermount3 for a user's. */
-static void unmount_lazily(const char *dir, int by_fusermount) {
-  if (!by_fusermount) {
-    umount2(dir, MNT_DETACH);
-    return;
-  }
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_RDWR);
-    if (null >= 0) { dup2(null, 1); dup2(null, 2); }
-    execl("/usr/bin/fusermount3", "fusermount3", "-u", "-z", "--", dir, (char *)NULL);
-    execl("/bin/fusermount3", "fusermount3", "-u", "-z", "--", dir, (char *)NULL);
-    execl("/usr/bin/fusermount", "fusermount", "-u", "-z", "--", dir, (char *)NULL);
-    _exit(127);
-  }
-  if (pid > 0) while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
 }
 
 /* Whether a FUSE filesystem is mounted at DIR here (/proc/self/mountinfo, escapes undone). */
@@ -558,12 +542,9 @@ static int fusermount_unmount(const char *dir, int lazy, char *err, size_t cap) 
   if (pid == 0) {
     dup2(pfd[1], 1);
     dup2(pfd[1], 2);
-    static const char *const progs[] = {"/usr/bin/fusermount3", "/bin/fusermount3",
-                                        "/usr/local/bin/fusermount3", "/usr/bin/fusermount",
-                                        "/bin/fusermount"};
-    for (size_t i = 0; i < sizeof progs / sizeof *progs; i++) {
-      if (lazy) execl(progs[i], progs[i], "-u", "-z", "--", dir, (char *)NULL);
-      else execl(progs[i], progs[i], "-u", "--", dir, (char *)NULL);
+    for (size_t i = 0; i < sizeof FUSERMOUNTS / sizeof *FUSERMOUNTS; i++) {
+      if (lazy) execl(FUSERMOUNTS[i], FUSERMOUNTS[i], "-u", "-z", "--", dir, (char *)NULL);
+      else execl(FUSERMOUNTS[i], FUSERMOUNTS[i], "-u", "--", dir, (char *)NULL);
     }
     _exit(127);
   }
@@ -590,6 +571,16 @@ static int fusermount_unmount(const char *dir, int lazy, char *err, size_t cap) 
              WIFEXITED(status) ? "exit" : "signal",
              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
   return -1;
+}
+
+/* Unmounts DIR, lazily: umount2 where this client mounted it, fusermount3 for a user's. */
+static void unmount_lazily(const char *dir, int by_fusermount) {
+  if (!by_fusermount) {
+    umount2(dir, MNT_DETACH);
+    return;
+  }
+  char ignored[256];
+  fusermount_unmount(dir, 1, ignored, sizeof ignored);
 }
 
 /*
