@@ -763,8 +763,9 @@ int main(int argc, char **argv) {
   const char *mountpoint = NULL;
   if (daemon && user) enter_user_namespace();
   /* a user's mount on the host: the client mounts (and unmounts) with fusermount3 when the
-   * daemon asks */
-  int mounts_here = user && mounts;
+   * daemon asks; one kept in the foreground (-f) is served here, in a JVM of its own, which
+   * unmounts it itself when it ends (the daemon could not, from its namespace) */
+  int mounts_here = user && mounts && !serves_long(nargs, args);
   int may_use_daemon = !daemon && !(user && mounts && !mounts_here);
   if (!host_ns && may_use_daemon) {
     /* root of a user namespace (rootless podman runs strata-overlay there): only an overlay

@@ -274,6 +274,28 @@ class RootlessPodmanTest {
       assertThat(r.code()).as(r.output()).isZero();
       assertThat(r.output()).isEqualTo(user.uid + ":" + user.gid + "\nbelow\n" + user.uid + ":"
           + user.gid + "\n");
+      // one kept in the foreground is served by a JVM of its own (the daemon could not unmount
+      // it from its namespace when it ends), which ends with it
+      assertThat(user.sh("mkdir -p " + plain + "/fg " + plain + "/u3 " + plain + "/w3").code())
+          .isZero();
+      daemon("overlay -f -o lowerdir=" + plain + "/l,upperdir=" + plain + "/u3,workdir=" + plain
+          + "/w3 " + plain + "/fg > " + plain + "/fg.log 2>&1 < /dev/null & echo $! > " + plain
+          + "/fg.pid");
+      long until = System.nanoTime() + 60_000_000_000L;
+      while (sh("grep -c ' " + plain + "/fg ' /proc/mounts || true").trim().equals("0")) {
+        assertThat(System.nanoTime()).as(Files.readString(plain.resolve("fg.log")))
+            .isLessThan(until);
+        Thread.sleep(100);
+      }
+      assertThat(daemon("daemon status").output()).doesNotContain(plain + "/fg");
+      assertThat(user.sh("cat " + plain + "/fg/f && fusermount3 -u " + plain + "/fg").output())
+          .isEqualTo("below\n");
+      String fg = Files.readString(plain.resolve("fg.pid")).trim();
+      while (!sh("ps -o pid= -p " + fg + " || true").isBlank()) {
+        assertThat(System.nanoTime()).as("the foreground mount's JVM ends with its mount")
+            .isLessThan(until);
+        Thread.sleep(100);
+      }
       // a mountpoint that is not the user's: fusermount3's refusal, said, and nothing mounted
       Path roots = Files.createDirectories(base.resolve("roots"));
       r = daemon("overlay -o lowerdir=" + plain + "/l,upperdir=" + plain + "/u2,workdir="
