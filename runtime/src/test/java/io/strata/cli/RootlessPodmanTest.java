@@ -252,6 +252,8 @@ class RootlessPodmanTest {
         + plain + "/m " + plain + "/u2 " + plain + "/w2 && echo below > " + plain + "/l/f")
         .code()).isZero();
     String javas = sh("pgrep -c -u " + user.uid + " java || true").trim();
+    long before;
+    TestUser.Result umount;
     TestUser.Result r = daemon("mount host:1 " + mp);
     assertThat(r.code()).as(r.output()).isZero();
     r = daemon("overlay -o lowerdir=" + plain + "/l,upperdir=" + plain + "/u,workdir=" + plain
@@ -304,14 +306,16 @@ class RootlessPodmanTest {
       assertThat(r.output()).contains("fusermount3");
       assertThat(sh("grep -c ' " + roots + " ' /proc/mounts || true").trim()).isEqualTo("0");
     } finally {
-      assertThat(user.sh("fusermount3 -u " + plain + "/m").code()).isZero();
-      long before = served();
-      r = daemon("umount --rm " + mp);
-      assertThat(r.code()).as(r.output()).isZero();
-      // the daemon served it (the status is one command, the umount the other), the client
-      // unmounted on its word
-      assertThat(served()).isEqualTo(before + 2);
+      // whatever failed above: nothing of this test stays mounted
+      user.sh("for m in " + plain + "/m " + plain + "/fg; do ! grep -q \" $m \" /proc/mounts"
+          + " || fusermount3 -u -z $m; done");
+      before = served();
+      umount = daemon("umount --rm " + mp);
     }
+    assertThat(umount.code()).as(umount.output()).isZero();
+    // the daemon served it (the status is one command, the umount the other), the client
+    // unmounted on its word
+    assertThat(served()).isEqualTo(before + 2);
     r = daemon("umount " + mp);
     assertThat(r.code()).as(r.output()).isEqualTo(3);
     assertThat(r.output()).contains("is not a FUSE mount");
