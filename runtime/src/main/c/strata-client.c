@@ -408,23 +408,38 @@ static pid_t peer_pid(int sock) {
   return getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid : -1;
 }
 
-/* Sends descriptor {@code fd} over the connected socket {@code c} (one byte, SCM_RIGHTS). */
-static void send_descriptor(int c, int fd) {
-  char byte = 'F';
-  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+/* One byte with room for one descriptor (SCM_RIGHTS), sent or received. */
+struct fd_message {
+  char byte;
+  struct iovec iov;
   union {
     struct cmsghdr h;
     char buf[CMSG_SPACE(sizeof(int))];
   } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                     .msg_controllen = sizeof u.buf};
-  struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+  struct msghdr m;
+};
+
+static void fd_message_init(struct fd_message *f) {
+  memset(f, 0, sizeof *f);
+  f->iov.iov_base = &f->byte;
+  f->iov.iov_len = 1;
+  f->m.msg_iov = &f->iov;
+  f->m.msg_iovlen = 1;
+  f->m.msg_control = f->u.buf;
+  f->m.msg_controllen = sizeof f->u.buf;
+}
+
+/* Sends descriptor {@code fd} over the connected socket {@code c} (one byte, SCM_RIGHTS). */
+static void send_descriptor(int c, int fd) {
+  struct fd_message f;
+  fd_message_init(&f);
+  f.byte = 'F';
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&f.m);
   cm->cmsg_level = SOL_SOCKET;
   cm->cmsg_type = SCM_RIGHTS;
   cm->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-  if (sendmsg(c, &m, MSG_NOSIGNAL) < 0)
+  if (sendmsg(c, &f.m, MSG_NOSIGNAL) < 0)
     fprintf(stderr, "strata: cannot hand the mount to the daemon: %s\n", strerror(errno));
 }
 
@@ -461,24 +476,17 @@ static int fusermount(const char *dir, const char *options, char *err, size_t ca
     _exit(127);
   }
   close(sv[1]);
-  char byte;
-  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-  union {
-    struct cmsghdr h;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                     .msg_controllen = sizeof u.buf};
+  struct fd_message f;
+  fd_message_init(&f);
   ssize_t n;
   do {
-    n = recvmsg(sv[0], &m, MSG_CMSG_CLOEXEC);
+    n = recvmsg(sv[0], &f.m, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   close(sv[0]);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
+  struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&f.m) : NULL;
   if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
       snprintf(err, cap, "mounting as a user needs fusermount3 (Debian package fuse3)");

@@ -87,6 +87,18 @@ public final class Cgroups {
     return c;
   }
 
+  /** Where the cgroup2 hierarchy is mounted (the last such mount), or null. */
+  private static Path cgroup2Mount() throws IOException {
+    Path v2 = null;
+    for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"), StandardCharsets.UTF_8)) {
+      int dash = line.indexOf(" - ");
+      if (dash > 0 && line.substring(dash + 3).startsWith("cgroup2 ")) {
+        v2 = Path.of(line.substring(0, dash).split(" ")[4]);
+      }
+    }
+    return v2;
+  }
+
   /**
    * The cgroup v2 subtree delegated to this process's user, where a user's containers get
    * their limits: the process's own cgroup when it may make cgroups in it and move processes
@@ -95,13 +107,7 @@ public final class Cgroups {
    * the reason appended to {@code why}.
    */
   static Path delegated(StringBuilder why) throws IOException {
-    Path v2 = null;
-    for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"), StandardCharsets.UTF_8)) {
-      int dash = line.indexOf(" - ");
-      if (dash > 0 && line.substring(dash + 3).startsWith("cgroup2 ")) {
-        v2 = Path.of(line.substring(0, dash).split(" ")[4]);
-      }
-    }
+    Path v2 = cgroup2Mount();
     if (v2 == null) {
       why.append("no cgroup2 hierarchy is mounted");
       return null;
@@ -138,15 +144,8 @@ public final class Cgroups {
       return null;
     }
     Path p = Path.of(cgroup).normalize();
-    boolean underCgroup2 = false;
-    for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"), StandardCharsets.UTF_8)) {
-      int dash = line.indexOf(" - ");
-      if (dash > 0 && line.substring(dash + 3).startsWith("cgroup2 ")
-          && p.startsWith(Path.of(line.substring(0, dash).split(" ")[4]))) {
-        underCgroup2 = true;
-      }
-    }
-    if (!underCgroup2 || p.getParent() == null
+    Path v2 = cgroup2Mount();
+    if (v2 == null || !p.startsWith(v2) || p.getParent() == null
         || !p.getParent().getFileName().toString().equals(PARENT)
         || !p.getFileName().toString().startsWith("ctr-")) {
       throw new IOException("not a container's cgroup: " + cgroup);
