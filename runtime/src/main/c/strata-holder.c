@@ -7,11 +7,16 @@
  * within the grace period, this closes them all (the mounts then fail as they do without a
  * holder) and exits.
  *
- * Started by a stopping daemon (io.strata.union.kernel.Holder) as `strata-holder SOCKET GRACE`.
+ * Started by a daemon (io.strata.union.kernel.Holder) as `strata-holder SOCKET GRACE`: by one
+ * that stops, or by a running one that keeps its mounts here as it serves them (and sends
+ * their records again as they change), so that they outlive its crash too: the grace starts
+ * when the last daemon's connection closes, whether it said goodbye or was killed.
  * It listens on SOCKET (a SOCK_SEQPACKET unix socket, 0600, serving its own user only: the
  * peer's credentials are checked) for messages of one packet each:
  *   'K' id(u64) + descriptors (SCM_RIGHTS, up to 250): keep them under id (replacing)
  *   'A' id(u64) + descriptors                        : more of id's, after the others
+ *   'R' id(u64) + one descriptor                     : id's record (its second
+ *                                                      descriptor) is this one from now on
  *   'D' id(u64)                                      : close and forget id
  *   'T'                                              : answered per entry by an 'E' id with
  *                                                      its first 250 descriptors and 'A'
@@ -32,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -178,6 +184,16 @@ static int serve(int i) {
     if (!append(&entries[at], fds, nfds)) nentries--;
     return 1;
   }
+  if (p[0] == 'R' && n >= 9 && nfds == 1) {
+    int at = find(id);
+    if (at < 0 || entries[at].nfds < 2) {
+      close(fds[0]);
+    } else {
+      close(entries[at].fds[1]);
+      entries[at].fds[1] = fds[0];
+    }
+    return 1;
+  }
   if (p[0] == 'A' && n >= 9 && nfds > 0) {
     int at = find(id);
     if (at < 0) close_all(nfds, fds);
@@ -214,6 +230,13 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   umask(077);
+  /* a few descriptors a mount (the connection, its clones, its record): a host of mounts
+     needs more than the usual soft limit of 1024 */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof a.sun_path) {
     fprintf(stderr, "strata-holder: socket path too long: %s\n", path);

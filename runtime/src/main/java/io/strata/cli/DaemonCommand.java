@@ -48,6 +48,14 @@ public final class DaemonCommand implements Callable<Integer> {
           + " mounts fail as after a crash. 0: unmount them at stop (default: ${DEFAULT-VALUE}).")
   int holdMounts;
 
+  @Option(names = "--checkpoint-interval", paramLabel = "MILLIS", defaultValue = "1000",
+      description = "With --hold-mounts, keep those mounts with the holder while serving them"
+          + " too, with a checkpoint of each one's state written at most every MILLIS when it"
+          + " changed, so that they outlive a crash of this daemon (SIGKILL, the OOM killer)"
+          + " as they outlive a restart: the next daemon takes them over. 0: only at a stop"
+          + " (default: ${DEFAULT-VALUE}).")
+  long checkpointMillis;
+
   @Override
   public Integer call() throws Exception {
     Invocation.routeStandardStreams();
@@ -76,6 +84,16 @@ public final class DaemonCommand implements Callable<Integer> {
     takeOver(holder);
     if (holdMounts > 0) {
       handOverOnStop(server, holder, holdMounts);
+      if (checkpointMillis > 0) {
+        try {
+          io.strata.union.mount.Keeper.start(io.strata.runtime.container.ContainerRunner
+              .nativeProgram("strata-holder", "the mount holder"), holder, holdMounts,
+              checkpointMillis, DaemonServer::logLine);
+        } catch (java.io.IOException e) {
+          DaemonServer.logLine("mounts will not outlive a crash of this daemon: "
+              + e.getMessage());
+        }
+      }
     }
     clearAfterADeadDaemon();
     server.trimWhenIdle(Duration.ofSeconds(10),
@@ -132,6 +150,7 @@ public final class DaemonCommand implements Callable<Integer> {
   private static void handOverOnStop(DaemonServer server, Path holder, int graceSeconds) {
     sun.misc.SignalHandler stop = sig -> {
       server.stopTaking();
+      io.strata.union.mount.Keeper.stop(); // the hand-over's records replace its checkpoints
       try {
         String pause = System.getenv("STRATA_TEST_STOP_PAUSE_MS"); // for tests: a late client
         if (pause != null) {
@@ -339,9 +358,11 @@ public final class DaemonCommand implements Callable<Integer> {
         } catch (java.io.IOException unreadable) {
           e.put("mounted", null);
         }
+        e.put("outlivesACrash", io.strata.union.mount.Keeper.holds(m));
         mounts.add(e);
       }
       s.put("mounts", mounts);
+      s.put("checkpoints", io.strata.union.mount.Keeper.checkpoints());
       if (format == Output.Format.json) {
         Output.json(s);
         return 0;

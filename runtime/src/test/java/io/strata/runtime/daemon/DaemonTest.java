@@ -586,7 +586,8 @@ class DaemonTest {
         d.process().destroy(); // SIGTERM
         assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
         assertThat(d.logText()).contains("handed 2 mounts to the holder");
-        assertThat(processesMentioning("strata-holder")).isEqualTo(1);
+        List<Long> holders = pidsMentioning("strata-holder");
+        assertThat(holders).hasSize(1);
         assertThat(inProcess("--root", store.toString(), "layers").output())
             .as("the image mount's pin stays while it is held").contains("mount-");
         d = start(sock, List.of(), Map.of());
@@ -596,8 +597,9 @@ class DaemonTest {
         assertThat(image.resolve("bin/busybox")).exists();
         int ticks = ticks(out);
         awaitContent(out, "tick " + (ticks + 20) + "\n", worker);
-        assertThat(processesMentioning("strata-holder")).as("the holder ends once taken from")
-            .isZero();
+        // the holder ends once taken from; the new daemon keeps the mounts with its own
+        assertThat(pidsMentioning("strata-holder")).as("the holder ends once taken from")
+            .doesNotContainAnyElementsOf(holders).hasSize(1);
       }
       // what the first INIT agreed to holds for the daemon that took over: it applies the
       // caller's umask (FUSE_DONT_MASK), and takes set-user-ID off at a write by a user
@@ -630,6 +632,106 @@ class DaemonTest {
     u = run(d, "--root", store.toString(), "umount", image.toString());
     assertThat(u.code()).as(u.output()).isZero();
     assertThat(Mounts.isMountpoint(image)).isFalse();
+    assertThat(inProcess("--root", store.toString(), "layers").output()).doesNotContain("mount-");
+  }
+
+  /**
+   * Issue 18, beyond every peer, for a crash: a daemon killed with SIGKILL (the OOM killer, a
+   * fault of the JVM) leaves its strata-overlay and strata mount mounts to the holder it kept
+   * them with while it served them, and the next daemon takes them over from their last
+   * checkpoint. A process working in the mount (as in the restart test: its working directory
+   * there, a file held open, a bind mount inside) sees nothing fail; a file fsynced before the
+   * kill keeps its bytes; and names changed after the last checkpoint lead to what they are
+   * now, not to the file the checkpoint knew under them.
+   */
+  @Test
+  void aKilledDaemonsMountsAreTakenOverFromTheirCheckpoint() throws Exception {
+    Path base = Files.createDirectories(shared.resolve("crash"));
+    Path sock = base.resolve("strata.sock");
+    Files.createDirectories(base.resolve("lower/d/sub"));
+    Files.writeString(base.resolve("lower/d/f"), "below\n");
+    Files.writeString(base.resolve("lower/d/old"), "old name\n");
+    Path bound = Files.createDirectories(base.resolve("bound"));
+    Files.writeString(bound.resolve("b"), "bound\n");
+    // checkpoints only when the list of mounts changes: what the test does after the last one
+    // is what a checkpoint missed
+    String[] options = {"--checkpoint-interval", "3600000"};
+    Daemon d = start(sock, List.of(), Map.of(), options);
+    Path mp = overlay(d, base, "m", base.resolve("lower"), base);
+    Path image = Files.createDirectories(base.resolve("image"));
+    Result mounted = run(d, "--root", store.toString(), "mount", "bb:d", image.toString());
+    assertThat(mounted.code()).as(mounted.output()).isZero();
+    Files.writeString(image.resolve("written"), "before the crash\n");
+    Path stop = base.resolve("stop");
+    Path out = base.resolve("worker.out");
+    Process worker = null;
+    Path third = null;
+    sh("mount --bind " + bound + " " + mp.resolve("d/sub"));
+    try {
+      worker = new ProcessBuilder("python3", "-c", WORKER, mp.resolve("d").toString(),
+          stop.toString()).redirectErrorStream(true).redirectOutput(out.toFile()).start();
+      awaitContent(out, "tick 20\n", worker);
+      assertThat(mp.resolve("d/old")).hasContent("old name\n");
+      // a third mount: a checkpoint of each mount that changed, with the worker's files
+      third = overlay(d, base, "third", base.resolve("lower"), base);
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (true) {
+        JsonNode status = Json.MAPPER.readTree(run(d, "daemon", "status", "--format",
+            "json").output());
+        long held = 0;
+        for (JsonNode m : status.path("mounts")) {
+          held += m.path("outlivesACrash").asBoolean() ? 1 : 0;
+        }
+        if (held == 3) {
+          break;
+        }
+        assertThat(System.nanoTime()).as("mounts kept with the holder: " + status)
+            .isLessThan(deadline);
+        Thread.sleep(50);
+      }
+      Thread.sleep(1000); // the keeper's round ends (the test holds either way)
+      // after the checkpoint: a rename, a new file under the old name, a file fsynced
+      Files.move(mp.resolve("d/old"), mp.resolve("d/renamed"));
+      Files.writeString(mp.resolve("d/old"), "new file\n");
+      try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(
+          mp.resolve("synced"), java.nio.file.StandardOpenOption.CREATE,
+          java.nio.file.StandardOpenOption.WRITE)) {
+        ch.write(java.nio.ByteBuffer.wrap("fsynced\n".getBytes(StandardCharsets.UTF_8)));
+        ch.force(true);
+      }
+      long holder = processesMentioning("strata-holder");
+      assertThat(holder).as("the daemon's holder, running beside it").isEqualTo(1);
+      d.process().destroyForcibly().waitFor(); // SIGKILL
+
+      d = start(sock, List.of(), Map.of(), options);
+      awaitContent(d.log(), "took over " + mp, d.process());
+      awaitContent(d.log(), "took over " + image, d.process());
+      awaitContent(d.log(), "took over " + third, d.process());
+      assertThat(d.logText()).contains("resumed from the checkpoint of a server that died");
+      int ticks = ticks(out);
+      awaitContent(out, "tick " + (ticks + 20) + "\n", worker);
+      assertThat(mp.resolve("synced")).hasContent("fsynced");
+      assertThat(base.resolve("upper-m/synced")).hasContent("fsynced");
+      assertThat(mp.resolve("d/old")).hasContent("new file");
+      assertThat(mp.resolve("d/renamed")).hasContent("old name");
+      assertThat(image.resolve("written")).hasContent("before the crash");
+      assertThat(image.resolve("bin/busybox")).exists();
+      assertThat(third.resolve("d/f")).hasContent("below");
+      Files.writeString(stop, "");
+      assertThat(worker.waitFor(60, TimeUnit.SECONDS)).isTrue();
+      assertThat(Files.readString(out)).doesNotContain("FAIL").contains("done");
+      assertThat(Files.readAllLines(mp.resolve("d/log"))).hasSize(ticks(out));
+    } finally {
+      if (worker != null) {
+        worker.destroyForcibly().waitFor();
+      }
+      sh("umount " + mp.resolve("d/sub") + " || umount -l " + mp.resolve("d/sub") + " || true");
+    }
+    for (Path m : List.of(mp, image, third)) {
+      Result u = run(d, "--root", store.toString(), "umount", m.toString());
+      assertThat(u.code()).as(u.output()).isZero();
+      assertThat(Mounts.isMountpoint(m)).isFalse();
+    }
     assertThat(inProcess("--root", store.toString(), "layers").output()).doesNotContain("mount-");
   }
 
@@ -672,12 +774,13 @@ class DaemonTest {
       assertThat(r.code()).as(r.output()).isZero();
       assertThat(d.process().waitFor(60, TimeUnit.SECONDS)).isTrue();
       assertThat(d.logText()).contains("handed 1 mount").doesNotContain(late.toString());
+      List<Long> holders = pidsMentioning("strata-holder");
       assertThat(late.resolve("f")).hasContent("lower"); // served by a JVM of its own
       Daemon next = start(sock, List.of(), Map.of());
       awaitContent(next.log(), "took over " + before, next.process());
       assertThat(before.resolve("f")).hasContent("lower");
-      assertThat(processesMentioning("strata-holder")).as("the holder ends once taken from")
-          .isZero();
+      assertThat(pidsMentioning("strata-holder")).as("the holder ends once taken from")
+          .doesNotContainAnyElementsOf(holders);
       // unmounted here, so that the daemon's stop after the test hands nothing to a holder
       Result u = run(next, "umount", before.toString());
       assertThat(u.code()).as(u.output()).isZero();
@@ -1204,21 +1307,26 @@ class DaemonTest {
   }
 
   static long processesMentioning(String text) throws IOException {
-    long n = 0;
+    return pidsMentioning(text).size();
+  }
+
+  /** The processes whose command line contains {@code text}. */
+  static List<Long> pidsMentioning(String text) throws IOException {
+    List<Long> found = new ArrayList<>();
     try (Stream<Path> procs = Files.list(Path.of("/proc"))) {
       for (Path p : procs.filter(x -> x.getFileName().toString().matches("[0-9]+")).toList()) {
         try {
           String cmd = new String(Files.readAllBytes(p.resolve("cmdline")), StandardCharsets.UTF_8)
               .replace('\0', ' ');
           if (cmd.contains(text)) {
-            n++;
+            found.add(Long.parseLong(p.getFileName().toString()));
           }
         } catch (IOException gone) {
           // ended meanwhile
         }
       }
     }
-    return n;
+    return found;
   }
 
   static long rss(Daemon d) throws IOException {

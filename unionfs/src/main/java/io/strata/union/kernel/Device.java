@@ -27,6 +27,8 @@ final class Device {
 
     @SaveError int close(int fd);
 
+    @SaveError int fcntl(int fd, int cmd, int arg);
+
     @SaveError long readlink(String path, byte[] buf, long size);
 
     @SaveError int socket(int domain, int type, int protocol);
@@ -43,6 +45,7 @@ final class Device {
   static final Runtime RUNTIME = Runtime.getRuntime(LIBC);
   static final int O_RDWR = 2;
   static final int O_CLOEXEC = 02000000;
+  static final int F_DUPFD_CLOEXEC = 1030;
   static final long MS_NOSUID = 2;
   static final long MS_NODEV = 4;
 

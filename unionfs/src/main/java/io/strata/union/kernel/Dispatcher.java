@@ -364,7 +364,8 @@ final class Dispatcher {
    * descriptors {@code files} (this view's from here: unlinked and O_TMPFILE files too).
    */
   void restore(java.io.DataInputStream in, long base, int[] files) throws java.io.IOException {
-    nodes.restore(in, base);
+    boolean checkpoint = files == null;
+    nodes.restore(in, base, checkpoint);
     Map<Integer, Backing> byId = new HashMap<>();
     int nopens = in.readInt();
     for (int i = 0; i < nopens; i++) {
@@ -401,7 +402,9 @@ final class Dispatcher {
       }
     }
     int nhandles = in.readInt();
-    if (nhandles != files.length) {
+    int lost = 0;
+    String firstLost = null;
+    if (!checkpoint && nhandles != files.length) {
       throw new java.io.IOException(nhandles + " open files, " + files.length + " descriptors");
     }
     for (int i = 0; i < nhandles; i++) {
@@ -416,8 +419,38 @@ final class Dispatcher {
             in.readLong(), in.readLong(), in.readLong(), in.readLong(), in.readLong(),
             in.readLong(), in.readBoolean(), in.readLong());
       }
-      view.adopt(new UnionView.OpenHandle(fh, files[i], io.strata.layers.fs.RawFs.raw(b),
-          writable, onUpper, a));
+      String path = io.strata.layers.fs.RawFs.raw(b);
+      if (!checkpoint) {
+        view.adopt(new UnionView.OpenHandle(fh, files[i], path, writable, onUpper, a));
+        continue;
+      }
+      // the server that wrote this died with its descriptors: the file is opened again by
+      // its name, if that still leads to the file the kernel's open file is of
+      Open o = opens.get(fh);
+      String why = a != null ? "removed" : path.isEmpty() ? "O_TMPFILE"
+          : o == null ? "opened after the checkpoint" : null;
+      if (why == null) {
+        try {
+          verify(o.node());
+          view.reopen(fh, path, writable);
+        } catch (FsException e) {
+          why = e.getMessage();
+        }
+      }
+      if (why != null) {
+        lost++; // requests on its handle fail (EBADF)
+        if (firstLost == null) {
+          firstLost = "/" + path + ": " + why;
+        }
+      }
+    }
+    if (checkpoint) {
+      log.accept("resumed from the checkpoint of a server that died: " + nodes.size()
+          + " nodes, " + opens.size() + " open files, " + dirs.size() + " open directories");
+    }
+    if (lost > 0) {
+      log.accept(lost + (lost == 1 ? " file" : " files") + " open on the server before could"
+          + " not be opened again (their descriptors fail), such as " + firstLost);
     }
   }
 
@@ -529,7 +562,49 @@ final class Dispatcher {
     if (n == null) {
       throw new FsException(Posix.ESTALE, "node " + id + " is not known (forgotten?)");
     }
+    if (n.unsure) {
+      verify(n);
+    }
     return n;
+  }
+
+  /**
+   * Checks a node taken from the checkpoint of a server that died ({@link #restore}): the
+   * checkpoint may be behind what that server did after it, so the node's name must still lead
+   * to a file of its number and kind. Else ESTALE: the kernel looks a path up again
+   * (LOOKUP_REVAL) and gets a node of what is there now; a descriptor of the old one fails, as
+   * it would after the file's removal over NFS.
+   */
+  private void verify(NodeTable.Node n) throws FsException {
+    String p = pathOf(n);
+    Attr a = null;
+    if (p != null) {
+      try {
+        a = view.getattr(p);
+      } catch (FsException gone) {
+        // stale below
+      }
+    }
+    if (a == null || a.ino() != n.ino || a.isDirectory() != n.dir) {
+      throw new FsException(Posix.ESTALE, "node " + n.id + " (" + p + ") is not what it was"
+          + " when the server before died");
+    }
+    nodes.verified(n);
+  }
+
+  /** Opcodes whose requests change what {@link #writeState} writes. */
+  private static final int[] CHANGING = {Fuse.LOOKUP, Fuse.FORGET, Fuse.BATCH_FORGET,
+      Fuse.MKNOD, Fuse.MKDIR, Fuse.SYMLINK, Fuse.LINK, Fuse.UNLINK, Fuse.RMDIR, Fuse.RENAME,
+      Fuse.RENAME2, Fuse.CREATE, Fuse.TMPFILE, Fuse.OPEN, Fuse.RELEASE, Fuse.OPENDIR,
+      Fuse.RELEASEDIR, Fuse.READDIRPLUS, Fuse.SETATTR};
+
+  /** A count that moves whenever the state {@link #writeState} writes may have changed. */
+  long changes() {
+    long sum = 0;
+    for (int op : CHANGING) {
+      sum += counts.get(op);
+    }
+    return sum;
   }
 
   private String path(long id) throws FsException {

@@ -45,46 +45,129 @@ public final class Holder {
    */
   public static void give(Path program, Path socket, int graceSeconds, List<Entry> entries)
       throws IOException {
-    int s = connect(socket);
-    if (s < 0) {
-      start(program, socket, graceSeconds);
-      long deadline = System.nanoTime() + 3_000_000_000L;
-      while ((s = connect(socket)) < 0) {
-        if (System.nanoTime() > deadline) {
-          throw new IOException("the mount holder " + program + " did not answer on " + socket);
-        }
-        try {
-          Thread.sleep(2);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          throw new IOException("interrupted");
-        }
-      }
-    }
-    try {
+    try (Link link = Link.open(program, socket, graceSeconds)) {
       for (Entry e : entries) {
-        int memfd = Device.LIBC.memfd_create("strata-mount", MFD_CLOEXEC);
-        if (memfd < 0) {
-          throw new IOException("memfd_create: " + Posix.strerror(Device.errno()));
-        }
-        try {
-          Files.write(Path.of("/proc/self/fd/" + memfd), e.record());
-          int[] d = e.descriptors();
-          int[] fds = new int[d.length + 1]; // the connection's, the record, the rest
-          fds[0] = d[0];
-          fds[1] = memfd;
-          System.arraycopy(d, 1, fds, 2, d.length - 1);
-          for (int at = 0; at < fds.length; at += MAX_DESCRIPTORS) {
-            send(s, at == 0 ? 'K' : 'A', e.id(), java.util.Arrays.copyOfRange(fds, at,
-                Math.min(fds.length, at + MAX_DESCRIPTORS)));
-          }
-        } finally {
-          Device.LIBC.close(memfd);
-        }
+        link.keep(e.id(), e.descriptors(), e.record());
       }
-    } finally {
-      Device.LIBC.close(s);
     }
+  }
+
+  /**
+   * A running daemon's connection to its holder, which keeps the descriptors of the mounts it
+   * serves as it serves them (and each one's latest record), so that they outlive the daemon's
+   * crash: the holder's grace starts when this connection closes, however the daemon ended.
+   * Not thread-safe: one thread sends.
+   */
+  public static final class Link implements AutoCloseable {
+    private final int socket;
+
+    private Link(int socket) {
+      this.socket = socket;
+    }
+
+    /**
+     * Connects to the holder on {@code socket}, starting {@code program} there first when
+     * none answers (it waits {@code graceSeconds} for the next daemon once this one is gone).
+     */
+    public static Link open(Path program, Path socket, int graceSeconds) throws IOException {
+      return new Link(connectOrStart(program, socket, graceSeconds));
+    }
+
+    /** Keeps a mount: its connection's descriptor first, then its other descriptors. */
+    public void keep(long id, int[] descriptors, byte[] record) throws IOException {
+      keep(id, descriptors, ch -> ch.write(ByteBuffer.wrap(record)));
+    }
+
+    /** As {@link #keep(long, int[], byte[])}, the record written by {@code record}. */
+    public void keep(long id, int[] descriptors, RecordWriter record) throws IOException {
+      int memfd = recordFile(record);
+      try {
+        int[] fds = new int[descriptors.length + 1];
+        fds[0] = descriptors[0];
+        fds[1] = memfd;
+        System.arraycopy(descriptors, 1, fds, 2, descriptors.length - 1);
+        for (int at = 0; at < fds.length; at += MAX_DESCRIPTORS) {
+          send(socket, at == 0 ? 'K' : 'A', id, java.util.Arrays.copyOfRange(fds, at,
+              Math.min(fds.length, at + MAX_DESCRIPTORS)));
+        }
+      } finally {
+        Device.LIBC.close(memfd);
+      }
+    }
+
+    /** Adds descriptors to a mount kept (they go after the others). */
+    public void add(long id, int[] descriptors) throws IOException {
+      for (int at = 0; at < descriptors.length; at += MAX_DESCRIPTORS) {
+        send(socket, 'A', id, java.util.Arrays.copyOfRange(descriptors, at,
+            Math.min(descriptors.length, at + MAX_DESCRIPTORS)));
+      }
+    }
+
+    /**
+     * Replaces a kept mount's record, written by {@code record}: one message, so a crash
+     * leaves the old or the new.
+     */
+    public void record(long id, RecordWriter record) throws IOException {
+      int memfd = recordFile(record);
+      try {
+        send(socket, 'R', id, new int[] {memfd});
+      } finally {
+        Device.LIBC.close(memfd);
+      }
+    }
+
+    /** Lets a mount go: the holder closes its descriptors. */
+    public void drop(long id) throws IOException {
+      send(socket, 'D', id, new int[0]);
+    }
+
+    @Override
+    public void close() {
+      Device.LIBC.close(socket);
+    }
+  }
+
+  /** Writes a mount's record into a new, empty file. */
+  public interface RecordWriter {
+    void write(java.nio.channels.FileChannel ch) throws IOException;
+  }
+
+  private static int recordFile(RecordWriter record) throws IOException {
+    int memfd = Device.LIBC.memfd_create("strata-mount", MFD_CLOEXEC);
+    if (memfd < 0) {
+      throw new IOException("memfd_create: " + Posix.strerror(Device.errno()));
+    }
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(
+        Path.of("/proc/self/fd/" + memfd), java.nio.file.StandardOpenOption.WRITE)) {
+      record.write(ch);
+    } catch (IOException | RuntimeException e) {
+      Device.LIBC.close(memfd);
+      throw e;
+    }
+    return memfd;
+  }
+
+  /** A connection to the holder on {@code socket}, started from {@code program} if need be. */
+  private static int connectOrStart(Path program, Path socket, int graceSeconds)
+      throws IOException {
+    int s = connect(socket);
+    if (s >= 0) {
+      return s;
+    }
+    start(program, socket, graceSeconds);
+    long deadline = System.nanoTime() + 3_000_000_000L;
+    while ((s = connect(socket)) < 0) {
+      if (System.nanoTime() > deadline) {
+        throw new IOException("the mount holder " + program + " did not answer on " + socket);
+      }
+      try {
+        Thread.sleep(2);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted");
+      }
+    }
+    return s;
   }
 
   /**

@@ -241,7 +241,8 @@ public final class KernelSession {
    * handed over ({@link #handOver}; its descriptors kept by {@link Holder} while no daemon ran):
    * {@link Options#mountedFd} is its descriptor, {@code state} what the server before wrote,
    * {@code oldClones} its clones of the descriptor, {@code files} the descriptors of the files
-   * its view had open (in the state's order). The kernel sends no INIT again, so what
+   * its view had open (in the state's order), or null when {@code state} is a {@link
+   * #checkpoint} of a server that died (its files are opened again by name). The kernel sends no INIT again, so what
    * the first server agreed to is taken as it was, and the nodes, open files and directories
    * the kernel holds are the ones the old server had; the requests it had read and not
    * answered are asked for again (FUSE_NOTIFY_RESEND), then its clones are closed.
@@ -267,7 +268,7 @@ public final class KernelSession {
       for (int c : oldClones) {
         Device.LIBC.close(c);
       }
-      for (int f : files) {
+      for (int f : files == null ? new int[0] : files) {
         Device.LIBC.close(f); // the view they went to is dropped without closing them
       }
       throw new IOException("taking over " + mountpoint + ": " + e.getMessage(), e);
@@ -335,6 +336,62 @@ public final class KernelSession {
       }
     }
     return new Handed(fds, files, b.toByteArray(), r);
+  }
+
+  /**
+   * What a crash of this process would leave to the next server: copies of its descriptors
+   * (the connection's, then its clones; the caller closes them) and how to resume it; its state
+   * follows from {@link #writeState}. Null when the session cannot be served elsewhere (see
+   * {@link #resumable}) or has ended.
+   */
+  public record Checkpoint(int[] descriptors, Resumed resumed) {}
+
+  /** See {@link Checkpoint}. */
+  public Checkpoint checkpoint() throws IOException {
+    Resumed r = resumable();
+    if (r == null) {
+      return null;
+    }
+    int[] fds;
+    synchronized (this) {
+      if (running == 0 || handingOver) {
+        return null; // ended, or being handed over: its descriptors are closed or given
+      }
+      // copies, taken while the numbers are the session's: one that ends may close them
+      fds = new int[1 + clones.size()];
+      for (int i = 0; i < fds.length; i++) {
+        int from = i == 0 ? fd : clones.get(i - 1);
+        fds[i] = Device.LIBC.fcntl(from, Device.F_DUPFD_CLOEXEC, 0);
+        if (fds[i] < 0) {
+          int errno = Device.errno();
+          for (int k = 0; k < i; k++) {
+            Device.LIBC.close(fds[k]);
+          }
+          throw new IOException("dup: " + Posix.strerror(errno));
+        }
+      }
+    }
+    return new Checkpoint(fds, r);
+  }
+
+  /**
+   * Writes the session's state (nodes, the kernel's open files and directories, the view's
+   * open files by name) while it serves on: no request waits for it, so it may miss what the
+   * requests under way change, and the next server checks each node it takes from it before
+   * use ({@link Dispatcher#restore}).
+   */
+  public void writeState(java.io.DataOutputStream out) throws IOException {
+    dispatcher.writeState(out); // the view's descriptors are not given: opened again by name
+  }
+
+  /** How many clones of its descriptor the session reads now. */
+  public synchronized int clones() {
+    return clones.size();
+  }
+
+  /** A count that moves whenever the state {@link #writeState} writes may have changed. */
+  public long changes() {
+    return dispatcher.changes();
   }
 
   /** Serves on after a {@link #handOver} whose result could not be given to anyone. */

@@ -61,6 +61,12 @@ final class NodeTable {
      * the requests of descriptors still open on it.
      */
     volatile boolean retired;
+    /**
+     * Taken from the checkpoint of a server that died, and not yet checked against what its
+     * name leads to now (see Dispatcher#verify): the checkpoint may be older than a rename or
+     * removal that server made.
+     */
+    volatile boolean unsure;
     /** Whether the node is known to have no extended attributes (null: not known yet). */
     volatile Boolean noXattrs;
     /** GETXATTR misses before {@code noXattrs} was known (a hint: races only cost a syscall). */
@@ -381,7 +387,8 @@ final class NodeTable {
         byId.put(n);
         perName.computeIfAbsent(ino, k -> new ArrayList<>(2)).add(n);
       }
-    } else if (before != null && !before.dir && !dir && !before.retired) {
+    } else if (before != null && !before.dir && !dir && !before.retired
+        && !(before.unsure && before.ino != ino)) { // (a dead server's name of another file)
       // Every change of what a name is passes through this table, so a file's name keeps its
       // node (kernel overlayfs keeps its inode), also when the file got a new number: a lower
       // hard link's name copied up, or a copy-up that made a new upper file. Going by the
@@ -399,6 +406,19 @@ final class NodeTable {
         byIno.put(n);
       }
     }
+    if (n.unsure) {
+      // its names came from a checkpoint that may be older than their changes (it was found
+      // by its number under another name, say, after a rename): only this one is known right,
+      // and an old one kept would be its path (the file now there answering for it)
+      for (Name old : names(n)) {
+        byName.remove(old, n);
+      }
+      clearNames(n);
+      if (before == n) {
+        byName.put(key, n);
+        addName(n, key);
+      }
+    }
     if (before != n) {
       if (before != null) {
         removeName(before, key);
@@ -414,7 +434,28 @@ final class NodeTable {
       addName(n, key);
     }
     n.lookups++;
+    if (n.unsure && n.ino == ino) {
+      n.unsure = false; // its name leads to its file
+    }
     return n;
+  }
+
+  /**
+   * A node of a checkpoint whose path ({@link Node#first}) was found to lead to its file: that
+   * name is kept, its others (not checked) go.
+   */
+  synchronized void verified(Node n) {
+    Name keep = n.first;
+    for (Name old : names(n)) {
+      if (!old.equals(keep)) {
+        byName.remove(old, n);
+      }
+    }
+    clearNames(n);
+    if (keep != null) {
+      addName(n, keep);
+    }
+    n.unsure = false;
   }
 
   /**
@@ -637,9 +678,12 @@ final class NodeTable {
 
   /**
    * Takes the nodes {@link #writeTo} wrote (the root's lookups stay one: the kernel holds it
-   * for the mount's life); ids handed out from here on are above {@code base}.
+   * for the mount's life); ids handed out from here on are above {@code base}. Nodes of a
+   * checkpoint ({@code unsure}: written while the server before served on, which then died)
+   * are checked before use.
    */
-  synchronized void restore(java.io.DataInputStream in, long base) throws java.io.IOException {
+  synchronized void restore(java.io.DataInputStream in, long base, boolean unsure)
+      throws java.io.IOException {
     long nextBefore = in.readLong();
     next.set(Math.max(base, nextBefore));
     int count = in.readInt();
@@ -658,6 +702,7 @@ final class NodeTable {
       }
       Node n = id == Fuse.ROOT_ID ? root : new Node(id, ino, (flags & 1) != 0, (flags & 2) != 0);
       if (n != root) {
+        n.unsure = unsure;
         n.lookups = lookups;
         n.retired = (flags & 4) != 0;
         n.noBacking = (flags & 8) != 0;

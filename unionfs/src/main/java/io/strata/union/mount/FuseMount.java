@@ -240,6 +240,11 @@ public final class FuseMount implements AutoCloseable {
     return plan;
   }
 
+  /** The session of strata's own transport serving this mount, or null (jnr-fuse). */
+  KernelSession session() {
+    return closed ? null : kernel;
+  }
+
   boolean elsewhere() {
     return elsewhere;
   }

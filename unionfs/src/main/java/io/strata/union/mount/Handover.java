@@ -27,7 +27,7 @@ import java.util.function.Consumer;
  */
 public final class Handover {
   private static final int MAGIC = 0x53545248; // "STRH"
-  private static final int VERSION = 3;
+  private static final int VERSION = 4;
 
   private Handover() {}
 
@@ -42,11 +42,13 @@ public final class Handover {
 
   /**
    * A mount the daemon before handed over: its descriptors are the connection's, then {@code
-   * clones} clones of it, then the files its view had open (claimed: they have an owner).
+   * clones} clones of it, then the files its view had open (claimed: they have an owner). From
+   * a {@code checkpoint} (the daemon before died; see {@link Keeper}) every descriptor after
+   * the first is a clone, and the state may be behind what that daemon did last.
    */
   public record Takeover(long id, List<String> recipe, boolean elsewhere,
       KernelSession.Resumed resumed, byte[] state, int[] descriptors, int clones,
-      java.util.concurrent.atomic.AtomicBoolean claimed) {
+      boolean checkpoint, java.util.concurrent.atomic.AtomicBoolean claimed) {
     int descriptor() {
       return descriptors[0];
     }
@@ -55,8 +57,9 @@ public final class Handover {
       return Arrays.copyOfRange(descriptors, 1, 1 + clones);
     }
 
+    /** The view's open files, or null from a checkpoint (opened again by name). */
     int[] files() {
-      return Arrays.copyOfRange(descriptors, 1 + clones, descriptors.length);
+      return checkpoint ? null : Arrays.copyOfRange(descriptors, 1 + clones, descriptors.length);
     }
 
     /** The mountpoint, as the daemon before served it. */
@@ -121,8 +124,7 @@ public final class Handover {
       }
       long id = m.handoverId != 0 ? m.handoverId
           : java.util.concurrent.ThreadLocalRandom.current().nextLong(1, Long.MAX_VALUE);
-      List<String> recipe = new ArrayList<>(m.plan().recipe());
-      recipe.set(recipe.size() - 1, m.mountpoint().toString());
+      List<String> recipe = recipeOf(m);
       try {
         int[] all = Arrays.copyOf(h.descriptors(), h.descriptors().length + h.files().length);
         System.arraycopy(h.files(), 0, all, h.descriptors().length, h.files().length);
@@ -157,6 +159,13 @@ public final class Handover {
     return handed.size();
   }
 
+  /** The command line that makes {@code m} again: its plan's, on the mountpoint it has. */
+  static List<String> recipeOf(FuseMount m) {
+    List<String> recipe = new ArrayList<>(m.plan().recipe());
+    recipe.set(recipe.size() - 1, m.mountpoint().toString());
+    return recipe;
+  }
+
   /**
    * Takes over what the holder on {@code socket} keeps from the daemon before (nothing when
    * none runs): each mount's descriptors are this process's from here, and {@code takeOver}
@@ -181,10 +190,51 @@ public final class Handover {
     }
   }
 
+  /**
+   * A mount's record: how the next daemon serves it again. {@code clones} is how many of its
+   * descriptors after the first are clones of it (the rest are its view's open files), or -1
+   * for a {@code checkpoint}, whose descriptors after the first are all clones.
+   */
   static byte[] encode(List<String> recipe, boolean elsewhere, KernelSession.Resumed r,
       int clones, byte[] state) throws IOException {
     ByteArrayOutputStream b = new ByteArrayOutputStream(state.length + 256);
     DataOutputStream out = new DataOutputStream(b);
+    header(out, recipe, elsewhere, r, clones);
+    out.writeInt(state.length);
+    out.write(state);
+    out.flush();
+    return b.toByteArray();
+  }
+
+  /**
+   * Writes a checkpoint's record ({@link #encode} with clones -1) into {@code ch}, an empty
+   * file: the state streamed by {@code state} (no copy of it in memory: a big mount's is
+   * megabytes), its length written in after.
+   */
+  static void writeCheckpoint(java.nio.channels.FileChannel ch, List<String> recipe,
+      boolean elsewhere, KernelSession.Resumed r, StateWriter state) throws IOException {
+    DataOutputStream out = new DataOutputStream(new java.io.BufferedOutputStream(
+        java.nio.channels.Channels.newOutputStream(ch), 1 << 16));
+    header(out, recipe, elsewhere, r, -1);
+    out.flush();
+    long at = ch.position();
+    out.writeInt(0); // the length, below
+    state.write(out);
+    out.flush();
+    long length = ch.position() - at - 4;
+    if (length > Integer.MAX_VALUE) {
+      throw new IOException("a checkpoint of " + length + " bytes");
+    }
+    ch.write(java.nio.ByteBuffer.allocate(4).putInt(0, (int) length), at);
+  }
+
+  /** Writes a session's state (see KernelSession#writeState). */
+  interface StateWriter {
+    void write(DataOutputStream out) throws IOException;
+  }
+
+  private static void header(DataOutputStream out, List<String> recipe, boolean elsewhere,
+      KernelSession.Resumed r, int clones) throws IOException {
     out.writeInt(MAGIC);
     out.writeInt(VERSION);
     out.writeLong(r.generation());
@@ -198,10 +248,6 @@ public final class Handover {
       out.writeInt(s.length);
       out.write(s);
     }
-    out.writeInt(state.length);
-    out.write(state);
-    out.flush();
-    return b.toByteArray();
   }
 
   static Takeover decode(Holder.Entry e) throws IOException {
@@ -217,6 +263,12 @@ public final class Handover {
         : new KernelSession.Resumed(in.readLong(), in.readLong(), in.readInt());
     boolean elsewhere = in.readBoolean();
     int clones = in.readInt();
+    // a checkpoint (version 4) was written with the clones sent by then; more may have gone
+    // to the holder after it
+    boolean checkpoint = version >= 4 && clones == -1;
+    if (checkpoint) {
+      clones = e.descriptors().length - 1;
+    }
     if (clones < 0 || clones >= e.descriptors().length) {
       throw new IOException(clones + " clones among " + e.descriptors().length + " descriptors");
     }
@@ -233,6 +285,6 @@ public final class Handover {
     byte[] state = new byte[in.readInt()];
     in.readFully(state);
     return new Takeover(e.id(), List.copyOf(recipe), elsewhere, r, state, e.descriptors(),
-        clones, new java.util.concurrent.atomic.AtomicBoolean());
+        clones, checkpoint, new java.util.concurrent.atomic.AtomicBoolean());
   }
 }

@@ -589,6 +589,46 @@ public final class UnionView implements AutoCloseable {
     files.adopt(h.fh(), f);
   }
 
+  /**
+   * Opens {@code path} (relative, as {@link #openHandles} gives it) again under the handle
+   * {@code fh} the kernel holds from a server that
+   * died with its descriptors (a mount taken over from its checkpoint): what it reaches now, as
+   * an open by that name would, except that a file opened for writing must still be on the
+   * upper (else it is not the file that was opened: ESTALE).
+   */
+  public void reopen(long fh, String path, boolean writable) throws FsException {
+    lockRead();
+    try {
+      Node n = resolveRel(path);
+      if (n.isDir()) {
+        throw FsException.of(Posix.EISDIR, path);
+      }
+      Loc real = n.real();
+      boolean onUpper = n.upper() != null;
+      if (writable && !onUpper) {
+        throw FsException.of(Posix.ESTALE, path);
+      }
+      if (!writable && onUpper && n.lower() != null && isMetacopy(n.upper())) {
+        real = n.lower().path();
+        onUpper = false;
+      }
+      int fd;
+      try {
+        fd = Io.open(real, writable ? Io.O_RDWR : Io.O_RDONLY, 0);
+      } catch (FsException e) {
+        if (!writable) {
+          throw e;
+        }
+        fd = Io.open(real, Io.O_WRONLY, 0); // a file its owner may only write
+      }
+      files.adopt(fh, new OpenFiles.OpenFile(fd, n.path(), writable, onUpper));
+    } catch (IOException e) {
+      throw FsException.from(e);
+    } finally {
+      namespace.readLock().unlock();
+    }
+  }
+
   private long register(int fd, String rel, boolean writable, boolean onUpper) {
     return files.register(fd, rel, writable, onUpper);
   }

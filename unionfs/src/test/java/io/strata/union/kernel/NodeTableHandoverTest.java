@@ -38,7 +38,7 @@ class NodeTableHandoverTest {
     t.writeTo(new DataOutputStream(b));
     NodeTable r = new NodeTable(100);
     long base = 1L << 40;
-    r.restore(new DataInputStream(new ByteArrayInputStream(b.toByteArray())), base);
+    r.restore(new DataInputStream(new ByteArrayInputStream(b.toByteArray())), base, false);
 
     assertThat(r.counts()).isEqualTo(t.counts());
     for (NodeTable.Node n : List.of(dir, f, moved, linkA, linkB, gone, tmp, old, fresh)) {
@@ -70,5 +70,52 @@ class NodeTableHandoverTest {
     // new nodes get ids above the base, none the kernel may hold from the server before
     assertThat(r.lookedUp(r.get(dir.id), "brand-new", 800, false, false).id)
         .isGreaterThanOrEqualTo(base);
+  }
+
+  /**
+   * A checkpoint of a server that died may be older than its last changes: a name it records
+   * may now be another file's. Such a name does not lend its node to the other file (the
+   * kernel's descriptors of the old node would reach it); a name that still leads to the same
+   * number keeps its node, now checked.
+   */
+  @Test
+  void aCheckpointsNamesAreCheckedBeforeTheyKeepTheirNodes() throws Exception {
+    NodeTable t = new NodeTable(100);
+    NodeTable.Node root = t.get(Fuse.ROOT_ID);
+    NodeTable.Node same = t.lookedUp(root, "same", 300, false, false);
+    NodeTable.Node replaced = t.lookedUp(root, "replaced", 301, false, false);
+    NodeTable.Node dir = t.lookedUp(root, "d", 200, true, false);
+    ByteArrayOutputStream b = new ByteArrayOutputStream();
+    t.writeTo(new DataOutputStream(b));
+    NodeTable r = new NodeTable(100);
+    r.restore(new DataInputStream(new ByteArrayInputStream(b.toByteArray())), 1L << 40, true);
+
+    assertThat(r.get(same.id).unsure).isTrue();
+    assertThat(r.get(dir.id).unsure).isTrue();
+    assertThat(r.get(Fuse.ROOT_ID).unsure).isFalse();
+    // the same file under its name: the same node, checked
+    NodeTable.Node got = r.lookedUp(r.get(Fuse.ROOT_ID), "same", 300, false, false);
+    assertThat(got.id).isEqualTo(same.id);
+    assertThat(got.unsure).isFalse();
+    // another file under the name now (removed and made again after the checkpoint)
+    NodeTable.Node other = r.lookedUp(r.get(Fuse.ROOT_ID), "replaced", 999, false, false);
+    assertThat(other.id).isNotEqualTo(replaced.id);
+    assertThat(other.unsure).isFalse();
+    assertThat(r.get(replaced.id).unsure).isTrue(); // still unchecked: its requests verify it
+    assertThat(r.named(Fuse.ROOT_ID, "replaced").id).isEqualTo(other.id);
+    // the file under a new name (renamed after the checkpoint), found by its number: the
+    // checkpoint's name goes, so that the node's path is the new one, not what is there now
+    NodeTable.Node moved = t.lookedUp(root, "moved", 302, false, false);
+    ByteArrayOutputStream b2 = new ByteArrayOutputStream();
+    t.writeTo(new DataOutputStream(b2));
+    NodeTable r2 = new NodeTable(100);
+    r2.restore(new DataInputStream(new ByteArrayInputStream(b2.toByteArray())), 1L << 40, true);
+    NodeTable.Node again = r2.lookedUp(r2.get(Fuse.ROOT_ID), "elsewhere", 302, false, false);
+    assertThat(again.id).isEqualTo(moved.id);
+    assertThat(r2.path(again)).isEqualTo("/elsewhere");
+    assertThat(r2.named(Fuse.ROOT_ID, "moved")).isNull();
+    // a directory found by its number is the same directory
+    assertThat(r.lookedUp(r.get(Fuse.ROOT_ID), "d", 200, true, false).id).isEqualTo(dir.id);
+    assertThat(r.get(dir.id).unsure).isFalse();
   }
 }
