@@ -23,8 +23,9 @@
  *                                                      packets with the rest, then 'Z'; once
  *                                                      that connection closes, this exits
  * The descriptors are the daemon's (the connection's, its clones, a memfd saying how to serve
- * it again); this program reads none of them. An entry whose first descriptor's connection is
- * gone (unmounted, aborted: poll says POLLERR) is closed and forgotten. It exits when it holds
+ * it again); this program reads none of them. While no daemon is connected, an entry whose
+ * first descriptor's connection is gone (unmounted, aborted: poll says POLLERR) is closed and
+ * forgotten. It exits when it holds
  * nothing and no daemon is connected. Linked statically, like the client and the container
  * helper.
  */
@@ -266,7 +267,11 @@ int main(int argc, char **argv) {
     int k = 0;
     p[k++] = (struct pollfd){.fd = l, .events = POLLIN};
     for (int i = 0; i < nconns; i++) p[k++] = (struct pollfd){.fd = conns[i], .events = POLLIN};
-    for (int i = 0; i < nentries; i++) p[k++] = (struct pollfd){.fd = entries[i].fds[0], .events = 0};
+    /* the mounts' connections only while no daemon is connected: one that serves them tells
+       what ends ('D'), and a poll on a served connection would wake this process at every
+       request the kernel queues (poll waits on the queue's wait queue) */
+    int polled = nconns == 0 ? nentries : 0;
+    for (int i = 0; i < polled; i++) p[k++] = (struct pollfd){.fd = entries[i].fds[0], .events = 0};
     long wait = nconns == 0 ? deadline - now_ms() : -1;
     int r = poll(p, (nfds_t)k, nconns == 0 ? (int)(wait > 0 ? wait : 0) : -1);
     if (r < 0) {
@@ -275,7 +280,7 @@ int main(int argc, char **argv) {
     }
     /* the mounts' descriptors first, from the end: drop_at moves the last entry */
     int dropped = 0;
-    for (int i = nentries - 1; i >= 0; i--) {
+    for (int i = polled - 1; i >= 0; i--) {
       if (p[1 + nconns + i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
         drop_at(i); /* unmounted, or aborted */
         dropped = 1;

@@ -733,6 +733,30 @@ class DaemonTest {
       assertThat(Mounts.isMountpoint(m)).isFalse();
     }
     assertThat(inProcess("--root", store.toString(), "layers").output()).doesNotContain("mount-");
+    // the daemon's holder lets unmounted mounts go (else a host's mount cycles pile up there)
+    List<Long> holders = pidsMentioning("strata-holder");
+    assertThat(holders).hasSize(1);
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+    while (fuseDescriptors(holders.get(0)) > 0) {
+      assertThat(System.nanoTime()).as("the holder still keeps unmounted connections")
+          .isLessThan(deadline);
+      Thread.sleep(50);
+    }
+  }
+
+  /** How many /dev/fuse descriptors process {@code pid} has open. */
+  static long fuseDescriptors(long pid) throws IOException {
+    long n = 0;
+    try (Stream<Path> fds = Files.list(Path.of("/proc/" + pid + "/fd"))) {
+      for (Path fd : fds.toList()) {
+        try {
+          n += Files.readSymbolicLink(fd).toString().equals("/dev/fuse") ? 1 : 0;
+        } catch (IOException closed) {
+          // closed meanwhile
+        }
+      }
+    }
+    return n;
   }
 
   /**

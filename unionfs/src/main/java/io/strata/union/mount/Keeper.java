@@ -187,12 +187,14 @@ public final class Keeper {
     }
     for (var it = kept.entrySet().iterator(); it.hasNext(); ) {
       var e = it.next();
-      if (!live.contains(e.getKey()) && !stopped) {
+      FuseMount m = e.getKey(); // (an IdentityHashMap's entry is gone once removed)
+      long id = e.getValue().id;
+      if (!live.contains(m) && !stopped) {
         it.remove();
-        held.remove(e.getKey());
-        if (!e.getKey().isHandedOver()) {
+        held.remove(m);
+        if (!m.isHandedOver()) {
           try {
-            link.drop(e.getValue().id); // unmounted: its connection is gone (or going) anyway
+            link.drop(id); // unmounted: its connection is gone (or going) anyway
           } catch (IOException ignored) {
             // the holder drops a connection that ended by itself
           }
