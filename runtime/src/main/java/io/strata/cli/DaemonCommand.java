@@ -363,6 +363,7 @@ public final class DaemonCommand implements Callable<Integer> {
       }
       s.put("mounts", mounts);
       s.put("checkpoints", io.strata.union.mount.Keeper.checkpoints());
+      s.put("checkpointMillis", io.strata.union.mount.Keeper.checkpointMillis());
       if (format == Output.Format.json) {
         Output.json(s);
         return 0;

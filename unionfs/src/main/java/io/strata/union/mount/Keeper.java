@@ -20,7 +20,7 @@ import java.util.function.Consumer;
  * it answers: a copy of its connection's descriptor and of its clones, and a record of how to
  * serve it again with a checkpoint of its session's state (nodes, open files and directories).
  * The checkpoint is written again when the session's state changed, at most once an interval
- * and never more than a twentieth of the time, while the mount serves on (nothing waits for
+ * and never more than a fiftieth of the time, while the mount serves on (nothing waits for
  * it); each arrives as one message, so a crash leaves the old record or the new one. The
  * kernel keeps a connection while the holder holds its descriptor, so a crash leaves the
  * mounts waiting, as on a hard NFS mount, and the next daemon takes them from the holder (its
@@ -42,6 +42,7 @@ public final class Keeper {
   private final Consumer<String> log;
   private final Thread thread;
   private final AtomicLong checkpoints = new AtomicLong();
+  private final AtomicLong checkpointNanos = new AtomicLong();
   /** The mounts the holder has (what {@code kept} holds, readable from any thread). */
   private final Set<FuseMount> held = java.util.concurrent.ConcurrentHashMap.newKeySet();
   private volatile boolean stopped;
@@ -113,6 +114,12 @@ public final class Keeper {
     return k == null ? 0 : k.checkpoints.get();
   }
 
+  /** Time spent writing checkpoints since the daemon started, in milliseconds. */
+  public static long checkpointMillis() {
+    Keeper k = running;
+    return k == null ? 0 : k.checkpointNanos.get() / 1_000_000;
+  }
+
   /** Whether the holder has {@code m}, so that it outlives a crash of this process. */
   public static boolean holds(FuseMount m) {
     Keeper k = running;
@@ -129,8 +136,8 @@ public final class Keeper {
         failed("keeping the mounts with the holder: " + e);
       }
       try {
-        // a new mount wakes this at once; checkpoints that took long wait twenty times as long
-        Thread.sleep(Math.min(5_000, 20 * cost));
+        // a new mount wakes this at once; checkpoints that took long wait fifty times as long
+        Thread.sleep(Math.min(10_000, 50 * cost));
         FuseMount.awaitChange(seen, intervalMillis);
         seen = FuseMount.changes();
       } catch (InterruptedException e) {
@@ -183,6 +190,7 @@ public final class Keeper {
       } finally {
         Holder.closeAll(c.descriptors());
         cost += spent[0];
+        checkpointNanos.addAndGet(spent[0]);
       }
     }
     for (var it = kept.entrySet().iterator(); it.hasNext(); ) {
