@@ -36,6 +36,37 @@ class HandoverRecordTest {
     assertThat(t.state()).containsExactly(7, 8);
   }
 
+  /**
+   * A running daemon's checkpoint, streamed into a file: it says nothing of how many clones
+   * it has (more may reach the holder after it), so every descriptor after the connection's
+   * is one, and no open file comes with it (they are opened again by name).
+   */
+  @Test
+  void aCheckpointTakesEveryOtherDescriptorForAClone() throws IOException {
+    java.nio.file.Path f = java.nio.file.Files.createTempFile("checkpoint", ".rec");
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(f,
+        java.nio.file.StandardOpenOption.WRITE)) {
+      Handover.writeCheckpoint(ch, List.of("mount", "img", "/mnt"), false,
+          new KernelSession.Resumed(1, PASSTHROUGH, 45), out -> out.write(new byte[] {1, 2, 3}));
+    }
+    byte[] record = java.nio.file.Files.readAllBytes(f);
+    java.nio.file.Files.delete(f);
+    Handover.Takeover t = Handover.decode(new Holder.Entry(9, new int[] {10, 11, 12}, record));
+    assertThat(t.checkpoint()).isTrue();
+    assertThat(t.clones()).isEqualTo(2);
+    assertThat(t.clonesOf()).containsExactly(11, 12);
+    assertThat(t.files()).isNull();
+    assertThat(t.state()).containsExactly(1, 2, 3);
+    assertThat(t.recipe()).containsExactly("mount", "img", "/mnt");
+    assertThat(t.resumed()).isEqualTo(new KernelSession.Resumed(1, PASSTHROUGH, 45));
+    // a hand-over at a stop says how many are clones; the rest are the view's open files
+    Handover.Takeover stop = Handover.decode(new Holder.Entry(9, new int[] {10, 11, 12},
+        Handover.encode(List.of("/mnt"), false, new KernelSession.Resumed(1, 0, 45), 1,
+            new byte[0])));
+    assertThat(stop.checkpoint()).isFalse();
+    assertThat(stop.files()).containsExactly(12);
+  }
+
   @Test
   void aRecordOfTheBuildBeforeIsTakenWithKillprivAgreed() throws IOException {
     for (boolean passthrough : new boolean[] {true, false}) {
