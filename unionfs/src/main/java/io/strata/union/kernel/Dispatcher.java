@@ -125,6 +125,12 @@ final class Dispatcher {
     final long dev;
     final long ino;
     int users;
+    /**
+     * Taken from the checkpoint of a server that died: the kernel may have dropped it since
+     * (that server closed it after the checkpoint), so no new open gets it; a new open of its
+     * node retires the node instead, as after a copy-up (see {@link #backing}).
+     */
+    boolean inherited;
 
     Backing(int id, long dev, long ino) {
       this.id = id;
@@ -385,6 +391,7 @@ final class Dispatcher {
         boolean current = in.readBoolean();
         b = byId.computeIfAbsent(bid, k -> new Backing(bid, dev, ino));
         b.users = users;
+        b.inherited = checkpoint;
         if (current && n != null) {
           backings.put(n.id, b);
         }
@@ -1418,7 +1425,7 @@ final class Dispatcher {
         }
         return CACHED;
       }
-      if (!n.retired && b != null && b.dev == st.dev() && b.ino == st.ino()) {
+      if (!n.retired && b != null && !b.inherited && b.dev == st.dev() && b.ino == st.ino()) {
         b.users++;
         return b;
       }
