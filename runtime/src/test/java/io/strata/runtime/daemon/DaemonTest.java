@@ -686,11 +686,11 @@ class DaemonTest {
       while (true) {
         JsonNode status = Json.MAPPER.readTree(run(d, "daemon", "status", "--format",
             "json").output());
-        long held = 0;
+        long kept = 0;
         for (JsonNode m : status.path("mounts")) {
-          held += m.path("outlivesACrash").asBoolean() ? 1 : 0;
+          kept += m.path("outlivesACrash").asBoolean() ? 1 : 0;
         }
-        if (held == 3) {
+        if (kept == 3) {
           break;
         }
         assertThat(System.nanoTime()).as("mounts kept with the holder: " + status)
