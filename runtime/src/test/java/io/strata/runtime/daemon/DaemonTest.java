@@ -570,10 +570,7 @@ class DaemonTest {
     Files.writeString(mp.resolve("setuid"), "x");
     Posix.chmod(mp.resolve("setuid"), 04777);
     // and an image of the store, mounted with strata mount: its pin must hold throughout
-    Path image = Files.createDirectories(base.resolve("image"));
-    Result mounted = run(d, "--root", store.toString(), "mount", "bb:d", image.toString());
-    assertThat(mounted.code()).as(mounted.output()).isZero();
-    Files.writeString(image.resolve("written"), "before the restarts\n");
+    Path image = mountImage(d, base, "before the restarts\n");
     Path stop = base.resolve("stop");
     Path out = base.resolve("worker.out");
     Process worker = null;
@@ -661,10 +658,7 @@ class DaemonTest {
     String[] options = {"--checkpoint-interval", "3600000"};
     Daemon d = start(sock, List.of(), Map.of(), options);
     Path mp = overlay(d, base, "m", base.resolve("lower"), base);
-    Path image = Files.createDirectories(base.resolve("image"));
-    Result mounted = run(d, "--root", store.toString(), "mount", "bb:d", image.toString());
-    assertThat(mounted.code()).as(mounted.output()).isZero();
-    Files.writeString(image.resolve("written"), "before the crash\n");
+    Path image = mountImage(d, base, "before the crash\n");
     Path stop = base.resolve("stop");
     Path out = base.resolve("worker.out");
     Process worker = null;
@@ -1284,6 +1278,15 @@ class DaemonTest {
   }
 
   /** Mounts lowerdir=LOWER with an upper under {@code upperBase} via strata-overlay. */
+  /** The store's image mounted with strata mount at {@code base}/image, {@code written} in it. */
+  static Path mountImage(Daemon d, Path base, String written) throws Exception {
+    Path image = Files.createDirectories(base.resolve("image"));
+    Result mounted = run(d, "--root", store.toString(), "mount", "bb:d", image.toString());
+    assertThat(mounted.code()).as(mounted.output()).isZero();
+    Files.writeString(image.resolve("written"), written);
+    return image;
+  }
+
   static Path overlay(Daemon d, Path base, String name, Path lower, Path upperBase)
       throws Exception {
     Path mp = Files.createDirectories(base.resolve("mnt-" + name));
