@@ -25,9 +25,8 @@
  * The descriptors are the daemon's (the connection's, its clones, a memfd saying how to serve
  * it again); this program reads none of them. While no daemon is connected, an entry whose
  * first descriptor's connection is gone (unmounted, aborted: poll says POLLERR) is closed and
- * forgotten. It exits when it holds
- * nothing and no daemon is connected. Linked statically, like the client and the container
- * helper.
+ * forgotten. It exits when it holds nothing and no daemon is connected. Linked statically,
+ * like the client and the container helper.
  */
 #define _GNU_SOURCE
 #include <errno.h>
