@@ -113,6 +113,12 @@ final class Dispatcher {
       this.node = node;
     }
   }
+  /**
+   * Directory handles below this came from a server that died (see {@link #restore}): one its
+   * checkpoint missed is taken as it comes. 0: none.
+   */
+  private long inheritedBelow;
+
   /** Open files by handle: the node and, when passed through, its backing. */
   private final ConcurrentHashMap<Long, Open> opens = new ConcurrentHashMap<>();
 
@@ -371,6 +377,9 @@ final class Dispatcher {
    */
   void restore(java.io.DataInputStream in, long base, int[] files) throws java.io.IOException {
     boolean checkpoint = files == null;
+    if (checkpoint) {
+      inheritedBelow = base;
+    }
     nodes.restore(in, base, checkpoint);
     Map<Integer, Backing> byId = new HashMap<>();
     int nopens = in.readInt();
@@ -1496,6 +1505,11 @@ final class Dispatcher {
       throw new FsException(Posix.ENOENT, "directory " + dir.id + " has no name left");
     }
     DirOpen open = dirs.get(fh);
+    if (open == null && fh < inheritedBelow) {
+      // opened by a server that died after its last checkpoint (an `ls` under way at the
+      // crash): listed afresh from here, as the directories the checkpoint had open are
+      open = dirs.computeIfAbsent(fh, k -> new DirOpen(dir));
+    }
     if (open == null) {
       throw new FsException(Posix.EBADF, "no open directory " + fh);
     }
