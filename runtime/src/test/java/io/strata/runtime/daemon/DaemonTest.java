@@ -561,10 +561,7 @@ class DaemonTest {
   void aRestartedDaemonTakesItsMountsOverAndTheirUsersSeeNothingFail() throws Exception {
     Path base = Files.createDirectories(shared.resolve("handover"));
     Path sock = base.resolve("strata.sock");
-    Files.createDirectories(base.resolve("lower/d/sub"));
-    Files.writeString(base.resolve("lower/d/f"), "below\n");
-    Path bound = Files.createDirectories(base.resolve("bound"));
-    Files.writeString(bound.resolve("b"), "bound\n");
+    Path bound = workerTree(base);
     Daemon d = start(sock, List.of(), Map.of());
     Path mp = overlay(d, base, "m", base.resolve("lower"), base);
     Files.writeString(mp.resolve("setuid"), "x");
@@ -645,14 +642,11 @@ class DaemonTest {
   void aKilledDaemonsMountsAreTakenOverFromTheirCheckpoint() throws Exception {
     Path base = Files.createDirectories(shared.resolve("crash"));
     Path sock = base.resolve("strata.sock");
-    Files.createDirectories(base.resolve("lower/d/sub"));
-    Files.writeString(base.resolve("lower/d/f"), "below\n");
+    Path bound = workerTree(base);
     Files.writeString(base.resolve("lower/d/old"), "old name\n");
     byte[] big = new byte[300_000]; // passed through (not a small file served from the cache)
     new java.util.Random(18).nextBytes(big);
     Files.write(base.resolve("lower/d/big"), big);
-    Path bound = Files.createDirectories(base.resolve("bound"));
-    Files.writeString(bound.resolve("b"), "bound\n");
     // checkpoints only when the list of mounts changes: what the test does after the last one
     // is what a checkpoint missed
     String[] options = {"--checkpoint-interval", "3600000"};
@@ -1278,6 +1272,18 @@ class DaemonTest {
   }
 
   /** Mounts lowerdir=LOWER with an upper under {@code upperBase} via strata-overlay. */
+  /**
+   * What {@link #WORKER} works in: {@code base}/lower/d with f and sub (a bind mount's place),
+   * and the directory bound there; returns the latter.
+   */
+  static Path workerTree(Path base) throws IOException {
+    Files.createDirectories(base.resolve("lower/d/sub"));
+    Files.writeString(base.resolve("lower/d/f"), "below\n");
+    Path bound = Files.createDirectories(base.resolve("bound"));
+    Files.writeString(bound.resolve("b"), "bound\n");
+    return bound;
+  }
+
   /** The store's image mounted with strata mount at {@code base}/image, {@code written} in it. */
   static Path mountImage(Daemon d, Path base, String written) throws Exception {
     Path image = Files.createDirectories(base.resolve("image"));

@@ -310,9 +310,10 @@ final class Dispatcher {
 
   /**
    * Writes what the kernel holds of this server (nodes, open files with their backings, open
-   * directories, the view's open files) for the next one ({@link #restore}); after {@link
-   * #freeze}. Returns the view's open files' descriptors, in the order written: they go to the
-   * next server with the state.
+   * directories, the view's open files) for the next one ({@link #restore}): after {@link
+   * #freeze} for a hand-over, or while serving for a checkpoint (then as things stand, the
+   * descriptors not given). Returns the view's open files' descriptors, in the order written:
+   * they go to the next server with a hand-over's state.
    */
   int[] writeState(java.io.DataOutputStream out) throws java.io.IOException {
     nodes.writeTo(out);

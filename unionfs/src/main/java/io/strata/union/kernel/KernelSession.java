@@ -242,8 +242,9 @@ public final class KernelSession {
    * {@link Options#mountedFd} is its descriptor, {@code state} what the server before wrote,
    * {@code oldClones} its clones of the descriptor, {@code files} the descriptors of the files
    * its view had open (in the state's order), or null when {@code state} is a {@link
-   * #checkpoint} of a server that died (its files are opened again by name). The kernel sends no INIT again, so what
-   * the first server agreed to is taken as it was, and the nodes, open files and directories
+   * #checkpoint} of a server that died (its files are opened again by name). The kernel sends
+   * no INIT again, so what the first server agreed to is taken as it was, and the nodes, open
+   * files and directories
    * the kernel holds are the ones the old server had; the requests it had read and not
    * answered are asked for again (FUSE_NOTIFY_RESEND), then its clones are closed.
    */

@@ -534,14 +534,9 @@ public final class UnionView implements AutoCloseable {
       lockRead();
       try {
         Node n = resolve(path);
-        Loc real = n.real();
-        boolean onUpper = n.upper() != null;
-        if (onUpper && n.lower() != null && isMetacopy(n.upper())) {
-          real = n.lower().path(); // metadata was copied up, the data is still below
-          onUpper = false;
-        }
-        return register(Io.open(real, flags & ~(Io.O_CREAT | Io.O_EXCL | Io.O_DIRECT), 0),
-            n.path(), false, onUpper);
+        ReadTarget t = readTarget(n);
+        return register(Io.open(t.real(), flags & ~(Io.O_CREAT | Io.O_EXCL | Io.O_DIRECT), 0),
+            n.path(), false, t.onUpper());
       } catch (IOException e) {
         throw FsException.from(e);
       } finally {
@@ -561,6 +556,16 @@ public final class UnionView implements AutoCloseable {
     } finally {
       namespace.writeLock().unlock();
     }
+  }
+
+  /** The real file a read-only open of a node reaches, and whether it is the upper one. */
+  private record ReadTarget(Loc real, boolean onUpper) {}
+
+  private ReadTarget readTarget(Node n) throws IOException {
+    if (n.upper() != null && n.lower() != null && isMetacopy(n.upper())) {
+      return new ReadTarget(n.lower().path(), false); // metadata copied up, the data below
+    }
+    return new ReadTarget(n.real(), n.upper() != null);
   }
 
   /**
@@ -591,9 +596,8 @@ public final class UnionView implements AutoCloseable {
 
   /**
    * Opens {@code path} (relative, as {@link #openHandles} gives it) again under the handle
-   * {@code fh} the kernel holds from a server that
-   * died with its descriptors (a mount taken over from its checkpoint): what it reaches now, as
-   * an open by that name would, except that a file opened for writing must still be on the
+   * {@code fh} the kernel holds from a server that died with its descriptors (a mount taken
+   * over from its checkpoint): what it reaches now, as an open by that name would, except that a file opened for writing must still be on the
    * upper (else it is not the file that was opened: ESTALE).
    */
   public void reopen(long fh, String path, boolean writable) throws FsException {
@@ -603,15 +607,12 @@ public final class UnionView implements AutoCloseable {
       if (n.isDir()) {
         throw FsException.of(Posix.EISDIR, path);
       }
-      Loc real = n.real();
-      boolean onUpper = n.upper() != null;
-      if (writable && !onUpper) {
+      if (writable && n.upper() == null) {
         throw FsException.of(Posix.ESTALE, path);
       }
-      if (!writable && onUpper && n.lower() != null && isMetacopy(n.upper())) {
-        real = n.lower().path();
-        onUpper = false;
-      }
+      ReadTarget t = writable ? new ReadTarget(n.real(), true) : readTarget(n);
+      Loc real = t.real();
+      boolean onUpper = t.onUpper();
       int fd;
       try {
         fd = Io.open(real, writable ? Io.O_RDWR : Io.O_RDONLY, 0);
